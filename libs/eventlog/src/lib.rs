@@ -1,0 +1,136 @@
+//! Caseline's one immutable event log.
+//!
+//! Every state change in Caseline is an event appended here; read models are
+//! projections rebuilt from it. This crate owns the contract ([`EventLog`]), the
+//! envelope, the per-stream hash chain, catch-up subscriptions, and the backends:
+//! [`sqlite::SqliteEventLog`] (embedded, the default) and
+//! [`postgres::PostgresEventLog`] (shared by separate services).
+//!
+//! Rules every backend keeps:
+//! - nothing stored is ever updated or deleted;
+//! - an append is atomic for its batch and checks the expected version;
+//! - appending event ids that are already stored returns the original result and stores
+//!   nothing;
+//! - global order is total, and a reader following it never skips a committed event.
+#![forbid(unsafe_code)]
+
+mod chain;
+mod envelope;
+mod error;
+mod idempotency;
+pub mod postgres;
+pub mod sqlite;
+mod subscription;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use chain::{BrokenKind, BrokenLink, GENESIS, VerifyReport, to_hex};
+pub use envelope::{
+    AppendResult, Direction, ExpectedVersion, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Metadata,
+    NewEvent, Position, RecordedEvent, StreamName,
+};
+pub use error::Error;
+pub use subscription::{Subscription, subscribe};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Largest page any read returns; larger limits are clamped to it.
+pub const MAX_READ_EVENTS: usize = 10_000;
+
+/// The event log contract of DESIGN.md, implemented by every backend.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if the stream is at `expected`.
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error>;
+
+    /// Up to `limit` events of one stream. Forwards from version `from` (default: the
+    /// first) upwards, or backwards from `from` (default: the last) downwards. An absent
+    /// stream reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Up to `limit` events of one child's case, across all its streams, in global
+    /// order, after `after`.
+    async fn read_case(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Up to `limit` events of the whole log in global order after `after`. Never skips:
+    /// an event not returned now has a position greater than every position returned.
+    /// It may therefore lag a commit while an older transaction is still running
+    /// (PostgreSQL); readers that need their own writes use `read_stream`/`read_case`.
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Changes whenever this process commits an append; subscriptions wake on it.
+    fn appended(&self) -> watch::Receiver<Position>;
+
+    /// How often a live subscription re-reads when nothing in this process appended:
+    /// the delay before it sees another process's writes.
+    fn poll_interval(&self) -> Duration;
+
+    /// Closes the log: pending appends finish, later calls get [`Error::Closed`].
+    async fn close(&self);
+
+    /// The version of the stream's last event, or `None` if it does not exist.
+    async fn stream_version(&self, stream: &StreamName) -> Result<Option<u64>, Error> {
+        let last = self
+            .read_stream(stream, Direction::Backwards, None, 1)
+            .await?;
+        Ok(last.first().map(|e| e.version))
+    }
+
+    /// Recomputes the stream's hash chain and reports the first broken link.
+    async fn verify_stream(&self, stream: &StreamName) -> Result<VerifyReport, Error> {
+        const PAGE: usize = 1000;
+        let mut verifier = chain::ChainVerifier::new();
+        let mut from = 0;
+        loop {
+            let page = self
+                .read_stream(stream, Direction::Forwards, Some(from), PAGE)
+                .await?;
+            for event in &page {
+                if !verifier.check(event) {
+                    return Ok(verifier.report);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => from = last.version + 1,
+                _ => return Ok(verifier.report),
+            }
+        }
+    }
+}
+
+/// Opens the event log named by `url`: `sqlite:PATH` or `postgres://…` /
+/// `postgresql://…`.
+pub async fn open(url: &str) -> Result<Arc<dyn EventLog>, Error> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        Ok(Arc::new(sqlite::SqliteEventLog::open(path).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresEventLog::connect(url).await?))
+    } else {
+        Err(Error::invalid(
+            "event_log",
+            "unsupported url: use sqlite:PATH or postgres://…",
+        ))
+    }
+}
+
+pub(crate) fn clamp_limit(limit: usize) -> usize {
+    limit.min(MAX_READ_EVENTS)
+}

@@ -1,0 +1,528 @@
+//! The shared event log on PostgreSQL (14 or later), for separate services.
+//!
+//! Appends take no lock beyond the row locks of their own inserts: the head of the
+//! stream and any stored copies of the batch's event ids are read in one pipelined
+//! round trip, then the batch is inserted by one atomic statement. The unique
+//! `(stream, version)` key makes the second of two racing appends fail; it is then
+//! re-decided against the new head (`WrongExpectedVersion`, or a retry for `Any`).
+//!
+//! Global order is `(tx, id)`: the writing transaction's id (`xid8`) and an identity.
+//! A reader only returns rows of transactions older than the oldest one still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`), so a transaction that started early and
+//! commits late is delivered after its peers rather than skipped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::chain::{Canonical, GENESIS};
+use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
+use crate::idempotency::{StoredCopy, resolve_retry};
+use crate::{
+    AppendResult, Direction, Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StreamName, clamp_limit,
+};
+
+/// Connections kept by default; enough for 64 concurrent appenders to keep the server's
+/// WAL flushes shared without queueing on the pool.
+pub const DEFAULT_POOL_SIZE: usize = 32;
+/// How many times an `Any` append is re-decided after losing a race before giving up.
+const MAX_RACES: usize = 64;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS caseline_events (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY,
+    tx             XID8   NOT NULL DEFAULT pg_current_xact_id(),
+    event_id       UUID   NOT NULL,
+    stream         TEXT   NOT NULL,
+    version        BIGINT NOT NULL CHECK (version >= 0),
+    event_type     TEXT   NOT NULL,
+    data           BYTEA  NOT NULL,
+    case_id        UUID,
+    actor          TEXT   NOT NULL,
+    actor_role     TEXT   NOT NULL,
+    agency         TEXT   NOT NULL,
+    request_id     UUID,
+    correlation_id UUID,
+    causation_id   UUID,
+    traceparent    TEXT,
+    recorded_at    BIGINT NOT NULL,
+    prev_hash      BYTEA  NOT NULL,
+    hash           BYTEA  NOT NULL,
+    PRIMARY KEY (tx, id),
+    CONSTRAINT caseline_events_event_id_key UNIQUE (event_id),
+    CONSTRAINT caseline_events_stream_version_key UNIQUE (stream, version)
+);
+CREATE INDEX IF NOT EXISTS caseline_events_by_case
+    ON caseline_events (case_id, tx, id) WHERE case_id IS NOT NULL;
+CREATE OR REPLACE FUNCTION caseline_events_immutable() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'caseline events are immutable'; END $$;
+CREATE OR REPLACE TRIGGER caseline_events_no_change
+    BEFORE UPDATE OR DELETE ON caseline_events
+    FOR EACH ROW EXECUTE FUNCTION caseline_events_immutable();
+CREATE OR REPLACE TRIGGER caseline_events_no_truncate
+    BEFORE TRUNCATE ON caseline_events
+    FOR EACH STATEMENT EXECUTE FUNCTION caseline_events_immutable();
+";
+
+/// Serialises schema creation between services starting together.
+const MIGRATION_LOCK: i64 = 0x00ca_5e11_0e00_0001;
+
+const COLUMNS: &str = "tx::text, id, event_id, stream, version, event_type, data, case_id, \
+     actor, actor_role, agency, request_id, correlation_id, causation_id, traceparent, \
+     recorded_at, prev_hash, hash";
+
+const HEAD: &str =
+    "SELECT version, hash FROM caseline_events WHERE stream = $1 ORDER BY version DESC LIMIT 1";
+const STORED: &str = "SELECT event_id, stream, version, event_type, data, tx::text, id \
+     FROM caseline_events WHERE event_id = ANY($1)";
+const INSERT: &str = "INSERT INTO caseline_events (event_id, stream, version, event_type, \
+     data, case_id, actor, actor_role, agency, request_id, correlation_id, causation_id, \
+     traceparent, recorded_at, prev_hash, hash) \
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::bytea[], \
+     $6::uuid[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], $12::uuid[], \
+     $13::text[], $14::int8[], $15::bytea[], $16::bytea[]) \
+     RETURNING version, tx::text, id";
+
+/// The PostgreSQL event log.
+#[derive(Debug)]
+pub struct PostgresEventLog {
+    pool: Pool,
+    signal: watch::Sender<Position>,
+    closed: AtomicBool,
+}
+
+impl PostgresEventLog {
+    /// Connects with a `postgres://` URL and creates the schema if needed.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| Error::invalid("event_log", "malformed postgres url"))?;
+        Self::connect_with(config, DEFAULT_POOL_SIZE).await
+    }
+
+    /// Connects with a prepared configuration and a pool of `pool_size` connections.
+    pub async fn connect_with(
+        config: tokio_postgres::Config,
+        pool_size: usize,
+    ) -> Result<Self, Error> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| Error::Unavailable(format!("postgres pool: {e}")))?;
+        let log = Self {
+            pool,
+            signal: watch::channel(Position::START).0,
+            closed: AtomicBool::new(false),
+        };
+        log.migrate().await?;
+        Ok(log)
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(SCHEMA).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Closed => Error::Closed,
+            e => e.into(),
+        })
+    }
+
+    async fn query_events(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        client
+            .query(&stmt, params)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+}
+
+enum Attempt {
+    Done(AppendResult),
+    /// Lost a race on a unique key: decide again against what is stored now.
+    Raced,
+}
+
+async fn try_append(
+    client: &deadpool_postgres::Client,
+    stream: &StreamName,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Attempt, Error> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let (head_stmt, stored_stmt) =
+        tokio::try_join!(client.prepare_cached(HEAD), client.prepare_cached(STORED))?;
+    let stream_name = stream.as_str();
+    let (head_params, stored_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+        ([&stream_name], [&ids]);
+    let (head, stored) = tokio::try_join!(
+        client.query_opt(&head_stmt, &head_params),
+        client.query(&stored_stmt, &stored_params),
+    )?;
+
+    if !stored.is_empty() {
+        let mut copies: Vec<Option<StoredCopy>> = events.iter().map(|_| None).collect();
+        for row in &stored {
+            let id: Uuid = row.try_get(0)?;
+            if let Some(i) = ids.iter().position(|x| *x == id) {
+                copies[i] = Some(StoredCopy {
+                    stream: row.try_get(1)?,
+                    version: row.try_get::<_, i64>(2)? as u64,
+                    event_type: row.try_get(3)?,
+                    data: row.try_get(4)?,
+                    position: position(row.try_get(5)?, row.try_get(6)?)?,
+                });
+            }
+        }
+        if let Some(result) = resolve_retry(stream, events, &copies)? {
+            return Ok(Attempt::Done(result));
+        }
+    }
+
+    let actual = head
+        .as_ref()
+        .map(|r| r.try_get::<_, i64>(0))
+        .transpose()?
+        .map(|v| v as u64);
+    if !expected.accepts(actual) {
+        return Err(Error::WrongExpectedVersion {
+            stream: stream.clone(),
+            expected,
+            actual,
+        });
+    }
+    let mut prev_hash = match &head {
+        Some(row) => {
+            let bytes: Vec<u8> = row.try_get(1)?;
+            bytes.try_into().map_err(|_| Error::Corrupt {
+                position: "stream head".into(),
+                reason: "hash is not 32 bytes".into(),
+            })?
+        }
+        None => GENESIS,
+    };
+    let first_version = actual.map_or(0, |v| v + 1);
+    let n = events.len();
+    if first_version + n as u64 - 1 > MAX_VERSION {
+        return Err(Error::invalid(
+            "events",
+            "stream would exceed the largest version",
+        ));
+    }
+
+    let recorded_at = now_micros();
+    let mut cols = InsertColumns::with_capacity(n);
+    for (i, event) in events.iter().enumerate() {
+        let version = first_version + i as u64;
+        let hash = Canonical {
+            event_id: event.event_id,
+            stream: stream.as_str(),
+            version,
+            event_type: &event.event_type,
+            data: &event.data,
+            metadata: &event.metadata,
+            recorded_at_micros: recorded_at,
+        }
+        .hash(&prev_hash);
+        cols.push(stream, version, event, recorded_at, prev_hash, hash);
+        prev_hash = hash;
+    }
+
+    let insert = client.prepare_cached(INSERT).await?;
+    match client.query(&insert, &cols.params()).await {
+        Ok(rows) => {
+            let mut last_position = Position::START;
+            for row in &rows {
+                last_position = last_position.max(position(row.try_get(1)?, row.try_get(2)?)?);
+            }
+            Ok(Attempt::Done(AppendResult {
+                first_version,
+                last_version: first_version + n as u64 - 1,
+                last_position,
+            }))
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Attempt::Raced),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The batch as one array per column, for a single `INSERT … SELECT FROM UNNEST`.
+struct InsertColumns<'a> {
+    event_id: Vec<Uuid>,
+    stream: Vec<&'a str>,
+    version: Vec<i64>,
+    event_type: Vec<&'a str>,
+    data: Vec<&'a [u8]>,
+    case_id: Vec<Option<Uuid>>,
+    actor: Vec<&'a str>,
+    actor_role: Vec<&'a str>,
+    agency: Vec<&'a str>,
+    request_id: Vec<Option<Uuid>>,
+    correlation_id: Vec<Option<Uuid>>,
+    causation_id: Vec<Option<Uuid>>,
+    traceparent: Vec<Option<&'a str>>,
+    recorded_at: Vec<i64>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl<'a> InsertColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            event_id: Vec::with_capacity(n),
+            stream: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            data: Vec::with_capacity(n),
+            case_id: Vec::with_capacity(n),
+            actor: Vec::with_capacity(n),
+            actor_role: Vec::with_capacity(n),
+            agency: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            correlation_id: Vec::with_capacity(n),
+            causation_id: Vec::with_capacity(n),
+            traceparent: Vec::with_capacity(n),
+            recorded_at: Vec::with_capacity(n),
+            prev_hash: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(
+        &mut self,
+        stream: &'a StreamName,
+        version: u64,
+        event: &'a NewEvent,
+        recorded_at: i64,
+        prev_hash: [u8; 32],
+        hash: [u8; 32],
+    ) {
+        let m = &event.metadata;
+        self.event_id.push(event.event_id);
+        self.stream.push(stream.as_str());
+        self.version.push(version as i64);
+        self.event_type.push(&event.event_type);
+        self.data.push(&event.data);
+        self.case_id.push(m.case_id);
+        self.actor.push(&m.actor);
+        self.actor_role.push(&m.actor_role);
+        self.agency.push(&m.agency);
+        self.request_id.push(m.request_id);
+        self.correlation_id.push(m.correlation_id);
+        self.causation_id.push(m.causation_id);
+        self.traceparent.push(m.traceparent.as_deref());
+        self.recorded_at.push(recorded_at);
+        self.prev_hash.push(prev_hash.to_vec());
+        self.hash.push(hash.to_vec());
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+        [
+            &self.event_id,
+            &self.stream,
+            &self.version,
+            &self.event_type,
+            &self.data,
+            &self.case_id,
+            &self.actor,
+            &self.actor_role,
+            &self.agency,
+            &self.request_id,
+            &self.correlation_id,
+            &self.causation_id,
+            &self.traceparent,
+            &self.recorded_at,
+            &self.prev_hash,
+            &self.hash,
+        ]
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for PostgresEventLog {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(expected, &events)?;
+        let client = self.client().await?;
+        for _ in 0..MAX_RACES {
+            if let Attempt::Done(result) = try_append(&client, stream, expected, &events).await? {
+                self.signal.send_if_modified(|p| {
+                    let newer = result.last_position > *p;
+                    if newer {
+                        *p = result.last_position;
+                    }
+                    newer
+                });
+                return Ok(result);
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "append to {stream} lost {MAX_RACES} races in a row"
+        )))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let limit = clamp_limit(limit) as i64;
+        let (sql, from) = match direction {
+            Direction::Forwards => (
+                format!(
+                    "SELECT {COLUMNS} FROM caseline_events WHERE stream = $1 AND version >= $2 ORDER BY version ASC LIMIT $3"
+                ),
+                from.unwrap_or(0),
+            ),
+            Direction::Backwards => (
+                format!(
+                    "SELECT {COLUMNS} FROM caseline_events WHERE stream = $1 AND version <= $2 ORDER BY version DESC LIMIT $3"
+                ),
+                from.unwrap_or(MAX_VERSION),
+            ),
+        };
+        let from = from.min(MAX_VERSION) as i64;
+        self.query_events(&sql, &[&stream.as_str(), &from, &limit])
+            .await
+    }
+
+    async fn read_case(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let (tx, id) = after.parts();
+        let (tx, id, limit) = (
+            tx.to_string(),
+            id.min(i64::MAX as u64) as i64,
+            clamp_limit(limit) as i64,
+        );
+        self.query_events(
+            &format!(
+                "SELECT {COLUMNS} FROM caseline_events \
+                 WHERE case_id = $1 AND (tx, id) > ($2::text::xid8, $3) \
+                 ORDER BY tx, id LIMIT $4"
+            ),
+            &[&case_id, &tx, &id, &limit],
+        )
+        .await
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let (tx, id) = after.parts();
+        let (tx, id, limit) = (
+            tx.to_string(),
+            id.min(i64::MAX as u64) as i64,
+            clamp_limit(limit) as i64,
+        );
+        self.query_events(
+            &format!(
+                "SELECT {COLUMNS} FROM caseline_events \
+                 WHERE (tx, id) > ($1::text::xid8, $2) \
+                   AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx, id LIMIT $3"
+            ),
+            &[&tx, &id, &limit],
+        )
+        .await
+    }
+
+    fn appended(&self) -> watch::Receiver<Position> {
+        self.signal.subscribe()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        // Other services append to the same database; this bounds how late we see them.
+        Duration::from_millis(100)
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+    }
+}
+
+fn position(tx: String, id: i64) -> Result<Position, Error> {
+    let tx: u64 = tx.parse().map_err(|_| Error::Corrupt {
+        position: format!("{tx}/{id}"),
+        reason: "transaction id is not a number".into(),
+    })?;
+    Ok(Position::from_parts(tx, id as u64))
+}
+
+fn decode(row: &Row) -> Result<RecordedEvent, Error> {
+    let position = position(row.try_get(0)?, row.try_get(1)?)?;
+    let corrupt = |reason: &str| Error::Corrupt {
+        position: position.to_string(),
+        reason: reason.to_owned(),
+    };
+    let hash = |i: usize| -> Result<[u8; 32], Error> {
+        let bytes: Vec<u8> = row.try_get(i)?;
+        bytes
+            .try_into()
+            .map_err(|_| corrupt("hash is not 32 bytes"))
+    };
+    let stream: String = row.try_get(3)?;
+    Ok(RecordedEvent {
+        position,
+        event_id: row.try_get(2)?,
+        stream: StreamName::new(stream).map_err(|_| corrupt("malformed stream name"))?,
+        version: row.try_get::<_, i64>(4)? as u64,
+        event_type: row.try_get(5)?,
+        data: row.try_get(6)?,
+        metadata: Metadata {
+            case_id: row.try_get(7)?,
+            actor: row.try_get(8)?,
+            actor_role: row.try_get(9)?,
+            agency: row.try_get(10)?,
+            request_id: row.try_get(11)?,
+            correlation_id: row.try_get(12)?,
+            causation_id: row.try_get(13)?,
+            traceparent: row.try_get(14)?,
+        },
+        recorded_at: from_micros(row.try_get(15)?),
+        prev_hash: hash(16)?,
+        hash: hash(17)?,
+    })
+}

@@ -1,0 +1,558 @@
+//! The embedded event log: one SQLite file in WAL mode.
+//!
+//! Durability: `synchronous=FULL`, so an acknowledged append survives power loss.
+//! Throughput: one writer thread owns the only write connection. It takes every append
+//! waiting in its channel, applies them in one `BEGIN IMMEDIATE` transaction (each under
+//! its own savepoint, so one refused append does not disturb the others) and commits
+//! once: concurrent appenders share one fsync (group commit). Readers use their own
+//! connections, which WAL lets run beside the writer.
+//!
+//! The `events` table refuses UPDATE and DELETE through triggers; global position is an
+//! `AUTOINCREMENT` key, so it is never reused.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::chain::{Canonical, GENESIS};
+use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
+use crate::idempotency::{StoredCopy, resolve_retry};
+use crate::{
+    AppendResult, Direction, Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StreamName, clamp_limit,
+};
+
+/// Most appends committed in one transaction.
+const MAX_GROUP: usize = 512;
+/// Appends waiting for the writer before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       BLOB    NOT NULL UNIQUE,
+    stream         TEXT    NOT NULL,
+    version        INTEGER NOT NULL CHECK (version >= 0),
+    event_type     TEXT    NOT NULL,
+    data           BLOB    NOT NULL,
+    case_id        BLOB,
+    actor          TEXT    NOT NULL,
+    actor_role     TEXT    NOT NULL,
+    agency         TEXT    NOT NULL,
+    request_id     BLOB,
+    correlation_id BLOB,
+    causation_id   BLOB,
+    traceparent    TEXT,
+    recorded_at    INTEGER NOT NULL,
+    prev_hash      BLOB    NOT NULL,
+    hash           BLOB    NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE INDEX IF NOT EXISTS events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'caseline events are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'caseline events are immutable'); END;
+";
+
+const COLUMNS: &str = "position, event_id, stream, version, event_type, data, case_id, actor, \
+     actor_role, agency, request_id, correlation_id, causation_id, traceparent, recorded_at, \
+     prev_hash, hash";
+
+/// The embedded SQLite event log.
+#[derive(Debug)]
+pub struct SqliteEventLog {
+    writer: mpsc::Sender<WriterCommand>,
+    readers: Arc<ReaderPool>,
+    appended: watch::Receiver<Position>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct AppendRequest {
+    stream: StreamName,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendResult, Error>>,
+}
+
+enum WriterCommand {
+    Append(AppendRequest),
+    Shutdown,
+}
+
+impl std::fmt::Debug for WriterCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Append(_) => "Append",
+            Self::Shutdown => "Shutdown",
+        })
+    }
+}
+
+impl SqliteEventLog {
+    /// Opens (creating if needed) the log in the file at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (writer, rx) = mpsc::channel(QUEUE);
+        let (signal_tx, appended) = watch::channel(Position::START);
+        let thread_path = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("caseline-sqlite-writer".into())
+            .spawn(move || match open_writer(&thread_path) {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer_loop(conn, rx, signal_tx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| Error::Unavailable(format!("cannot start sqlite writer: {e}")))?;
+        ready_rx
+            .await
+            .map_err(|_| Error::Unavailable("sqlite writer stopped while opening".into()))??;
+        Ok(Self {
+            writer,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            appended,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        if self.writer.is_closed() {
+            return Err(Error::Closed);
+        }
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| Error::Unavailable(format!("sqlite reader task failed: {e}")))?
+    }
+}
+
+fn open_writer(path: &Path) -> Result<Connection, Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Unavailable(format!(
+            "sqlite refused WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
+    )?;
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
+    Ok(conn)
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<WriterCommand>,
+    signal: watch::Sender<Position>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        let mut shutdown = false;
+        for command in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match command {
+                WriterCommand::Append(req) => group.push(req),
+                WriterCommand::Shutdown => {
+                    shutdown = true;
+                    break;
+                }
+            }
+            if group.len() == MAX_GROUP {
+                break;
+            }
+        }
+        if !group.is_empty() {
+            let results = commit_group(&mut conn, &group);
+            let last = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(|r| r.last_position)
+                .max();
+            for (req, result) in group.drain(..).zip(results) {
+                let _ = req.reply.send(result);
+            }
+            if let Some(last) = last {
+                signal.send_if_modified(|p| {
+                    let newer = last > *p;
+                    if newer {
+                        *p = last;
+                    }
+                    newer
+                });
+            }
+        }
+        if shutdown {
+            rx.close();
+            // Appends that raced with close still get an answer.
+            while let Ok(WriterCommand::Append(req)) = rx.try_recv() {
+                let _ = req.reply.send(Err(Error::Closed));
+            }
+            break;
+        }
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing sqlite writer connection failed");
+    }
+}
+
+/// Applies a group of appends in one transaction; each gets its own result.
+fn commit_group(
+    conn: &mut Connection,
+    group: &[AppendRequest],
+) -> Vec<Result<AppendResult, Error>> {
+    let fail_all = |e: &Error| {
+        group
+            .iter()
+            .map(|_| Err(Error::Unavailable(e.to_string())))
+            .collect()
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(&e.into()),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for req in group {
+        let result = match tx.savepoint() {
+            Ok(mut sp) => match append_one(&sp, req) {
+                Ok(r) => sp.commit().map(|()| r).map_err(Error::from),
+                Err(e) => {
+                    let _ = sp.rollback();
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e.into()),
+        };
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => fail_all(&e.into()),
+    }
+}
+
+fn append_one(conn: &Connection, req: &AppendRequest) -> Result<AppendResult, Error> {
+    if let Some(result) = find_retry(conn, req)? {
+        return Ok(result);
+    }
+    let head: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
+        )?
+        .query_row([req.stream.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let actual = head.as_ref().map(|(v, _)| *v as u64);
+    if !req.expected.accepts(actual) {
+        return Err(Error::WrongExpectedVersion {
+            stream: req.stream.clone(),
+            expected: req.expected,
+            actual,
+        });
+    }
+    let mut prev_hash = match &head {
+        Some((_, h)) => hash_from_slice(h)?,
+        None => GENESIS,
+    };
+    let first_version = actual.map_or(0, |v| v + 1);
+    if first_version + req.events.len() as u64 - 1 > MAX_VERSION {
+        return Err(Error::invalid(
+            "events",
+            "stream would exceed the largest version",
+        ));
+    }
+    let recorded_at = now_micros();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (event_id, stream, version, event_type, data, case_id, actor, \
+         actor_role, agency, request_id, correlation_id, causation_id, traceparent, \
+         recorded_at, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    let mut last_position = Position::START;
+    for (i, event) in req.events.iter().enumerate() {
+        let version = first_version + i as u64;
+        let m = &event.metadata;
+        let hash = Canonical {
+            event_id: event.event_id,
+            stream: req.stream.as_str(),
+            version,
+            event_type: &event.event_type,
+            data: &event.data,
+            metadata: m,
+            recorded_at_micros: recorded_at,
+        }
+        .hash(&prev_hash);
+        insert.execute(params![
+            event.event_id.as_bytes().as_slice(),
+            req.stream.as_str(),
+            version as i64,
+            event.event_type,
+            event.data,
+            m.case_id.as_ref().map(|u| u.as_bytes().as_slice()),
+            m.actor,
+            m.actor_role,
+            m.agency,
+            m.request_id.as_ref().map(|u| u.as_bytes().as_slice()),
+            m.correlation_id.as_ref().map(|u| u.as_bytes().as_slice()),
+            m.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
+            m.traceparent,
+            recorded_at,
+            prev_hash.as_slice(),
+            hash.as_slice(),
+        ])?;
+        last_position = Position::from_parts(0, conn.last_insert_rowid() as u64);
+        prev_hash = hash;
+    }
+    Ok(AppendResult {
+        first_version,
+        last_version: first_version + req.events.len() as u64 - 1,
+        last_position,
+    })
+}
+
+/// If the batch's event ids are already stored, the original result (a retry), or a
+/// conflict when they are stored for something else.
+fn find_retry(conn: &Connection, req: &AppendRequest) -> Result<Option<AppendResult>, Error> {
+    let mut lookup = conn.prepare_cached(
+        "SELECT stream, version, event_type, data, position FROM events WHERE event_id = ?1",
+    )?;
+    let mut stored = Vec::new();
+    for event in &req.events {
+        let found = lookup
+            .query_row([event.event_id.as_bytes().as_slice()], |r| {
+                Ok(StoredCopy {
+                    stream: r.get(0)?,
+                    version: r.get::<_, i64>(1)? as u64,
+                    event_type: r.get(2)?,
+                    data: r.get(3)?,
+                    position: Position::from_parts(0, r.get::<_, i64>(4)? as u64),
+                })
+            })
+            .optional()?;
+        stored.push(found);
+    }
+    resolve_retry(&req.stream, &req.events, &stored)
+}
+
+fn hash_from_slice(bytes: &[u8]) -> Result<[u8; 32], Error> {
+    bytes.try_into().map_err(|_| Error::Corrupt {
+        position: "stream head".into(),
+        reason: "hash is not 32 bytes".into(),
+    })
+}
+
+#[async_trait::async_trait]
+impl EventLog for SqliteEventLog {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(expected, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
+        };
+        self.writer
+            .send(WriterCommand::Append(request))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let stream = stream.as_str().to_owned();
+        let limit = clamp_limit(limit) as i64;
+        self.read(move |conn| {
+            let (sql, from) = match direction {
+                Direction::Forwards => (
+                    format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version ASC LIMIT ?3"),
+                    from.unwrap_or(0),
+                ),
+                Direction::Backwards => (
+                    format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version <= ?2 ORDER BY version DESC LIMIT ?3"),
+                    from.unwrap_or(MAX_VERSION),
+                ),
+            };
+            let from = from.min(MAX_VERSION) as i64;
+            collect(conn, &sql, params![stream, from, limit])
+        })
+        .await
+    }
+
+    async fn read_case(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let limit = clamp_limit(limit) as i64;
+        let after = sqlite_position(after);
+        self.read(move |conn| {
+            collect(
+                conn,
+                &format!("SELECT {COLUMNS} FROM events WHERE case_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"),
+                params![case_id.as_bytes().as_slice(), after, limit],
+            )
+        })
+        .await
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let limit = clamp_limit(limit) as i64;
+        let after = sqlite_position(after);
+        self.read(move |conn| {
+            collect(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                ),
+                params![after, limit],
+            )
+        })
+        .await
+    }
+
+    fn appended(&self) -> watch::Receiver<Position> {
+        self.appended.clone()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        // Only this process writes; the commit signal is enough. The poll is a backstop.
+        Duration::from_secs(1)
+    }
+
+    async fn close(&self) {
+        let _ = self.writer.send(WriterCommand::Shutdown).await;
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        if let Ok(mut idle) = self.readers.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+/// SQLite positions are row ids in the low half; anything beyond reads as "after all".
+fn sqlite_position(p: Position) -> i64 {
+    match p.parts() {
+        (0, low) => i64::try_from(low).unwrap_or(i64::MAX),
+        _ => i64::MAX,
+    }
+}
+
+fn collect(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>, Error> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(decode(row)?);
+    }
+    Ok(events)
+}
+
+fn decode(row: &Row<'_>) -> Result<RecordedEvent, Error> {
+    let position: i64 = row.get(0)?;
+    let corrupt = |reason: &str| Error::Corrupt {
+        position: position.to_string(),
+        reason: reason.to_owned(),
+    };
+    let uuid = |i: usize| -> Result<Option<Uuid>, Error> {
+        let bytes: Option<Vec<u8>> = row.get(i)?;
+        bytes
+            .map(|b| Uuid::from_slice(&b).map_err(|_| corrupt("malformed uuid")))
+            .transpose()
+    };
+    let hash = |i: usize| -> Result<[u8; 32], Error> {
+        let bytes: Vec<u8> = row.get(i)?;
+        bytes
+            .try_into()
+            .map_err(|_| corrupt("hash is not 32 bytes"))
+    };
+    let stream: String = row.get(2)?;
+    Ok(RecordedEvent {
+        position: Position::from_parts(0, position as u64),
+        event_id: uuid(1)?.ok_or_else(|| corrupt("missing event id"))?,
+        stream: StreamName::new(stream).map_err(|_| corrupt("malformed stream name"))?,
+        version: row.get::<_, i64>(3)? as u64,
+        event_type: row.get(4)?,
+        data: row.get(5)?,
+        metadata: Metadata {
+            case_id: uuid(6)?,
+            actor: row.get(7)?,
+            actor_role: row.get(8)?,
+            agency: row.get(9)?,
+            request_id: uuid(10)?,
+            correlation_id: uuid(11)?,
+            causation_id: uuid(12)?,
+            traceparent: row.get(13)?,
+        },
+        recorded_at: from_micros(row.get(14)?),
+        prev_hash: hash(15)?,
+        hash: hash(16)?,
+    })
+}
+
+/// Read-only connections, opened on demand and kept for reuse.
+#[derive(Debug)]
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                // Readers never write, even by mistake.
+                conn.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        result
+    }
+}

@@ -1,0 +1,1003 @@
+//! The event log contract, written once and run against every backend.
+//!
+//! Each test body in `suite` takes a [`Harness`]; `conformance_tests!` instantiates the
+//! bodies for a backend. SQLite and PostgreSQL always run (PostgreSQL from
+//! `CASELINE_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`;
+//! a missing server fails the tests with instructions, never skips them).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use caseline_eventlog::{
+    AppendResult, BrokenKind, Direction, Error, EventLog, ExpectedVersion, GENESIS,
+    MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent, StreamName, subscribe,
+};
+use uuid::Uuid;
+
+/// What the suite needs from a backend beyond the [`EventLog`] contract.
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    fn log(&self) -> Arc<dyn EventLog>;
+    /// Closes the log and opens it again on the same storage.
+    async fn reopen(&mut self);
+    /// Alters the stored payload of one event behind the log's back (raw SQL).
+    async fn tamper(&self, stream: &StreamName, version: u64);
+}
+
+pub fn stream(category: &str) -> StreamName {
+    StreamName::for_id(category, Uuid::new_v4()).unwrap()
+}
+
+pub fn event(case_id: Option<Uuid>, data: &[u8]) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "caseline.v1.events.TestHappened".into(),
+        data: data.to_vec(),
+        metadata: Metadata {
+            case_id,
+            actor: "user-7".into(),
+            actor_role: "social_worker".into(),
+            agency: "children-services-north".into(),
+            request_id: Some(Uuid::new_v4()),
+            correlation_id: Some(Uuid::new_v4()),
+            causation_id: Some(Uuid::new_v4()),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        },
+    }
+}
+
+fn timeout<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(Duration::from_secs(30), f)
+}
+
+/// The whole log once `expect` events are visible through `read_all`, which may lag
+/// behind commits while other transactions are in flight (PostgreSQL), but never skips.
+async fn all_events(log: &dyn EventLog, expect: usize) -> Vec<RecordedEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut out = Vec::new();
+        let mut after = Position::START;
+        loop {
+            let page = log.read_all(after, 100).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            out.extend(page);
+        }
+        if out.len() >= expect || tokio::time::Instant::now() > deadline {
+            assert_eq!(out.len(), expect, "events visible through read_all");
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn assert_wrong_version(result: Result<AppendResult, Error>, want_actual: Option<u64>) {
+    match result {
+        Err(Error::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, want_actual),
+        other => panic!("expected WrongExpectedVersion(actual {want_actual:?}), got {other:?}"),
+    }
+}
+
+fn assert_invalid(result: Result<impl std::fmt::Debug, Error>, want_field: &str) {
+    match result {
+        Err(Error::InvalidInput { field, .. }) => assert_eq!(field, want_field),
+        other => panic!("expected InvalidInput({want_field}), got {other:?}"),
+    }
+}
+
+pub mod suite {
+    use super::*;
+
+    pub async fn round_trip_of_every_envelope_field(h: &mut dyn Harness) {
+        let log = h.log();
+        let case = Uuid::new_v4();
+        let s = stream("case");
+        let full = event(Some(case), b"\x08\x01payload");
+        let mut bare = event(None, b"");
+        bare.metadata = Metadata {
+            actor: "helpline-3".into(),
+            actor_role: "helpline_counsellor".into(),
+            agency: "childline".into(),
+            ..Metadata::default()
+        };
+        let before = SystemTime::now() - Duration::from_millis(1);
+        let r = log
+            .append(
+                &s,
+                ExpectedVersion::NoStream,
+                vec![full.clone(), bare.clone()],
+            )
+            .await
+            .unwrap();
+        let after = SystemTime::now() + Duration::from_millis(1);
+        assert_eq!((r.first_version, r.last_version), (0, 1));
+
+        let read = log
+            .read_stream(&s, Direction::Forwards, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 2);
+        for (i, (got, sent)) in read.iter().zip([&full, &bare]).enumerate() {
+            assert_eq!(got.event_id, sent.event_id);
+            assert_eq!(got.stream, s);
+            assert_eq!(got.version, i as u64);
+            assert_eq!(got.event_type, sent.event_type);
+            assert_eq!(got.data, sent.data);
+            assert_eq!(got.metadata, sent.metadata);
+            assert!(got.recorded_at >= before && got.recorded_at <= after);
+        }
+        assert_eq!(read[0].prev_hash, GENESIS);
+        assert_eq!(read[1].prev_hash, read[0].hash);
+        assert_ne!(read[0].hash, read[1].hash);
+        assert!(read[0].position > Position::START && read[0].position < read[1].position);
+        assert_eq!(read[1].position, r.last_position);
+
+        // The same envelope through every read path.
+        assert_eq!(
+            log.read_case(case, Position::START, 10).await.unwrap(),
+            read[..1]
+        );
+        let all = all_events(&*log, 2).await;
+        assert_eq!(
+            all.iter()
+                .filter(|e| e.stream == s)
+                .cloned()
+                .collect::<Vec<_>>(),
+            read
+        );
+        let text: Position = read[1].position.to_string().parse().unwrap();
+        assert_eq!(text, read[1].position);
+        assert!(log.verify_stream(&s).await.unwrap().is_intact());
+    }
+
+    pub async fn each_expected_version_case(h: &mut dyn Harness) {
+        let log = h.log();
+        let s = stream("case");
+        let one = || vec![event(None, b"x")];
+
+        assert_wrong_version(log.append(&s, ExpectedVersion::Exact(0), one()).await, None);
+        assert_eq!(log.stream_version(&s).await.unwrap(), None);
+        let r = log
+            .append(&s, ExpectedVersion::NoStream, one())
+            .await
+            .unwrap();
+        assert_eq!(r.last_version, 0);
+        assert_wrong_version(
+            log.append(&s, ExpectedVersion::NoStream, one()).await,
+            Some(0),
+        );
+        let r = log
+            .append(&s, ExpectedVersion::Exact(0), one())
+            .await
+            .unwrap();
+        assert_eq!(r.last_version, 1);
+        assert_wrong_version(
+            log.append(&s, ExpectedVersion::Exact(0), one()).await,
+            Some(1),
+        );
+        assert_wrong_version(
+            log.append(&s, ExpectedVersion::Exact(7), one()).await,
+            Some(1),
+        );
+        let r = log.append(&s, ExpectedVersion::Any, one()).await.unwrap();
+        assert_eq!((r.first_version, r.last_version), (2, 2));
+        let fresh = stream("case");
+        let r = log
+            .append(&fresh, ExpectedVersion::Any, one())
+            .await
+            .unwrap();
+        assert_eq!(r.last_version, 0);
+        assert_eq!(log.stream_version(&s).await.unwrap(), Some(2));
+
+        // The error says what was expected and what is, for a retry to use.
+        match log.append(&s, ExpectedVersion::Exact(1), one()).await {
+            Err(e @ Error::WrongExpectedVersion { .. }) => {
+                assert!(e.is_retryable());
+                assert_eq!(
+                    e.to_string(),
+                    format!("wrong expected version on stream {s}: expected 1, actual 2")
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            log.read_stream(&s, Direction::Forwards, None, 100)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    /// 32 appenders race for each version: exactly one wins each round, the others are
+    /// told the version that now stands, and the stream has no gap.
+    pub async fn concurrent_appenders_one_success_per_version(h: &mut dyn Harness) {
+        const APPENDERS: usize = 32;
+        const ROUNDS: u64 = 8;
+        let log = h.log();
+        let s = stream("case");
+        let mut winners = Vec::new();
+        for round in 0..ROUNDS {
+            let expected = match round {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v - 1),
+            };
+            let barrier = Arc::new(tokio::sync::Barrier::new(APPENDERS));
+            let tasks: Vec<_> = (0..APPENDERS)
+                .map(|_| {
+                    let (log, s, barrier) = (log.clone(), s.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        let e = event(None, b"race");
+                        let id = e.event_id;
+                        barrier.wait().await;
+                        (id, log.append(&s, expected, vec![e]).await)
+                    })
+                })
+                .collect();
+            let mut won = Vec::new();
+            for task in tasks {
+                match task.await.unwrap() {
+                    (id, Ok(r)) => {
+                        assert_eq!(r.last_version, round);
+                        won.push(id);
+                    }
+                    (_, result) => assert_wrong_version(result, Some(round)),
+                }
+            }
+            assert_eq!(won.len(), 1, "round {round}: exactly one appender must win");
+            winners.extend(won);
+        }
+        let stored = log
+            .read_stream(&s, Direction::Forwards, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+            (0..ROUNDS).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            winners
+        );
+        assert!(log.verify_stream(&s).await.unwrap().is_intact());
+
+        // And with `Any`, every one of 32 concurrent appends lands, each once.
+        let tasks: Vec<_> = (0..APPENDERS)
+            .map(|_| {
+                let (log, s) = (log.clone(), s.clone());
+                tokio::spawn(async move {
+                    log.append(&s, ExpectedVersion::Any, vec![event(None, b"any")])
+                        .await
+                })
+            })
+            .collect();
+        let mut versions = HashSet::new();
+        for task in tasks {
+            assert!(versions.insert(task.await.unwrap().unwrap().last_version));
+        }
+        assert_eq!(versions, (ROUNDS..ROUNDS + APPENDERS as u64).collect());
+        assert!(log.verify_stream(&s).await.unwrap().is_intact());
+    }
+
+    pub async fn idempotent_retry_stores_nothing_new(h: &mut dyn Harness) {
+        let log = h.log();
+        let s = stream("referral");
+        let batch = vec![event(None, b"a"), event(None, b"b")];
+        let first = log
+            .append(&s, ExpectedVersion::NoStream, batch.clone())
+            .await
+            .unwrap();
+        let stored_before = all_events(&*log, 2).await.len();
+
+        // A retry (even with the expected version of the first try) returns the original.
+        let again = log
+            .append(&s, ExpectedVersion::NoStream, batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        let again = log
+            .append(&s, ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(all_events(&*log, stored_before).await.len(), stored_before);
+
+        // Reusing the ids for anything else is a conflict and stores nothing.
+        let mut changed = batch.clone();
+        changed[1].data = b"different".to_vec();
+        assert!(matches!(
+            log.append(&s, ExpectedVersion::Any, changed).await,
+            Err(Error::EventIdConflict { event_id }) if event_id == batch[1].event_id
+        ));
+        let partial = vec![batch[1].clone(), event(None, b"c")];
+        assert!(matches!(
+            log.append(&s, ExpectedVersion::Any, partial).await,
+            Err(Error::EventIdConflict { .. })
+        ));
+        let elsewhere = stream("referral");
+        assert!(matches!(
+            log.append(&elsewhere, ExpectedVersion::Any, batch.clone())
+                .await,
+            Err(Error::EventIdConflict { .. })
+        ));
+        assert_eq!(
+            log.read_stream(&s, Direction::Forwards, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(all_events(&*log, stored_before).await.len(), stored_before);
+        assert_eq!(log.stream_version(&elsewhere).await.unwrap(), None);
+    }
+
+    pub async fn a_batch_is_all_or_nothing(h: &mut dyn Harness) {
+        let log = h.log();
+        let s = stream("plan");
+        let stored = log
+            .append(&s, ExpectedVersion::NoStream, vec![event(None, b"first")])
+            .await
+            .unwrap();
+        let taken = log
+            .read_stream(&s, Direction::Forwards, None, 1)
+            .await
+            .unwrap()[0]
+            .event_id;
+
+        // The last event of the batch reuses a stored id: none of the batch is stored.
+        let other = stream("plan");
+        let mut clash = event(None, b"clash");
+        clash.event_id = taken;
+        let batch = vec![event(None, b"1"), event(None, b"2"), clash];
+        assert!(
+            log.append(&other, ExpectedVersion::Any, batch)
+                .await
+                .is_err()
+        );
+        assert_eq!(log.stream_version(&other).await.unwrap(), None);
+
+        // An oversize last event: nothing stored.
+        let mut big = event(None, b"");
+        big.data = vec![0u8; MAX_EVENT_BYTES + 1];
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![event(None, b"ok"), big])
+                .await,
+            "data",
+        );
+        // A stale expected version: nothing of the batch stored.
+        assert_wrong_version(
+            log.append(
+                &s,
+                ExpectedVersion::NoStream,
+                vec![event(None, b"1"), event(None, b"2")],
+            )
+            .await,
+            Some(0),
+        );
+        assert_eq!(
+            log.stream_version(&s).await.unwrap(),
+            Some(stored.last_version)
+        );
+        assert_eq!(all_events(&*log, 1).await.len(), 1);
+    }
+
+    pub async fn read_case_spans_streams_in_global_order(h: &mut dyn Harness) {
+        let log = h.log();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let streams = [
+            stream("case"),
+            stream("referral"),
+            stream("plan"),
+            stream("access"),
+        ];
+        let mut expected_a = Vec::new();
+        for round in 0..5 {
+            for (i, s) in streams.iter().enumerate() {
+                let case = if (round + i) % 3 == 0 { b } else { a };
+                let e = event(Some(case), format!("{round}-{i}").as_bytes());
+                if case == a {
+                    expected_a.push(e.event_id);
+                }
+                log.append(s, ExpectedVersion::Any, vec![e]).await.unwrap();
+            }
+        }
+        let got = log.read_case(a, Position::START, 1000).await.unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            expected_a
+        );
+        assert!(got.windows(2).all(|w| w[0].position < w[1].position));
+        assert!(got.iter().all(|e| e.metadata.case_id == Some(a)));
+
+        // Paging by position gives the same sequence.
+        let mut paged = Vec::new();
+        let mut after = Position::START;
+        loop {
+            let page = log.read_case(a, after, 4).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            paged.extend(page);
+        }
+        assert_eq!(paged, got);
+        assert!(
+            log.read_case(Uuid::new_v4(), Position::START, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn read_stream_both_directions(h: &mut dyn Harness) {
+        let log = h.log();
+        let s = stream("claim");
+        for i in 0..10u8 {
+            log.append(&s, ExpectedVersion::Any, vec![event(None, &[i])])
+                .await
+                .unwrap();
+        }
+        let versions =
+            |events: Vec<RecordedEvent>| events.iter().map(|e| e.version).collect::<Vec<_>>();
+        let read = |d, from, limit| {
+            let (log, s) = (log.clone(), s.clone());
+            async move { versions(log.read_stream(&s, d, from, limit).await.unwrap()) }
+        };
+        assert_eq!(read(Direction::Forwards, None, 3).await, vec![0, 1, 2]);
+        assert_eq!(
+            read(Direction::Forwards, Some(3), 4).await,
+            vec![3, 4, 5, 6]
+        );
+        assert_eq!(read(Direction::Forwards, Some(8), 100).await, vec![8, 9]);
+        assert_eq!(
+            read(Direction::Forwards, Some(10), 100).await,
+            Vec::<u64>::new()
+        );
+        assert_eq!(read(Direction::Backwards, None, 3).await, vec![9, 8, 7]);
+        assert_eq!(
+            read(Direction::Backwards, Some(2), 100).await,
+            vec![2, 1, 0]
+        );
+        assert_eq!(read(Direction::Backwards, Some(u64::MAX), 1).await, vec![9]);
+        let absent = stream("claim");
+        assert!(
+            log.read_stream(&absent, Direction::Forwards, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(log.stream_version(&absent).await.unwrap(), None);
+    }
+
+    pub async fn read_all_pages_in_one_total_order(h: &mut dyn Harness) {
+        let log = h.log();
+        for i in 0..30u8 {
+            let s = stream(if i % 2 == 0 { "case" } else { "contact" });
+            log.append(&s, ExpectedVersion::NoStream, vec![event(None, &[i])])
+                .await
+                .unwrap();
+        }
+        let whole = all_events(&*log, 30).await;
+        assert!(whole.windows(2).all(|w| w[0].position < w[1].position));
+        assert_eq!(all_events(&*log, 30).await, whole);
+        let tail = log.read_all(whole[9].position, 1000).await.unwrap();
+        assert_eq!(tail, whole[10..]);
+        assert!(
+            log.read_all(whole[29].position, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A subscriber started before and during heavy writing sees every event exactly once,
+    /// in the one global order that `read_all` reports.
+    pub async fn subscriber_sees_every_event_once_in_order(h: &mut dyn Harness) {
+        const WRITERS: usize = 8;
+        const PER_WRITER: usize = 25;
+        let log = h.log();
+        for i in 0..20u8 {
+            log.append(
+                &stream("case"),
+                ExpectedVersion::Any,
+                vec![event(None, &[i])],
+            )
+            .await
+            .unwrap();
+        }
+        let mut sub = subscribe(log.clone(), Position::START);
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let shared = StreamName::new(format!("case-shared{w}")).unwrap();
+                    for i in 0..PER_WRITER {
+                        let target = if i % 2 == 0 {
+                            shared.clone()
+                        } else {
+                            stream("referral")
+                        };
+                        let batch = (0..1 + i % 3).map(|_| event(None, b"live")).collect();
+                        log.append(&target, ExpectedVersion::Any, batch)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let written = 20 + WRITERS * (0..PER_WRITER).map(|i| 1 + i % 3).sum::<usize>();
+        let stored = all_events(&*log, written).await;
+        let mut seen = Vec::with_capacity(stored.len());
+        while seen.len() < stored.len() {
+            let e = timeout(sub.next())
+                .await
+                .expect("subscriber stalled")
+                .unwrap()
+                .unwrap();
+            seen.push(e);
+        }
+        assert_eq!(
+            seen.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            stored.iter().map(|e| e.event_id).collect::<Vec<_>>()
+        );
+        let ids: HashSet<_> = seen.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids.len(), seen.len(), "no event delivered twice");
+
+        // Live: one more append arrives; a subscription from a checkpoint starts after it.
+        let extra = event(None, b"after");
+        log.append(&stream("case"), ExpectedVersion::Any, vec![extra.clone()])
+            .await
+            .unwrap();
+        let e = timeout(sub.next())
+            .await
+            .expect("live event not delivered")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.event_id, extra.event_id);
+        let mut resumed = subscribe(log.clone(), stored[stored.len() - 1].position);
+        let e = timeout(resumed.next())
+            .await
+            .expect("resume stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.event_id, extra.event_id);
+    }
+
+    pub async fn reopen_keeps_everything(h: &mut dyn Harness) {
+        let s = stream("case");
+        let case = Uuid::new_v4();
+        let log = h.log();
+        for i in 0..5u8 {
+            log.append(&s, ExpectedVersion::Any, vec![event(Some(case), &[i])])
+                .await
+                .unwrap();
+        }
+        let before = all_events(&*log, 5).await;
+        drop(log);
+        h.reopen().await;
+        let log = h.log();
+        assert_eq!(all_events(&*log, 5).await, before);
+        let r = log
+            .append(
+                &s,
+                ExpectedVersion::Exact(4),
+                vec![event(Some(case), b"more")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.last_version, 5);
+        assert!(r.last_position > before[before.len() - 1].position);
+        assert!(log.verify_stream(&s).await.unwrap().is_intact());
+        assert_eq!(
+            log.read_case(case, Position::START, 100)
+                .await
+                .unwrap()
+                .len(),
+            6
+        );
+    }
+
+    pub async fn tampered_row_is_reported(h: &mut dyn Harness) {
+        let log = h.log();
+        let (s, untouched) = (stream("case"), stream("case"));
+        for i in 0..5u8 {
+            log.append(&s, ExpectedVersion::Any, vec![event(None, &[i])])
+                .await
+                .unwrap();
+            log.append(&untouched, ExpectedVersion::Any, vec![event(None, &[i])])
+                .await
+                .unwrap();
+        }
+        assert!(log.verify_stream(&s).await.unwrap().is_intact());
+        h.tamper(&s, 2).await;
+        let report = log.verify_stream(&s).await.unwrap();
+        let broken = report.first_broken.expect("tampering must be detected");
+        assert_eq!(broken.version, 2);
+        assert_eq!(broken.kind, BrokenKind::HashMismatch);
+        assert_eq!(report.events_checked, 3);
+        let ok = log.verify_stream(&untouched).await.unwrap();
+        assert!(ok.is_intact());
+        assert_eq!(ok.events_checked, 5);
+    }
+
+    pub async fn bad_input_is_typed_and_stores_nothing(h: &mut dyn Harness) {
+        let log = h.log();
+        assert_invalid(StreamName::new(""), "stream");
+        assert_invalid(StreamName::new("case"), "stream");
+        assert_invalid(StreamName::new("$all-x"), "stream");
+        assert_invalid(StreamName::new("case-a b"), "stream");
+        assert_invalid(
+            StreamName::new(format!("case-{}", "a".repeat(300))),
+            "stream",
+        );
+        assert_invalid(ExpectedVersion::from_wire(-3), "expected_version");
+        assert_eq!(
+            ExpectedVersion::from_wire(-1).unwrap(),
+            ExpectedVersion::NoStream
+        );
+        assert_eq!(
+            ExpectedVersion::from_wire(4).unwrap(),
+            ExpectedVersion::Exact(4)
+        );
+
+        let s = stream("case");
+        let mut big = event(None, b"");
+        big.data = vec![7u8; MAX_EVENT_BYTES + 1];
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![big]).await,
+            "data",
+        );
+        assert_invalid(
+            log.append(
+                &s,
+                ExpectedVersion::Exact(u64::MAX),
+                vec![event(None, b"x")],
+            )
+            .await,
+            "expected_version",
+        );
+        assert_invalid(log.append(&s, ExpectedVersion::Any, vec![]).await, "events");
+        let mut nil = event(None, b"x");
+        nil.event_id = Uuid::nil();
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![nil]).await,
+            "event_id",
+        );
+        let twice = event(None, b"x");
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![twice.clone(), twice])
+                .await,
+            "event_id",
+        );
+        let mut untyped = event(None, b"x");
+        untyped.event_type.clear();
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![untyped]).await,
+            "event_type",
+        );
+        assert_eq!(log.stream_version(&s).await.unwrap(), None);
+        assert!(all_events(&*log, 0).await.is_empty());
+    }
+
+    pub async fn closed_log_refuses_calls(h: &mut dyn Harness) {
+        let log = h.log();
+        let s = stream("case");
+        log.append(&s, ExpectedVersion::Any, vec![event(None, b"x")])
+            .await
+            .unwrap();
+        log.close().await;
+        assert!(matches!(
+            log.append(&s, ExpectedVersion::Any, vec![event(None, b"y")])
+                .await,
+            Err(Error::Closed)
+        ));
+        assert!(matches!(
+            log.read_all(Position::START, 10).await,
+            Err(Error::Closed)
+        ));
+        h.reopen().await;
+        assert_eq!(h.log().stream_version(&s).await.unwrap(), Some(0));
+    }
+}
+
+macro_rules! conformance_tests {
+    ($harness:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let mut harness = $harness;
+                $crate::suite::$test(&mut harness).await;
+            }
+        )*
+    };
+}
+
+macro_rules! common_suite {
+    ($harness:expr) => {
+        conformance_tests!($harness;
+            round_trip_of_every_envelope_field,
+            each_expected_version_case,
+            concurrent_appenders_one_success_per_version,
+            idempotent_retry_stores_nothing_new,
+            a_batch_is_all_or_nothing,
+            read_case_spans_streams_in_global_order,
+            read_stream_both_directions,
+            read_all_pages_in_one_total_order,
+            subscriber_sees_every_event_once_in_order,
+            reopen_keeps_everything,
+            tampered_row_is_reported,
+            bad_input_is_typed_and_stores_nothing,
+            closed_log_refuses_calls,
+        );
+    };
+}
+
+mod sqlite {
+    use std::sync::Arc;
+
+    use caseline_eventlog::sqlite::SqliteEventLog;
+    use caseline_eventlog::{EventLog, StreamName};
+
+    pub struct SqliteHarness {
+        dir: tempfile::TempDir,
+        log: Arc<SqliteEventLog>,
+    }
+
+    impl SqliteHarness {
+        pub async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Arc::new(
+                SqliteEventLog::open(dir.path().join("events.sqlite"))
+                    .await
+                    .unwrap(),
+            );
+            Self { dir, log }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl super::Harness for SqliteHarness {
+        fn log(&self) -> Arc<dyn EventLog> {
+            self.log.clone()
+        }
+
+        async fn reopen(&mut self) {
+            self.log.close().await;
+            self.log = Arc::new(
+                SqliteEventLog::open(self.dir.path().join("events.sqlite"))
+                    .await
+                    .unwrap(),
+            );
+        }
+
+        async fn tamper(&self, stream: &StreamName, version: u64) {
+            let conn = rusqlite::Connection::open(self.dir.path().join("events.sqlite")).unwrap();
+            conn.execute_batch("DROP TRIGGER events_no_update").unwrap();
+            let n = conn
+                .execute(
+                    "UPDATE events SET data = X'00' WHERE stream = ?1 AND version = ?2",
+                    rusqlite::params![stream.as_str(), version as i64],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_refuses_update_and_delete() {
+        let h = SqliteHarness::new().await;
+        h.log
+            .append(
+                &super::stream("case"),
+                caseline_eventlog::ExpectedVersion::Any,
+                vec![super::event(None, b"x")],
+            )
+            .await
+            .unwrap();
+        let conn = rusqlite::Connection::open(h.dir.path().join("events.sqlite")).unwrap();
+        for sql in ["UPDATE events SET data = X'01'", "DELETE FROM events"] {
+            let err = conn.execute(sql, []).unwrap_err().to_string();
+            assert!(err.contains("immutable"), "{sql}: {err}");
+        }
+    }
+
+    common_suite!(SqliteHarness::new().await);
+}
+
+mod postgres {
+    use std::sync::Arc;
+
+    use caseline_eventlog::postgres::PostgresEventLog;
+    use caseline_eventlog::{EventLog, ExpectedVersion, Position, StreamName, subscribe};
+    use tokio_postgres::NoTls;
+
+    /// One schema per test in the database of `CASELINE_TEST_DATABASE_URL`.
+    pub struct PgHarness {
+        url: String,
+        schema: String,
+        admin: tokio_postgres::Client,
+        log: Arc<PostgresEventLog>,
+    }
+
+    pub fn database_url() -> String {
+        std::env::var("CASELINE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    impl PgHarness {
+        pub async fn new() -> Self {
+            let url = database_url();
+            let (admin, conn) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is needed for these tests and did not answer at {url}: {e}. \
+                     Start one (e.g. `pg_ctlcluster 15 main start`) or point \
+                     CASELINE_TEST_DATABASE_URL at a server."
+                    )
+                });
+            tokio::spawn(conn);
+            let schema = format!("caseline_test_{}", uuid::Uuid::new_v4().simple());
+            admin
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+            let log = Arc::new(Self::open(&url, &schema).await);
+            Self {
+                url,
+                schema,
+                admin,
+                log,
+            }
+        }
+
+        async fn open(url: &str, schema: &str) -> PostgresEventLog {
+            let mut config: tokio_postgres::Config = url.parse().unwrap();
+            config.options(format!("-c search_path={schema}"));
+            PostgresEventLog::connect_with(config, 16).await.unwrap()
+        }
+    }
+
+    impl Drop for PgHarness {
+        fn drop(&mut self) {
+            // Runs even when the test failed, on its own runtime (Drop cannot await).
+            let (url, schema) = (self.url.clone(), self.schema.clone());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
+                        tokio::spawn(conn);
+                        let _ = client
+                            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl super::Harness for PgHarness {
+        fn log(&self) -> Arc<dyn EventLog> {
+            self.log.clone()
+        }
+
+        async fn reopen(&mut self) {
+            self.log.close().await;
+            self.log = Arc::new(Self::open(&self.url, &self.schema).await);
+        }
+
+        async fn tamper(&self, stream: &StreamName, version: u64) {
+            let s = &self.schema;
+            self.admin
+                .batch_execute(&format!(
+                    "ALTER TABLE {s}.caseline_events DISABLE TRIGGER caseline_events_no_change"
+                ))
+                .await
+                .unwrap();
+            let n = self
+                .admin
+                .execute(
+                    &format!("UPDATE {s}.caseline_events SET data = '\\x00' WHERE stream = $1 AND version = $2"),
+                    &[&stream.as_str(), &(version as i64)],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+
+    common_suite!(PgHarness::new().await);
+
+    /// A writer whose transaction began first but commits last must still be delivered:
+    /// ordering by row id alone would have moved the cursor past it for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transaction_held_open_while_later_ones_commit_is_delivered() {
+        let h = PgHarness::new().await;
+        let log: Arc<dyn EventLog> = h.log.clone();
+        let mut sub = subscribe(log.clone(), Position::START);
+
+        // Another writer opens its transaction and inserts, but does not commit yet.
+        let (mut slow, conn) = tokio_postgres::connect(&h.url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let slow_tx = slow.transaction().await.unwrap();
+        let held_id = uuid::Uuid::new_v4();
+        slow_tx
+            .execute(
+                &format!(
+                    "INSERT INTO {}.caseline_events (event_id, stream, version, event_type, data, \
+                     actor, actor_role, agency, recorded_at, prev_hash, hash) \
+                     VALUES ($1, 'case-held', 0, 'caseline.v1.events.TestHappened', '\\x01', \
+                     'u', 'social_worker', 'a', 0, $2, $2)",
+                    h.schema
+                ),
+                &[&held_id, &vec![0u8; 32]],
+            )
+            .await
+            .unwrap();
+
+        // Later transactions commit meanwhile.
+        let mut later = Vec::new();
+        for i in 0..20u8 {
+            let e = super::event(None, &[i]);
+            later.push(e.event_id);
+            log.append(&super::stream("case"), ExpectedVersion::Any, vec![e])
+                .await
+                .unwrap();
+        }
+        // While the early transaction is open, nothing after it is handed out.
+        assert!(log.read_all(Position::START, 100).await.unwrap().is_empty());
+
+        slow_tx.commit().await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 21 {
+            let e = super::timeout(sub.next())
+                .await
+                .expect("subscriber stalled")
+                .unwrap()
+                .unwrap();
+            seen.push(e);
+        }
+        assert_eq!(
+            seen[0].event_id, held_id,
+            "the early transaction comes first"
+        );
+        assert_eq!(
+            seen[1..].iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            later
+        );
+        assert!(seen.windows(2).all(|w| w[0].position < w[1].position));
+    }
+
+    #[tokio::test]
+    async fn the_log_refuses_update_delete_and_truncate() {
+        let h = PgHarness::new().await;
+        h.log
+            .append(
+                &super::stream("case"),
+                ExpectedVersion::Any,
+                vec![super::event(None, b"x")],
+            )
+            .await
+            .unwrap();
+        let s = &h.schema;
+        for sql in [
+            format!("UPDATE {s}.caseline_events SET data = '\\x01'"),
+            format!("DELETE FROM {s}.caseline_events"),
+            format!("TRUNCATE {s}.caseline_events"),
+        ] {
+            let err = h.admin.batch_execute(&sql).await.unwrap_err();
+            let msg = err
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_default();
+            assert!(msg.contains("immutable"), "{sql}: {msg}");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Compiles `proto/caseline/v1` with protox (pure Rust: no `protoc` on the machine), then
+//! generates prost messages and tonic clients/servers into `OUT_DIR`, plus the encoded
+//! file descriptor set that server reflection serves.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "caseline/v1/cases.proto",
+    "caseline/v1/referrals.proto",
+    "caseline/v1/support_plans.proto",
+    "caseline/v1/compensation.proto",
+    "caseline/v1/audit.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+
+    let fds = protox::compile(PROTOS, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("caseline_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
