@@ -1,1 +1,104 @@
+//! Client-side checks shared by the end-to-end tests: what any gRPC client (grpcurl, a
+//! generated stub) sees of a running Caseline.
 #![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use caseline_proto::tonic;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Connects a plaintext channel to a server on this machine.
+pub async fn connect(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"))
+}
+
+/// Asserts that health reports SERVING for the server and for each of Caseline's five
+/// services, and NOT_FOUND for a service that does not exist.
+pub async fn assert_all_services_serving(channel: Channel) {
+    let mut health = HealthClient::new(channel);
+    for service in std::iter::once("").chain(caseline_proto::SERVICE_NAMES) {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health check of {service:?} failed: {e}"))
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "health of {service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "caseline.v1.NoSuchService".to_owned(),
+        })
+        .await
+        .expect_err("an unknown service has no health");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+/// Which reflection protocol to ask.
+#[derive(Clone, Copy, Debug)]
+pub enum Reflection {
+    V1,
+    V1Alpha,
+}
+
+/// The services a server lists through reflection.
+pub async fn reflected_services(channel: Channel, version: Reflection) -> BTreeSet<String> {
+    macro_rules! list {
+        ($pb:ident) => {{
+            use tonic_reflection::pb::$pb::ServerReflectionRequest;
+            use tonic_reflection::pb::$pb::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$pb::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$pb::server_reflection_response::MessageResponse;
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut responses = ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::once(request))
+                .await
+                .expect("reflection call")
+                .into_inner();
+            let response = responses
+                .message()
+                .await
+                .expect("reflection response")
+                .expect("one response");
+            match response.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|s| s.name).collect()
+                }
+                other => panic!("unexpected reflection answer: {other:?}"),
+            }
+        }};
+    }
+    match version {
+        Reflection::V1 => list!(v1),
+        Reflection::V1Alpha => list!(v1alpha),
+    }
+}
+
+/// Asserts both reflection protocols list the five services and health.
+pub async fn assert_reflection_lists_everything(channel: Channel) {
+    for version in [Reflection::V1, Reflection::V1Alpha] {
+        let listed = reflected_services(channel.clone(), version).await;
+        for service in caseline_proto::SERVICE_NAMES
+            .into_iter()
+            .chain(["grpc.health.v1.Health"])
+        {
+            assert!(
+                listed.contains(service),
+                "{version:?} reflection lacks {service}: {listed:?}"
+            );
+        }
+    }
+}

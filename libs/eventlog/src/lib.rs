@@ -33,14 +33,14 @@ pub use envelope::{
 pub use error::Error;
 pub use subscription::{Subscription, subscribe};
 use tokio::sync::watch;
-use uuid::Uuid;
+pub use uuid::Uuid;
 
 /// Largest page any read returns; larger limits are clamped to it.
 pub const MAX_READ_EVENTS: usize = 10_000;
 
 /// The event log contract of DESIGN.md, implemented by every backend.
 #[async_trait::async_trait]
-pub trait EventLog: Send + Sync + 'static {
+pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     /// Appends `events` to `stream` atomically if the stream is at `expected`.
     async fn append(
         &self,

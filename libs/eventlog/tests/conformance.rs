@@ -5,6 +5,9 @@
 //! `CASELINE_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`;
 //! a missing server fails the tests with instructions, never skips them).
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,1 +1,200 @@
+//! Shared server plumbing for every Caseline binary.
+//!
+//! Startup is split in two, so tests and the all-in-one can bind port 0 and learn the
+//! address before serving: [`GrpcServer::build`] binds and registers, then
+//! [`GrpcServer::run_until_stopped`] serves until the shutdown future completes, draining
+//! calls in flight. Every server carries `grpc.health.v1` (each registered service
+//! reported SERVING, NOT_SERVING once shutdown starts) and server reflection, v1 and
+//! v1alpha, over Caseline's descriptor set.
 #![forbid(unsafe_code)]
+
+mod status;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use caseline_proto::tonic;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub use status::{ApiError, FieldViolation};
+
+/// The gRPC services one process serves, gathered before the server is built.
+#[derive(Debug, Default)]
+pub struct Services {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+impl Services {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a generated tonic server (e.g. `CaseServiceServer::new(api)`).
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Fully qualified names of the services added so far.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection descriptors are invalid: {0}")]
+    Reflection(String),
+    #[error("server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A bound, configured server that has not started serving yet.
+#[derive(Debug)]
+pub struct GrpcServer {
+    local_addr: SocketAddr,
+    incoming: TcpIncoming,
+    health: HealthReporter,
+    names: Vec<&'static str>,
+    routes: tonic::service::Routes,
+}
+
+impl GrpcServer {
+    /// Binds `listen` (port 0 picks a free port) and registers `services` with health
+    /// and reflection.
+    pub async fn build(listen: SocketAddr, services: Services) -> Result<Self, ServerError> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in &services.names {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(caseline_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+        let Services { mut routes, names } = services;
+        routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        Ok(Self {
+            local_addr,
+            incoming,
+            health,
+            names,
+            routes: routes.routes(),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that reports health, for callers that flip services while running.
+    pub fn health(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Serves until `shutdown` completes, then reports NOT_SERVING and lets calls in
+    /// flight finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let Self {
+            incoming,
+            health,
+            names,
+            routes,
+            ..
+        } = self;
+        let signal = async move {
+            shutdown.await;
+            for name in names {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+        };
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -6,6 +6,8 @@
 //! Fields are structured; no personal data is ever a field or part of a message.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -38,6 +40,7 @@ pub fn init() -> Result<(), InitError> {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(true),
         )
         .with(filter)

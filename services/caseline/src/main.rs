@@ -1,1 +1,52 @@
-fn main() {}
+//! `caseline`: the all-in-one binary.
+//!
+//! - `caseline serve`: all five services on one port over the embedded SQLite log.
+//! - `caseline bench eventlog`: the event log benchmark, against a baseline measured in
+//!   the same run.
+#![forbid(unsafe_code)]
+
+use caseline::{bench, serve};
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "caseline",
+    version,
+    about = "Audited, role-restricted case timelines for child victims"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve all five gRPC services on one port.
+    Serve(serve::ServeArgs),
+    /// Run a benchmark and print its figures next to a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Err(e) = caseline_telemetry::init() {
+        eprintln!("caseline: {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Bench(command) => bench::run(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caseline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

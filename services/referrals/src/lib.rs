@@ -1,1 +1,19 @@
+//! `caseline.v1.ReferralService`: referrals between agencies that close their loop.
+//!
+//! The service is registered from the start so that health, reflection and deployments
+//! know it; its methods (and the domain module behind them) are added by the issue that
+//! builds this service. Until then every method answers UNIMPLEMENTED.
 #![forbid(unsafe_code)]
+
+use caseline_proto::v1::referral_service_server::{ReferralService, ReferralServiceServer};
+
+/// The gRPC handlers of ReferralService.
+#[derive(Clone, Debug, Default)]
+pub struct ReferralApi;
+
+impl ReferralService for ReferralApi {}
+
+/// The tonic server to register with `caseline_server::Services::add_service`.
+pub fn server() -> ReferralServiceServer<ReferralApi> {
+    ReferralServiceServer::new(ReferralApi)
+}

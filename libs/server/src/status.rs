@@ -1,0 +1,214 @@
+//! The one mapping from Caseline's errors to gRPC statuses.
+//!
+//! Handlers return [`ApiError`]; its `From` impl is the only place a `Status` is made
+//! from an error. Callers get a precise code and a message naming the field or id at
+//! fault; internal detail (storage messages) is logged here, server-side, and never sent.
+
+use caseline_eventlog::Error as LogError;
+use caseline_proto::tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// One bad field of a request, as `google.rpc.BadRequest.FieldViolation`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field in the request, e.g. `identity.date_of_birth`.
+    pub field: String,
+    /// What is wrong with it; never its value.
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Every way a Caseline call can fail, as the caller may learn it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request")]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    /// Absent, or not visible to the caller: the two are indistinguishable on purpose.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// A rule of the domain refuses the command in the current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A `request_id` reused with a different payload.
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument(violations) => bad_request(violations),
+            ApiError::Unauthenticated(msg) => Status::unauthenticated(msg),
+            ApiError::PermissionDenied(msg) => Status::permission_denied(msg),
+            e @ ApiError::NotFound { .. } => Status::not_found(e.to_string()),
+            ApiError::FailedPrecondition(msg) => Status::failed_precondition(msg),
+            ApiError::AlreadyExists(msg) => Status::already_exists(msg),
+            ApiError::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+            ApiError::Log(e) => from_log(e),
+        }
+    }
+}
+
+fn bad_request(violations: Vec<FieldViolation>) -> Status {
+    let message = match violations.as_slice() {
+        [one] => format!("invalid {}: {}", one.field, one.description),
+        _ => format!("{} invalid fields", violations.len()),
+    };
+    let details = ErrorDetails::with_bad_request(
+        violations
+            .into_iter()
+            .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+            .collect::<Vec<_>>(),
+    );
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+fn from_log(error: LogError) -> Status {
+    match error {
+        LogError::WrongExpectedVersion { actual, .. } => {
+            // The caller retries with the version that stands now.
+            let actual = actual.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            Status::aborted(format!("version conflict: current version is {actual}"))
+        }
+        LogError::InvalidInput { field, reason } => {
+            bad_request(vec![FieldViolation::new(field, reason)])
+        }
+        LogError::EventIdConflict { .. } => {
+            Status::already_exists("request_id was already used for a different request")
+        }
+        LogError::Unavailable(reason) => {
+            tracing::error!(%reason, "event log unavailable");
+            Status::unavailable("event log unavailable, retry later")
+        }
+        LogError::Closed => Status::unavailable("server is shutting down"),
+        LogError::Corrupt { position, reason } => {
+            tracing::error!(%position, %reason, "event log holds unreadable data");
+            Status::data_loss("stored data failed integrity checks; an operator has been alerted")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use caseline_eventlog::{ExpectedVersion, StreamName};
+
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_bad_request_details() {
+        let status = Status::from(ApiError::InvalidArgument(vec![FieldViolation::new(
+            "identity.date_of_birth",
+            "must be in the past",
+        )]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "invalid identity.date_of_birth: must be in the past"
+        );
+        let details = status.get_error_details();
+        let violations = &details
+            .bad_request()
+            .expect("bad request details")
+            .field_violations;
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "identity.date_of_birth");
+    }
+
+    #[test]
+    fn version_conflict_is_aborted_with_the_current_version() {
+        let status = Status::from(ApiError::from(LogError::WrongExpectedVersion {
+            stream: StreamName::new("case-1").unwrap(),
+            expected: ExpectedVersion::Exact(3),
+            actual: Some(5),
+        }));
+        assert_eq!(status.code(), Code::Aborted);
+        assert_eq!(status.message(), "version conflict: current version is 5");
+    }
+
+    #[test]
+    fn storage_failures_never_leak_internal_text() {
+        let status = Status::from(ApiError::from(LogError::Unavailable(
+            "postgres 57P01: terminating connection on host db-7".into(),
+        )));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("db-7"));
+        let status = Status::from(ApiError::from(LogError::Corrupt {
+            position: "42".into(),
+            reason: "hash is not 32 bytes".into(),
+        }));
+        assert_eq!(status.code(), Code::DataLoss);
+        assert!(!status.message().contains("hash"));
+    }
+
+    #[test]
+    fn each_error_has_its_own_code() {
+        let cases = [
+            (
+                ApiError::Unauthenticated("missing bearer token"),
+                Code::Unauthenticated,
+            ),
+            (
+                ApiError::PermissionDenied("role may not do this"),
+                Code::PermissionDenied,
+            ),
+            (
+                ApiError::NotFound {
+                    kind: "case",
+                    id: "c1".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                ApiError::FailedPrecondition("referral is withdrawn".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                ApiError::AlreadyExists("request_id reused".into()),
+                Code::AlreadyExists,
+            ),
+            (
+                ApiError::ResourceExhausted("request too large".into()),
+                Code::ResourceExhausted,
+            ),
+            (
+                LogError::InvalidInput {
+                    field: "stream",
+                    reason: "must not be empty".into(),
+                }
+                .into(),
+                Code::InvalidArgument,
+            ),
+            (
+                LogError::EventIdConflict {
+                    event_id: uuid_nil(),
+                }
+                .into(),
+                Code::AlreadyExists,
+            ),
+            (LogError::Closed.into(), Code::Unavailable),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Status::from(error).code(), code);
+        }
+    }
+
+    fn uuid_nil() -> caseline_eventlog::Uuid {
+        caseline_eventlog::Uuid::nil()
+    }
+}

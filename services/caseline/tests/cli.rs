@@ -1,0 +1,124 @@
+//! The `caseline` binary as scripts use it: `serve` announces its address on standard
+//! output, answers health and reflection, and stops cleanly on SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_caseline");
+
+#[tokio::test]
+async fn serve_announces_its_address_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("CASELINE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("no address announced within 30 s")
+        .unwrap()
+        .expect("stdout closed before the address line");
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .unwrap();
+
+    let channel = caseline_e2e::connect(addr).await;
+    caseline_e2e::assert_all_services_serving(channel.clone()).await;
+    caseline_e2e::assert_reflection_lists_everything(channel).await;
+
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("server did not stop within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("DEVELOPMENT MODE"),
+        "the --dev warning is loud: {stderr}"
+    );
+    assert!(dir.path().join("events.sqlite").exists());
+}
+
+#[tokio::test]
+async fn serve_without_dev_refuses_and_says_what_to_configure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing announced");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("issuers") && stderr.contains("--dev"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bench_prints_json_as_its_last_line() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "eventlog",
+            "--backend",
+            "sqlite",
+            "--seconds",
+            "0.3",
+            "--appenders",
+            "4",
+            "--json",
+        ])
+        .env("CASELINE_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    for key in [
+        "backend",
+        "appenders",
+        "events_per_sec",
+        "baseline_events_per_sec",
+        "ratio",
+        "p50_ms",
+        "p99_ms",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key} in {last}");
+    }
+    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["appenders"], 4);
+    assert!(report["events_per_sec"].as_f64().unwrap() > 0.0);
+}
