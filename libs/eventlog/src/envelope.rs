@@ -237,9 +237,15 @@ impl NewEvent {
             if value.len() > MAX_LABEL_BYTES {
                 return Err(Error::invalid(field, "must be at most 256 bytes"));
             }
+            if value.chars().any(char::is_control) {
+                return Err(Error::invalid(field, "must not contain control characters"));
+            }
         }
         if self.encoded_len() > MAX_EVENT_BYTES {
-            return Err(Error::invalid("data", "event exceeds 1 MiB"));
+            return Err(Error::TooLarge {
+                field: "data",
+                limit: "1 MiB per event",
+            });
         }
         Ok(())
     }
@@ -263,7 +269,10 @@ pub(crate) fn validate_batch(expected: ExpectedVersion, events: &[NewEvent]) -> 
         return Err(Error::invalid("events", "must not be empty"));
     }
     if events.len() > MAX_BATCH_EVENTS {
-        return Err(Error::invalid("events", "at most 1000 events per append"));
+        return Err(Error::TooLarge {
+            field: "events",
+            limit: "1000 events per append",
+        });
     }
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     for event in events {

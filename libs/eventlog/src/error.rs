@@ -21,13 +21,20 @@ pub enum Error {
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: String },
 
+    /// The request exceeds a size limit; nothing was stored.
+    #[error("{field} too large: at most {limit}")]
+    TooLarge {
+        field: &'static str,
+        limit: &'static str,
+    },
+
     /// An event id is already stored for a different event (another stream, type or
     /// payload), or a retried batch only partly matches what was stored.
     #[error("event id {event_id} is already stored with different content")]
     EventIdConflict { event_id: Uuid },
 
-    /// The storage cannot be reached or refused the operation; nothing is known to have
-    /// been stored. Retryable.
+    /// The storage cannot be reached or failed. An append that ends so may or may not
+    /// have been stored: retry it with the same event ids, which is always safe.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
 

@@ -1,6 +1,8 @@
 //! Idempotent appends: a batch whose event ids are already stored is a retry when it
 //! matches what was stored (same stream, consecutive versions, same types and payloads)
-//! and gets the original result; anything else reusing those ids is a conflict.
+//! and gets the original result; anything else reusing those ids is a conflict. Who
+//! asked (actor, agency) and for which case are part of the match: another caller
+//! reusing a request id does not get the first caller's answer.
 
 use crate::{AppendResult, Error, NewEvent, Position, StreamName};
 
@@ -12,6 +14,9 @@ pub(crate) struct StoredCopy {
     pub event_type: String,
     pub data: Vec<u8>,
     pub position: Position,
+    pub actor: String,
+    pub agency: String,
+    pub case_id: Option<uuid::Uuid>,
 }
 
 /// Decides whether a batch is a faithful retry of one stored before. `stored[i]` is what
@@ -36,6 +41,9 @@ pub(crate) fn resolve_retry(
             || copy.version != first + i as u64
             || copy.event_type != event.event_type
             || copy.data != event.data
+            || copy.actor != event.metadata.actor
+            || copy.agency != event.metadata.agency
+            || copy.case_id != event.metadata.case_id
         {
             return Err(conflict());
         }

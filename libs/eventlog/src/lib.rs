@@ -61,7 +61,10 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, Error>;
 
     /// Up to `limit` events of one child's case, across all its streams, in global
-    /// order, after `after`.
+    /// order, after `after`: everything committed now, the caller's own writes included.
+    /// Pages are for reading a settled history; a consumer that must never miss an event
+    /// of a case while others write follows [`subscribe`] instead, because on PostgreSQL
+    /// a transaction that began earlier may still commit below the last position read.
     async fn read_case(
         &self,
         case_id: Uuid,

@@ -1,8 +1,9 @@
 //! The shared event log on PostgreSQL (14 or later), for separate services.
 //!
-//! Appends take no lock beyond the row locks of their own inserts: the head of the
-//! stream and any stored copies of the batch's event ids are read in one pipelined
-//! round trip, then the batch is inserted by one atomic statement. The unique
+//! Appends take no lock beyond the row locks of their own inserts. When this process
+//! knows the stream's head (or the stream is new) the batch is inserted by one atomic
+//! statement, one round trip; otherwise the head and any stored copies of the batch's
+//! event ids are read first, from one snapshot. The unique
 //! `(stream, version)` key makes the second of two racing appends fail; it is then
 //! re-decided against the new head (`WrongExpectedVersion`, or a retry for `Any`).
 //!
@@ -11,6 +12,8 @@
 //! (`pg_snapshot_xmin(pg_current_snapshot())`), so a transaction that started early and
 //! commits late is delivered after its peers rather than skipped.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -34,6 +37,8 @@ use crate::{
 pub const DEFAULT_POOL_SIZE: usize = 32;
 /// How many times an `Any` append is re-decided after losing a race before giving up.
 const MAX_RACES: usize = 64;
+/// Stream heads remembered per process; beyond this the hint cache starts afresh.
+const HEAD_CACHE: usize = 65_536;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS caseline_events (
@@ -78,10 +83,17 @@ const COLUMNS: &str = "tx::text, id, event_id, stream, version, event_type, data
      actor, actor_role, agency, request_id, correlation_id, causation_id, traceparent, \
      recorded_at, prev_hash, hash";
 
-const HEAD: &str =
-    "SELECT version, hash FROM caseline_events WHERE stream = $1 ORDER BY version DESC LIMIT 1";
-const STORED: &str = "SELECT event_id, stream, version, event_type, data, tx::text, id \
-     FROM caseline_events WHERE event_id = ANY($1)";
+/// The stream's head and any stored copies of the batch's event ids, in one statement so
+/// both come from one snapshot. Column 0 tells the rows apart: 0 head, 1 stored copy.
+const LOOKUP: &str = "\
+     SELECT 0, NULL::uuid, NULL::text, version, NULL::text, NULL::bytea, NULL::text, \
+            NULL::bigint, hash, NULL::text, NULL::text, NULL::uuid \
+       FROM (SELECT version, hash FROM caseline_events WHERE stream = $1 \
+             ORDER BY version DESC LIMIT 1) head \
+     UNION ALL \
+     SELECT 1, event_id, stream, version, event_type, data, tx::text, id, NULL::bytea, \
+            actor, agency, case_id \
+       FROM caseline_events WHERE event_id = ANY($2)";
 const INSERT: &str = "INSERT INTO caseline_events (event_id, stream, version, event_type, \
      data, case_id, actor, actor_role, agency, request_id, correlation_id, causation_id, \
      traceparent, recorded_at, prev_hash, hash) \
@@ -96,6 +108,9 @@ pub struct PostgresEventLog {
     pool: Pool,
     signal: watch::Sender<Position>,
     closed: AtomicBool,
+    /// Stream heads this process last saw. Only a hint: other processes append too, and
+    /// the unique keys turn a stale hint into a fresh read, never into a wrong append.
+    heads: Mutex<HashMap<String, Head>>,
 }
 
 impl PostgresEventLog {
@@ -130,9 +145,43 @@ impl PostgresEventLog {
             pool,
             signal: watch::channel(Position::START).0,
             closed: AtomicBool::new(false),
+            heads: Mutex::new(HashMap::new()),
         };
         log.migrate().await?;
         Ok(log)
+    }
+
+    fn cached_head(&self, stream: &StreamName) -> Option<Head> {
+        self.heads.lock().ok()?.get(stream.as_str()).copied()
+    }
+
+    fn remember(&self, stream: &StreamName, head: Option<Head>) {
+        if let Ok(mut heads) = self.heads.lock() {
+            match head {
+                Some(head) => {
+                    if heads.len() >= HEAD_CACHE {
+                        heads.clear();
+                    }
+                    heads.insert(stream.as_str().to_owned(), head);
+                }
+                None => {
+                    heads.remove(stream.as_str());
+                }
+            }
+        }
+    }
+
+    /// Records a successful append: the new head, and the wake-up for subscribers.
+    fn stored(&self, stream: &StreamName, result: AppendResult, head: Head) -> AppendResult {
+        self.remember(stream, Some(head));
+        self.signal.send_if_modified(|p| {
+            let newer = result.last_position > *p;
+            if newer {
+                *p = result.last_position;
+            }
+            newer
+        });
+        result
     }
 
     async fn migrate(&self) -> Result<(), Error> {
@@ -171,81 +220,80 @@ impl PostgresEventLog {
     }
 }
 
-enum Attempt {
-    Done(AppendResult),
-    /// Lost a race on a unique key: decide again against what is stored now.
+/// The head of a stream: its last version and that event's hash.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    version: u64,
+    hash: [u8; 32],
+}
+
+/// How an insert ended.
+enum Inserted {
+    Stored(AppendResult, Head),
+    /// Lost a race on a unique key (a stale head, a concurrent append, or a retry):
+    /// decide again from what is stored now.
     Raced,
 }
 
-async fn try_append(
+/// The stream's head and the stored copies of the batch's event ids, from one snapshot.
+async fn lookup(
     client: &deadpool_postgres::Client,
     stream: &StreamName,
-    expected: ExpectedVersion,
     events: &[NewEvent],
-) -> Result<Attempt, Error> {
+) -> Result<(Option<Head>, Vec<Option<StoredCopy>>), Error> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let (head_stmt, stored_stmt) =
-        tokio::try_join!(client.prepare_cached(HEAD), client.prepare_cached(STORED))?;
-    let stream_name = stream.as_str();
-    let (head_params, stored_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-        ([&stream_name], [&ids]);
-    let (head, stored) = tokio::try_join!(
-        client.query_opt(&head_stmt, &head_params),
-        client.query(&stored_stmt, &stored_params),
-    )?;
-
-    if !stored.is_empty() {
-        let mut copies: Vec<Option<StoredCopy>> = events.iter().map(|_| None).collect();
-        for row in &stored {
-            let id: Uuid = row.try_get(0)?;
-            if let Some(i) = ids.iter().position(|x| *x == id) {
-                copies[i] = Some(StoredCopy {
-                    stream: row.try_get(1)?,
-                    version: row.try_get::<_, i64>(2)? as u64,
-                    event_type: row.try_get(3)?,
-                    data: row.try_get(4)?,
-                    position: position(row.try_get(5)?, row.try_get(6)?)?,
-                });
-            }
+    let statement = client.prepare_cached(LOOKUP).await?;
+    let rows = client.query(&statement, &[&stream.as_str(), &ids]).await?;
+    let mut head = None;
+    let mut copies: Vec<Option<StoredCopy>> = events.iter().map(|_| None).collect();
+    for row in &rows {
+        if row.try_get::<_, i32>(0)? == 0 {
+            let bytes: Vec<u8> = row.try_get(8)?;
+            head = Some(Head {
+                version: row.try_get::<_, i64>(3)? as u64,
+                hash: bytes.try_into().map_err(|_| Error::Corrupt {
+                    position: format!("head of {stream}"),
+                    reason: "hash is not 32 bytes".into(),
+                })?,
+            });
+            continue;
         }
-        if let Some(result) = resolve_retry(stream, events, &copies)? {
-            return Ok(Attempt::Done(result));
+        let id: Uuid = row.try_get(1)?;
+        if let Some(i) = ids.iter().position(|x| *x == id) {
+            copies[i] = Some(StoredCopy {
+                stream: row.try_get(2)?,
+                version: row.try_get::<_, i64>(3)? as u64,
+                event_type: row.try_get(4)?,
+                data: row.try_get(5)?,
+                position: position(row.try_get(6)?, row.try_get(7)?)?,
+                actor: row.try_get(9)?,
+                agency: row.try_get(10)?,
+                case_id: row.try_get(11)?,
+            });
         }
     }
+    Ok((head, copies))
+}
 
-    let actual = head
-        .as_ref()
-        .map(|r| r.try_get::<_, i64>(0))
-        .transpose()?
-        .map(|v| v as u64);
-    if !expected.accepts(actual) {
-        return Err(Error::WrongExpectedVersion {
-            stream: stream.clone(),
-            expected,
-            actual,
-        });
-    }
-    let mut prev_hash = match &head {
-        Some(row) => {
-            let bytes: Vec<u8> = row.try_get(1)?;
-            bytes.try_into().map_err(|_| Error::Corrupt {
-                position: "stream head".into(),
-                reason: "hash is not 32 bytes".into(),
-            })?
-        }
-        None => GENESIS,
-    };
-    let first_version = actual.map_or(0, |v| v + 1);
-    let n = events.len();
-    if first_version + n as u64 - 1 > MAX_VERSION {
+/// Inserts the batch after `head` (`None`: as the stream's first events) in one atomic
+/// statement.
+async fn insert(
+    client: &deadpool_postgres::Client,
+    stream: &StreamName,
+    head: Option<Head>,
+    events: &[NewEvent],
+) -> Result<Inserted, Error> {
+    let first_version = head.map_or(0, |h| h.version + 1);
+    let last_version = first_version + events.len() as u64 - 1;
+    if last_version > MAX_VERSION {
         return Err(Error::invalid(
             "events",
             "stream would exceed the largest version",
         ));
     }
-
+    let mut prev_hash = head.map_or(GENESIS, |h| h.hash);
     let recorded_at = now_micros();
-    let mut cols = InsertColumns::with_capacity(n);
+    let mut cols = InsertColumns::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
         let version = first_version + i as u64;
         let hash = Canonical {
@@ -261,21 +309,26 @@ async fn try_append(
         cols.push(stream, version, event, recorded_at, prev_hash, hash);
         prev_hash = hash;
     }
-
-    let insert = client.prepare_cached(INSERT).await?;
-    match client.query(&insert, &cols.params()).await {
+    let statement = client.prepare_cached(INSERT).await?;
+    match client.query(&statement, &cols.params()).await {
         Ok(rows) => {
             let mut last_position = Position::START;
             for row in &rows {
                 last_position = last_position.max(position(row.try_get(1)?, row.try_get(2)?)?);
             }
-            Ok(Attempt::Done(AppendResult {
-                first_version,
-                last_version: first_version + n as u64 - 1,
-                last_position,
-            }))
+            Ok(Inserted::Stored(
+                AppendResult {
+                    first_version,
+                    last_version,
+                    last_position,
+                },
+                Head {
+                    version: last_version,
+                    hash: prev_hash,
+                },
+            ))
         }
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Attempt::Raced),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Inserted::Raced),
         Err(e) => Err(e.into()),
     }
 }
@@ -382,16 +435,40 @@ impl EventLog for PostgresEventLog {
     ) -> Result<AppendResult, Error> {
         validate_batch(expected, &events)?;
         let client = self.client().await?;
+
+        // One round trip when the head is known here (or the stream is new): the unique
+        // keys catch a stale head or a retry, which then take the full path below.
+        let known = match expected {
+            ExpectedVersion::NoStream => Some(None),
+            _ => self
+                .cached_head(stream)
+                .filter(|h| expected.accepts(Some(h.version)))
+                .map(Some),
+        };
+        if let Some(head) = known
+            && let Inserted::Stored(result, head) = insert(&client, stream, head, &events).await?
+        {
+            return Ok(self.stored(stream, result, head));
+        }
+
         for _ in 0..MAX_RACES {
-            if let Attempt::Done(result) = try_append(&client, stream, expected, &events).await? {
-                self.signal.send_if_modified(|p| {
-                    let newer = result.last_position > *p;
-                    if newer {
-                        *p = result.last_position;
-                    }
-                    newer
+            let (head, copies) = lookup(&client, stream, &events).await?;
+            // A retry is recognised before the expected version: it carries the version
+            // it expected the first time.
+            if let Some(original) = resolve_retry(stream, &events, &copies)? {
+                return Ok(original);
+            }
+            let actual = head.map(|h| h.version);
+            if !expected.accepts(actual) {
+                self.remember(stream, head);
+                return Err(Error::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
                 });
-                return Ok(result);
+            }
+            if let Inserted::Stored(result, head) = insert(&client, stream, head, &events).await? {
+                return Ok(self.stored(stream, result, head));
             }
         }
         Err(Error::Unavailable(format!(

@@ -10,12 +10,14 @@
 //! The `events` table refuses UPDATE and DELETE through triggers; global position is an
 //! `AUTOINCREMENT` key, so it is never reused.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::chain::{Canonical, GENESIS};
@@ -28,8 +30,14 @@ use crate::{
 
 /// Most appends committed in one transaction.
 const MAX_GROUP: usize = 512;
-/// Appends waiting for the writer before callers wait to enqueue.
-const QUEUE: usize = 4096;
+/// Under concurrent load, how long the writer waits for appenders that were just
+/// answered to come back before it commits: sharing an fsync (about a millisecond) is
+/// worth far more than this wait. It stops earlier once the queue stays quiet for
+/// [`QUIET`].
+const LINGER: Duration = Duration::from_micros(400);
+const QUIET: Duration = Duration::from_micros(60);
+/// Stream heads remembered by the writer; beyond this the cache starts afresh.
+const HEAD_CACHE: usize = 65_536;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -63,10 +71,15 @@ const COLUMNS: &str = "position, event_id, stream, version, event_type, data, ca
      actor_role, agency, request_id, correlation_id, causation_id, traceparent, recorded_at, \
      prev_hash, hash";
 
+const INSERT: &str = "INSERT INTO events (event_id, stream, version, event_type, data, \
+     case_id, actor, actor_role, agency, request_id, correlation_id, causation_id, \
+     traceparent, recorded_at, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+
 /// The embedded SQLite event log.
 #[derive(Debug)]
 pub struct SqliteEventLog {
-    writer: mpsc::Sender<WriterCommand>,
+    writer: std_mpsc::Sender<WriterCommand>,
     readers: Arc<ReaderPool>,
     appended: watch::Receiver<Position>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -94,19 +107,20 @@ impl std::fmt::Debug for WriterCommand {
 }
 
 impl SqliteEventLog {
-    /// Opens (creating if needed) the log in the file at `path`.
+    /// Opens (creating if needed) the log in the file at `path`. One process at a time:
+    /// a second open of the same file while the first is live is refused.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (writer, rx) = mpsc::channel(QUEUE);
+        let (writer, rx) = std_mpsc::channel();
         let (signal_tx, appended) = watch::channel(Position::START);
         let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("caseline-sqlite-writer".into())
-            .spawn(move || match open_writer(&thread_path) {
-                Ok(conn) => {
+            .spawn(move || match Writer::open(&thread_path) {
+                Ok(writer) => {
                     let _ = ready_tx.send(Ok(()));
-                    writer_loop(conn, rx, signal_tx);
+                    writer.run(rx, signal_tx);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -121,6 +135,7 @@ impl SqliteEventLog {
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
             }),
             appended,
             thread: Mutex::new(Some(thread)),
@@ -133,7 +148,7 @@ impl SqliteEventLog {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        if self.writer.is_closed() {
+        if self.readers.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let pool = Arc::clone(&self.readers);
@@ -143,47 +158,111 @@ impl SqliteEventLog {
     }
 }
 
-fn open_writer(path: &Path) -> Result<Connection, Error> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let conn = Connection::open(path)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Unavailable(format!(
-            "sqlite refused WAL mode (got {mode})"
-        )));
-    }
-    conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
-    )?;
-    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
-    Ok(conn)
+/// The head of a stream: its last version and that event's hash.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    version: u64,
+    hash: [u8; 32],
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<WriterCommand>,
-    signal: watch::Sender<Position>,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = rx.blocking_recv() {
+/// The only write connection, owned by the writer thread.
+struct Writer {
+    conn: Connection,
+    /// Stream heads as committed. Exact because this thread is the only writer: the
+    /// lock file keeps other processes out.
+    heads: HashMap<String, Head>,
+    /// Held for the writer's lifetime; the OS releases it if the process dies.
+    _lock: std::fs::File,
+}
+
+/// How one append in a group ended.
+enum Applied {
+    /// Stored; the stream's new head.
+    Stored(AppendResult, Head),
+    /// A retry of an append stored before: nothing stored now.
+    Retry(AppendResult),
+}
+
+impl Writer {
+    fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            Error::Unavailable(format!(
+                "event log {} is in use by another process",
+                path.display()
+            ))
+        })?;
+
+        let conn = Connection::open(path)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Unavailable(format!(
+                "sqlite refused WAL mode (got {mode})"
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
+        )?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
+        Ok(Self {
+            conn,
+            heads: HashMap::new(),
+            _lock: lock,
+        })
+    }
+
+    fn run(mut self, rx: std_mpsc::Receiver<WriterCommand>, signal: watch::Sender<Position>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut last_group = 0;
         let mut shutdown = false;
-        for command in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-            match command {
-                WriterCommand::Append(req) => group.push(req),
-                WriterCommand::Shutdown => {
-                    shutdown = true;
-                    break;
+        while !shutdown {
+            let Ok(first) = rx.recv() else { break };
+            let take = |command, group: &mut Vec<AppendRequest>| match command {
+                WriterCommand::Append(req) => {
+                    group.push(req);
+                    true
+                }
+                WriterCommand::Shutdown => false,
+            };
+            shutdown = !take(first, &mut group);
+            while !shutdown && group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(command) => shutdown = !take(command, &mut group),
+                    Err(_) => break,
                 }
             }
-            if group.len() == MAX_GROUP {
-                break;
+            // Concurrent load: let the appenders answered last round rejoin this group.
+            if last_group > 1 {
+                let deadline = Instant::now() + LINGER;
+                while !shutdown && group.len() < MAX_GROUP {
+                    let wait = QUIET.min(deadline.saturating_duration_since(Instant::now()));
+                    match rx.recv_timeout(wait) {
+                        Ok(command) => shutdown = !take(command, &mut group),
+                        Err(_) => break,
+                    }
+                }
             }
-        }
-        if !group.is_empty() {
-            let results = commit_group(&mut conn, &group);
+            last_group = group.len();
+            if group.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let results = self.commit_group(&group);
+            tracing::debug!(
+                appends = group.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "group committed"
+            );
             let last = results
                 .iter()
                 .filter_map(|r| r.as_ref().ok())
@@ -202,162 +281,248 @@ fn writer_loop(
                 });
             }
         }
-        if shutdown {
-            rx.close();
-            // Appends that raced with close still get an answer.
-            while let Ok(WriterCommand::Append(req)) = rx.try_recv() {
+        // Appends that raced with close still get an answer.
+        drop(signal);
+        while let Ok(command) = rx.try_recv() {
+            if let WriterCommand::Append(req) = command {
                 let _ = req.reply.send(Err(Error::Closed));
             }
-            break;
+        }
+        if let Err((_, e)) = self.conn.close() {
+            tracing::warn!(error = %e, "closing sqlite writer connection failed");
         }
     }
-    if let Err((_, e)) = conn.close() {
-        tracing::warn!(error = %e, "closing sqlite writer connection failed");
-    }
-}
 
-/// Applies a group of appends in one transaction; each gets its own result.
-fn commit_group(
-    conn: &mut Connection,
-    group: &[AppendRequest],
-) -> Vec<Result<AppendResult, Error>> {
-    let fail_all = |e: &Error| {
-        group
-            .iter()
-            .map(|_| Err(Error::Unavailable(e.to_string())))
-            .collect()
-    };
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(&e.into()),
-    };
-    let mut results = Vec::with_capacity(group.len());
-    for req in group {
-        let result = match tx.savepoint() {
-            Ok(mut sp) => match append_one(&sp, req) {
-                Ok(r) => sp.commit().map(|()| r).map_err(Error::from),
-                Err(e) => {
-                    let _ = sp.rollback();
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e.into()),
+    fn exec(&self, sql: &str) -> Result<(), Error> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
+    /// Applies a group of appends in one transaction; each gets its own result. Every
+    /// append runs under a savepoint, so one refused append leaves the others intact.
+    fn commit_group(&mut self, group: &[AppendRequest]) -> Vec<Result<AppendResult, Error>> {
+        let fail_all = |e: Error| -> Vec<Result<AppendResult, Error>> {
+            let reason = e.to_string();
+            group
+                .iter()
+                .map(|_| Err(Error::Unavailable(reason.clone())))
+                .collect()
         };
-        results.push(result);
-    }
-    match tx.commit() {
-        Ok(()) => results,
-        Err(e) => fail_all(&e.into()),
-    }
-}
-
-fn append_one(conn: &Connection, req: &AppendRequest) -> Result<AppendResult, Error> {
-    if let Some(result) = find_retry(conn, req)? {
-        return Ok(result);
-    }
-    let head: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
-        )?
-        .query_row([req.stream.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let actual = head.as_ref().map(|(v, _)| *v as u64);
-    if !req.expected.accepts(actual) {
-        return Err(Error::WrongExpectedVersion {
-            stream: req.stream.clone(),
-            expected: req.expected,
-            actual,
-        });
-    }
-    let mut prev_hash = match &head {
-        Some((_, h)) => hash_from_slice(h)?,
-        None => GENESIS,
-    };
-    let first_version = actual.map_or(0, |v| v + 1);
-    if first_version + req.events.len() as u64 - 1 > MAX_VERSION {
-        return Err(Error::invalid(
-            "events",
-            "stream would exceed the largest version",
-        ));
-    }
-    let recorded_at = now_micros();
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (event_id, stream, version, event_type, data, case_id, actor, \
-         actor_role, agency, request_id, correlation_id, causation_id, traceparent, \
-         recorded_at, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?;
-    let mut last_position = Position::START;
-    for (i, event) in req.events.iter().enumerate() {
-        let version = first_version + i as u64;
-        let m = &event.metadata;
-        let hash = Canonical {
-            event_id: event.event_id,
-            stream: req.stream.as_str(),
-            version,
-            event_type: &event.event_type,
-            data: &event.data,
-            metadata: m,
-            recorded_at_micros: recorded_at,
+        if let Err(e) = self.exec("BEGIN IMMEDIATE") {
+            return fail_all(e);
         }
-        .hash(&prev_hash);
-        insert.execute(params![
-            event.event_id.as_bytes().as_slice(),
-            req.stream.as_str(),
-            version as i64,
-            event.event_type,
-            event.data,
-            m.case_id.as_ref().map(|u| u.as_bytes().as_slice()),
-            m.actor,
-            m.actor_role,
-            m.agency,
-            m.request_id.as_ref().map(|u| u.as_bytes().as_slice()),
-            m.correlation_id.as_ref().map(|u| u.as_bytes().as_slice()),
-            m.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
-            m.traceparent,
-            recorded_at,
-            prev_hash.as_slice(),
-            hash.as_slice(),
-        ])?;
-        last_position = Position::from_parts(0, conn.last_insert_rowid() as u64);
-        prev_hash = hash;
+        let mut new_heads: HashMap<&str, Head> = HashMap::new();
+        let mut results = Vec::with_capacity(group.len());
+        for req in group {
+            let result = self.exec("SAVEPOINT append").and_then(|()| {
+                let applied = self.apply(req, &new_heads);
+                let end = match applied {
+                    Ok(_) => self.exec("RELEASE append"),
+                    Err(_) => self
+                        .exec("ROLLBACK TO append")
+                        .and_then(|()| self.exec("RELEASE append")),
+                };
+                let applied = applied?;
+                end?;
+                Ok(applied)
+            });
+            if result.is_err() && self.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (I/O error, disk full): the
+                // appends before this one are gone too, and the ones after must not run
+                // outside a transaction.
+                self.heads.clear();
+                return fail_all(Error::Unavailable(
+                    "sqlite rolled back the transaction".into(),
+                ));
+            }
+            results.push(result.map(|applied| match applied {
+                Applied::Stored(r, head) => {
+                    new_heads.insert(req.stream.as_str(), head);
+                    r
+                }
+                Applied::Retry(r) => r,
+            }));
+        }
+        if let Err(e) = self.exec("COMMIT") {
+            let _ = self.exec("ROLLBACK");
+            self.heads.clear();
+            return fail_all(e);
+        }
+        if self.heads.len() + new_heads.len() > HEAD_CACHE {
+            self.heads.clear();
+        }
+        for (stream, head) in new_heads {
+            self.heads.insert(stream.to_owned(), head);
+        }
+        results
     }
-    Ok(AppendResult {
-        first_version,
-        last_version: first_version + req.events.len() as u64 - 1,
-        last_position,
-    })
-}
 
-/// If the batch's event ids are already stored, the original result (a retry), or a
-/// conflict when they are stored for something else.
-fn find_retry(conn: &Connection, req: &AppendRequest) -> Result<Option<AppendResult>, Error> {
-    let mut lookup = conn.prepare_cached(
-        "SELECT stream, version, event_type, data, position FROM events WHERE event_id = ?1",
-    )?;
-    let mut stored = Vec::new();
-    for event in &req.events {
-        let found = lookup
-            .query_row([event.event_id.as_bytes().as_slice()], |r| {
-                Ok(StoredCopy {
-                    stream: r.get(0)?,
-                    version: r.get::<_, i64>(1)? as u64,
-                    event_type: r.get(2)?,
-                    data: r.get(3)?,
-                    position: Position::from_parts(0, r.get::<_, i64>(4)? as u64),
-                })
-            })
+    /// One append inside the group's transaction. `pending` holds heads written earlier
+    /// in this transaction.
+    fn apply(&self, req: &AppendRequest, pending: &HashMap<&str, Head>) -> Result<Applied, Error> {
+        let stream = req.stream.as_str();
+        let head = match pending.get(stream).or_else(|| self.heads.get(stream)) {
+            Some(head) => Some(*head),
+            None => self.read_head(stream)?,
+        };
+        let actual = head.map(|h| h.version);
+        if !req.expected.accepts(actual) {
+            // A retry of a stored append arrives with the version it expected then.
+            if let Some(original) = self.find_retry(req)? {
+                return Ok(Applied::Retry(original));
+            }
+            return Err(Error::WrongExpectedVersion {
+                stream: req.stream.clone(),
+                expected: req.expected,
+                actual,
+            });
+        }
+        match self.insert(req, head) {
+            Err(InsertError::Duplicate) => match self.find_retry(req)? {
+                Some(original) => Ok(Applied::Retry(original)),
+                // Only (stream, version) can clash then: a head we trusted was stale.
+                None => Err(Error::Unavailable(format!(
+                    "stream {stream} changed outside this writer"
+                ))),
+            },
+            Err(InsertError::Log(e)) => Err(e),
+            Ok(stored) => Ok(stored),
+        }
+    }
+
+    fn read_head(&self, stream: &str) -> Result<Option<Head>, Error> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        stored.push(found);
+        row.map(|(version, hash)| {
+            Ok(Head {
+                version: version as u64,
+                hash: hash.try_into().map_err(|_| Error::Corrupt {
+                    position: format!("head of {stream}"),
+                    reason: "hash is not 32 bytes".into(),
+                })?,
+            })
+        })
+        .transpose()
     }
-    resolve_retry(&req.stream, &req.events, &stored)
+
+    fn insert(&self, req: &AppendRequest, head: Option<Head>) -> Result<Applied, InsertError> {
+        let first_version = head.map_or(0, |h| h.version + 1);
+        let last_version = first_version + req.events.len() as u64 - 1;
+        if last_version > MAX_VERSION {
+            return Err(Error::invalid("events", "stream would exceed the largest version").into());
+        }
+        let mut prev_hash = head.map_or(GENESIS, |h| h.hash);
+        let recorded_at = now_micros();
+        let mut insert = self.conn.prepare_cached(INSERT).map_err(Error::from)?;
+        let mut last_position = Position::START;
+        for (i, event) in req.events.iter().enumerate() {
+            let version = first_version + i as u64;
+            let m = &event.metadata;
+            let hash = Canonical {
+                event_id: event.event_id,
+                stream: req.stream.as_str(),
+                version,
+                event_type: &event.event_type,
+                data: &event.data,
+                metadata: m,
+                recorded_at_micros: recorded_at,
+            }
+            .hash(&prev_hash);
+            insert
+                .execute(params![
+                    event.event_id.as_bytes().as_slice(),
+                    req.stream.as_str(),
+                    version as i64,
+                    event.event_type,
+                    event.data,
+                    m.case_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                    m.actor,
+                    m.actor_role,
+                    m.agency,
+                    m.request_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                    m.correlation_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                    m.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                    m.traceparent,
+                    recorded_at,
+                    prev_hash.as_slice(),
+                    hash.as_slice(),
+                ])
+                .map_err(InsertError::from)?;
+            last_position = Position::from_parts(0, self.conn.last_insert_rowid() as u64);
+            prev_hash = hash;
+        }
+        Ok(Applied::Stored(
+            AppendResult {
+                first_version,
+                last_version,
+                last_position,
+            },
+            Head {
+                version: last_version,
+                hash: prev_hash,
+            },
+        ))
+    }
+
+    /// If the batch's event ids are already stored, the original result (a retry), or a
+    /// conflict when they are stored for something else.
+    fn find_retry(&self, req: &AppendRequest) -> Result<Option<AppendResult>, Error> {
+        let mut lookup = self.conn.prepare_cached(
+            "SELECT stream, version, event_type, data, position, actor, agency, case_id \
+             FROM events WHERE event_id = ?1",
+        )?;
+        let mut stored = Vec::with_capacity(req.events.len());
+        for event in &req.events {
+            let found = lookup
+                .query_row([event.event_id.as_bytes().as_slice()], |r| {
+                    let case_id: Option<Vec<u8>> = r.get(7)?;
+                    Ok(StoredCopy {
+                        stream: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u64,
+                        event_type: r.get(2)?,
+                        data: r.get(3)?,
+                        position: Position::from_parts(0, r.get::<_, i64>(4)? as u64),
+                        actor: r.get(5)?,
+                        agency: r.get(6)?,
+                        case_id: case_id.and_then(|b| Uuid::from_slice(&b).ok()),
+                    })
+                })
+                .optional()?;
+            stored.push(found);
+        }
+        resolve_retry(&req.stream, &req.events, &stored)
+    }
 }
 
-fn hash_from_slice(bytes: &[u8]) -> Result<[u8; 32], Error> {
-    bytes.try_into().map_err(|_| Error::Corrupt {
-        position: "stream head".into(),
-        reason: "hash is not 32 bytes".into(),
-    })
+/// An insert either clashed with a stored row (a retry, or a conflict to explain) or
+/// failed for another reason.
+enum InsertError {
+    Duplicate,
+    Log(Error),
+}
+
+impl From<Error> for InsertError {
+    fn from(e: Error) -> Self {
+        Self::Log(e)
+    }
+}
+
+impl From<rusqlite::Error> for InsertError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                Self::Duplicate
+            }
+            _ => Self::Log(e.into()),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -378,7 +543,6 @@ impl EventLog for SqliteEventLog {
         };
         self.writer
             .send(WriterCommand::Append(request))
-            .await
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
@@ -416,7 +580,7 @@ impl EventLog for SqliteEventLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
         let limit = clamp_limit(limit) as i64;
-        let after = sqlite_position(after);
+        let after = sqlite_position(after)?;
         self.read(move |conn| {
             collect(
                 conn,
@@ -429,7 +593,7 @@ impl EventLog for SqliteEventLog {
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         let limit = clamp_limit(limit) as i64;
-        let after = sqlite_position(after);
+        let after = sqlite_position(after)?;
         self.read(move |conn| {
             collect(
                 conn,
@@ -452,7 +616,8 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn close(&self) {
-        let _ = self.writer.send(WriterCommand::Shutdown).await;
+        self.readers.closed.store(true, Ordering::Release);
+        let _ = self.writer.send(WriterCommand::Shutdown);
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -463,11 +628,15 @@ impl EventLog for SqliteEventLog {
     }
 }
 
-/// SQLite positions are row ids in the low half; anything beyond reads as "after all".
-fn sqlite_position(p: Position) -> i64 {
+/// SQLite positions are row ids in the low half; a position from another backend is
+/// refused rather than read as "after everything" (a subscriber would wait forever).
+fn sqlite_position(p: Position) -> Result<i64, Error> {
     match p.parts() {
-        (0, low) => i64::try_from(low).unwrap_or(i64::MAX),
-        _ => i64::MAX,
+        (0, low) => Ok(i64::try_from(low).unwrap_or(i64::MAX)),
+        _ => Err(Error::invalid(
+            "position",
+            "not a position of this event log",
+        )),
     }
 }
 
@@ -532,6 +701,7 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, Error> {
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    closed: AtomicBool,
 }
 
 impl ReaderPool {

@@ -313,6 +313,13 @@ pub mod suite {
             log.append(&s, ExpectedVersion::Any, changed).await,
             Err(Error::EventIdConflict { event_id }) if event_id == batch[1].event_id
         ));
+        let mut other_actor = batch.clone();
+        other_actor[0].metadata.actor = "someone-else".into();
+        other_actor[1].metadata.actor = "someone-else".into();
+        assert!(matches!(
+            log.append(&s, ExpectedVersion::Any, other_actor).await,
+            Err(Error::EventIdConflict { .. })
+        ));
         let partial = vec![batch[1].clone(), event(None, b"c")];
         assert!(matches!(
             log.append(&s, ExpectedVersion::Any, partial).await,
@@ -363,11 +370,11 @@ pub mod suite {
         // An oversize last event: nothing stored.
         let mut big = event(None, b"");
         big.data = vec![0u8; MAX_EVENT_BYTES + 1];
-        assert_invalid(
+        assert!(matches!(
             log.append(&s, ExpectedVersion::Any, vec![event(None, b"ok"), big])
                 .await,
-            "data",
-        );
+            Err(Error::TooLarge { field: "data", .. })
+        ));
         // A stale expected version: nothing of the batch stored.
         assert_wrong_version(
             log.append(
@@ -648,9 +655,23 @@ pub mod suite {
         let s = stream("case");
         let mut big = event(None, b"");
         big.data = vec![7u8; MAX_EVENT_BYTES + 1];
-        assert_invalid(
+        assert!(matches!(
             log.append(&s, ExpectedVersion::Any, vec![big]).await,
-            "data",
+            Err(Error::TooLarge { field: "data", .. })
+        ));
+        let many = (0..1001).map(|_| event(None, b"x")).collect();
+        assert!(matches!(
+            log.append(&s, ExpectedVersion::Any, many).await,
+            Err(Error::TooLarge {
+                field: "events",
+                ..
+            })
+        ));
+        let mut nul = event(None, b"x");
+        nul.metadata.actor = "user\0-7".into();
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![nul]).await,
+            "metadata.actor",
         );
         assert_invalid(
             log.append(
@@ -804,6 +825,35 @@ mod sqlite {
             let err = conn.execute(sql, []).unwrap_err().to_string();
             assert!(err.contains("immutable"), "{sql}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_a_live_log() {
+        let h = SqliteHarness::new().await;
+        let second = SqliteEventLog::open(h.dir.path().join("events.sqlite")).await;
+        match second {
+            Err(caseline_eventlog::Error::Unavailable(reason)) => {
+                assert!(reason.contains("in use"), "{reason}")
+            }
+            other => panic!("expected the log to be refused, got {other:?}"),
+        }
+        h.log.close().await;
+        SqliteEventLog::open(h.dir.path().join("events.sqlite"))
+            .await
+            .expect("free again once closed");
+    }
+
+    #[tokio::test]
+    async fn a_position_of_another_backend_is_refused() {
+        let h = SqliteHarness::new().await;
+        let foreign: caseline_eventlog::Position = "18446744073709551616".parse().unwrap();
+        assert!(matches!(
+            h.log.read_all(foreign, 10).await,
+            Err(caseline_eventlog::Error::InvalidInput {
+                field: "position",
+                ..
+            })
+        ));
     }
 
     common_suite!(SqliteHarness::new().await);
@@ -976,6 +1026,86 @@ mod postgres {
             later
         );
         assert!(seen.windows(2).all(|w| w[0].position < w[1].position));
+    }
+
+    /// Two services share one database: each one's remembered stream heads go stale
+    /// when the other appends. A stale head must cost a re-read, never a wrong append,
+    /// a false conflict or a broken chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_appending_to_one_stream_stay_consistent() {
+        let h = PgHarness::new().await;
+        let a: Arc<dyn EventLog> = h.log.clone();
+        let b: Arc<dyn EventLog> = Arc::new(PgHarness::open(&h.url, &h.schema).await);
+        let s = super::stream("case");
+        let e = || vec![super::event(None, b"x")];
+
+        assert_eq!(
+            a.append(&s, ExpectedVersion::NoStream, e())
+                .await
+                .unwrap()
+                .last_version,
+            0
+        );
+        assert_eq!(
+            b.append(&s, ExpectedVersion::Exact(0), e())
+                .await
+                .unwrap()
+                .last_version,
+            1
+        );
+        // `a` still remembers version 0: its stale expectation is refused with the truth.
+        match a.append(&s, ExpectedVersion::Exact(0), e()).await {
+            Err(caseline_eventlog::Error::WrongExpectedVersion { actual, .. }) => {
+                assert_eq!(actual, Some(1))
+            }
+            other => panic!("expected a version conflict, got {other:?}"),
+        }
+        // …and the right expectation succeeds although `a` remembered another head.
+        assert_eq!(
+            b.append(&s, ExpectedVersion::Exact(1), e())
+                .await
+                .unwrap()
+                .last_version,
+            2
+        );
+        assert_eq!(
+            a.append(&s, ExpectedVersion::Exact(2), e())
+                .await
+                .unwrap()
+                .last_version,
+            3
+        );
+        assert_eq!(
+            a.append(&s, ExpectedVersion::Any, e())
+                .await
+                .unwrap()
+                .last_version,
+            4
+        );
+        assert_eq!(
+            b.append(&s, ExpectedVersion::Any, e())
+                .await
+                .unwrap()
+                .last_version,
+            5
+        );
+
+        // A retry through the other process returns the original result.
+        let batch = e();
+        let first = a
+            .append(&s, ExpectedVersion::Exact(5), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            b.append(&s, ExpectedVersion::Exact(5), batch)
+                .await
+                .unwrap(),
+            first
+        );
+
+        let report = b.verify_stream(&s).await.unwrap();
+        assert!(report.is_intact());
+        assert_eq!(report.events_checked, 7);
     }
 
     #[tokio::test]

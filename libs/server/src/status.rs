@@ -89,6 +89,7 @@ fn from_log(error: LogError) -> Status {
         LogError::InvalidInput { field, reason } => {
             bad_request(vec![FieldViolation::new(field, reason)])
         }
+        e @ LogError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
         LogError::EventIdConflict { .. } => {
             Status::already_exists("request_id was already used for a different request")
         }
@@ -202,6 +203,14 @@ mod tests {
                 Code::AlreadyExists,
             ),
             (LogError::Closed.into(), Code::Unavailable),
+            (
+                LogError::TooLarge {
+                    field: "data",
+                    limit: "1 MiB per event",
+                }
+                .into(),
+                Code::ResourceExhausted,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(Status::from(error).code(), code);

@@ -5,7 +5,8 @@
 //! own stream with the version it last wrote (as services do), for a fixed time. The
 //! baselines do the same storage work with none of the log's rules:
 //! - SQLite: raw rusqlite inserting 100 rows per transaction into a table of the same
-//!   shape, `synchronous=FULL`, WAL;
+//!   shape, `synchronous=FULL`, WAL, the rows spread over as many streams and cases as
+//!   there are appenders (the same index pages the log touches);
 //! - PostgreSQL: 8 connections each inserting one row per transaction into a copy of the
 //!   events table (same columns and indexes, no triggers).
 
@@ -91,15 +92,17 @@ async fn eventlog(args: EventlogArgs) -> Result<(), BoxError> {
         Backend::Sqlite => {
             let dir = ScratchDir::new()?;
             let path = dir.path().join("baseline.sqlite");
+            let streams = args.appenders;
             let baseline =
-                tokio::task::spawn_blocking(move || sqlite_baseline(&path, duration)).await??;
+                tokio::task::spawn_blocking(move || sqlite_baseline(&path, streams, duration))
+                    .await??;
             let log = Arc::new(SqliteEventLog::open(dir.path().join("events.sqlite")).await?);
             let measured = appenders(log.clone(), args.appenders, duration).await?;
             log.close().await;
             (
                 "sqlite",
                 0.8,
-                "raw rusqlite, 100 events per transaction, synchronous=FULL",
+                "raw rusqlite, 100 events per transaction over the same streams, synchronous=FULL",
                 baseline,
                 measured,
             )
@@ -226,7 +229,11 @@ async fn appenders(
     })
 }
 
-fn sqlite_baseline(path: &Path, duration: Duration) -> Result<Throughput, BoxError> {
+fn sqlite_baseline(
+    path: &Path,
+    streams: usize,
+    duration: Duration,
+) -> Result<Throughput, BoxError> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
     conn.execute_batch(
@@ -243,9 +250,14 @@ fn sqlite_baseline(path: &Path, duration: Duration) -> Result<Throughput, BoxErr
     let start = Instant::now();
     let deadline = start + duration;
     let mut events = 0u64;
-    let mut version = 0i64;
-    let stream = format!("case-{}", Uuid::new_v4());
-    let case_id = Uuid::new_v4();
+    // (stream, case, next version) per simulated appender.
+    let mut targets: Vec<(String, Uuid, i64)> = (0..streams)
+        .map(|_| {
+            let case_id = Uuid::new_v4();
+            (format!("case-{case_id}"), case_id, 0)
+        })
+        .collect();
+    let mut next = 0;
     while Instant::now() < deadline {
         let tx = conn.transaction()?;
         {
@@ -256,12 +268,14 @@ fn sqlite_baseline(path: &Path, duration: Duration) -> Result<Throughput, BoxErr
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for _ in 0..100 {
-                let e = bench_event(case_id);
+                let (stream, case_id, version) = &mut targets[next % streams];
+                next += 1;
+                let e = bench_event(*case_id);
                 let m = &e.metadata;
                 insert.execute(rusqlite::params![
                     e.event_id.as_bytes().as_slice(),
-                    stream,
-                    version,
+                    stream.as_str(),
+                    *version,
                     e.event_type,
                     e.data,
                     case_id.as_bytes().as_slice(),
@@ -276,7 +290,7 @@ fn sqlite_baseline(path: &Path, duration: Duration) -> Result<Throughput, BoxErr
                     [0u8; 32].as_slice(),
                     [1u8; 32].as_slice(),
                 ])?;
-                version += 1;
+                *version += 1;
             }
         }
         tx.commit()?;
