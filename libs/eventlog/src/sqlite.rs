@@ -32,8 +32,8 @@ use crate::{
 const MAX_GROUP: usize = 512;
 /// Under concurrent load, how long the writer waits for appenders that were just
 /// answered to come back before it commits: sharing an fsync (about a millisecond) is
-/// worth far more than this wait. It stops earlier once the queue stays quiet for
-/// [`QUIET`].
+/// worth far more than this wait. It stops earlier once as many appends are waiting as
+/// were committed last time, or the queue stays quiet for [`QUIET`].
 const LINGER: Duration = Duration::from_micros(400);
 const QUIET: Duration = Duration::from_micros(60);
 /// Stream heads remembered by the writer; beyond this the cache starts afresh.
@@ -241,10 +241,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            // Concurrent load: let the appenders answered last round rejoin this group.
+            // Concurrent load: let the appenders answered last round rejoin this group,
+            // and go as soon as they have.
             if last_group > 1 {
                 let deadline = Instant::now() + LINGER;
-                while !shutdown && group.len() < MAX_GROUP {
+                while !shutdown && group.len() < last_group.min(MAX_GROUP) {
                     let wait = QUIET.min(deadline.saturating_duration_since(Instant::now()));
                     match rx.recv_timeout(wait) {
                         Ok(command) => shutdown = !take(command, &mut group),
