@@ -75,6 +75,79 @@ fn optional(h: &mut Sha256, bytes: Option<&[u8]>) {
     }
 }
 
+/// The head of a stream: its last version and that event's hash.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head {
+    pub version: u64,
+    pub hash: [u8; 32],
+}
+
+/// One event of a batch, placed in its stream: what a backend stores beside it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Link {
+    pub version: u64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Versions and hashes for `events` appended after `head` (`None`: a new stream), all
+/// recorded at `recorded_at_micros`. The last link is the stream's new head.
+pub(crate) fn link(
+    stream: &crate::StreamName,
+    head: Option<Head>,
+    events: &[crate::NewEvent],
+    recorded_at_micros: i64,
+) -> Result<Vec<Link>, crate::Error> {
+    if events.is_empty() {
+        return Err(crate::Error::invalid("events", "must not be empty"));
+    }
+    let first_version = head.map_or(0, |h| h.version + 1);
+    if first_version + events.len() as u64 - 1 > crate::envelope::MAX_VERSION {
+        return Err(crate::Error::invalid(
+            "events",
+            "stream would exceed the largest version",
+        ));
+    }
+    let mut prev_hash = head.map_or(GENESIS, |h| h.hash);
+    let mut links = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let version = first_version + i as u64;
+        let hash = Canonical {
+            event_id: event.event_id,
+            stream: stream.as_str(),
+            version,
+            event_type: &event.event_type,
+            data: &event.data,
+            metadata: &event.metadata,
+            recorded_at_micros,
+        }
+        .hash(&prev_hash);
+        links.push(Link {
+            version,
+            prev_hash,
+            hash,
+        });
+        prev_hash = hash;
+    }
+    Ok(links)
+}
+
+/// The first version of a non-empty batch's links, and the stream's head after it.
+pub(crate) fn span(links: &[Link]) -> (u64, Head) {
+    let first = links.first().map_or(0, |l| l.version);
+    let head = links.last().map_or(
+        Head {
+            version: first,
+            hash: GENESIS,
+        },
+        |l| Head {
+            version: l.version,
+            hash: l.hash,
+        },
+    );
+    (first, head)
+}
+
 /// Recomputes the hash a recorded event should have, given its stored `prev_hash`.
 pub(crate) fn recompute(event: &RecordedEvent) -> [u8; 32] {
     Canonical {

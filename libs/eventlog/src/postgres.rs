@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use crate::chain::{Canonical, GENESIS};
+use crate::chain::{self, Head, Link};
 use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
 use crate::idempotency::{StoredCopy, resolve_retry};
 use crate::{
@@ -155,18 +155,22 @@ impl PostgresEventLog {
         self.heads.lock().ok()?.get(stream.as_str()).copied()
     }
 
+    /// Keeps the newest head seen for a stream (appends may finish out of order).
     fn remember(&self, stream: &StreamName, head: Option<Head>) {
-        if let Ok(mut heads) = self.heads.lock() {
-            match head {
-                Some(head) => {
-                    if heads.len() >= HEAD_CACHE {
-                        heads.clear();
-                    }
-                    heads.insert(stream.as_str().to_owned(), head);
+        let (Some(head), Ok(mut heads)) = (head, self.heads.lock()) else {
+            return;
+        };
+        match heads.get_mut(stream.as_str()) {
+            Some(known) => {
+                if head.version > known.version {
+                    *known = head;
                 }
-                None => {
-                    heads.remove(stream.as_str());
+            }
+            None => {
+                if heads.len() >= HEAD_CACHE {
+                    heads.clear();
                 }
+                heads.insert(stream.as_str().to_owned(), head);
             }
         }
     }
@@ -218,13 +222,6 @@ impl PostgresEventLog {
             .map(decode)
             .collect()
     }
-}
-
-/// The head of a stream: its last version and that event's hash.
-#[derive(Clone, Copy, Debug)]
-struct Head {
-    version: u64,
-    hash: [u8; 32],
 }
 
 /// How an insert ended.
@@ -283,31 +280,12 @@ async fn insert(
     head: Option<Head>,
     events: &[NewEvent],
 ) -> Result<Inserted, Error> {
-    let first_version = head.map_or(0, |h| h.version + 1);
-    let last_version = first_version + events.len() as u64 - 1;
-    if last_version > MAX_VERSION {
-        return Err(Error::invalid(
-            "events",
-            "stream would exceed the largest version",
-        ));
-    }
-    let mut prev_hash = head.map_or(GENESIS, |h| h.hash);
     let recorded_at = now_micros();
+    let links = chain::link(stream, head, events, recorded_at)?;
+    let (first_version, new_head) = chain::span(&links);
     let mut cols = InsertColumns::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        let version = first_version + i as u64;
-        let hash = Canonical {
-            event_id: event.event_id,
-            stream: stream.as_str(),
-            version,
-            event_type: &event.event_type,
-            data: &event.data,
-            metadata: &event.metadata,
-            recorded_at_micros: recorded_at,
-        }
-        .hash(&prev_hash);
-        cols.push(stream, version, event, recorded_at, prev_hash, hash);
-        prev_hash = hash;
+    for (event, link) in events.iter().zip(&links) {
+        cols.push(stream, event, recorded_at, link);
     }
     let statement = client.prepare_cached(INSERT).await?;
     match client.query(&statement, &cols.params()).await {
@@ -319,13 +297,10 @@ async fn insert(
             Ok(Inserted::Stored(
                 AppendResult {
                     first_version,
-                    last_version,
+                    last_version: new_head.version,
                     last_position,
                 },
-                Head {
-                    version: last_version,
-                    hash: prev_hash,
-                },
+                new_head,
             ))
         }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Inserted::Raced),
@@ -375,19 +350,11 @@ impl<'a> InsertColumns<'a> {
         }
     }
 
-    fn push(
-        &mut self,
-        stream: &'a StreamName,
-        version: u64,
-        event: &'a NewEvent,
-        recorded_at: i64,
-        prev_hash: [u8; 32],
-        hash: [u8; 32],
-    ) {
+    fn push(&mut self, stream: &'a StreamName, event: &'a NewEvent, recorded_at: i64, link: &Link) {
         let m = &event.metadata;
         self.event_id.push(event.event_id);
         self.stream.push(stream.as_str());
-        self.version.push(version as i64);
+        self.version.push(link.version as i64);
         self.event_type.push(&event.event_type);
         self.data.push(&event.data);
         self.case_id.push(m.case_id);
@@ -399,8 +366,8 @@ impl<'a> InsertColumns<'a> {
         self.causation_id.push(m.causation_id);
         self.traceparent.push(m.traceparent.as_deref());
         self.recorded_at.push(recorded_at);
-        self.prev_hash.push(prev_hash.to_vec());
-        self.hash.push(hash.to_vec());
+        self.prev_hash.push(link.prev_hash.to_vec());
+        self.hash.push(link.hash.to_vec());
     }
 
     fn params(&self) -> [&(dyn ToSql + Sync); 16] {
@@ -438,12 +405,10 @@ impl EventLog for PostgresEventLog {
 
         // One round trip when the head is known here (or the stream is new): the unique
         // keys catch a stale head or a retry, which then take the full path below.
-        let known = match expected {
-            ExpectedVersion::NoStream => Some(None),
-            _ => self
-                .cached_head(stream)
-                .filter(|h| expected.accepts(Some(h.version)))
-                .map(Some),
+        let known = match (expected, self.cached_head(stream)) {
+            (ExpectedVersion::NoStream, None) => Some(None),
+            (_, Some(h)) if expected.accepts(Some(h.version)) => Some(Some(h)),
+            _ => None,
         };
         if let Some(head) = known
             && let Inserted::Stored(result, head) = insert(&client, stream, head, &events).await?

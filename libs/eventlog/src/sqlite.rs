@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use crate::chain::{Canonical, GENESIS};
+use crate::chain::{self, Head};
 use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
 use crate::idempotency::{StoredCopy, resolve_retry};
 use crate::{
@@ -158,13 +158,6 @@ impl SqliteEventLog {
     }
 }
 
-/// The head of a stream: its last version and that event's hash.
-#[derive(Clone, Copy, Debug)]
-struct Head {
-    version: u64,
-    hash: [u8; 32],
-}
-
 /// The only write connection, owned by the writer thread.
 struct Writer {
     conn: Connection,
@@ -173,6 +166,13 @@ struct Writer {
     heads: HashMap<String, Head>,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lock: std::fs::File,
+}
+
+/// What deciding one append came to.
+enum Outcome {
+    Applied(Applied),
+    /// The remembered head was not the stored one: decide again from storage.
+    StaleHead,
 }
 
 /// How one append in a group ended.
@@ -189,18 +189,22 @@ impl Writer {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
-        lock.try_lock().map_err(|_| {
-            Error::Unavailable(format!(
+            .map_err(|e| Error::Unavailable(format!("cannot open the log's lock file: {e}")))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => Error::Unavailable(format!(
                 "event log {} is in use by another process",
                 path.display()
-            ))
+            )),
+            std::fs::TryLockError::Error(e) => {
+                Error::Unavailable(format!("cannot lock the event log: {e}"))
+            }
         })?;
 
         let conn = Connection::open(path)?;
@@ -315,34 +319,40 @@ impl Writer {
         let mut new_heads: HashMap<&str, Head> = HashMap::new();
         let mut results = Vec::with_capacity(group.len());
         for req in group {
-            let result = self.exec("SAVEPOINT append").and_then(|()| {
-                let applied = self.apply(req, &new_heads);
-                let end = match applied {
-                    Ok(_) => self.exec("RELEASE append"),
-                    Err(_) => self
-                        .exec("ROLLBACK TO append")
-                        .and_then(|()| self.exec("RELEASE append")),
-                };
-                let applied = applied?;
-                end?;
-                Ok(applied)
-            });
-            if result.is_err() && self.conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (I/O error, disk full): the
-                // appends before this one are gone too, and the ones after must not run
-                // outside a transaction.
-                self.heads.clear();
-                return fail_all(Error::Unavailable(
-                    "sqlite rolled back the transaction".into(),
-                ));
+            let stream = req.stream.as_str();
+            let mut attempt = self.in_savepoint(|w| w.apply(req, &new_heads));
+            if matches!(attempt, Ok(Ok(Outcome::StaleHead))) {
+                // Decide again from the stored head, which is exact inside this transaction.
+                self.heads.remove(stream);
+                attempt = self.in_savepoint(|w| w.apply(req, &new_heads));
             }
-            results.push(result.map(|applied| match applied {
-                Applied::Stored(r, head) => {
-                    new_heads.insert(req.stream.as_str(), head);
-                    r
+            let outcome = match attempt {
+                Ok(outcome) if !self.conn.is_autocommit() => outcome,
+                // The savepoint machinery failed, or SQLite rolled the whole transaction
+                // back (I/O error, disk full): the appends before this one may be gone
+                // or half kept, so none of the group may be committed or acknowledged.
+                _ => {
+                    let _ = self.exec("ROLLBACK");
+                    self.heads.clear();
+                    return fail_all(Error::Unavailable(
+                        "sqlite transaction failed; nothing of this group was stored".into(),
+                    ));
                 }
-                Applied::Retry(r) => r,
-            }));
+            };
+            results.push(match outcome {
+                Ok(Outcome::Applied(Applied::Stored(r, head))) => {
+                    new_heads.insert(stream, head);
+                    Ok(r)
+                }
+                Ok(Outcome::Applied(Applied::Retry(r))) => Ok(r),
+                Ok(Outcome::StaleHead) => Err(Error::Unavailable(format!(
+                    "stream {stream} changed outside this writer"
+                ))),
+                Err(e) => {
+                    self.heads.remove(stream);
+                    Err(e)
+                }
+            });
         }
         if let Err(e) = self.exec("COMMIT") {
             let _ = self.exec("ROLLBACK");
@@ -358,19 +368,39 @@ impl Writer {
         results
     }
 
+    /// Runs `f` under the `append` savepoint: kept if it stored something, undone
+    /// otherwise. The outer error is the savepoint machinery itself failing.
+    fn in_savepoint(
+        &self,
+        f: impl FnOnce(&Self) -> Result<Outcome, Error>,
+    ) -> Result<Result<Outcome, Error>, Error> {
+        self.exec("SAVEPOINT append")?;
+        let outcome = f(self);
+        if !matches!(outcome, Ok(Outcome::Applied(_))) {
+            self.exec("ROLLBACK TO append")?;
+        }
+        self.exec("RELEASE append")?;
+        Ok(outcome)
+    }
+
     /// One append inside the group's transaction. `pending` holds heads written earlier
-    /// in this transaction.
-    fn apply(&self, req: &AppendRequest, pending: &HashMap<&str, Head>) -> Result<Applied, Error> {
+    /// in this transaction (exact); `self.heads` those of earlier commits (exact unless
+    /// something bypassed the lock, which is why a surprise there means `StaleHead`).
+    fn apply(&self, req: &AppendRequest, pending: &HashMap<&str, Head>) -> Result<Outcome, Error> {
         let stream = req.stream.as_str();
-        let head = match pending.get(stream).or_else(|| self.heads.get(stream)) {
-            Some(head) => Some(*head),
-            None => self.read_head(stream)?,
+        let (head, exact) = match (pending.get(stream), self.heads.get(stream)) {
+            (Some(head), _) => (Some(*head), true),
+            (None, Some(head)) => (Some(*head), false),
+            (None, None) => (self.read_head(stream)?, true),
         };
         let actual = head.map(|h| h.version);
         if !req.expected.accepts(actual) {
             // A retry of a stored append arrives with the version it expected then.
             if let Some(original) = self.find_retry(req)? {
-                return Ok(Applied::Retry(original));
+                return Ok(Outcome::Applied(Applied::Retry(original)));
+            }
+            if !exact {
+                return Ok(Outcome::StaleHead);
             }
             return Err(Error::WrongExpectedVersion {
                 stream: req.stream.clone(),
@@ -379,15 +409,13 @@ impl Writer {
             });
         }
         match self.insert(req, head) {
-            Err(InsertError::Duplicate) => match self.find_retry(req)? {
-                Some(original) => Ok(Applied::Retry(original)),
-                // Only (stream, version) can clash then: a head we trusted was stale.
-                None => Err(Error::Unavailable(format!(
-                    "stream {stream} changed outside this writer"
-                ))),
-            },
+            Ok(stored) => Ok(Outcome::Applied(stored)),
             Err(InsertError::Log(e)) => Err(e),
-            Ok(stored) => Ok(stored),
+            Err(InsertError::Duplicate) => match self.find_retry(req)? {
+                Some(original) => Ok(Outcome::Applied(Applied::Retry(original))),
+                // Only (stream, version) can clash then: the head was not the stored one.
+                None => Ok(Outcome::StaleHead),
+            },
         }
     }
 
@@ -412,33 +440,17 @@ impl Writer {
     }
 
     fn insert(&self, req: &AppendRequest, head: Option<Head>) -> Result<Applied, InsertError> {
-        let first_version = head.map_or(0, |h| h.version + 1);
-        let last_version = first_version + req.events.len() as u64 - 1;
-        if last_version > MAX_VERSION {
-            return Err(Error::invalid("events", "stream would exceed the largest version").into());
-        }
-        let mut prev_hash = head.map_or(GENESIS, |h| h.hash);
         let recorded_at = now_micros();
+        let links = chain::link(&req.stream, head, &req.events, recorded_at)?;
         let mut insert = self.conn.prepare_cached(INSERT).map_err(Error::from)?;
         let mut last_position = Position::START;
-        for (i, event) in req.events.iter().enumerate() {
-            let version = first_version + i as u64;
+        for (event, link) in req.events.iter().zip(&links) {
             let m = &event.metadata;
-            let hash = Canonical {
-                event_id: event.event_id,
-                stream: req.stream.as_str(),
-                version,
-                event_type: &event.event_type,
-                data: &event.data,
-                metadata: m,
-                recorded_at_micros: recorded_at,
-            }
-            .hash(&prev_hash);
             insert
                 .execute(params![
                     event.event_id.as_bytes().as_slice(),
                     req.stream.as_str(),
-                    version as i64,
+                    link.version as i64,
                     event.event_type,
                     event.data,
                     m.case_id.as_ref().map(|u| u.as_bytes().as_slice()),
@@ -450,23 +462,20 @@ impl Writer {
                     m.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
                     m.traceparent,
                     recorded_at,
-                    prev_hash.as_slice(),
-                    hash.as_slice(),
+                    link.prev_hash.as_slice(),
+                    link.hash.as_slice(),
                 ])
                 .map_err(InsertError::from)?;
             last_position = Position::from_parts(0, self.conn.last_insert_rowid() as u64);
-            prev_hash = hash;
         }
+        let (first, new_head) = chain::span(&links);
         Ok(Applied::Stored(
             AppendResult {
-                first_version,
-                last_version,
+                first_version: first,
+                last_version: new_head.version,
                 last_position,
             },
-            Head {
-                version: last_version,
-                hash: prev_hash,
-            },
+            new_head,
         ))
     }
 

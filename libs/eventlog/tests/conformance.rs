@@ -762,7 +762,7 @@ mod sqlite {
     use std::sync::Arc;
 
     use caseline_eventlog::sqlite::SqliteEventLog;
-    use caseline_eventlog::{EventLog, StreamName};
+    use caseline_eventlog::{EventLog, ExpectedVersion, StreamName};
 
     pub struct SqliteHarness {
         dir: tempfile::TempDir,
@@ -841,6 +841,49 @@ mod sqlite {
         SqliteEventLog::open(h.dir.path().join("events.sqlite"))
             .await
             .expect("free again once closed");
+    }
+
+    /// Something bypassed the lock and appended behind the writer's back: the writer's
+    /// remembered head is stale. It must decide from storage, not fail from then on.
+    #[tokio::test]
+    async fn a_stale_remembered_head_is_corrected_from_storage() {
+        let h = SqliteHarness::new().await;
+        let log: Arc<dyn EventLog> = h.log.clone();
+        let s = super::stream("case");
+        let e = || vec![super::event(None, b"x")];
+        log.append(&s, ExpectedVersion::NoStream, e())
+            .await
+            .unwrap();
+
+        let raw = rusqlite::Connection::open(h.dir.path().join("events.sqlite")).unwrap();
+        raw.execute(
+            "INSERT INTO events (event_id, stream, version, event_type, data, actor, actor_role, \
+             agency, recorded_at, prev_hash, hash) \
+             VALUES (?1, ?2, 1, 'caseline.v1.events.TestHappened', X'00', 'u', 'r', 'a', 0, ?3, ?3)",
+            rusqlite::params![uuid::Uuid::new_v4().as_bytes().as_slice(), s.as_str(), [0u8; 32].as_slice()],
+        )
+        .unwrap();
+
+        assert_eq!(
+            log.append(&s, ExpectedVersion::Any, e())
+                .await
+                .unwrap()
+                .last_version,
+            2
+        );
+        match log.append(&s, ExpectedVersion::Exact(1), e()).await {
+            Err(caseline_eventlog::Error::WrongExpectedVersion { actual, .. }) => {
+                assert_eq!(actual, Some(2))
+            }
+            other => panic!("expected a version conflict, got {other:?}"),
+        }
+        assert_eq!(
+            log.append(&s, ExpectedVersion::Exact(2), e())
+                .await
+                .unwrap()
+                .last_version,
+            3
+        );
     }
 
     #[tokio::test]
