@@ -99,8 +99,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn warn_dev_mode() {
     let banner = "\
 ################################################################################
-#  DEVELOPMENT MODE (--dev): identities come from a key in the data directory.  #
-#  Anyone with that directory can mint tokens. Never use --dev with real cases. #
+#  DEVELOPMENT MODE (--dev): development identities only, no real issuer.      #
+#  Never use --dev with real cases or real children's data.                     #
 ################################################################################";
     eprintln!("{banner}");
     tracing::warn!("development identity mode is on");
