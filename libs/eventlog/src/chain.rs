@@ -148,6 +148,18 @@ pub(crate) fn span(links: &[Link]) -> (u64, Head) {
     (first, head)
 }
 
+/// A hash as read back from storage: exactly 32 bytes, or the row is corrupt. `at` names
+/// where it was read (a position or a stream head), never the event's content.
+pub(crate) fn stored_hash(
+    bytes: Vec<u8>,
+    at: impl std::fmt::Display,
+) -> Result<[u8; 32], crate::Error> {
+    bytes.try_into().map_err(|_| crate::Error::Corrupt {
+        position: at.to_string(),
+        reason: "hash is not 32 bytes".into(),
+    })
+}
+
 /// Recomputes the hash a recorded event should have, given its stored `prev_hash`.
 pub(crate) fn recompute(event: &RecordedEvent) -> [u8; 32] {
     Canonical {
@@ -247,15 +259,4 @@ impl ChainVerifier {
         self.prev_hash = event.hash;
         true
     }
-}
-
-/// Lowercase hex, for logs and reports of hashes.
-pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

@@ -59,11 +59,6 @@ impl StreamName {
         Self::new(format!("{category}-{id}"))
     }
 
-    /// The part before the first `-`: `case`, `referral`, `access`, …
-    pub fn category(&self) -> &str {
-        self.0.split_once('-').map_or(&self.0, |(c, _)| c)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -107,14 +102,6 @@ impl ExpectedVersion {
                 "expected_version",
                 "must be -2 (any), -1 (no stream) or a version >= 0",
             )),
-        }
-    }
-
-    pub fn to_wire(self) -> i64 {
-        match self {
-            Self::Any => Self::WIRE_ANY,
-            Self::NoStream => Self::WIRE_NO_STREAM,
-            Self::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
         }
     }
 

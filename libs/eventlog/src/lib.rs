@@ -25,7 +25,7 @@ mod subscription;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use chain::{BrokenKind, BrokenLink, GENESIS, VerifyReport, to_hex};
+pub use chain::{BrokenKind, BrokenLink, GENESIS, VerifyReport};
 pub use envelope::{
     AppendResult, Direction, ExpectedVersion, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Metadata,
     NewEvent, Position, RecordedEvent, StreamName,

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::chain::{self, Head, Link};
 use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
 use crate::idempotency::{StoredCopy, resolve_retry};
+use crate::subscription::announce;
 use crate::{
     AppendResult, Direction, Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
     RecordedEvent, StreamName, clamp_limit,
@@ -156,8 +157,8 @@ impl PostgresEventLog {
     }
 
     /// Keeps the newest head seen for a stream (appends may finish out of order).
-    fn remember(&self, stream: &StreamName, head: Option<Head>) {
-        let (Some(head), Ok(mut heads)) = (head, self.heads.lock()) else {
+    fn remember(&self, stream: &StreamName, head: Head) {
+        let Ok(mut heads) = self.heads.lock() else {
             return;
         };
         match heads.get_mut(stream.as_str()) {
@@ -177,14 +178,8 @@ impl PostgresEventLog {
 
     /// Records a successful append: the new head, and the wake-up for subscribers.
     fn stored(&self, stream: &StreamName, result: AppendResult, head: Head) -> AppendResult {
-        self.remember(stream, Some(head));
-        self.signal.send_if_modified(|p| {
-            let newer = result.last_position > *p;
-            if newer {
-                *p = result.last_position;
-            }
-            newer
-        });
+        self.remember(stream, head);
+        announce(&self.signal, result.last_position);
         result
     }
 
@@ -245,13 +240,9 @@ async fn lookup(
     let mut copies: Vec<Option<StoredCopy>> = events.iter().map(|_| None).collect();
     for row in &rows {
         if row.try_get::<_, i32>(0)? == 0 {
-            let bytes: Vec<u8> = row.try_get(8)?;
             head = Some(Head {
                 version: row.try_get::<_, i64>(3)? as u64,
-                hash: bytes.try_into().map_err(|_| Error::Corrupt {
-                    position: format!("head of {stream}"),
-                    reason: "hash is not 32 bytes".into(),
-                })?,
+                hash: chain::stored_hash(row.try_get(8)?, format_args!("head of {stream}"))?,
             });
             continue;
         }
@@ -425,7 +416,9 @@ impl EventLog for PostgresEventLog {
             }
             let actual = head.map(|h| h.version);
             if !expected.accepts(actual) {
-                self.remember(stream, head);
+                if let Some(head) = head {
+                    self.remember(stream, head);
+                }
                 return Err(Error::WrongExpectedVersion {
                     stream: stream.clone(),
                     expected,
@@ -539,12 +532,7 @@ fn decode(row: &Row) -> Result<RecordedEvent, Error> {
         position: position.to_string(),
         reason: reason.to_owned(),
     };
-    let hash = |i: usize| -> Result<[u8; 32], Error> {
-        let bytes: Vec<u8> = row.try_get(i)?;
-        bytes
-            .try_into()
-            .map_err(|_| corrupt("hash is not 32 bytes"))
-    };
+    let hash = |i: usize| chain::stored_hash(row.try_get(i)?, position);
     let stream: String = row.try_get(3)?;
     Ok(RecordedEvent {
         position,

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::chain::{self, Head};
 use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
 use crate::idempotency::{StoredCopy, resolve_retry};
+use crate::subscription::announce;
 use crate::{
     AppendResult, Direction, Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
     RecordedEvent, StreamName, clamp_limit,
@@ -161,8 +162,9 @@ impl SqliteEventLog {
 /// The only write connection, owned by the writer thread.
 struct Writer {
     conn: Connection,
-    /// Stream heads as committed. Exact because this thread is the only writer: the
-    /// lock file keeps other processes out.
+    /// Stream heads as this writer committed them. The lock file keeps other processes
+    /// out, so they are exact unless something bypassed it; `apply` treats a surprise
+    /// against them as a stale head and decides again from storage.
     heads: HashMap<String, Head>,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lock: std::fs::File,
@@ -277,13 +279,7 @@ impl Writer {
                 let _ = req.reply.send(result);
             }
             if let Some(last) = last {
-                signal.send_if_modified(|p| {
-                    let newer = last > *p;
-                    if newer {
-                        *p = last;
-                    }
-                    newer
-                });
+                announce(&signal, last);
             }
         }
         // Appends that raced with close still get an answer.
@@ -430,10 +426,7 @@ impl Writer {
         row.map(|(version, hash)| {
             Ok(Head {
                 version: version as u64,
-                hash: hash.try_into().map_err(|_| Error::Corrupt {
-                    position: format!("head of {stream}"),
-                    reason: "hash is not 32 bytes".into(),
-                })?,
+                hash: chain::stored_hash(hash, format_args!("head of {stream}"))?,
             })
         })
         .transpose()
@@ -676,12 +669,7 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, Error> {
             .map(|b| Uuid::from_slice(&b).map_err(|_| corrupt("malformed uuid")))
             .transpose()
     };
-    let hash = |i: usize| -> Result<[u8; 32], Error> {
-        let bytes: Vec<u8> = row.get(i)?;
-        bytes
-            .try_into()
-            .map_err(|_| corrupt("hash is not 32 bytes"))
-    };
+    let hash = |i: usize| chain::stored_hash(row.get(i)?, position);
     let stream: String = row.get(2)?;
     Ok(RecordedEvent {
         position: Position::from_parts(0, position as u64),

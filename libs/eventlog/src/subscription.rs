@@ -38,6 +38,18 @@ impl Drop for Subscription {
     }
 }
 
+/// Wakes the subscriptions of this process: the log now holds events up to `position`.
+/// Appends may finish out of order; the signal only moves forwards.
+pub(crate) fn announce(signal: &tokio::sync::watch::Sender<Position>, position: Position) {
+    signal.send_if_modified(|p| {
+        let newer = position > *p;
+        if newer {
+            *p = position;
+        }
+        newer
+    });
+}
+
 /// Follows `log` from just after `after`: first what is stored, then what is appended.
 pub fn subscribe(log: Arc<dyn EventLog>, after: Position) -> Subscription {
     let (tx, rx) = mpsc::channel(BUFFER);

@@ -75,6 +75,14 @@ async fn all_events(log: &dyn EventLog, expect: usize) -> Vec<RecordedEvent> {
     }
 }
 
+/// Appends one event and returns the stream's version after it.
+async fn append_at(log: &dyn EventLog, s: &StreamName, expected: ExpectedVersion) -> u64 {
+    log.append(s, expected, vec![event(None, b"x")])
+        .await
+        .unwrap()
+        .last_version
+}
+
 fn assert_wrong_version(result: Result<AppendResult, Error>, want_actual: Option<u64>) {
     match result {
         Err(Error::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, want_actual),
@@ -864,24 +872,13 @@ mod sqlite {
         )
         .unwrap();
 
-        assert_eq!(
-            log.append(&s, ExpectedVersion::Any, e())
-                .await
-                .unwrap()
-                .last_version,
-            2
+        assert_eq!(super::append_at(&*log, &s, ExpectedVersion::Any).await, 2);
+        super::assert_wrong_version(
+            log.append(&s, ExpectedVersion::Exact(1), e()).await,
+            Some(2),
         );
-        match log.append(&s, ExpectedVersion::Exact(1), e()).await {
-            Err(caseline_eventlog::Error::WrongExpectedVersion { actual, .. }) => {
-                assert_eq!(actual, Some(2))
-            }
-            other => panic!("expected a version conflict, got {other:?}"),
-        }
         assert_eq!(
-            log.append(&s, ExpectedVersion::Exact(2), e())
-                .await
-                .unwrap()
-                .last_version,
+            super::append_at(&*log, &s, ExpectedVersion::Exact(2)).await,
             3
         );
     }
@@ -1083,55 +1080,26 @@ mod postgres {
         let e = || vec![super::event(None, b"x")];
 
         assert_eq!(
-            a.append(&s, ExpectedVersion::NoStream, e())
-                .await
-                .unwrap()
-                .last_version,
+            super::append_at(&*a, &s, ExpectedVersion::NoStream).await,
             0
         );
         assert_eq!(
-            b.append(&s, ExpectedVersion::Exact(0), e())
-                .await
-                .unwrap()
-                .last_version,
+            super::append_at(&*b, &s, ExpectedVersion::Exact(0)).await,
             1
         );
         // `a` still remembers version 0: its stale expectation is refused with the truth.
-        match a.append(&s, ExpectedVersion::Exact(0), e()).await {
-            Err(caseline_eventlog::Error::WrongExpectedVersion { actual, .. }) => {
-                assert_eq!(actual, Some(1))
-            }
-            other => panic!("expected a version conflict, got {other:?}"),
-        }
+        super::assert_wrong_version(a.append(&s, ExpectedVersion::Exact(0), e()).await, Some(1));
         // …and the right expectation succeeds although `a` remembered another head.
         assert_eq!(
-            b.append(&s, ExpectedVersion::Exact(1), e())
-                .await
-                .unwrap()
-                .last_version,
+            super::append_at(&*b, &s, ExpectedVersion::Exact(1)).await,
             2
         );
         assert_eq!(
-            a.append(&s, ExpectedVersion::Exact(2), e())
-                .await
-                .unwrap()
-                .last_version,
+            super::append_at(&*a, &s, ExpectedVersion::Exact(2)).await,
             3
         );
-        assert_eq!(
-            a.append(&s, ExpectedVersion::Any, e())
-                .await
-                .unwrap()
-                .last_version,
-            4
-        );
-        assert_eq!(
-            b.append(&s, ExpectedVersion::Any, e())
-                .await
-                .unwrap()
-                .last_version,
-            5
-        );
+        assert_eq!(super::append_at(&*a, &s, ExpectedVersion::Any).await, 4);
+        assert_eq!(super::append_at(&*b, &s, ExpectedVersion::Any).await, 5);
 
         // A retry through the other process returns the original result.
         let batch = e();

@@ -54,11 +54,6 @@ impl Services {
         self.routes.add_service(service);
         self
     }
-
-    /// Fully qualified names of the services added so far.
-    pub fn names(&self) -> &[&'static str] {
-        &self.names
-    }
 }
 
 /// Why a server could not start or stopped with an error.
@@ -137,11 +132,6 @@ impl GrpcServer {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    /// A handle that reports health, for callers that flip services while running.
-    pub fn health(&self) -> HealthReporter {
-        self.health.clone()
     }
 
     /// Serves until `shutdown` completes, then reports NOT_SERVING and lets calls in
