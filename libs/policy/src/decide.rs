@@ -1,0 +1,293 @@
+//! The one decision function. Pure: everything it needs is passed in.
+
+use std::time::{Duration, SystemTime};
+
+use caseline_auth::Role;
+
+use crate::POLICY_VERSION;
+use crate::table::{Compartment, Scope, Sight, cell_for};
+use crate::teams::CaseTeam;
+
+/// How long a break-glass grant lasts.
+pub const BREAK_GLASS_TTL: Duration = Duration::from_secs(60 * 60);
+/// The shortest acceptable break-glass reason, in characters.
+pub const BREAK_GLASS_MIN_REASON_CHARS: usize = 20;
+
+/// Roles that may open a case they are not on in an emergency.
+const BREAK_GLASS_ROLES: [Role; 3] = [
+    Role::PoliceInvestigator,
+    Role::SocialWorker,
+    Role::Supervisor,
+];
+
+/// The caller, acting in one role.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub subject: &'a str,
+    pub role: Role,
+    pub agency: &'a str,
+}
+
+/// What the caller wants to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// See entries of a compartment of a case.
+    Read(Compartment),
+    /// Add to a compartment of a case.
+    Write(Compartment),
+    /// Call an operation that is not about one case, open to the listed roles.
+    Invoke(&'static [Role]),
+}
+
+/// What the action is on.
+#[derive(Clone, Copy, Debug)]
+pub enum Resource<'a> {
+    /// Nothing case-specific (e.g. verifying the log's integrity).
+    Global,
+    /// One case; `team` is `None` when no such case exists.
+    Case {
+        team: Option<&'a CaseTeam>,
+        entry: Entry<'a>,
+    },
+}
+
+/// Facts about the particular entry that scoped cells depend on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Entry<'a> {
+    /// The agency a referral is addressed to.
+    pub addressed_to: Option<&'a str>,
+    /// A support-plan entry about a health goal (medical, therapy).
+    pub health_goal: bool,
+}
+
+/// A caller's request to break the glass, already validated.
+#[derive(Clone, Copy, Debug)]
+pub struct BreakGlassRequest<'a> {
+    purpose: &'a str,
+}
+
+impl<'a> BreakGlassRequest<'a> {
+    /// A request with a known purpose code and a reason of at least
+    /// [`BREAK_GLASS_MIN_REASON_CHARS`] characters (not counting surrounding space), or
+    /// `None` naming what is wrong: `"purpose"` or `"reason"`.
+    pub fn new(purpose: &'a str, reason: &str) -> Result<Self, &'static str> {
+        if !crate::is_purpose(purpose) {
+            return Err("purpose");
+        }
+        if reason.trim().chars().count() < BREAK_GLASS_MIN_REASON_CHARS {
+            return Err("reason");
+        }
+        Ok(Self { purpose })
+    }
+
+    pub fn purpose(&self) -> &'a str {
+        self.purpose
+    }
+}
+
+/// Circumstances of the call.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub now: SystemTime,
+    pub break_glass: Option<BreakGlassRequest<'a>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// On what ground access was allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Not an allowance.
+    Nothing,
+    /// The role may call this operation.
+    Role,
+    /// A member of the case's team.
+    Team,
+    /// A supervisor of an agency on the team.
+    AgencySupervisor,
+    /// Break-glass; `new` when this call opens it (the grant must be recorded before
+    /// any data leaves).
+    BreakGlass { new: bool },
+    /// Auditors: metadata of every case.
+    Oversight,
+    /// Complaints officers: complaints of every case, independent of the team.
+    ComplaintsHandling,
+}
+
+/// Why, as a machine code recorded in the access history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    RolePermitted,
+    RoleNotPermitted,
+    TeamMember,
+    AgencySupervisor,
+    BreakGlassOpened,
+    BreakGlassActive,
+    BreakGlassIsReadOnly,
+    Oversight,
+    ComplaintsHandling,
+    NoSuchCase,
+    NotOnTeam,
+    CompartmentNotVisible,
+    WriteNotPermitted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::RolePermitted => "role_permitted",
+            Reason::RoleNotPermitted => "role_not_permitted",
+            Reason::TeamMember => "team_member",
+            Reason::AgencySupervisor => "agency_supervisor",
+            Reason::BreakGlassOpened => "break_glass_opened",
+            Reason::BreakGlassActive => "break_glass_active",
+            Reason::BreakGlassIsReadOnly => "break_glass_is_read_only",
+            Reason::Oversight => "oversight",
+            Reason::ComplaintsHandling => "complaints_handling",
+            Reason::NoSuchCase => "no_such_case",
+            Reason::NotOnTeam => "not_on_team",
+            Reason::CompartmentNotVisible => "compartment_not_visible",
+            Reason::WriteNotPermitted => "write_not_permitted",
+        }
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub effect: Effect,
+    pub reason: Reason,
+    pub policy_version: &'static str,
+    /// For reads: how much of the entries the caller sees. `Sight::None` when denied.
+    pub sight: Sight,
+    pub via: Via,
+}
+
+impl Decision {
+    fn allow(reason: Reason, via: Via, sight: Sight) -> Self {
+        Self {
+            effect: Effect::Allow,
+            reason,
+            policy_version: POLICY_VERSION,
+            sight,
+            via,
+        }
+    }
+
+    fn deny(reason: Reason) -> Self {
+        Self {
+            effect: Effect::Deny,
+            reason,
+            policy_version: POLICY_VERSION,
+            sight: Sight::None,
+            via: Via::Nothing,
+        }
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    /// A denial that must look exactly like an absent case (NOT_FOUND): the caller may
+    /// not know the case exists. Other denials are PERMISSION_DENIED.
+    pub fn hides_case(&self) -> bool {
+        matches!(self.reason, Reason::NoSuchCase | Reason::NotOnTeam)
+    }
+}
+
+/// Decides whether `caller` may do `action` on `resource`.
+pub fn decide(
+    caller: Caller<'_>,
+    action: Action,
+    resource: Resource<'_>,
+    context: Context<'_>,
+) -> Decision {
+    match (action, resource) {
+        (Action::Invoke(roles), _) => {
+            if roles.contains(&caller.role) {
+                Decision::allow(Reason::RolePermitted, Via::Role, Sight::None)
+            } else {
+                Decision::deny(Reason::RoleNotPermitted)
+            }
+        }
+        (Action::Read(_) | Action::Write(_), Resource::Global) => {
+            // A compartment outside any case: a mistake of the caller's code, never a
+            // reason to allow.
+            Decision::deny(Reason::NoSuchCase)
+        }
+        (
+            Action::Read(compartment) | Action::Write(compartment),
+            Resource::Case { team, entry },
+        ) => {
+            let Some(team) = team else {
+                return Decision::deny(Reason::NoSuchCase);
+            };
+            let write = matches!(action, Action::Write(_));
+            case_access(caller, compartment, write, team, entry, context)
+        }
+    }
+}
+
+fn case_access(
+    caller: Caller<'_>,
+    compartment: Compartment,
+    write: bool,
+    team: &CaseTeam,
+    entry: Entry<'_>,
+    context: Context<'_>,
+) -> Decision {
+    let cell = cell_for(caller.role, compartment);
+    let in_scope = match cell.scope {
+        Scope::All => true,
+        Scope::AddressedToOwnAgency => entry.addressed_to == Some(caller.agency),
+        Scope::HealthGoals => entry.health_goal,
+    };
+    let sight = if in_scope { cell.read } else { cell.otherwise };
+    let may_write = cell.write && in_scope;
+
+    // Who stands where, independently of the compartment.
+    let (via, reason) = match caller.role {
+        Role::Auditor => (Via::Oversight, Reason::Oversight),
+        Role::ComplaintsOfficer => (Via::ComplaintsHandling, Reason::ComplaintsHandling),
+        Role::DataProtectionOfficer | Role::Admin => return Decision::deny(Reason::NotOnTeam),
+        _ if team.is_member(caller.subject, caller.agency) => (Via::Team, Reason::TeamMember),
+        Role::Supervisor if team.has_agency(caller.agency) => {
+            (Via::AgencySupervisor, Reason::AgencySupervisor)
+        }
+        role if BREAK_GLASS_ROLES.contains(&role) => {
+            if team.has_active_grant(caller.subject, caller.agency, context.now) {
+                (Via::BreakGlass { new: false }, Reason::BreakGlassActive)
+            } else if context.break_glass.is_some() {
+                (Via::BreakGlass { new: true }, Reason::BreakGlassOpened)
+            } else {
+                return Decision::deny(Reason::NotOnTeam);
+            }
+        }
+        _ => return Decision::deny(Reason::NotOnTeam),
+    };
+
+    // Complaints officers stand outside the team: if their column shows nothing of the
+    // case core, the case does not exist for them. The same holds for everyone: a role
+    // that sees nothing of the case core may not learn that the case exists.
+    if cell_for(caller.role, Compartment::CaseCore).read == Sight::None {
+        return Decision::deny(Reason::NotOnTeam);
+    }
+
+    if write {
+        if matches!(via, Via::BreakGlass { .. }) {
+            return Decision::deny(Reason::BreakGlassIsReadOnly);
+        }
+        if !may_write {
+            return Decision::deny(Reason::WriteNotPermitted);
+        }
+        return Decision::allow(reason, via, sight);
+    }
+    if sight == Sight::None {
+        return Decision::deny(Reason::CompartmentNotVisible);
+    }
+    Decision::allow(reason, via, sight)
+}

@@ -1,0 +1,51 @@
+//! Caseline's access policy: who may see and do what on a child's case.
+//!
+//! The rules live in one place as data ([`table`]) and one pure function ([`decide`])
+//! applies them; nothing else in the code base grants access. The case-team projection
+//! ([`teams`]) feeds `decide` the facts it needs (members, agencies, break-glass grants)
+//! from the event log.
+//!
+//! Rules (DESIGN.md, Identity and access):
+//! - access to a case requires membership of its team (subject *and* agency), or being a
+//!   supervisor of an agency on the team, or break-glass;
+//! - compartments decide what each role sees ([`table::TABLE`]);
+//! - break-glass (police investigators, social workers, supervisors) needs a purpose code
+//!   and a reason of at least 20 characters, grants read access for one hour, and is
+//!   recorded before any data leaves;
+//! - a caller who may not see a case is told it does not exist ([`Decision::hides_case`]).
+#![forbid(unsafe_code)]
+
+mod decide;
+pub mod table;
+pub mod teams;
+
+pub use decide::{
+    Action, BREAK_GLASS_MIN_REASON_CHARS, BREAK_GLASS_TTL, BreakGlassRequest, Caller, Context,
+    Decision, Effect, Entry, Reason, Resource, Via, decide,
+};
+pub use table::{Compartment, Sight};
+pub use teams::{CaseTeam, CaseTeams, Grant, Member};
+
+/// The version of the rules in force, recorded with every decision so an auditor can
+/// tell which rules applied. Change it whenever [`table::TABLE`] or [`decide`] changes
+/// meaning.
+pub const POLICY_VERSION: &str = "2026-11-22.1";
+
+/// Purpose-of-use codes a caller may declare (`x-caseline-purpose`); break-glass needs one.
+pub const PURPOSES: &[&str] = &[
+    "emergency_safeguarding",
+    "child_protection",
+    "investigation",
+    "prosecution",
+    "care_and_support",
+    "health_care",
+    "compensation",
+    "complaint_handling",
+    "supervision",
+    "audit",
+];
+
+/// True if `code` is one of [`PURPOSES`].
+pub fn is_purpose(code: &str) -> bool {
+    PURPOSES.contains(&code)
+}
