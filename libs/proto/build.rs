@@ -12,6 +12,8 @@ const PROTOS: &[&str] = &[
     "caseline/v1/support_plans.proto",
     "caseline/v1/compensation.proto",
     "caseline/v1/audit.proto",
+    "caseline/v1/events/access.proto",
+    "caseline/v1/events/case_team.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

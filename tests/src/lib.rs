@@ -102,3 +102,88 @@ pub async fn assert_reflection_lists_everything(channel: Channel) {
         }
     }
 }
+
+/// A whole all-in-one Caseline (`serve --dev`) running in-process on port 0 with its
+/// own data directory, and the means to mint its users' tokens.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub log: std::sync::Arc<dyn caseline_eventlog::EventLog>,
+    pub trust: caseline_audit::Trust,
+    pub dir: tempfile::TempDir,
+    dev_key: caseline_auth::DevKey,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temporary data directory");
+        let args = caseline::serve::ServeArgs::dev(
+            "127.0.0.1:0".parse().expect("address"),
+            dir.path().to_path_buf(),
+        );
+        let app = caseline::serve::AllInOne::build(&args)
+            .await
+            .expect("all-in-one builds");
+        let addr = app.local_addr();
+        let log = std::sync::Arc::clone(app.log());
+        let trust = app.trust().clone();
+        let dev_key =
+            caseline_auth::DevKey::load_or_create(dir.path()).expect("the server's dev key");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server stops cleanly");
+        });
+        Self {
+            addr,
+            log,
+            trust,
+            dir,
+            dev_key,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A token for `sub` of `agency` acting as `role`, valid for an hour.
+    pub fn token(&self, sub: &str, role: caseline_auth::Role, agency: &str) -> String {
+        self.dev_key
+            .issue(
+                sub,
+                &[role],
+                agency,
+                None,
+                std::time::Duration::from_secs(3600),
+            )
+            .expect("dev token")
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(self.addr).await
+    }
+
+    /// Stops the server and waits until it has closed its log.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+}
+
+/// `message` with `token` as its bearer credential.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}

@@ -12,12 +12,7 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let args = ServeArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_path_buf(),
-        dev: true,
-        event_log: None,
-    };
+    let args = ServeArgs::dev("127.0.0.1:0".parse().unwrap(), data_dir.to_path_buf());
     let app = AllInOne::build(&args).await.expect("all-in-one builds");
     let addr = app.local_addr();
     assert_ne!(addr.port(), 0, "port 0 resolves to a real port");
@@ -64,12 +59,8 @@ async fn two_servers_run_side_by_side_on_their_own_ports_and_data() {
 #[tokio::test]
 async fn refuses_to_start_without_dev_or_issuers() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ServeArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        dev: false,
-        event_log: None,
-    };
+    let mut args = ServeArgs::dev("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    args.dev = false;
     let err = AllInOne::build(&args)
         .await
         .expect_err("no issuers, no --dev");

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub use prost;
+pub use prost_types;
 pub use tonic;
 
 /// Encoded `FileDescriptorSet` of every Caseline proto, for server reflection.
@@ -25,4 +26,11 @@ pub const SERVICE_NAMES: [&str; 5] = [
 pub mod v1 {
     #![allow(missing_docs, clippy::all, missing_debug_implementations)]
     tonic::include_proto!("caseline.v1");
+
+    /// `caseline.v1.events`: payloads of the events in the log. The event type is the
+    /// message name.
+    pub mod events {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("caseline.v1.events");
+    }
 }

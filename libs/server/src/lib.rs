@@ -8,11 +8,13 @@
 //! v1alpha, over Caseline's descriptor set.
 #![forbid(unsafe_code)]
 
+mod guard;
 mod status;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use caseline_proto::tonic;
 use tonic::body::Body;
@@ -22,21 +24,29 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use guard::{BoxFuture, Guard, Guarded, Next};
 pub use status::{ApiError, FieldViolation};
 
 /// The gRPC services one process serves, gathered before the server is built.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Services {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    guard: Arc<dyn Guard>,
 }
 
 impl Services {
-    pub fn new() -> Self {
-        Self::default()
+    /// Every service added is wrapped by `guard` (the trust layer): there is no way to
+    /// serve one without it.
+    pub fn new(guard: Arc<dyn Guard>) -> Self {
+        Self {
+            routes: RoutesBuilder::default(),
+            names: Vec::new(),
+            guard,
+        }
     }
 
-    /// Adds a generated tonic server (e.g. `CaseServiceServer::new(api)`).
+    /// Adds a generated tonic server (e.g. `CaseServiceServer::new(api)`), guarded.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
         S: tower_service::Service<
@@ -51,7 +61,8 @@ impl Services {
         S::Future: Send + 'static,
     {
         self.names.push(S::NAME);
-        self.routes.add_service(service);
+        self.routes
+            .add_service(Guarded::new(service, Arc::clone(&self.guard)));
         self
     }
 }
@@ -64,6 +75,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("a service cannot be guarded: {0}")]
+    Unguarded(String),
     #[error("reflection descriptors are invalid: {0}")]
     Reflection(String),
     #[error("server failed: {0}")]
@@ -94,6 +107,10 @@ impl GrpcServer {
             addr: listen,
             source,
         })?;
+        services
+            .guard
+            .check_services(&services.names)
+            .map_err(ServerError::Unguarded)?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -115,7 +132,9 @@ impl GrpcServer {
             .build_v1alpha()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
-        let Services { mut routes, names } = services;
+        let Services {
+            mut routes, names, ..
+        } = services;
         routes
             .add_service(health_service)
             .add_service(reflection_v1)

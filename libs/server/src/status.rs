@@ -46,6 +46,12 @@ pub enum ApiError {
     AlreadyExists(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A dependency other than the log (e.g. the key store) cannot serve now.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// A fault of the server itself; the message is fixed text, never internal detail.
+    #[error("{0}")]
+    Internal(&'static str),
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -60,6 +66,8 @@ impl From<ApiError> for Status {
             ApiError::FailedPrecondition(msg) => Status::failed_precondition(msg),
             ApiError::AlreadyExists(msg) => Status::already_exists(msg),
             ApiError::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+            ApiError::Unavailable(msg) => Status::unavailable(msg),
+            ApiError::Internal(msg) => Status::internal(msg),
             ApiError::Log(e) => from_log(e),
         }
     }
@@ -203,6 +211,14 @@ mod tests {
                 Code::AlreadyExists,
             ),
             (LogError::Closed.into(), Code::Unavailable),
+            (
+                ApiError::Unavailable("key store unavailable"),
+                Code::Unavailable,
+            ),
+            (
+                ApiError::Internal("handler declared no access"),
+                Code::Internal,
+            ),
             (
                 LogError::TooLarge {
                     field: "data",

@@ -1,19 +1,182 @@
-//! `caseline.v1.AuditService`: access history, timelines as of an instant, integrity of the log (auditors only).
+//! `caseline.v1.AuditService`: the access history of the log, its integrity, and the
+//! review list of break-glass use.
 //!
-//! The service is registered from the start so that health, reflection and deployments
-//! know it; its methods (and the domain module behind them) are added by the issue that
-//! builds this service. Until then every method answers UNIMPLEMENTED.
+//! Auditors see who did what, when, where and why: access records and the metadata of
+//! write events, never a payload and never sealed content. Supervisors see break-glass
+//! openings by their agency's staff or on their agency's cases, with the stated reason.
 #![forbid(unsafe_code)]
 
+mod break_glass;
+mod history;
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use caseline_audit::{Call, Kind, MethodSpec, Scope};
+use caseline_auth::Role;
+use caseline_eventlog::{BrokenKind, StreamName, Uuid};
+use caseline_proto::prost_types::Timestamp;
+use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
+use caseline_proto::v1::{
+    AccessHistoryEntry, BrokenLink, ListBreakGlassUsesRequest, ListBreakGlassUsesResponse,
+    ReplayAccessHistoryRequest, VerifyIntegrityRequest, VerifyIntegrityResponse,
+    verify_integrity_request,
+};
+use caseline_server::{ApiError, FieldViolation};
+use tokio_stream::Stream;
+
+use crate::break_glass::BreakGlassLog;
+
+const AUDITORS: &[Role] = &[Role::Auditor];
+const REVIEWERS: &[Role] = &[Role::Auditor, Role::Supervisor];
+
+/// What the trust layer needs to know of each method.
+pub const METHODS: &[MethodSpec] = &[
+    MethodSpec {
+        path: "/caseline.v1.AuditService/ReplayAccessHistory",
+        kind: Kind::Read,
+        scope: Scope::Global,
+        roles: AUDITORS,
+    },
+    MethodSpec {
+        path: "/caseline.v1.AuditService/VerifyIntegrity",
+        kind: Kind::Read,
+        scope: Scope::Global,
+        roles: AUDITORS,
+    },
+    MethodSpec {
+        path: "/caseline.v1.AuditService/ListBreakGlassUses",
+        kind: Kind::Read,
+        scope: Scope::Global,
+        roles: REVIEWERS,
+    },
+];
 
 /// The gRPC handlers of AuditService.
-#[derive(Clone, Debug, Default)]
-pub struct AuditApi;
+#[derive(Debug, Default)]
+pub struct AuditApi {
+    break_glass: BreakGlassLog,
+}
 
-impl AuditService for AuditApi {}
-
-/// The tonic server to register with `caseline_server::Services::add_service`.
+/// The tonic server to register with `caseline_server::Services::add_service`, after
+/// [`METHODS`] were registered with the trust layer.
 pub fn server() -> AuditServiceServer<AuditApi> {
-    AuditServiceServer::new(AuditApi)
+    AuditServiceServer::new(AuditApi::default())
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<AccessHistoryEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AuditService for AuditApi {
+    type ReplayAccessHistoryStream = EntryStream;
+
+    async fn replay_access_history(
+        &self,
+        request: Request<ReplayAccessHistoryRequest>,
+    ) -> Result<Response<Self::ReplayAccessHistoryStream>, Status> {
+        let call = Call::of(&request)?;
+        let filter = history::Filter::try_from(request.into_inner())?;
+        if let Some(case_id) = filter.case_id {
+            call.concerns(case_id);
+        }
+        Ok(Response::new(history::replay(call.log().clone(), filter)))
+    }
+
+    async fn verify_integrity(
+        &self,
+        request: Request<VerifyIntegrityRequest>,
+    ) -> Result<Response<VerifyIntegrityResponse>, Status> {
+        let call = Call::of(&request)?;
+        let scope = request
+            .into_inner()
+            .scope
+            .ok_or_else(|| invalid("scope", "name a case_id, a stream, or everything"))?;
+        let streams = match scope {
+            verify_integrity_request::Scope::CaseId(id) => {
+                let case_id = parse_case_id("case_id", &id)?;
+                call.concerns(case_id);
+                history::streams_of_case(&**call.log(), case_id).await?
+            }
+            verify_integrity_request::Scope::Stream(name) => {
+                let stream = StreamName::new(name.clone())
+                    .map_err(|_| invalid("stream", "must be a stream name such as case-<uuid>"))?;
+                call.returned([name]);
+                vec![stream]
+            }
+            verify_integrity_request::Scope::Everything(true) => {
+                history::all_streams(&**call.log()).await?
+            }
+            verify_integrity_request::Scope::Everything(false) => {
+                return Err(invalid("everything", "must be true when given").into());
+            }
+        };
+        let mut response = VerifyIntegrityResponse {
+            intact: true,
+            ..VerifyIntegrityResponse::default()
+        };
+        for stream in streams {
+            let report = call
+                .log()
+                .verify_stream(&stream)
+                .await
+                .map_err(ApiError::from)?;
+            response.streams_checked += 1;
+            response.events_checked += report.events_checked;
+            if let Some(broken) = report.first_broken {
+                tracing::warn!(stream = %stream.as_str(), version = broken.version, kind = kind_code(broken.kind), "hash chain broken");
+                response.intact = false;
+                response.first_broken = Some(BrokenLink {
+                    stream: stream.as_str().to_owned(),
+                    version: broken.version,
+                    event_id: broken.event_id.to_string(),
+                    kind: kind_code(broken.kind).to_owned(),
+                });
+                break;
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn list_break_glass_uses(
+        &self,
+        request: Request<ListBreakGlassUsesRequest>,
+    ) -> Result<Response<ListBreakGlassUsesResponse>, Status> {
+        let call = Call::of(&request)?;
+        let response = self.break_glass.list(&call, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+}
+
+fn kind_code(kind: BrokenKind) -> &'static str {
+    match kind {
+        BrokenKind::HashMismatch => "hash_mismatch",
+        BrokenKind::PrevHashMismatch => "prev_hash_mismatch",
+        BrokenKind::VersionGap => "version_gap",
+    }
+}
+
+pub(crate) fn invalid(field: &str, description: &str) -> ApiError {
+    ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
+}
+
+pub(crate) fn parse_case_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value).map_err(|_| invalid(field, "must be a UUID"))
+}
+
+pub(crate) fn to_timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub(crate) fn from_timestamp(field: &str, t: &Timestamp) -> Result<SystemTime, ApiError> {
+    let secs = u64::try_from(t.seconds).map_err(|_| invalid(field, "must not be before 1970"))?;
+    let nanos = u32::try_from(t.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| invalid(field, "nanos must be within 0..1e9"))?;
+    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
 }

@@ -4,4 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod config;
 pub mod serve;
+pub mod token;

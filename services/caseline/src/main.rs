@@ -1,11 +1,12 @@
 //! `caseline`: the all-in-one binary.
 //!
 //! - `caseline serve`: all five services on one port over the embedded SQLite log.
+//! - `caseline token`: a development access token for a `serve --dev`.
 //! - `caseline bench eventlog`: the event log benchmark, against a baseline measured in
 //!   the same run.
 #![forbid(unsafe_code)]
 
-use caseline::{bench, serve};
+use caseline::{bench, serve, token};
 
 use std::process::ExitCode;
 
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve all five gRPC services on one port.
     Serve(serve::ServeArgs),
+    /// Print a development access token signed with the data directory's dev key
+    /// (issuer and audience `caseline-dev`), for a server started with --dev.
+    Token(token::TokenArgs),
     /// Run a benchmark and print its figures next to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -40,6 +44,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Token(args) => token::run(args),
         Command::Bench(command) => bench::run(command).await,
     };
     match result {

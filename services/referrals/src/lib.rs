@@ -13,7 +13,11 @@ pub struct ReferralApi;
 
 impl ReferralService for ReferralApi {}
 
-/// The tonic server to register with `caseline_server::Services::add_service`.
+/// What the trust layer needs to know of each method; none yet.
+pub const METHODS: &[caseline_audit::MethodSpec] = &[];
+
+/// The tonic server to register with `caseline_server::Services::add_service`, after
+/// [`METHODS`] were registered with the trust layer.
 pub fn server() -> ReferralServiceServer<ReferralApi> {
     ReferralServiceServer::new(ReferralApi)
 }

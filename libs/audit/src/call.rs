@@ -1,0 +1,286 @@
+//! What a handler sees of the trust layer: the authenticated caller, and the one way to
+//! touch a case ([`Call::case`]), which asks the policy and leaves a trace in the record.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use caseline_auth::{Principal, Role};
+use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName, Uuid};
+use caseline_policy::teams::{ACCESS_CATEGORY, BREAK_GLASS_GRANTED, to_unix_ms};
+use caseline_policy::{
+    Action, BREAK_GLASS_TTL, BreakGlassRequest, Caller, CaseTeam, Context, Decision, Entry,
+    Resource, Via, decide,
+};
+use caseline_proto::prost::Message;
+use caseline_proto::tonic;
+use caseline_proto::v1::events::BreakGlassGranted;
+use caseline_server::ApiError;
+use caseline_vault::{SecretText, Vault};
+
+use crate::trace::TraceContext;
+use crate::trust::Inner;
+
+/// The authenticated call a handler is serving. Cheap to clone.
+#[derive(Clone)]
+pub struct Call {
+    pub(crate) inner: Arc<CallInner>,
+}
+
+pub(crate) struct CallInner {
+    pub(crate) trust: Arc<Inner>,
+    pub(crate) principal: Principal,
+    pub(crate) role: Role,
+    pub(crate) rpc: String,
+    pub(crate) purpose: Option<String>,
+    pub(crate) break_glass_reason: Option<SecretText>,
+    pub(crate) trace: TraceContext,
+    /// The method's role gate, as decided.
+    pub(crate) gate: Decision,
+    pub(crate) record: Mutex<CallRecord>,
+}
+
+/// What the handler declared it touched, for the access record.
+#[derive(Debug, Default)]
+pub(crate) struct CallRecord {
+    /// Cases touched, each with the decision taken (the first denial wins).
+    pub(crate) cases: Vec<(Uuid, Decision)>,
+    /// Resources returned (list pages) or otherwise touched.
+    pub(crate) resource_ids: Vec<String>,
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("rpc", &self.inner.rpc)
+            .field("subject", &self.inner.principal.subject)
+            .field("role", &self.inner.role)
+            .field("trace_id", &self.inner.trace.trace_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A case the caller may touch, with what the policy decided.
+#[derive(Clone, Debug)]
+pub struct CaseAccess {
+    pub case_id: Uuid,
+    pub team: CaseTeam,
+    pub decision: Decision,
+}
+
+impl Call {
+    /// The call the trust layer authenticated for this request.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Self, ApiError> {
+        request
+            .extensions()
+            .get::<Call>()
+            .cloned()
+            .ok_or(ApiError::Internal("the call did not pass the trust layer"))
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.inner.principal
+    }
+
+    /// The role the caller acts in for this call.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.inner.principal.subject
+    }
+
+    pub fn agency(&self) -> &str {
+        &self.inner.principal.agency
+    }
+
+    pub fn trace_id(&self) -> &str {
+        &self.inner.trace.trace_id
+    }
+
+    /// The declared purpose of use, if any.
+    pub fn purpose(&self) -> Option<&str> {
+        self.inner.purpose.as_deref()
+    }
+
+    /// Now, by the trust layer's clock (injectable in tests).
+    pub fn now(&self) -> SystemTime {
+        (self.inner.trust.clock)()
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.inner.trust.log
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.inner.trust.vault
+    }
+
+    /// The case-team projection (who is on which case, who holds break-glass).
+    pub fn trust_teams(&self) -> &caseline_policy::CaseTeams {
+        &self.inner.trust.teams
+    }
+
+    /// Touches a case: decides with the team as the log says now, records the case and
+    /// the decision, and answers NOT_FOUND (exactly as for an absent case) when the
+    /// caller may not know it exists, PERMISSION_DENIED when they may see it but not do
+    /// this. Opening break-glass records the grant before returning.
+    pub async fn case(&self, case_id: Uuid, action: Action) -> Result<CaseAccess, ApiError> {
+        self.case_entry(case_id, action, Entry::default()).await
+    }
+
+    /// [`Call::case`] for one entry whose scope matters (a referral's addressee, a
+    /// health goal).
+    pub async fn case_entry(
+        &self,
+        case_id: Uuid,
+        action: Action,
+        entry: Entry<'_>,
+    ) -> Result<CaseAccess, ApiError> {
+        let team = self.inner.trust.teams.current(case_id).await?;
+        let now = self.now();
+        let request = self.break_glass_request();
+        let decision = decide(
+            self.caller(),
+            action,
+            Resource::Case {
+                team: team.as_ref(),
+                entry,
+            },
+            Context {
+                now,
+                break_glass: request,
+            },
+        );
+        self.note_case(case_id, decision);
+        if !decision.is_allowed() {
+            return Err(if decision.hides_case() {
+                not_found(case_id)
+            } else {
+                ApiError::PermissionDenied("your role may not do this on this case")
+            });
+        }
+        let Some(team) = team else {
+            // decide() never allows an absent case; keep the compiler and the reader sure.
+            return Err(not_found(case_id));
+        };
+        if decision.via == (Via::BreakGlass { new: true }) {
+            self.grant_break_glass(case_id, now).await?;
+        }
+        Ok(CaseAccess {
+            case_id,
+            team,
+            decision,
+        })
+    }
+
+    /// Records ids this call returns or touches (every id of a list page).
+    pub fn returned<I>(&self, ids: I)
+    where
+        I: IntoIterator,
+        I::Item: ToString,
+    {
+        let mut record = self.lock_record();
+        record
+            .resource_ids
+            .extend(ids.into_iter().map(|id| id.to_string()));
+    }
+
+    /// For global methods about one case (an auditor's replay of a case): the access
+    /// record goes to that case's access history. Authorisation was the role gate's.
+    pub fn concerns(&self, case_id: Uuid) {
+        self.note_case(case_id, self.inner.gate);
+    }
+
+    /// The envelope metadata for events this call appends: who, in which role and
+    /// agency, for which case and request, in which trace.
+    pub fn event_metadata(&self, case_id: Option<Uuid>, request_id: Option<Uuid>) -> Metadata {
+        Metadata {
+            case_id,
+            actor: self.inner.principal.subject.clone(),
+            actor_role: self.inner.role.as_str().to_owned(),
+            agency: self.inner.principal.agency.clone(),
+            request_id,
+            correlation_id: None,
+            causation_id: None,
+            traceparent: Some(self.inner.trace.traceparent.clone()),
+        }
+    }
+
+    pub(crate) fn caller(&self) -> Caller<'_> {
+        Caller {
+            subject: &self.inner.principal.subject,
+            role: self.inner.role,
+            agency: &self.inner.principal.agency,
+        }
+    }
+
+    fn break_glass_request(&self) -> Option<BreakGlassRequest<'_>> {
+        let purpose = self.inner.purpose.as_deref()?;
+        let reason = self.inner.break_glass_reason.as_ref()?;
+        BreakGlassRequest::new(purpose, reason.expose()).ok()
+    }
+
+    fn note_case(&self, case_id: Uuid, decision: Decision) {
+        let mut record = self.lock_record();
+        match record.cases.iter_mut().find(|(id, _)| *id == case_id) {
+            Some((_, kept)) if kept.is_allowed() && !decision.is_allowed() => *kept = decision,
+            Some((_, kept)) if matches!(decision.via, Via::BreakGlass { .. }) => *kept = decision,
+            Some(_) => {}
+            None => record.cases.push((case_id, decision)),
+        }
+    }
+
+    fn lock_record(&self) -> std::sync::MutexGuard<'_, CallRecord> {
+        self.inner
+            .record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn grant_break_glass(&self, case_id: Uuid, now: SystemTime) -> Result<(), ApiError> {
+        let (Some(purpose), Some(reason)) = (&self.inner.purpose, &self.inner.break_glass_reason)
+        else {
+            return Err(ApiError::Internal("break-glass granted without a request"));
+        };
+        let sealed = self.vault().seal_text(case_id, reason).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot seal a break-glass reason");
+            ApiError::Unavailable("the key store is unavailable, retry later")
+        })?;
+        let payload = BreakGlassGranted {
+            subject: self.inner.principal.subject.clone(),
+            role: self.inner.role.as_str().to_owned(),
+            agency: self.inner.principal.agency.clone(),
+            purpose: purpose.clone(),
+            reason_sealed: sealed.into_bytes(),
+            granted_at_unix_ms: to_unix_ms(now),
+            expires_at_unix_ms: to_unix_ms(now + BREAK_GLASS_TTL),
+        };
+        let event = NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: BREAK_GLASS_GRANTED.to_owned(),
+            data: payload.encode_to_vec(),
+            metadata: self.event_metadata(Some(case_id), None),
+        };
+        let stream = StreamName::for_id(ACCESS_CATEGORY, case_id)?;
+        self.log()
+            .append(&stream, ExpectedVersion::Any, vec![event])
+            .await?;
+        tracing::warn!(
+            %case_id,
+            role = %self.inner.role,
+            purpose = %purpose,
+            trace_id = %self.inner.trace.trace_id,
+            "break-glass access granted"
+        );
+        Ok(())
+    }
+}
+
+fn not_found(case_id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        kind: "case",
+        id: case_id.to_string(),
+    }
+}

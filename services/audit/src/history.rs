@@ -1,0 +1,347 @@
+//! Replay of the access history: access records and write events, merged in log order,
+//! as metadata only.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use caseline_audit::ACCESS_RECORDED;
+use caseline_eventlog::{Direction, EventLog, Position, RecordedEvent, StreamName, Uuid};
+use caseline_policy::teams::{ACCESS_GLOBAL_STREAM, BREAK_GLASS_GRANTED};
+use caseline_proto::prost::Message;
+use caseline_proto::tonic::Status;
+use caseline_proto::v1::events::{AccessOutcome, AccessRecorded, BreakGlassGranted};
+use caseline_proto::v1::{AccessHistoryEntry, EntryKind, Outcome, ReplayAccessHistoryRequest};
+use caseline_server::ApiError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{EntryStream, from_timestamp, invalid, parse_case_id, to_timestamp};
+
+const PAGE: usize = 500;
+
+/// A validated replay filter.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Filter {
+    pub case_id: Option<Uuid>,
+    actor: Option<String>,
+    from: Option<SystemTime>,
+    to: Option<SystemTime>,
+    outcome: Option<Outcome>,
+}
+
+impl TryFrom<ReplayAccessHistoryRequest> for Filter {
+    type Error = ApiError;
+
+    fn try_from(r: ReplayAccessHistoryRequest) -> Result<Self, ApiError> {
+        let case_id = match r.case_id.as_str() {
+            "" => None,
+            id => Some(parse_case_id("case_id", id)?),
+        };
+        let from = r
+            .from
+            .as_ref()
+            .map(|t| from_timestamp("from", t))
+            .transpose()?;
+        let to = r.to.as_ref().map(|t| from_timestamp("to", t)).transpose()?;
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(invalid("to", "must not be before from"));
+        }
+        let outcome = match Outcome::try_from(r.outcome) {
+            Ok(Outcome::Unspecified) => None,
+            Ok(o) => Some(o),
+            Err(_) => return Err(invalid("outcome", "unknown outcome")),
+        };
+        if r.actor.len() > 256 {
+            return Err(invalid("actor", "must be at most 256 bytes"));
+        }
+        Ok(Self {
+            case_id,
+            actor: (!r.actor.is_empty()).then_some(r.actor),
+            from,
+            to,
+            outcome,
+        })
+    }
+}
+
+impl Filter {
+    fn admits(&self, entry: &AccessHistoryEntry, at: SystemTime) -> bool {
+        self.actor.as_ref().is_none_or(|a| *a == entry.actor)
+            && self.from.is_none_or(|from| at >= from)
+            && self.to.is_none_or(|to| at < to)
+            && self.outcome.is_none_or(|o| o as i32 == entry.outcome)
+    }
+}
+
+/// Streams the matching entries, oldest first. The history is read up to what the log
+/// holds while the stream runs; a failure ends the stream with UNAVAILABLE.
+pub(crate) fn replay(log: Arc<dyn EventLog>, filter: Filter) -> EntryStream {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let result = match filter.case_id {
+            Some(case_id) => replay_case(&*log, case_id, &filter, &tx).await,
+            None => replay_all(&*log, &filter, &tx).await,
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+type Sender = mpsc::Sender<Result<AccessHistoryEntry, Status>>;
+
+async fn emit(tx: &Sender, filter: &Filter, event: &RecordedEvent) -> bool {
+    let Some(entry) = entry_of(event) else {
+        return true;
+    };
+    if !filter.admits(&entry, event.recorded_at) {
+        return true;
+    }
+    // A closed channel means the auditor went away: stop reading.
+    tx.send(Ok(entry)).await.is_ok()
+}
+
+async fn replay_all(
+    log: &dyn EventLog,
+    filter: &Filter,
+    tx: &Sender,
+) -> Result<(), caseline_eventlog::Error> {
+    let mut after = Position::START;
+    loop {
+        let page = log.read_all(after, PAGE).await?;
+        for event in &page {
+            if !emit(tx, filter, event).await {
+                return Ok(());
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.position,
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The case's own events and access records, merged with the `access-global` records
+/// that name the case (list pages that returned it), in log order.
+async fn replay_case(
+    log: &dyn EventLog,
+    case_id: Uuid,
+    filter: &Filter,
+    tx: &Sender,
+) -> Result<(), caseline_eventlog::Error> {
+    let id = case_id.to_string();
+    let mut own = Pager::case(case_id);
+    let mut listed = Pager::global();
+    let mut next_own = own.next(log).await?;
+    let mut next_listed = next_global_naming(log, &mut listed, &id).await?;
+    loop {
+        let take_own = match (&next_own, &next_listed) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(a), Some(b)) => a.position <= b.position,
+        };
+        let event = if take_own {
+            let e = next_own.take();
+            next_own = own.next(log).await?;
+            e
+        } else {
+            let e = next_listed.take();
+            next_listed = next_global_naming(log, &mut listed, &id).await?;
+            e
+        };
+        if let Some(event) = event
+            && !emit(tx, filter, &event).await
+        {
+            return Ok(());
+        }
+    }
+}
+
+async fn next_global_naming(
+    log: &dyn EventLog,
+    pager: &mut Pager,
+    case_id: &str,
+) -> Result<Option<RecordedEvent>, caseline_eventlog::Error> {
+    while let Some(event) = pager.next(log).await? {
+        if event.event_type == ACCESS_RECORDED
+            && AccessRecorded::decode(event.data.as_slice())
+                .is_ok_and(|r| r.resource_ids.iter().any(|r| r == case_id))
+        {
+            return Ok(Some(event));
+        }
+    }
+    Ok(None)
+}
+
+/// Pages through one case (global order) or the `access-global` stream (by version).
+struct Pager {
+    source: Source,
+    buffered: std::collections::VecDeque<RecordedEvent>,
+    done: bool,
+}
+
+enum Source {
+    Case { case_id: Uuid, after: Position },
+    Global { next_version: u64 },
+}
+
+impl Pager {
+    fn case(case_id: Uuid) -> Self {
+        Self {
+            source: Source::Case {
+                case_id,
+                after: Position::START,
+            },
+            buffered: Default::default(),
+            done: false,
+        }
+    }
+
+    fn global() -> Self {
+        Self {
+            source: Source::Global { next_version: 0 },
+            buffered: Default::default(),
+            done: false,
+        }
+    }
+
+    async fn next(
+        &mut self,
+        log: &dyn EventLog,
+    ) -> Result<Option<RecordedEvent>, caseline_eventlog::Error> {
+        if self.buffered.is_empty() && !self.done {
+            let page = match &mut self.source {
+                Source::Case { case_id, after } => {
+                    let page = log.read_case(*case_id, *after, PAGE).await?;
+                    if let Some(last) = page.last() {
+                        *after = last.position;
+                    }
+                    page
+                }
+                Source::Global { next_version } => {
+                    let stream = StreamName::new(ACCESS_GLOBAL_STREAM)?;
+                    let page = log
+                        .read_stream(&stream, Direction::Forwards, Some(*next_version), PAGE)
+                        .await?;
+                    if let Some(last) = page.last() {
+                        *next_version = last.version + 1;
+                    }
+                    page
+                }
+            };
+            self.done = page.len() < PAGE;
+            self.buffered.extend(page);
+        }
+        Ok(self.buffered.pop_front())
+    }
+}
+
+/// The history entry an event stands for: metadata only, never a domain payload.
+fn entry_of(event: &RecordedEvent) -> Option<AccessHistoryEntry> {
+    let m = &event.metadata;
+    let mut entry = AccessHistoryEntry {
+        recorded_at: Some(to_timestamp(event.recorded_at)),
+        position: event.position.to_string(),
+        stream: event.stream.as_str().to_owned(),
+        version: event.version,
+        actor: m.actor.clone(),
+        role: m.actor_role.clone(),
+        agency: m.agency.clone(),
+        case_id: m.case_id.map(|id| id.to_string()).unwrap_or_default(),
+        trace_id: m
+            .traceparent
+            .as_deref()
+            .and_then(|tp| tp.split('-').nth(1))
+            .unwrap_or_default()
+            .to_owned(),
+        request_id: m.request_id.map(|id| id.to_string()).unwrap_or_default(),
+        ..AccessHistoryEntry::default()
+    };
+    match event.event_type.as_str() {
+        ACCESS_RECORDED => {
+            let r = AccessRecorded::decode(event.data.as_slice()).ok()?;
+            entry.kind = EntryKind::Access as i32;
+            entry.action = r.rpc;
+            entry.resource_ids = r.resource_ids;
+            entry.outcome = match AccessOutcome::try_from(r.outcome) {
+                Ok(AccessOutcome::Allowed) => Outcome::Allowed,
+                Ok(AccessOutcome::Denied) => Outcome::Denied,
+                _ => Outcome::Error,
+            } as i32;
+            entry.status_code = r.status_code;
+            entry.reason = r.reason;
+            entry.purpose = r.purpose;
+            entry.break_glass = r.break_glass;
+            entry.policy_version = r.policy_version;
+            entry.peer = r.peer;
+            entry.instance = r.instance;
+        }
+        BREAK_GLASS_GRANTED => {
+            // The reason is sealed and stays so: auditors see that, by whom, and why code.
+            let g = BreakGlassGranted::decode(event.data.as_slice()).ok()?;
+            entry.kind = EntryKind::BreakGlass as i32;
+            entry.action = event.event_type.clone();
+            entry.outcome = Outcome::Allowed as i32;
+            entry.purpose = g.purpose;
+            entry.break_glass = true;
+        }
+        other => {
+            entry.kind = EntryKind::Write as i32;
+            entry.action = other.to_owned();
+            entry.outcome = Outcome::Allowed as i32;
+        }
+    }
+    Some(entry)
+}
+
+/// Every stream holding events of the case.
+pub(crate) async fn streams_of_case(
+    log: &dyn EventLog,
+    case_id: Uuid,
+) -> Result<Vec<StreamName>, ApiError> {
+    let mut streams = BTreeSet::new();
+    let mut after = Position::START;
+    loop {
+        let page = log.read_case(case_id, after, PAGE).await?;
+        for e in &page {
+            streams.insert(e.stream.as_str().to_owned());
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.position,
+            _ => break,
+        }
+    }
+    // The access history of the case, even if only access records exist.
+    streams.insert(format!("access-{case_id}"));
+    streams
+        .into_iter()
+        .map(|s| StreamName::new(s).map_err(ApiError::from))
+        .collect()
+}
+
+/// Every stream of the log.
+pub(crate) async fn all_streams(log: &dyn EventLog) -> Result<Vec<StreamName>, ApiError> {
+    let mut streams = BTreeSet::new();
+    let mut after = Position::START;
+    loop {
+        let page = log
+            .read_all(after, caseline_eventlog::MAX_READ_EVENTS)
+            .await?;
+        for e in &page {
+            streams.insert(e.stream.as_str().to_owned());
+        }
+        match page.last() {
+            Some(last) if page.len() == caseline_eventlog::MAX_READ_EVENTS => after = last.position,
+            _ => break,
+        }
+    }
+    streams
+        .into_iter()
+        .map(|s| StreamName::new(s).map_err(ApiError::from))
+        .collect()
+}

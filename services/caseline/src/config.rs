@@ -1,0 +1,102 @@
+//! One typed configuration: defaults, then a TOML file (`--config` /
+//! `CASELINE_CONFIG`), then `CASELINE_*` variables and flags. With no file at all the
+//! all-in-one runs in `--dev` mode.
+//!
+//! ```toml
+//! listen = "0.0.0.0:50051"
+//! data_dir = "/var/lib/caseline"
+//! event_log = "postgres://caseline@db/caseline"
+//! instance = "caseline-1"
+//!
+//! [auth]
+//! leeway_seconds = 30
+//!
+//! [[auth.issuers]]
+//! issuer = "https://id.example.org/realms/caseline"
+//! audience = "caseline"
+//! jwks_url = "https://id.example.org/realms/caseline/protocol/openid-connect/certs"
+//! roles_claim = "realm_access.roles"
+//!
+//! [vault]
+//! master_key_file = "/run/secrets/caseline-master-key"   # or CASELINE_MASTER_KEY
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caseline_auth::IssuerConfig;
+use serde::Deserialize;
+
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub event_log: Option<String>,
+    /// Names this server in access records; default `caseline@<host>`.
+    pub instance: Option<String>,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub vault: VaultSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Clock leeway for `exp`/`nbf`/`iat`, at most 30 s (the default).
+    pub leeway_seconds: Option<u64>,
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// A file holding the base64 master key. `CASELINE_MASTER_KEY` takes precedence.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`; the error names the file and what is wrong.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid configuration {}: {e}", path.display()))
+    }
+
+    pub fn leeway(&self) -> Duration {
+        Duration::from_secs(self.auth.leeway_seconds.unwrap_or(30))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: FileConfig = toml::from_str(&example).expect("example parses");
+        assert_eq!(config.auth.issuers.len(), 1);
+        assert_eq!(config.auth.issuers[0].roles_claim, "realm_access.roles");
+        assert_eq!(config.leeway(), Duration::from_secs(30));
+        assert!(config.vault.master_key_file.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<FileConfig>("listn = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}
