@@ -321,6 +321,16 @@ impl Trust {
                 )
                 .await;
         }
+        if code == 0 && record.cases.iter().any(|(_, d)| !d.is_allowed()) {
+            // The policy refused a case and the handler answered OK anyway: withhold it.
+            tracing::error!(rpc = %rpc, "handler answered OK after a refusal; response withheld");
+            facts.status_code = Code::Internal as i32;
+            let status = Status::internal("the server could not authorise this call");
+            return match self.record(facts, &record.cases).await {
+                Ok(()) => status.into_http(),
+                Err(unavailable) => unavailable.into_http(),
+            };
+        }
         if code == 0 && spec.kind == Kind::Write {
             // The events the write appended carry who, when, which case and trace.
             return response;

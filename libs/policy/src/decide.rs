@@ -69,7 +69,7 @@ pub struct BreakGlassRequest<'a> {
 impl<'a> BreakGlassRequest<'a> {
     /// A request with a known purpose code and a reason of at least
     /// [`BREAK_GLASS_MIN_REASON_CHARS`] characters (not counting surrounding space), or
-    /// `None` naming what is wrong: `"purpose"` or `"reason"`.
+    /// else the name of what is wrong: `"purpose"` or `"reason"`.
     pub fn new(purpose: &'a str, reason: &str) -> Result<Self, &'static str> {
         if !crate::is_purpose(purpose) {
             return Err("purpose");
@@ -278,8 +278,14 @@ fn case_access(
     }
 
     if write {
-        if matches!(via, Via::BreakGlass { .. }) {
-            return Decision::deny(Reason::BreakGlassIsReadOnly);
+        match via {
+            // Break-glass opens reads only, so a write cannot open it: the case stays
+            // hidden, or a write would tell a non-member that it exists.
+            Via::BreakGlass { new: true } => return Decision::deny(Reason::NotOnTeam),
+            Via::BreakGlass { new: false } => {
+                return Decision::deny(Reason::BreakGlassIsReadOnly);
+            }
+            _ => {}
         }
         if !may_write {
             return Decision::deny(Reason::WriteNotPermitted);

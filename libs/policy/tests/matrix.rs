@@ -196,6 +196,8 @@ fn expected(
             Standing::AgencyOnTeam if role == Role::Supervisor => {
                 outcome(Via::AgencySupervisor, false)
             }
+            // A write cannot open break-glass, and must not reveal that the case exists.
+            Standing::BreakGlassRequest if breaks_glass && write => Expect::NotFound,
             Standing::BreakGlassRequest if breaks_glass => {
                 outcome(Via::BreakGlass { new: true }, true)
             }

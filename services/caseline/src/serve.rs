@@ -88,6 +88,8 @@ impl AllInOne {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
 
+        // Everything that can be wrong with the configuration, before anything is opened.
+        let master = master_key(args.dev, &file, &data_dir)?;
         let mut issuers = file.auth.issuers.clone();
         if args.dev {
             warn_dev_mode();
@@ -109,7 +111,6 @@ impl AllInOne {
         let backend = url.split(':').next().unwrap_or("");
         tracing::info!(backend, "event log open");
 
-        let master = master_key(args.dev, &file, &data_dir)?;
         let store: Arc<dyn KeyStore> = if backend == "sqlite" {
             Arc::new(SqliteKeyStore::open(data_dir.join(caseline_vault::KEY_STORE_FILE)).await?)
         } else {
