@@ -450,3 +450,51 @@ fn timestamp(t: SystemTime) -> caseline_proto::prost_types::Timestamp {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test]
+async fn after_shredding_sealed_fields_read_as_erased_and_the_chains_still_verify() {
+    let server = TestServer::start().await;
+    let case_id = seed_case(&*server.log, "sw-1", "social-north").await;
+    grant_break_glass(
+        &server,
+        case_id,
+        "pol-7",
+        "police-north",
+        "the child is missing tonight",
+    )
+    .await;
+    let vault = server.trust.vault();
+    let stored = server
+        .log
+        .read_stream(
+            &StreamName::for_id("access", case_id).unwrap(),
+            caseline_eventlog::Direction::Forwards,
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let grant = BreakGlassGranted::decode(stored[0].data.as_slice()).unwrap();
+    let sealed = caseline_vault::Sealed::from_bytes(grant.reason_sealed).unwrap();
+    assert!(!vault.open_text(case_id, &sealed).await.unwrap().is_erased());
+
+    vault.shred(case_id).await.unwrap();
+    assert!(vault.open_text(case_id, &sealed).await.unwrap().is_erased());
+    let auditor = server.token("auditor-1", Role::Auditor, "oversight-board");
+    let report = verify(&server, &auditor, Scope::CaseId(case_id.to_string())).await;
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.events_checked, 2);
+
+    // The supervisor's review list still shows the use; its reason reads as erased.
+    let supervisor = server.token("sup-1", Role::Supervisor, "police-north");
+    let mut client = AuditServiceClient::new(server.channel().await);
+    let uses = client
+        .list_break_glass_uses(authed(ListBreakGlassUsesRequest::default(), &supervisor))
+        .await
+        .unwrap()
+        .into_inner()
+        .uses;
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0].reason, "(erased)");
+    server.stop().await;
+}
