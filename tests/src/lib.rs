@@ -2,6 +2,8 @@
 //! generated stub) sees of a running Caseline.
 #![forbid(unsafe_code)]
 
+pub mod seed;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 

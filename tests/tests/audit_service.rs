@@ -5,53 +5,18 @@
 use std::time::{Duration, SystemTime};
 
 use caseline_auth::Role;
-use caseline_e2e::{TestServer, authed};
-use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName, Uuid};
-use caseline_policy::teams::{BREAK_GLASS_GRANTED, TEAM_MEMBER_ADDED, to_unix_ms};
+use caseline_e2e::{TestServer, authed, seed};
+use caseline_eventlog::{StreamName, Uuid};
+use caseline_policy::teams::TEAM_MEMBER_ADDED;
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::Code;
 use caseline_proto::v1::audit_service_client::AuditServiceClient;
-use caseline_proto::v1::events::{BreakGlassGranted, TeamMemberAdded};
+use caseline_proto::v1::events::BreakGlassGranted;
 use caseline_proto::v1::{
     EntryKind, ListBreakGlassUsesRequest, Outcome, ReplayAccessHistoryRequest,
     VerifyIntegrityRequest, verify_integrity_request::Scope,
 };
-use caseline_vault::SecretText;
 use tonic_types::StatusExt;
-
-fn metadata(case_id: Uuid, actor: &str, role: &str, agency: &str) -> Metadata {
-    Metadata {
-        case_id: Some(case_id),
-        actor: actor.into(),
-        actor_role: role.into(),
-        agency: agency.into(),
-        request_id: Some(Uuid::new_v4()),
-        ..Metadata::default()
-    }
-}
-
-/// A case with one team member, written as CaseService will write it.
-async fn seed_case(log: &dyn EventLog, subject: &str, agency: &str) -> Uuid {
-    let case_id = Uuid::new_v4();
-    let added = TeamMemberAdded {
-        subject: subject.into(),
-        agency: agency.into(),
-        role: "social_worker".into(),
-    };
-    log.append(
-        &StreamName::for_id("case", case_id).unwrap(),
-        ExpectedVersion::NoStream,
-        vec![NewEvent {
-            event_id: Uuid::new_v4(),
-            event_type: TEAM_MEMBER_ADDED.into(),
-            data: added.encode_to_vec(),
-            metadata: metadata(case_id, subject, "social_worker", agency),
-        }],
-    )
-    .await
-    .unwrap();
-    case_id
-}
 
 async fn verify(
     server: &TestServer,
@@ -88,9 +53,16 @@ async fn replay(
 async fn a_tampered_row_is_named_by_verify_integrity() {
     let server = TestServer::start().await;
     let auditor = server.token("auditor-1", Role::Auditor, "oversight-board");
-    let case_id = seed_case(&*server.log, "sw-1", "social-north").await;
+    let case_id = seed::case_with_social_worker(&*server.log, "sw-1", "social-north").await;
     for _ in 0..2 {
-        seed_member(&*server.log, case_id).await;
+        seed::add_member(
+            &*server.log,
+            case_id,
+            &format!("member-{}", Uuid::new_v4()),
+            "police-north",
+            "police_investigator",
+        )
+        .await;
     }
 
     let before = verify(&server, &auditor, Scope::Everything(true)).await;
@@ -124,33 +96,13 @@ async fn a_tampered_row_is_named_by_verify_integrity() {
         assert_eq!(broken.kind, "hash_mismatch");
     }
     // Another case is untouched.
-    let other = seed_case(&*server.log, "sw-2", "social-north").await;
+    let other = seed::case_with_social_worker(&*server.log, "sw-2", "social-north").await;
     assert!(
         verify(&server, &auditor, Scope::CaseId(other.to_string()))
             .await
             .intact
     );
     server.stop().await;
-}
-
-async fn seed_member(log: &dyn EventLog, case_id: Uuid) {
-    let added = TeamMemberAdded {
-        subject: format!("member-{}", Uuid::new_v4()),
-        agency: "police-north".into(),
-        role: "police_investigator".into(),
-    };
-    log.append(
-        &StreamName::for_id("case", case_id).unwrap(),
-        ExpectedVersion::Any,
-        vec![NewEvent {
-            event_id: Uuid::new_v4(),
-            event_type: TEAM_MEMBER_ADDED.into(),
-            data: added.encode_to_vec(),
-            metadata: metadata(case_id, "sw-1", "social_worker", "social-north"),
-        }],
-    )
-    .await
-    .unwrap();
 }
 
 #[tokio::test]
@@ -247,18 +199,20 @@ async fn only_auditors_verify_and_replay_and_every_refusal_is_recorded() {
 #[tokio::test]
 async fn replaying_a_case_merges_writes_access_records_and_list_mentions() {
     let server = TestServer::start().await;
-    let case_id = seed_case(&*server.log, "sw-1", "social-north").await;
-    let other = seed_case(&*server.log, "sw-9", "social-south").await;
-    grant_break_glass(
-        &server,
+    let case_id = seed::case_with_social_worker(&*server.log, "sw-1", "social-north").await;
+    let other = seed::case_with_social_worker(&*server.log, "sw-9", "social-south").await;
+    seed::break_glass(
+        &*server.log,
+        server.trust.vault(),
         case_id,
         "pol-7",
         "police-north",
         "the child is missing tonight",
     )
     .await;
-    grant_break_glass(
-        &server,
+    seed::break_glass(
+        &*server.log,
+        server.trust.vault(),
         other,
         "pol-8",
         "police-south",
@@ -330,46 +284,6 @@ async fn replaying_a_case_merges_writes_access_records_and_list_mentions() {
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|u| u.reason.is_empty()));
     server.stop().await;
-}
-
-/// A grant as the trust layer records it (sealed reason, one hour).
-async fn grant_break_glass(
-    server: &TestServer,
-    case_id: Uuid,
-    subject: &str,
-    agency: &str,
-    reason: &str,
-) {
-    let sealed = server
-        .trust
-        .vault()
-        .seal_text(case_id, &SecretText::new(reason))
-        .await
-        .unwrap();
-    let now = SystemTime::now();
-    let grant = BreakGlassGranted {
-        subject: subject.into(),
-        role: "police_investigator".into(),
-        agency: agency.into(),
-        purpose: "emergency_safeguarding".into(),
-        reason_sealed: sealed.into_bytes(),
-        granted_at_unix_ms: to_unix_ms(now),
-        expires_at_unix_ms: to_unix_ms(now + Duration::from_secs(3600)),
-    };
-    server
-        .log
-        .append(
-            &StreamName::for_id("access", case_id).unwrap(),
-            ExpectedVersion::Any,
-            vec![NewEvent {
-                event_id: Uuid::new_v4(),
-                event_type: BREAK_GLASS_GRANTED.into(),
-                data: grant.encode_to_vec(),
-                metadata: metadata(case_id, subject, "police_investigator", agency),
-            }],
-        )
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -454,9 +368,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn after_shredding_sealed_fields_read_as_erased_and_the_chains_still_verify() {
     let server = TestServer::start().await;
-    let case_id = seed_case(&*server.log, "sw-1", "social-north").await;
-    grant_break_glass(
-        &server,
+    let case_id = seed::case_with_social_worker(&*server.log, "sw-1", "social-north").await;
+    seed::break_glass(
+        &*server.log,
+        server.trust.vault(),
         case_id,
         "pol-7",
         "police-north",

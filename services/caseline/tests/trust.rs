@@ -6,21 +6,19 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use caseline_auth::{DevKey, Role};
-use caseline_e2e::authed;
-use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName, Uuid};
-use caseline_policy::teams::{BREAK_GLASS_GRANTED, TEAM_MEMBER_ADDED, to_unix_ms};
+use caseline_e2e::{authed, seed};
+use caseline_eventlog::{EventLog, Uuid};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::Code;
 use caseline_proto::v1::audit_service_client::AuditServiceClient;
-use caseline_proto::v1::events::{BreakGlassGranted, TeamMemberAdded};
 use caseline_proto::v1::{
     ListBreakGlassUsesRequest, ReplayAccessHistoryRequest, VerifyIntegrityRequest,
     verify_integrity_request::Scope,
 };
-use caseline_vault::{MasterKey, SecretText, SqliteKeyStore, Vault};
+use caseline_vault::{MasterKey, SqliteKeyStore, Vault};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -301,57 +299,9 @@ async fn no_childs_data_reaches_the_logs_even_at_trace_level() {
                     .unwrap(),
             ),
         );
-        let meta = |actor: &str, role: &str, agency: &str| Metadata {
-            case_id: Some(case_id),
-            actor: actor.into(),
-            actor_role: role.into(),
-            agency: agency.into(),
-            ..Metadata::default()
-        };
-        let added = TeamMemberAdded {
-            subject: "sw-1".into(),
-            agency: "social-north".into(),
-            role: "social_worker".into(),
-        };
-        log.append(
-            &StreamName::for_id("case", case_id).unwrap(),
-            ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: Uuid::new_v4(),
-                event_type: TEAM_MEMBER_ADDED.into(),
-                data: added.encode_to_vec(),
-                metadata: meta("sw-1", "social_worker", "social-north"),
-            }],
-        )
-        .await
-        .unwrap();
-        let reason = SecretText::new(format!("{CANARY} missing since this morning"));
-        let now = SystemTime::now();
-        let grant = BreakGlassGranted {
-            subject: "pol-7".into(),
-            role: "police_investigator".into(),
-            agency: "police-north".into(),
-            purpose: "emergency_safeguarding".into(),
-            reason_sealed: vault
-                .seal_text(case_id, &reason)
-                .await
-                .unwrap()
-                .into_bytes(),
-            granted_at_unix_ms: to_unix_ms(now),
-            expires_at_unix_ms: to_unix_ms(now + Duration::from_secs(3600)),
-        };
-        log.append(
-            &StreamName::for_id("access", case_id).unwrap(),
-            ExpectedVersion::Any,
-            vec![NewEvent {
-                event_id: Uuid::new_v4(),
-                event_type: BREAK_GLASS_GRANTED.into(),
-                data: grant.encode_to_vec(),
-                metadata: meta("pol-7", "police_investigator", "police-north"),
-            }],
-        )
-        .await
-        .unwrap();
+        seed::add_member(&*log, case_id, "sw-1", "social-north", "social_worker").await;
+        let reason = format!("{CANARY} missing since this morning");
+        seed::break_glass(&*log, &vault, case_id, "pol-7", "police-north", &reason).await;
         log.close().await;
     }
 
