@@ -32,6 +32,8 @@ pub(crate) struct CallInner {
     pub(crate) principal: Principal,
     pub(crate) role: Role,
     pub(crate) rpc: String,
+    /// The caller's address as this server saw it.
+    pub(crate) peer: String,
     pub(crate) purpose: Option<String>,
     pub(crate) break_glass_reason: Option<SecretText>,
     pub(crate) trace: TraceContext,
@@ -205,6 +207,25 @@ impl Call {
             correlation_id: None,
             causation_id: None,
             traceparent: Some(self.inner.trace.traceparent.clone()),
+            call: Some(self.call_context().to_json()),
+        }
+    }
+
+    /// Where, why and under which rules this call was made, for the envelope of the
+    /// events it writes.
+    pub fn call_context(&self) -> CallContext {
+        let break_glass = self
+            .lock_record()
+            .cases
+            .iter()
+            .any(|(_, d)| matches!(d.via, Via::BreakGlass { .. }));
+        CallContext {
+            rpc: self.inner.rpc.clone(),
+            peer: self.inner.peer.clone(),
+            instance: self.inner.trust.instance.clone(),
+            purpose: self.inner.purpose.clone().unwrap_or_default(),
+            break_glass,
+            policy_version: self.inner.gate.policy_version.to_owned(),
         }
     }
 
@@ -226,7 +247,12 @@ impl Call {
         let mut record = self.lock_record();
         match record.cases.iter_mut().find(|(id, _)| *id == case_id) {
             Some((_, kept)) if kept.is_allowed() && !decision.is_allowed() => *kept = decision,
-            Some((_, kept)) if matches!(decision.via, Via::BreakGlass { .. }) => *kept = decision,
+            // A later break-glass allowance is worth recording, but never over a denial.
+            Some((_, kept))
+                if kept.is_allowed() && matches!(decision.via, Via::BreakGlass { .. }) =>
+            {
+                *kept = decision
+            }
             Some(_) => {}
             None => record.cases.push((case_id, decision)),
         }
@@ -244,10 +270,19 @@ impl Call {
         else {
             return Err(ApiError::Internal("break-glass granted without a request"));
         };
-        let sealed = self.vault().seal_text(case_id, reason).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot seal a break-glass reason");
-            ApiError::Unavailable("the key store is unavailable, retry later")
-        })?;
+        let sealed = self
+            .vault()
+            .seal_text(case_id, reason)
+            .await
+            .map_err(|e| match e {
+                caseline_vault::Error::Shredded { .. } => ApiError::FailedPrecondition(
+                    "this case's sealed data was erased; break-glass cannot be recorded".into(),
+                ),
+                e => {
+                    tracing::error!(error = %e, "cannot seal a break-glass reason");
+                    ApiError::Unavailable("the key store is unavailable, retry later")
+                }
+            })?;
         let payload = BreakGlassGranted {
             subject: self.inner.principal.subject.clone(),
             role: self.inner.role.as_str().to_owned(),
@@ -275,6 +310,31 @@ impl Call {
             "break-glass access granted"
         );
         Ok(())
+    }
+}
+
+/// The part of an access record that a write's own events carry in their envelope
+/// (`Metadata::call`), as a small JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CallContext {
+    pub rpc: String,
+    pub peer: String,
+    pub instance: String,
+    pub purpose: String,
+    pub break_glass: bool,
+    pub policy_version: String,
+}
+
+impl CallContext {
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings and a bool cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The context stored in an event's envelope, if it is one.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
     }
 }
 

@@ -90,6 +90,8 @@ pub(crate) async fn append_access(
             correlation_id: None,
             causation_id: None,
             traceparent: Some(facts.trace.traceparent.clone()),
+            // The record's payload already holds the call's context.
+            call: None,
         },
     };
     log.append(&stream, ExpectedVersion::Any, vec![event])

@@ -288,6 +288,7 @@ impl Trust {
                 principal,
                 role,
                 rpc: rpc.clone(),
+                peer: facts.peer.clone(),
                 purpose,
                 break_glass_reason: reason,
                 trace,
@@ -445,7 +446,11 @@ fn purpose_and_reason(headers: &http::HeaderMap) -> Result<PurposeAndReason, Fie
                     FieldViolation::new(PURPOSE_HEADER, "must be a known purpose-of-use code")
                 }
                 _ => FieldViolation::new(
-                    BREAK_GLASS_HEADER,
+                    if headers.contains_key(BREAK_GLASS_BIN_HEADER) {
+                        BREAK_GLASS_BIN_HEADER
+                    } else {
+                        BREAK_GLASS_HEADER
+                    },
                     format!(
                         "must be at least {} characters",
                         caseline_policy::BREAK_GLASS_MIN_REASON_CHARS

@@ -789,6 +789,34 @@ async fn break_glass_is_read_only_and_not_for_every_role() {
 }
 
 #[tokio::test]
+async fn a_grant_opened_in_one_role_does_not_open_the_case_in_another() {
+    let h = Harness::start().await;
+    let case_id = h
+        .case_with(&[("sw-ana", "social-north", Role::SocialWorker)])
+        .await;
+    let dual = h.bearer(
+        "dana",
+        &[Role::PoliceInvestigator, Role::SocialWorker],
+        "north",
+    );
+    let [auth, purpose, reason] = glass(&dual);
+    h.read(
+        case_id,
+        &[auth, purpose, reason, (ROLE_HEADER, "police_investigator")],
+    )
+    .await
+    .unwrap();
+    h.read(case_id, &[auth, (ROLE_HEADER, "police_investigator")])
+        .await
+        .unwrap();
+    let status = h
+        .read(case_id, &[auth, (ROLE_HEADER, "social_worker")])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+}
+
+#[tokio::test]
 async fn a_bad_break_glass_request_is_invalid_argument_naming_the_metadata_at_fault() {
     let h = Harness::start().await;
     let case_id = h
@@ -883,6 +911,14 @@ async fn a_successful_write_appends_no_access_record_and_its_event_says_who_and_
     assert_eq!(note.metadata.actor_role, "police_investigator");
     assert_eq!(note.metadata.agency, "police-north");
     assert_eq!(note.metadata.traceparent.as_deref(), Some(TRACEPARENT));
+    // Where, why and under which rules: the rest of what an access record would hold.
+    let call = caseline_audit::CallContext::from_json(note.metadata.call.as_deref().unwrap())
+        .expect("the write carries its call context");
+    assert_eq!(call.rpc, WRITE_NOTE);
+    assert!(call.peer.starts_with("127.0.0.1:"), "{call:?}");
+    assert!(!call.instance.is_empty());
+    assert_eq!(call.policy_version, POLICY_VERSION);
+    assert!(!call.break_glass);
     assert!(h.case_records(case_id).await.is_empty());
     assert!(h.global_records().await.is_empty());
 }

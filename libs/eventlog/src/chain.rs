@@ -13,8 +13,9 @@ use crate::{Metadata, RecordedEvent};
 /// The `prev_hash` of a stream's first event.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-/// Domain separator: a future change of encoding gets a new tag, old events keep theirs.
-const TAG: &[u8] = b"caseline.envelope.v1";
+/// Domain separator: a change of encoding gets a new tag, so two encodings can never be
+/// confused. v2 added `metadata.call`; v1 was never deployed, so nothing verifies it.
+const TAG: &[u8] = b"caseline.envelope.v2";
 
 /// The fields hashed for one event, borrowed from wherever they live.
 pub(crate) struct Canonical<'a> {
@@ -55,6 +56,7 @@ impl Canonical<'_> {
             m.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
         );
         optional(&mut h, m.traceparent.as_deref().map(str::as_bytes));
+        optional(&mut h, m.call.as_deref().map(str::as_bytes));
         field(&mut h, &self.recorded_at_micros.to_be_bytes());
         h.finalize().into()
     }
@@ -258,5 +260,48 @@ impl ChainVerifier {
         self.next_version += 1;
         self.prev_hash = event.hash;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_with_call(call: Option<&str>) -> [u8; 32] {
+        let metadata = Metadata {
+            actor: "user-7".into(),
+            actor_role: "social_worker".into(),
+            agency: "children-services-north".into(),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            call: call.map(str::to_owned),
+            ..Metadata::default()
+        };
+        Canonical {
+            event_id: uuid::Uuid::from_u128(7),
+            stream: "case-1",
+            version: 0,
+            event_type: "caseline.v1.events.TestHappened",
+            data: b"x",
+            metadata: &metadata,
+            recorded_at_micros: 1,
+        }
+        .hash(&GENESIS)
+    }
+
+    /// Absent, empty and any two different call contexts hash apart.
+    #[test]
+    fn call_is_covered_by_the_hash() {
+        let hashes = [
+            hash_with_call(None),
+            hash_with_call(Some("")),
+            hash_with_call(Some(r#"{"break_glass":false}"#)),
+            hash_with_call(Some(r#"{"break_glass":true}"#)),
+        ];
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(hashes[2], hash_with_call(Some(r#"{"break_glass":false}"#)));
     }
 }

@@ -18,6 +18,8 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 pub const MAX_STREAM_NAME_BYTES: usize = 200;
 /// Longest event type or metadata string, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
+/// Longest call context ([`Metadata::call`]), in bytes.
+pub const MAX_CALL_CONTEXT_BYTES: usize = 1024;
 
 /// The name of a stream: `<category>-<id>`, e.g. `case-6f1c…` or `access-global`.
 ///
@@ -188,6 +190,10 @@ pub struct Metadata {
     pub causation_id: Option<Uuid>,
     /// W3C trace context of the request that caused the event.
     pub traceparent: Option<String>,
+    /// How the call that caused the event was made, for the access history: a JSON
+    /// object written by the trust layer (rpc, peer, instance, purpose, break_glass,
+    /// policy_version). Covered by the hash like every other field.
+    pub call: Option<String>,
 }
 
 /// An event proposed for appending.
@@ -211,18 +217,31 @@ impl NewEvent {
             return Err(Error::invalid("event_type", "must not be empty"));
         }
         let m = &self.metadata;
-        for (field, value) in [
-            ("event_type", self.event_type.as_str()),
-            ("metadata.actor", m.actor.as_str()),
-            ("metadata.actor_role", m.actor_role.as_str()),
-            ("metadata.agency", m.agency.as_str()),
+        for (field, value, limit) in [
+            ("event_type", self.event_type.as_str(), MAX_LABEL_BYTES),
+            ("metadata.actor", m.actor.as_str(), MAX_LABEL_BYTES),
+            (
+                "metadata.actor_role",
+                m.actor_role.as_str(),
+                MAX_LABEL_BYTES,
+            ),
+            ("metadata.agency", m.agency.as_str(), MAX_LABEL_BYTES),
             (
                 "metadata.traceparent",
                 m.traceparent.as_deref().unwrap_or(""),
+                MAX_LABEL_BYTES,
+            ),
+            (
+                "metadata.call",
+                m.call.as_deref().unwrap_or(""),
+                MAX_CALL_CONTEXT_BYTES,
             ),
         ] {
-            if value.len() > MAX_LABEL_BYTES {
-                return Err(Error::invalid(field, "must be at most 256 bytes"));
+            if value.len() > limit {
+                return Err(Error::invalid(
+                    field,
+                    format!("must be at most {limit} bytes"),
+                ));
             }
             if value.chars().any(char::is_control) {
                 return Err(Error::invalid(field, "must not contain control characters"));
@@ -245,6 +264,7 @@ impl NewEvent {
             + m.actor_role.len()
             + m.agency.len()
             + m.traceparent.as_ref().map_or(0, String::len)
+            + m.call.as_ref().map_or(0, String::len)
             + 4 * 16
     }
 }
@@ -318,4 +338,73 @@ pub(crate) fn from_micros(micros: i64) -> SystemTime {
 /// The server clock, truncated to what is stored so the hash covers the stored value.
 pub(crate) fn now_micros() -> i64 {
     to_micros(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_call(call: Option<String>) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "caseline.v1.events.TestHappened".into(),
+            data: b"x".to_vec(),
+            metadata: Metadata {
+                actor: "user-7".into(),
+                actor_role: "social_worker".into(),
+                agency: "children-services-north".into(),
+                call,
+                ..Metadata::default()
+            },
+        }
+    }
+
+    #[test]
+    fn call_context_is_bounded_and_free_of_control_characters() {
+        let at_limit = format!(
+            "{{\"rpc\":\"{}\"}}",
+            "a".repeat(MAX_CALL_CONTEXT_BYTES - 10)
+        );
+        assert_eq!(at_limit.len(), MAX_CALL_CONTEXT_BYTES);
+        assert!(with_call(Some(at_limit.clone())).validate().is_ok());
+        assert!(with_call(None).validate().is_ok());
+
+        let over = format!("{at_limit} ");
+        let refused = [
+            (over, "must be at most 1024 bytes"),
+            (
+                "{\"rpc\":\"a\nb\"}".to_owned(),
+                "must not contain control characters",
+            ),
+            (
+                "{\"peer\":\"\u{7f}\"}".to_owned(),
+                "must not contain control characters",
+            ),
+        ];
+        for (call, want) in refused {
+            match with_call(Some(call.clone())).validate() {
+                Err(Error::InvalidInput { field, reason }) => {
+                    assert_eq!(
+                        (field, reason.as_str()),
+                        ("metadata.call", want),
+                        "{call:?}"
+                    );
+                }
+                other => panic!("{call:?}: expected metadata.call refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn call_context_counts_towards_the_event_size() {
+        let mut e = with_call(None);
+        e.data = vec![0; MAX_EVENT_BYTES - (e.encoded_len() - e.data.len())];
+        assert_eq!(e.encoded_len(), MAX_EVENT_BYTES);
+        assert!(e.validate().is_ok());
+        e.metadata.call = Some("{}".into());
+        assert!(matches!(
+            e.validate(),
+            Err(Error::TooLarge { field: "data", .. })
+        ));
+    }
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 pub use chain::{BrokenKind, BrokenLink, GENESIS, VerifyReport};
 pub use envelope::{
-    AppendResult, Direction, ExpectedVersion, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Metadata,
-    NewEvent, Position, RecordedEvent, StreamName,
+    AppendResult, Direction, ExpectedVersion, MAX_BATCH_EVENTS, MAX_CALL_CONTEXT_BYTES,
+    MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent, StreamName,
 };
 pub use error::Error;
 pub use subscription::{Subscription, subscribe};

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS caseline_events (
     correlation_id UUID,
     causation_id   UUID,
     traceparent    TEXT,
+    call           TEXT,
     recorded_at    BIGINT NOT NULL,
     prev_hash      BYTEA  NOT NULL,
     hash           BYTEA  NOT NULL,
@@ -81,7 +82,7 @@ CREATE OR REPLACE TRIGGER caseline_events_no_truncate
 const MIGRATION_LOCK: i64 = 0x00ca_5e11_0e00_0001;
 
 const COLUMNS: &str = "tx::text, id, event_id, stream, version, event_type, data, case_id, \
-     actor, actor_role, agency, request_id, correlation_id, causation_id, traceparent, \
+     actor, actor_role, agency, request_id, correlation_id, causation_id, traceparent, call, \
      recorded_at, prev_hash, hash";
 
 /// The stream's head and any stored copies of the batch's event ids, in one statement so
@@ -97,10 +98,10 @@ const LOOKUP: &str = "\
        FROM caseline_events WHERE event_id = ANY($2)";
 const INSERT: &str = "INSERT INTO caseline_events (event_id, stream, version, event_type, \
      data, case_id, actor, actor_role, agency, request_id, correlation_id, causation_id, \
-     traceparent, recorded_at, prev_hash, hash) \
+     traceparent, call, recorded_at, prev_hash, hash) \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::bytea[], \
      $6::uuid[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], $12::uuid[], \
-     $13::text[], $14::int8[], $15::bytea[], $16::bytea[]) \
+     $13::text[], $14::text[], $15::int8[], $16::bytea[], $17::bytea[]) \
      RETURNING version, tx::text, id";
 
 /// The PostgreSQL event log.
@@ -189,6 +190,27 @@ impl PostgresEventLog {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
         tx.batch_execute(SCHEMA).await?;
+        // `CREATE TABLE IF NOT EXISTS` leaves a table made by an older build as it was:
+        // refuse it by name rather than fail on every append and read.
+        let has_call: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute \
+                 WHERE attrelid = 'caseline_events'::regclass AND attname = 'call' \
+                 AND NOT attisdropped)",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if !has_call {
+            // Explicitly: a rollback left to `Drop` is only sent when the connection's
+            // task next runs, and until then this transaction holds the migration lock.
+            tx.rollback().await?;
+            return Err(Error::Unavailable(
+                "table caseline_events was created by an older Caseline: it has no `call` \
+                 column; this build does not migrate it"
+                    .into(),
+            ));
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -314,6 +336,7 @@ struct InsertColumns<'a> {
     correlation_id: Vec<Option<Uuid>>,
     causation_id: Vec<Option<Uuid>>,
     traceparent: Vec<Option<&'a str>>,
+    call: Vec<Option<&'a str>>,
     recorded_at: Vec<i64>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
@@ -335,6 +358,7 @@ impl<'a> InsertColumns<'a> {
             correlation_id: Vec::with_capacity(n),
             causation_id: Vec::with_capacity(n),
             traceparent: Vec::with_capacity(n),
+            call: Vec::with_capacity(n),
             recorded_at: Vec::with_capacity(n),
             prev_hash: Vec::with_capacity(n),
             hash: Vec::with_capacity(n),
@@ -356,12 +380,13 @@ impl<'a> InsertColumns<'a> {
         self.correlation_id.push(m.correlation_id);
         self.causation_id.push(m.causation_id);
         self.traceparent.push(m.traceparent.as_deref());
+        self.call.push(m.call.as_deref());
         self.recorded_at.push(recorded_at);
         self.prev_hash.push(link.prev_hash.to_vec());
         self.hash.push(link.hash.to_vec());
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 17] {
         [
             &self.event_id,
             &self.stream,
@@ -376,6 +401,7 @@ impl<'a> InsertColumns<'a> {
             &self.correlation_id,
             &self.causation_id,
             &self.traceparent,
+            &self.call,
             &self.recorded_at,
             &self.prev_hash,
             &self.hash,
@@ -550,9 +576,10 @@ fn decode(row: &Row) -> Result<RecordedEvent, Error> {
             correlation_id: row.try_get(12)?,
             causation_id: row.try_get(13)?,
             traceparent: row.try_get(14)?,
+            call: row.try_get(15)?,
         },
-        recorded_at: from_micros(row.try_get(15)?),
-        prev_hash: hash(16)?,
-        hash: hash(17)?,
+        recorded_at: from_micros(row.try_get(16)?),
+        prev_hash: hash(17)?,
+        hash: hash(18)?,
     })
 }

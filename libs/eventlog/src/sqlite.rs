@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS events (
     correlation_id BLOB,
     causation_id   BLOB,
     traceparent    TEXT,
+    call           TEXT,
     recorded_at    INTEGER NOT NULL,
     prev_hash      BLOB    NOT NULL,
     hash           BLOB    NOT NULL,
@@ -69,13 +70,13 @@ BEGIN SELECT RAISE(ABORT, 'caseline events are immutable'); END;
 ";
 
 const COLUMNS: &str = "position, event_id, stream, version, event_type, data, case_id, actor, \
-     actor_role, agency, request_id, correlation_id, causation_id, traceparent, recorded_at, \
-     prev_hash, hash";
+     actor_role, agency, request_id, correlation_id, causation_id, traceparent, call, \
+     recorded_at, prev_hash, hash";
 
 const INSERT: &str = "INSERT INTO events (event_id, stream, version, event_type, data, \
      case_id, actor, actor_role, agency, request_id, correlation_id, causation_id, \
-     traceparent, recorded_at, prev_hash, hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+     traceparent, call, recorded_at, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 /// The embedded SQLite event log.
 #[derive(Debug)]
@@ -220,6 +221,7 @@ impl Writer {
             "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
         )?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
+        check_schema(&conn, path)?;
         Ok(Self {
             conn,
             heads: HashMap::new(),
@@ -454,6 +456,7 @@ impl Writer {
                     m.correlation_id.as_ref().map(|u| u.as_bytes().as_slice()),
                     m.causation_id.as_ref().map(|u| u.as_bytes().as_slice()),
                     m.traceparent,
+                    m.call,
                     recorded_at,
                     link.prev_hash.as_slice(),
                     link.hash.as_slice(),
@@ -499,6 +502,25 @@ impl Writer {
             stored.push(found);
         }
         resolve_retry(&req.stream, &req.events, &stored)
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` leaves a table made by an older build as it was: refuse
+/// it by name rather than fail on every append and read.
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), Error> {
+    let has_call: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'call')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_call {
+        Ok(())
+    } else {
+        Err(Error::Unavailable(format!(
+            "event log {} was created by an older Caseline: its events table has no \
+             `call` column; this build does not migrate it",
+            path.display()
+        )))
     }
 }
 
@@ -687,10 +709,11 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, Error> {
             correlation_id: uuid(11)?,
             causation_id: uuid(12)?,
             traceparent: row.get(13)?,
+            call: row.get(14)?,
         },
-        recorded_at: from_micros(row.get(14)?),
-        prev_hash: hash(15)?,
-        hash: hash(16)?,
+        recorded_at: from_micros(row.get(15)?),
+        prev_hash: hash(16)?,
+        hash: hash(17)?,
     })
 }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use caseline_eventlog::{
     AppendResult, BrokenKind, Direction, Error, EventLog, ExpectedVersion, GENESIS,
-    MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent, StreamName, subscribe,
+    MAX_CALL_CONTEXT_BYTES, MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent,
+    StreamName, subscribe,
 };
 use uuid::Uuid;
 
@@ -26,7 +27,13 @@ pub trait Harness: Send + Sync {
     async fn reopen(&mut self);
     /// Alters the stored payload of one event behind the log's back (raw SQL).
     async fn tamper(&self, stream: &StreamName, version: u64);
+    /// Sets the stored `call` column of one event behind the log's back (raw SQL),
+    /// leaving every other column as it was.
+    async fn tamper_call(&self, stream: &StreamName, version: u64, call: Option<&str>);
 }
+
+/// A call context as the trust layer writes it.
+pub const CALL: &str = r#"{"rpc":"/caseline.v1.CaseService/AddNote","peer":"203.0.113.7:51234","instance":"caseline-1","purpose":"casework","break_glass":false,"policy_version":"2024-06-01"}"#;
 
 pub fn stream(category: &str) -> StreamName {
     StreamName::for_id(category, Uuid::new_v4()).unwrap()
@@ -46,6 +53,7 @@ pub fn event(case_id: Option<Uuid>, data: &[u8]) -> NewEvent {
             correlation_id: Some(Uuid::new_v4()),
             causation_id: Some(Uuid::new_v4()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            call: Some(CALL.into()),
         },
     }
 }
@@ -138,6 +146,9 @@ pub mod suite {
             assert_eq!(got.metadata, sent.metadata);
             assert!(got.recorded_at >= before && got.recorded_at <= after);
         }
+        // `call` comes back byte for byte, and absent stays absent.
+        assert_eq!(read[0].metadata.call.as_deref(), Some(CALL));
+        assert_eq!(read[1].metadata.call, None);
         assert_eq!(read[0].prev_hash, GENESIS);
         assert_eq!(read[1].prev_hash, read[0].hash);
         assert_ne!(read[0].hash, read[1].hash);
@@ -640,6 +651,55 @@ pub mod suite {
         assert_eq!(ok.events_checked, 5);
     }
 
+    /// `call` is covered by the hash: changing, erasing or adding it in storage alone
+    /// (nothing else about the row changes) breaks the chain at that event.
+    pub async fn tampered_call_is_reported(h: &mut dyn Harness) {
+        let log = h.log();
+        let forged = CALL.replace(r#""break_glass":false"#, r#""break_glass":true"#);
+        let mut without_call = event(None, b"0");
+        without_call.metadata.call = None;
+        let cases = [
+            ("changed", Some(forged.as_str()), vec![event(None, b"0")]),
+            ("erased", None, vec![event(None, b"0")]),
+            ("added", Some(CALL), vec![without_call]),
+        ];
+        for (what, tampered, first) in cases {
+            let s = stream("case");
+            let mut batch = first;
+            batch.extend((1..4u8).map(|i| event(None, &[i])));
+            log.append(&s, ExpectedVersion::NoStream, batch)
+                .await
+                .unwrap();
+            assert!(log.verify_stream(&s).await.unwrap().is_intact(), "{what}");
+            h.tamper_call(&s, 0, tampered).await;
+            let read = log
+                .read_stream(&s, Direction::Forwards, Some(0), 1)
+                .await
+                .unwrap();
+            assert_eq!(read[0].metadata.call.as_deref(), tampered, "{what}");
+            let report = log.verify_stream(&s).await.unwrap();
+            let broken = report
+                .first_broken
+                .unwrap_or_else(|| panic!("{what} call must be detected"));
+            assert_eq!(broken.version, 0, "{what}");
+            assert_eq!(broken.kind, BrokenKind::HashMismatch, "{what}");
+            assert_eq!(report.events_checked, 1, "{what}");
+        }
+
+        // Later in a stream too: the events before it still verify.
+        let s = stream("case");
+        for i in 0..4u8 {
+            log.append(&s, ExpectedVersion::Any, vec![event(None, &[i])])
+                .await
+                .unwrap();
+        }
+        h.tamper_call(&s, 2, Some(&forged)).await;
+        let report = log.verify_stream(&s).await.unwrap();
+        let broken = report.first_broken.expect("tampering must be detected");
+        assert_eq!((broken.version, broken.kind), (2, BrokenKind::HashMismatch));
+        assert_eq!(report.events_checked, 3);
+    }
+
     pub async fn bad_input_is_typed_and_stores_nothing(h: &mut dyn Harness) {
         let log = h.log();
         assert_invalid(StreamName::new(""), "stream");
@@ -680,6 +740,19 @@ pub mod suite {
         assert_invalid(
             log.append(&s, ExpectedVersion::Any, vec![nul]).await,
             "metadata.actor",
+        );
+        let mut long_call = event(None, b"x");
+        long_call.metadata.call = Some("x".repeat(MAX_CALL_CONTEXT_BYTES + 1));
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![long_call]).await,
+            "metadata.call",
+        );
+        let mut control_call = event(None, b"x");
+        control_call.metadata.call = Some("{\"rpc\":\"a\nb\"}".into());
+        assert_invalid(
+            log.append(&s, ExpectedVersion::Any, vec![control_call])
+                .await,
+            "metadata.call",
         );
         assert_invalid(
             log.append(
@@ -760,6 +833,7 @@ macro_rules! common_suite {
             subscriber_sees_every_event_once_in_order,
             reopen_keeps_everything,
             tampered_row_is_reported,
+            tampered_call_is_reported,
             bad_input_is_typed_and_stores_nothing,
             closed_log_refuses_calls,
         );
@@ -814,6 +888,46 @@ mod sqlite {
                 )
                 .unwrap();
             assert_eq!(n, 1);
+        }
+
+        async fn tamper_call(&self, stream: &StreamName, version: u64, call: Option<&str>) {
+            let conn = rusqlite::Connection::open(self.dir.path().join("events.sqlite")).unwrap();
+            conn.execute_batch("DROP TRIGGER IF EXISTS events_no_update")
+                .unwrap();
+            let n = conn
+                .execute(
+                    "UPDATE events SET call = ?3 WHERE stream = ?1 AND version = ?2",
+                    rusqlite::params![stream.as_str(), version as i64, call],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+
+    /// A file made before `call` existed is refused by name when opened, not failed on
+    /// every append later.
+    #[tokio::test]
+    async fn a_log_without_the_call_column_is_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sqlite");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE events (
+                position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL UNIQUE,
+                stream TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 0),
+                event_type TEXT NOT NULL, data BLOB NOT NULL, case_id BLOB,
+                actor TEXT NOT NULL, actor_role TEXT NOT NULL, agency TEXT NOT NULL,
+                request_id BLOB, correlation_id BLOB, causation_id BLOB, traceparent TEXT,
+                recorded_at INTEGER NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL,
+                UNIQUE (stream, version));",
+        )
+        .unwrap();
+        drop(old);
+        match SqliteEventLog::open(&path).await {
+            Err(caseline_eventlog::Error::Unavailable(reason)) => {
+                assert!(reason.contains("no `call` column"), "{reason}")
+            }
+            other => panic!("expected the old schema to be refused, got {other:?}"),
         }
     }
 
@@ -1004,9 +1118,53 @@ mod postgres {
                 .unwrap();
             assert_eq!(n, 1);
         }
+
+        async fn tamper_call(&self, stream: &StreamName, version: u64, call: Option<&str>) {
+            let s = &self.schema;
+            self.admin
+                .batch_execute(&format!(
+                    "ALTER TABLE {s}.caseline_events DISABLE TRIGGER caseline_events_no_change"
+                ))
+                .await
+                .unwrap();
+            let n = self
+                .admin
+                .execute(
+                    &format!(
+                        "UPDATE {s}.caseline_events SET call = $3 WHERE stream = $1 AND version = $2"
+                    ),
+                    &[&stream.as_str(), &(version as i64), &call],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
     }
 
     common_suite!(PgHarness::new().await);
+
+    /// A table made before `call` existed is refused by name when connecting, not failed
+    /// on every append later.
+    #[tokio::test]
+    async fn a_table_without_the_call_column_is_refused_on_connect() {
+        let h = PgHarness::new().await;
+        h.log.close().await;
+        h.admin
+            .batch_execute(&format!(
+                "ALTER TABLE {}.caseline_events DROP COLUMN call",
+                h.schema
+            ))
+            .await
+            .unwrap();
+        let mut config: tokio_postgres::Config = h.url.parse().unwrap();
+        config.options(format!("-c search_path={}", h.schema));
+        match PostgresEventLog::connect_with(config, 2).await {
+            Err(caseline_eventlog::Error::Unavailable(reason)) => {
+                assert!(reason.contains("no `call` column"), "{reason}")
+            }
+            other => panic!("expected the old schema to be refused, got {other:?}"),
+        }
+    }
 
     /// A writer whose transaction began first but commits last must still be delivered:
     /// ordering by row id alone would have moved the cursor past it for good.

@@ -259,7 +259,12 @@ fn case_access(
             (Via::AgencySupervisor, Reason::AgencySupervisor)
         }
         role if BREAK_GLASS_ROLES.contains(&role) => {
-            if team.has_active_grant(caller.subject, caller.agency, context.now) {
+            if team.has_active_grant(
+                caller.subject,
+                caller.agency,
+                caller.role.as_str(),
+                context.now,
+            ) {
                 (Via::BreakGlass { new: false }, Reason::BreakGlassActive)
             } else if context.break_glass.is_some() {
                 (Via::BreakGlass { new: true }, Reason::BreakGlassOpened)

@@ -91,9 +91,21 @@ impl CaseTeam {
         self.members.values().any(|m| m.agency == agency)
     }
 
-    pub fn has_active_grant(&self, subject: &str, agency: &str, now: SystemTime) -> bool {
+    /// A grant to this subject of this agency, in this role, in force at `now`. A grant
+    /// opened in one role does not open the case to the same user in another.
+    pub fn has_active_grant(
+        &self,
+        subject: &str,
+        agency: &str,
+        role: &str,
+        now: SystemTime,
+    ) -> bool {
         self.grants.iter().any(|g| {
-            g.subject == subject && g.agency == agency && g.granted_at <= now && now < g.expires_at
+            g.subject == subject
+                && g.agency == agency
+                && g.role == role
+                && g.granted_at <= now
+                && now < g.expires_at
         })
     }
 
@@ -192,6 +204,10 @@ impl CaseTeams {
             .follow(&access_stream, team.access_version, &mut team)
             .await?;
         if team.case_version.is_none() {
+            // Not a case (yet): keep nothing, or probing random ids would grow memory.
+            drop(team);
+            let mut cases = self.cases.lock().unwrap_or_else(|p| p.into_inner());
+            cases.remove(&case_id);
             return Ok(None);
         }
         Ok(Some(team.clone()))

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use caseline_audit::ACCESS_RECORDED;
+use caseline_audit::{ACCESS_RECORDED, CallContext};
 use caseline_eventlog::{Direction, EventLog, Position, RecordedEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_GLOBAL_STREAM, BREAK_GLASS_GRANTED};
 use caseline_proto::prost::Message;
@@ -294,6 +294,13 @@ fn entry_of(event: &RecordedEvent) -> Option<AccessHistoryEntry> {
             entry.kind = EntryKind::Write as i32;
             entry.action = other.to_owned();
             entry.outcome = Outcome::Allowed as i32;
+            if let Some(call) = m.call.as_deref().and_then(CallContext::from_json) {
+                entry.peer = call.peer;
+                entry.instance = call.instance;
+                entry.purpose = call.purpose;
+                entry.break_glass = call.break_glass;
+                entry.policy_version = call.policy_version;
+            }
         }
     }
     Some(entry)

@@ -185,6 +185,7 @@ fn bench_event(case_id: Uuid) -> NewEvent {
             correlation_id: Some(Uuid::new_v4()),
             causation_id: None,
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            call: None,
         },
     }
 }

@@ -1,6 +1,6 @@
 //! One typed configuration: defaults, then a TOML file (`--config` /
 //! `CASELINE_CONFIG`), then `CASELINE_*` variables and flags. With no file at all the
-//! all-in-one runs in `--dev` mode.
+//! all-in-one runs with `--dev` only; without it, the file must name token issuers.
 //!
 //! ```toml
 //! listen = "0.0.0.0:50051"
@@ -35,7 +35,7 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub event_log: Option<String>,
-    /// Names this server in access records; default `caseline@<host>`.
+    /// Names this server in access records; default `caseline@<HOSTNAME>/<pid>`.
     pub instance: Option<String>,
     #[serde(default)]
     pub auth: AuthSection,

@@ -117,11 +117,15 @@ impl AllInOne {
             // Beside the log, in the same database: a small mutable table, never the log.
             Arc::new(PostgresKeyStore::connect(&url).await?)
         };
+        let instance = file.instance.clone().unwrap_or_else(default_instance);
+        if instance.len() > 128 || instance.chars().any(char::is_control) {
+            return Err("instance must be at most 128 bytes of printable text".into());
+        }
         let trust = Trust::new(TrustConfig {
             authenticator,
             log: Arc::clone(&log),
             vault: Vault::new(master, store),
-            instance: file.instance.clone().unwrap_or_else(default_instance),
+            instance,
         });
         for methods in [
             caseline_cases::METHODS,
