@@ -9,8 +9,8 @@ use caseline_auth::{Principal, Role};
 use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_CATEGORY, BREAK_GLASS_GRANTED, to_unix_ms};
 use caseline_policy::{
-    Action, BREAK_GLASS_TTL, BreakGlassRequest, Caller, CaseTeam, Context, Decision, Entry,
-    Resource, Via, decide,
+    Action, BREAK_GLASS_TTL, BreakGlassRequest, Caller, CaseTeam, Context, Decision, Effect, Entry,
+    Reason, Resource, Sight, Via, decide,
 };
 use caseline_proto::prost::Message;
 use caseline_proto::tonic;
@@ -18,6 +18,7 @@ use caseline_proto::v1::events::BreakGlassGranted;
 use caseline_server::ApiError;
 use caseline_vault::{SecretText, Vault};
 
+use crate::spec::{Kind, MethodSpec, Scope};
 use crate::trace::TraceContext;
 use crate::trust::Inner;
 
@@ -32,6 +33,8 @@ pub(crate) struct CallInner {
     pub(crate) principal: Principal,
     pub(crate) role: Role,
     pub(crate) rpc: String,
+    /// The method's declaration.
+    pub(crate) spec: MethodSpec,
     /// The caller's address as this server saw it.
     pub(crate) peer: String,
     pub(crate) purpose: Option<String>,
@@ -155,8 +158,8 @@ impl Call {
                 break_glass: request,
             },
         );
-        self.note_case(case_id, decision);
         if !decision.is_allowed() {
+            self.note_case(case_id, decision);
             return Err(if decision.hides_case() {
                 not_found(case_id)
             } else {
@@ -168,8 +171,20 @@ impl Call {
             return Err(not_found(case_id));
         };
         if decision.via == (Via::BreakGlass { new: true }) {
-            self.grant_break_glass(case_id, now).await?;
+            // Recorded as allowed only once the grant is in the log.
+            if let Err(e) = self.grant_break_glass(case_id, now).await {
+                let refused = Decision {
+                    effect: Effect::Deny,
+                    reason: Reason::NotOnTeam,
+                    sight: Sight::None,
+                    via: Via::Nothing,
+                    ..decision
+                };
+                self.note_case(case_id, refused);
+                return Err(e);
+            }
         }
+        self.note_case(case_id, decision);
         Ok(CaseAccess {
             case_id,
             team,
@@ -191,8 +206,11 @@ impl Call {
 
     /// For global methods about one case (an auditor's replay of a case): the access
     /// record goes to that case's access history. Authorisation was the role gate's.
+    /// In a case-scoped method it declares nothing: those must ask [`Call::case`].
     pub fn concerns(&self, case_id: Uuid) {
-        self.note_case(case_id, self.inner.gate);
+        if self.inner.spec.scope == Scope::Global {
+            self.note_case(case_id, self.inner.gate);
+        }
     }
 
     /// The envelope metadata for events this call appends: who, in which role and
@@ -237,7 +255,12 @@ impl Call {
         }
     }
 
+    /// Break-glass opens reads only: a write method never opens it, whatever its
+    /// handler asks first.
     fn break_glass_request(&self) -> Option<BreakGlassRequest<'_>> {
+        if self.inner.spec.kind != Kind::Read {
+            return None;
+        }
         let purpose = self.inner.purpose.as_deref()?;
         let reason = self.inner.break_glass_reason.as_ref()?;
         BreakGlassRequest::new(purpose, reason.expose()).ok()
@@ -275,9 +298,8 @@ impl Call {
             .seal_text(case_id, reason)
             .await
             .map_err(|e| match e {
-                caseline_vault::Error::Shredded { .. } => ApiError::FailedPrecondition(
-                    "this case's sealed data was erased; break-glass cannot be recorded".into(),
-                ),
+                // Erased: to a non-member the case reads as absent, like any other.
+                caseline_vault::Error::Shredded { .. } => not_found(case_id),
                 e => {
                     tracing::error!(error = %e, "cannot seal a break-glass reason");
                     ApiError::Unavailable("the key store is unavailable, retry later")

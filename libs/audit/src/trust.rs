@@ -288,6 +288,7 @@ impl Trust {
                 principal,
                 role,
                 rpc: rpc.clone(),
+                spec,
                 peer: facts.peer.clone(),
                 purpose,
                 break_glass_reason: reason,

@@ -316,6 +316,11 @@ fn principal(
     }
     let subject = id_claim(claims.get("sub"), "sub")?;
     let agency = id_claim(token::claim_at(claims, &issuer.agency_claim), "agency")?;
+    if let Some(agencies) = &issuer.agencies
+        && !agencies.contains(&agency)
+    {
+        return Err(AuthError::AgencyNotAllowed);
+    }
     let agency_type = match token::claim_at(claims, &issuer.agency_type_claim) {
         None | Some(Value::Null) => None,
         Some(v) => Some(id_claim(Some(v), "agency_type")?),

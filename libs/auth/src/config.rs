@@ -60,10 +60,27 @@ impl AuthConfig {
             return Err(ConfigError::NoIssuers);
         }
         let mut seen = HashSet::new();
+        let mut agencies = HashSet::new();
         for issuer in &self.issuers {
             issuer.validate(self.dev_mode)?;
             if !seen.insert(issuer.issuer.as_str()) {
                 return Err(ConfigError::DuplicateIssuer(issuer.issuer.clone()));
+            }
+        }
+        for issuer in &self.issuers {
+            // A person is a subject of an agency: with several issuers, each agency must
+            // belong to exactly one, or one issuer could mint another's members.
+            if self.issuers.len() > 1 {
+                let Some(listed) = &issuer.agencies else {
+                    return Err(ConfigError::AgenciesRequired(issuer.issuer.clone()));
+                };
+                for agency in listed {
+                    if !agencies.insert(agency.as_str()) {
+                        return Err(ConfigError::SharedAgency {
+                            agency: agency.clone(),
+                        });
+                    }
+                }
             }
         }
         Ok(())
@@ -104,6 +121,10 @@ pub struct IssuerConfig {
     /// Path to the agency type claim (a string; optional).
     #[serde(default = "default_agency_type_claim")]
     pub agency_type_claim: String,
+    /// The agencies this issuer vouches for; a token naming another is refused.
+    /// Required, and disjoint, when more than one issuer is configured.
+    #[serde(default)]
+    pub agencies: Option<Vec<String>>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -139,6 +160,7 @@ impl IssuerConfig {
             roles_claim: default_roles_claim(),
             agency_claim: default_agency_claim(),
             agency_type_claim: default_agency_type_claim(),
+            agencies: None,
         }
     }
 

@@ -70,6 +70,9 @@ pub enum AuthError {
     /// The issuer's key set could not be fetched, so no token of it can be checked.
     #[error("token signing keys are unavailable")]
     JwksUnavailable,
+    /// The agency is not one this issuer may vouch for.
+    #[error("token agency is not accepted from this issuer")]
+    AgencyNotAllowed,
 }
 
 impl AuthError {
@@ -95,6 +98,7 @@ impl AuthError {
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::IssuedInFuture => "iat_in_future",
             AuthError::JwksUnavailable => "jwks_unavailable",
+            AuthError::AgencyNotAllowed => "agency_not_allowed",
         }
     }
 }
@@ -109,6 +113,12 @@ pub enum ConfigError {
     LeewayTooLarge(std::time::Duration),
     #[error("issuer {0:?} is configured more than once")]
     DuplicateIssuer(String),
+    #[error(
+        "issuer {0:?} needs an agencies list: with several issuers each must name the agencies it vouches for"
+    )]
+    AgenciesRequired(String),
+    #[error("agency {agency:?} is listed by more than one issuer")]
+    SharedAgency { agency: String },
     #[error("an issuer has an empty issuer field")]
     EmptyIssuer,
     #[error("issuer {issuer:?} has an empty {field}")]

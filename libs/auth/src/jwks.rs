@@ -186,6 +186,9 @@ fn usable_key(jwk: &Jwk) -> Option<VerifyKey> {
         AlgorithmParameters::RSA(p) => {
             let n = strip_leading_zeros(decode(&p.n)?);
             let e = strip_leading_zeros(decode(&p.e)?);
+            if n.is_empty() {
+                return None;
+            }
             let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
             if !(2048..=4096).contains(&bits) || e.is_empty() || e.len() > 8 {
                 return None;
@@ -389,7 +392,16 @@ impl IssuerKeys {
                 Cause::UnknownKey => Ok(None),
             };
         }
-        match self.load().await {
+        // A document without one usable key (an identity provider's hiccup) must not
+        // replace keys that work.
+        let loaded = self.load().await.and_then(|set| {
+            if set.len() == 0 {
+                Err("no usable key in the jwks document".to_owned())
+            } else {
+                Ok(set)
+            }
+        });
+        match loaded {
             Ok(set) => {
                 tracing::info!(issuer = %self.issuer, keys = set.len(), ?cause, "jwks fetched");
                 state.last_failure = None;
@@ -491,6 +503,14 @@ mod tests {
 
     fn set(keys: Vec<serde_json::Value>) -> KeySet {
         KeySet::from_json(json!({ "keys": keys }).to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_rsa_key_with_an_empty_or_zero_modulus_is_skipped_not_a_panic() {
+        for n in ["", "AA", "AAAA"] {
+            let s = set(vec![json!({"kty": "RSA", "kid": "k", "n": n, "e": "AQAB"})]);
+            assert_eq!(s.len(), 0, "{n:?}");
+        }
     }
 
     #[test]

@@ -642,10 +642,44 @@ async fn the_issuer_is_chosen_by_iss() {
     second.jwks_inline = Some(JwkSet {
         keys: vec![public_jwk(&k.rsa_other, Algorithm::RS256, "rsa-1")],
     });
-    let auth = Authenticator::new(AuthConfig::new(vec![issuer_with(jwks(&k)), second]))
+    second.agencies = Some(vec!["helpline-north".into()]);
+    let mut first = issuer_with(jwks(&k));
+    first.agencies = Some(vec!["police-north".into()]);
+    // Several issuers must each name the agencies they vouch for, and no agency twice.
+    let mut unlisted = second.clone();
+    unlisted.agencies = None;
+    assert!(
+        AuthConfig::new(vec![first.clone(), unlisted])
+            .validate()
+            .is_err()
+    );
+    let mut shared = second.clone();
+    shared.agencies = Some(vec!["police-north".into()]);
+    assert!(
+        AuthConfig::new(vec![first.clone(), shared])
+            .validate()
+            .is_err()
+    );
+    let auth = Authenticator::new(AuthConfig::new(vec![first, second]))
         .await
         .unwrap();
-    let theirs = with(claims(), json!({"iss": "https://other-idp.test"}));
+    // The second issuer may not vouch for the first issuer's agency: one issuer cannot
+    // mint another's team members.
+    let impostor = with(
+        claims(),
+        json!({"iss": "https://other-idp.test", "agency": "police-north"}),
+    );
+    let impostor = sign(
+        &header("RS256", "rsa-1"),
+        &impostor,
+        &k.rsa_other,
+        Algorithm::RS256,
+    );
+    assert_refused(&auth, bearer(&impostor).as_deref(), "agency_not_allowed").await;
+    let theirs = with(
+        claims(),
+        json!({"iss": "https://other-idp.test", "agency": "helpline-north"}),
+    );
     let ok = sign(
         &header("RS256", "rsa-1"),
         &theirs,
@@ -775,6 +809,36 @@ async fn unknown_kid_causes_exactly_one_refresh_then_is_refused() {
     assert_refused(&auth, bearer(&another).as_deref(), "unknown_kid").await;
     assert_refused(&auth, bearer(&unknown).as_deref(), "unknown_kid").await;
     assert_eq!(server.hits(), 2, "no second refresh within the minute");
+}
+
+#[tokio::test]
+async fn a_refresh_without_usable_keys_keeps_the_keys_that_work() {
+    let k = keys();
+    let server = JwksServer::start(&rsa_only(&k)).await;
+    let auth = server.authenticator().await;
+    auth.authenticate(bearer(&rs256(&claims())).as_deref())
+        .await
+        .unwrap();
+    // The provider hiccups and publishes an empty set; an unknown kid forces a fetch.
+    server.serve(&JwkSet { keys: vec![] });
+    let unknown = sign(
+        &header("RS256", "rsa-9"),
+        &claims(),
+        &k.rsa_other,
+        Algorithm::RS256,
+    );
+    assert!(
+        auth.authenticate(bearer(&unknown).as_deref())
+            .await
+            .is_err()
+    );
+    assert_eq!(server.hits(), 2);
+    // Tokens of the working key are still accepted (a fresh token, not a cached one).
+    let mut fresh = claims();
+    fresh["jti"] = json!("fresh");
+    auth.authenticate(bearer(&rs256(&fresh)).as_deref())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

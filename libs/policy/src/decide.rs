@@ -298,6 +298,11 @@ fn case_access(
         return Decision::allow(reason, via, sight);
     }
     if sight == Sight::None {
+        // Opening break-glass onto nothing would tell a non-member the case exists
+        // without a grant to review: the case stays hidden.
+        if via == (Via::BreakGlass { new: true }) {
+            return Decision::deny(Reason::NotOnTeam);
+        }
         return Decision::deny(Reason::CompartmentNotVisible);
     }
     Decision::allow(reason, via, sight)

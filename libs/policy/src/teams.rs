@@ -200,16 +200,17 @@ impl CaseTeams {
         team.case_version = self
             .follow(&case_stream, team.case_version, &mut team)
             .await?;
-        team.access_version = self
-            .follow(&access_stream, team.access_version, &mut team)
-            .await?;
         if team.case_version.is_none() {
-            // Not a case (yet): keep nothing, or probing random ids would grow memory.
+            // Not a case (yet): keep nothing and read no further, or probing random ids
+            // would grow memory and re-read their growing access records.
             drop(team);
             let mut cases = self.cases.lock().unwrap_or_else(|p| p.into_inner());
             cases.remove(&case_id);
             return Ok(None);
         }
+        team.access_version = self
+            .follow(&access_stream, team.access_version, &mut team)
+            .await?;
         Ok(Some(team.clone()))
     }
 

@@ -198,6 +198,8 @@ fn expected(
             }
             // A write cannot open break-glass, and must not reveal that the case exists.
             Standing::BreakGlassRequest if breaks_glass && write => Expect::NotFound,
+            // Nor may a read of a compartment the role cannot see.
+            Standing::BreakGlassRequest if breaks_glass && sight == Sight::None => Expect::NotFound,
             Standing::BreakGlassRequest if breaks_glass => {
                 outcome(Via::BreakGlass { new: true }, true)
             }

@@ -323,7 +323,9 @@ pub(crate) async fn streams_of_case(
             _ => break,
         }
     }
-    // The access history of the case, even if only access records exist.
+    // The case's own stream and its access history, even if the rows no longer say
+    // which case they belong to.
+    streams.insert(format!("case-{case_id}"));
     streams.insert(format!("access-{case_id}"));
     streams
         .into_iter()

@@ -76,6 +76,13 @@ impl AllInOne {
                  local development only"
                 .into());
         }
+        if args.dev && !file.auth.issuers.is_empty() {
+            return Err(
+                "--dev cannot be combined with configured issuers: a dev token could \
+                 name any user of their agencies. Drop --dev, or the [[auth.issuers]]"
+                    .into(),
+            );
+        }
         let listen = match args.listen.or(file.listen) {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse()?,
