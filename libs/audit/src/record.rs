@@ -1,7 +1,9 @@
 //! Access records: the `AccessRecorded` events of reads and of refused or failed calls.
 
 use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName, Uuid};
-use caseline_policy::teams::{ACCESS_CATEGORY, ACCESS_GLOBAL_STREAM};
+use caseline_policy::teams::{
+    ACCESS_CATEGORY, ACCESS_GLOBAL_STREAM, ACCESS_UNAUTHENTICATED_STREAM,
+};
 use caseline_policy::{Decision, Via};
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::{AccessOutcome, AccessRecorded};
@@ -37,7 +39,8 @@ impl Default for TraceContext {
     }
 }
 
-/// Appends one access record, to `access-<case>` for a case, else `access-global`.
+/// Appends one access record: to `access-<case>` for a case, to
+/// `access-unauthenticated` when no one was authenticated, else to `access-global`.
 pub(crate) async fn append_access(
     log: &dyn EventLog,
     facts: &AccessFacts,
@@ -45,6 +48,7 @@ pub(crate) async fn append_access(
 ) -> Result<(), caseline_eventlog::Error> {
     let (stream, case_id) = match case {
         Some((id, _)) => (StreamName::for_id(ACCESS_CATEGORY, id)?, Some(id)),
+        None if facts.actor.is_empty() => (StreamName::new(ACCESS_UNAUTHENTICATED_STREAM)?, None),
         None => (StreamName::new(ACCESS_GLOBAL_STREAM)?, None),
     };
     let denied = facts.denied || case.is_some_and(|(_, d)| !d.is_allowed());

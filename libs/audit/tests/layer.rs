@@ -471,6 +471,11 @@ impl Harness {
         self.records(&access_stream(case_id)).await
     }
 
+    async fn unauthenticated_records(&self) -> Vec<(RecordedEvent, AccessRecorded)> {
+        self.records(&StreamName::new("access-unauthenticated").unwrap())
+            .await
+    }
+
     async fn global_records(&self) -> Vec<(RecordedEvent, AccessRecorded)> {
         self.records(&StreamName::new("access-global").unwrap())
             .await
@@ -984,7 +989,7 @@ async fn an_undeclared_method_is_unimplemented_and_recorded() {
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
     assert!(!contains(&everything_in(&status), CASE_DATA));
 
-    let records = h.global_records().await;
+    let records = h.unauthenticated_records().await;
     assert_eq!(records.len(), 1, "{records:?}");
     let (_, record) = &records[0];
     assert_eq!(record.rpc, UNDECLARED);
@@ -1023,7 +1028,7 @@ async fn unauthenticated_calls_are_refused_and_recorded_without_the_token() {
         assert!(!contains(&everything_in(&status), CASE_DATA));
     }
 
-    let records = h.global_records().await;
+    let records = h.unauthenticated_records().await;
     assert_eq!(records.len(), attempts.len(), "{records:?}");
     for ((event, record), (authorization, reason)) in records.iter().zip(attempts) {
         assert!(record.unauthenticated);

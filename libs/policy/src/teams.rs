@@ -20,6 +20,10 @@ pub const CASE_CATEGORY: &str = "case";
 pub const ACCESS_CATEGORY: &str = "access";
 /// The stream of access records that concern no single case.
 pub const ACCESS_GLOBAL_STREAM: &str = "access-global";
+/// The stream of records of calls refused before anyone was authenticated (no valid
+/// token, an unknown method): apart, so a flood of them never contends with the
+/// records that legitimate reads must append before they answer.
+pub const ACCESS_UNAUTHENTICATED_STREAM: &str = "access-unauthenticated";
 
 pub const TEAM_MEMBER_ADDED: &str = "caseline.v1.events.TeamMemberAdded";
 pub const TEAM_MEMBER_REMOVED: &str = "caseline.v1.events.TeamMemberRemoved";
