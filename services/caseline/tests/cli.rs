@@ -122,3 +122,33 @@ async fn bench_prints_json_as_its_last_line() {
     assert_eq!(report["appenders"], 4);
     assert!(report["events_per_sec"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test]
+async fn bench_access_measures_audited_reads_against_health_checks() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "access",
+            "--seconds",
+            "0.3",
+            "--callers",
+            "4",
+            "--json",
+        ])
+        .env("CASELINE_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["bench"], "access");
+    assert_eq!(report["callers"], 4);
+    assert!(report["calls_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["baseline_calls_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+}
