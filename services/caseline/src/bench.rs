@@ -88,6 +88,27 @@ struct Throughput {
 }
 
 impl Throughput {
+    /// Waits for timed tasks that each return their calls' latencies (µs).
+    async fn gather<E>(
+        start: Instant,
+        tasks: Vec<tokio::task::JoinHandle<Result<Vec<u64>, E>>>,
+    ) -> Result<Throughput, BoxError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut latencies_us = Vec::new();
+        for task in tasks {
+            latencies_us.extend(task.await??);
+        }
+        let elapsed = start.elapsed();
+        latencies_us.sort_unstable();
+        Ok(Throughput {
+            events: latencies_us.len() as u64,
+            elapsed,
+            latencies_us,
+        })
+    }
+
     fn per_sec(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
@@ -309,17 +330,7 @@ where
             })
         })
         .collect();
-    let mut latencies_us = Vec::new();
-    for task in tasks {
-        latencies_us.extend(task.await??);
-    }
-    let elapsed = start.elapsed();
-    latencies_us.sort_unstable();
-    Ok(Throughput {
-        events: latencies_us.len() as u64,
-        elapsed,
-        latencies_us,
-    })
+    Throughput::gather(start, tasks).await
 }
 
 fn round1(x: f64) -> f64 {
@@ -373,17 +384,7 @@ async fn appenders(
             })
         })
         .collect();
-    let mut latencies_us = Vec::new();
-    for task in tasks {
-        latencies_us.extend(task.await??);
-    }
-    let elapsed = start.elapsed();
-    latencies_us.sort_unstable();
-    Ok(Throughput {
-        events: latencies_us.len() as u64,
-        elapsed,
-        latencies_us,
-    })
+    Throughput::gather(start, tasks).await
 }
 
 fn sqlite_baseline(
