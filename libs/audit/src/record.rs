@@ -33,12 +33,6 @@ pub(crate) struct AccessFacts {
     pub unauthenticated: bool,
 }
 
-impl Default for TraceContext {
-    fn default() -> Self {
-        TraceContext::from_header(None)
-    }
-}
-
 /// Appends one access record: to `access-<case>` for a case, to
 /// `access-unauthenticated` when no one was authenticated, else to `access-global`.
 pub(crate) async fn append_access(

@@ -1,7 +1,7 @@
 //! W3C trace context of a call: taken from the client's `traceparent`, or begun here.
 
-/// The trace a call belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The trace a call belongs to. The default is empty; calls always get a real one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceContext {
     /// 32 lowercase hex digits.
     pub trace_id: String,

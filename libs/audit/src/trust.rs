@@ -315,23 +315,12 @@ impl Trust {
             // A handler that touched a case without asking the policy: withhold it.
             tracing::error!(rpc = %rpc, "handler answered without declaring its case; response withheld");
             facts.reason = "undeclared_case_access".into();
-            facts.status_code = Code::Internal as i32;
-            return self
-                .refuse(
-                    facts,
-                    Status::internal("the server could not authorise this call"),
-                )
-                .await;
+            return self.withhold(facts, &[], unauthorised()).await;
         }
         if code == 0 && record.cases.iter().any(|(_, d)| !d.is_allowed()) {
             // The policy refused a case and the handler answered OK anyway: withhold it.
             tracing::error!(rpc = %rpc, "handler answered OK after a refusal; response withheld");
-            facts.status_code = Code::Internal as i32;
-            let status = Status::internal("the server could not authorise this call");
-            return match self.record(facts, &record.cases).await {
-                Ok(()) => status.into_http(),
-                Err(unavailable) => unavailable.into_http(),
-            };
+            return self.withhold(facts, &record.cases, unauthorised()).await;
         }
         if code == 0 && spec.kind == Kind::Write {
             // The events the write appended carry who, when, which case and trace.
@@ -347,43 +336,51 @@ impl Trust {
 
     /// Records a call refused before its handler ran and answers `status`.
     async fn refuse(&self, mut facts: AccessFacts, status: Status) -> http::Response<Body> {
-        facts.status_code = status.code() as i32;
-        if matches!(
+        facts.denied = matches!(
             status.code(),
             Code::Unauthenticated | Code::PermissionDenied
-        ) {
-            facts.denied = true;
-        }
-        match self.record(facts, &[]).await {
+        );
+        self.withhold(facts, &[], status).await
+    }
+
+    /// Records the call as answered with `status` instead of whatever the handler said,
+    /// and answers it (UNAVAILABLE if even the record cannot be made).
+    async fn withhold(
+        &self,
+        mut facts: AccessFacts,
+        cases: &[(Uuid, Decision)],
+        status: Status,
+    ) -> http::Response<Body> {
+        facts.status_code = status.code() as i32;
+        match self.record(facts, cases).await {
             Ok(()) => status.into_http(),
             Err(unavailable) => unavailable.into_http(),
         }
     }
 
-    /// Appends the access record(s): one per case touched, else one to `access-global`.
-    /// If that fails nothing else leaves (fail closed).
+    /// Appends the access record(s): one per case touched, else one to a stream of no
+    /// case. If that fails nothing else leaves (fail closed).
     async fn record(&self, facts: AccessFacts, cases: &[(Uuid, Decision)]) -> Result<(), Status> {
-        let result = if cases.is_empty() {
-            append_access(&*self.inner.log, &facts, None).await
+        let targets: Vec<Option<(Uuid, Decision)>> = if cases.is_empty() {
+            vec![None]
         } else {
-            let mut result = Ok(());
-            for (case_id, decision) in cases {
-                if let Err(e) =
-                    append_access(&*self.inner.log, &facts, Some((*case_id, *decision))).await
-                {
-                    result = Err(e);
-                    break;
-                }
-            }
-            result
+            cases.iter().copied().map(Some).collect()
         };
-        result.map_err(|e| {
-            tracing::error!(error = %e, "cannot record an access; response withheld");
-            Status::unavailable(
-                "the access could not be recorded, so nothing was returned; retry later",
-            )
-        })
+        for case in targets {
+            if let Err(e) = append_access(&*self.inner.log, &facts, case).await {
+                tracing::error!(error = %e, "cannot record an access; response withheld");
+                return Err(Status::unavailable(
+                    "the access could not be recorded, so nothing was returned; retry later",
+                ));
+            }
+        }
+        Ok(())
     }
+}
+
+/// What a caller gets when the server withholds a handler's answer.
+fn unauthorised() -> Status {
+    Status::internal("the server could not authorise this call")
 }
 
 /// The role the caller acts in: the one their token carries, or the one they chose

@@ -11,11 +11,11 @@ use caseline_server::ApiError;
 use caseline_vault::{Opened, Sealed};
 use tokio::sync::Mutex;
 
+use crate::history::Pager;
 use crate::{from_timestamp, invalid, to_timestamp};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
-const READ_PAGE: usize = 1000;
 
 /// Every grant in the log, in log order, with the position it was recorded at.
 #[derive(Debug, Default)]
@@ -120,28 +120,24 @@ impl BreakGlassLog {
 }
 
 async fn catch_up(call: &Call, state: &mut Followed) -> Result<(), ApiError> {
-    loop {
-        let page = call.log().read_all(state.after, READ_PAGE).await?;
-        for event in &page {
-            state.after = event.position;
-            if event.event_type != BREAK_GLASS_GRANTED {
-                continue;
-            }
-            let (Some(case_id), Ok(payload)) = (
-                event.metadata.case_id,
-                BreakGlassGranted::decode(event.data.as_slice()),
-            ) else {
-                tracing::error!(position = %event.position, "break-glass grant does not decode");
-                continue;
-            };
-            state
-                .grants
-                .push((event.position, case_id, grant_from_event(payload)));
+    let mut events = Pager::all_after(state.after);
+    while let Some(event) = events.next(&**call.log()).await? {
+        state.after = event.position;
+        if event.event_type != BREAK_GLASS_GRANTED {
+            continue;
         }
-        if page.len() < READ_PAGE {
-            return Ok(());
-        }
+        let (Some(case_id), Ok(payload)) = (
+            event.metadata.case_id,
+            BreakGlassGranted::decode(event.data.as_slice()),
+        ) else {
+            tracing::error!(position = %event.position, "break-glass grant does not decode");
+            continue;
+        };
+        state
+            .grants
+            .push((event.position, case_id, grant_from_event(payload)));
     }
+    Ok(())
 }
 
 async fn open_reason(call: &Call, case_id: Uuid, grant: &Grant) -> Result<String, ApiError> {

@@ -110,19 +110,13 @@ async fn replay_all(
     filter: &Filter,
     tx: &Sender,
 ) -> Result<(), caseline_eventlog::Error> {
-    let mut after = Position::START;
-    loop {
-        let page = log.read_all(after, PAGE).await?;
-        for event in &page {
-            if !emit(tx, filter, event).await {
-                return Ok(());
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.position,
-            _ => return Ok(()),
+    let mut events = Pager::all_after(Position::START);
+    while let Some(event) = events.next(log).await? {
+        if !emit(tx, filter, &event).await {
+            return Ok(());
         }
     }
+    Ok(())
 }
 
 /// The case's own events and access records, merged with the `access-global` records
@@ -178,44 +172,58 @@ async fn next_global_naming(
     Ok(None)
 }
 
-/// Pages through one case (global order) or the `access-global` stream (by version).
-struct Pager {
+/// Reads events one at a time, a page at a time: of the whole log or one case (global
+/// order), or of the `access-global` stream (by version).
+pub(crate) struct Pager {
     source: Source,
     buffered: std::collections::VecDeque<RecordedEvent>,
     done: bool,
 }
 
 enum Source {
+    All { after: Position },
     Case { case_id: Uuid, after: Position },
     Global { next_version: u64 },
 }
 
 impl Pager {
-    fn case(case_id: Uuid) -> Self {
+    fn over(source: Source) -> Self {
         Self {
-            source: Source::Case {
-                case_id,
-                after: Position::START,
-            },
+            source,
             buffered: Default::default(),
             done: false,
         }
+    }
+
+    /// The whole log after `after`, as it stands while it is read.
+    pub(crate) fn all_after(after: Position) -> Self {
+        Self::over(Source::All { after })
+    }
+
+    fn case(case_id: Uuid) -> Self {
+        Self::over(Source::Case {
+            case_id,
+            after: Position::START,
+        })
     }
 
     fn global() -> Self {
-        Self {
-            source: Source::Global { next_version: 0 },
-            buffered: Default::default(),
-            done: false,
-        }
+        Self::over(Source::Global { next_version: 0 })
     }
 
-    async fn next(
+    pub(crate) async fn next(
         &mut self,
         log: &dyn EventLog,
     ) -> Result<Option<RecordedEvent>, caseline_eventlog::Error> {
         if self.buffered.is_empty() && !self.done {
             let page = match &mut self.source {
+                Source::All { after } => {
+                    let page = log.read_all(*after, PAGE).await?;
+                    if let Some(last) = page.last() {
+                        *after = last.position;
+                    }
+                    page
+                }
                 Source::Case { case_id, after } => {
                     let page = log.read_case(*case_id, *after, PAGE).await?;
                     if let Some(last) = page.last() {
@@ -311,44 +319,31 @@ pub(crate) async fn streams_of_case(
     log: &dyn EventLog,
     case_id: Uuid,
 ) -> Result<Vec<StreamName>, ApiError> {
-    let mut streams = BTreeSet::new();
-    let mut after = Position::START;
-    loop {
-        let page = log.read_case(case_id, after, PAGE).await?;
-        for e in &page {
-            streams.insert(e.stream.as_str().to_owned());
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.position,
-            _ => break,
-        }
-    }
+    let mut streams = distinct_streams(log, Pager::case(case_id)).await?;
     // The case's own stream and its access history, even if the rows no longer say
     // which case they belong to.
     streams.insert(format!("case-{case_id}"));
     streams.insert(format!("access-{case_id}"));
-    streams
-        .into_iter()
-        .map(|s| StreamName::new(s).map_err(ApiError::from))
-        .collect()
+    into_names(streams)
 }
 
 /// Every stream of the log.
 pub(crate) async fn all_streams(log: &dyn EventLog) -> Result<Vec<StreamName>, ApiError> {
+    into_names(distinct_streams(log, Pager::all_after(Position::START)).await?)
+}
+
+async fn distinct_streams(
+    log: &dyn EventLog,
+    mut events: Pager,
+) -> Result<BTreeSet<String>, ApiError> {
     let mut streams = BTreeSet::new();
-    let mut after = Position::START;
-    loop {
-        let page = log
-            .read_all(after, caseline_eventlog::MAX_READ_EVENTS)
-            .await?;
-        for e in &page {
-            streams.insert(e.stream.as_str().to_owned());
-        }
-        match page.last() {
-            Some(last) if page.len() == caseline_eventlog::MAX_READ_EVENTS => after = last.position,
-            _ => break,
-        }
+    while let Some(event) = events.next(log).await? {
+        streams.insert(event.stream.as_str().to_owned());
     }
+    Ok(streams)
+}
+
+fn into_names(streams: BTreeSet<String>) -> Result<Vec<StreamName>, ApiError> {
     streams
         .into_iter()
         .map(|s| StreamName::new(s).map_err(ApiError::from))
