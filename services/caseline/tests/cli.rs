@@ -1,61 +1,26 @@
 //! The `caseline` binary as scripts use it: `serve` announces its address on standard
 //! output, answers health and reflection, and stops cleanly on SIGTERM.
 
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use common::BIN;
 use tokio::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_caseline");
 
 #[tokio::test]
 async fn serve_announces_its_address_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("CASELINE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-        .await
-        .expect("no address announced within 30 s")
-        .unwrap()
-        .expect("stdout closed before the address line");
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .unwrap();
+    let (served, addr) = common::serve(
+        &["--dev", "--data-dir", dir.path().to_str().unwrap()],
+        &[("CASELINE_LOG", "warn")],
+    )
+    .await;
 
     let channel = caseline_e2e::connect(addr).await;
     caseline_e2e::assert_all_services_serving(channel.clone()).await;
     caseline_e2e::assert_reflection_lists_everything(channel).await;
 
-    let pid = child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("server did not stop within 30 s of SIGTERM")
-        .unwrap();
-    assert!(status.success(), "graceful stop exits 0, got {status}");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
+    // Stops on SIGTERM, exiting 0 within 30 s.
+    let stderr = common::stop(served).await;
     assert!(
         stderr.contains("DEVELOPMENT MODE"),
         "the --dev warning is loud: {stderr}"
