@@ -115,6 +115,27 @@ pub struct PostgresEventLog {
     heads: Mutex<HashMap<String, Head>>,
 }
 
+/// A connection pool as Caseline uses PostgreSQL everywhere (the log, the key store
+/// beside it): at least one connection, 10 s to connect, 30 s to wait for a free one.
+pub fn pool(
+    config: tokio_postgres::Config,
+    pool_size: usize,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(pool_size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .build()
+}
+
 impl PostgresEventLog {
     /// Connects with a `postgres://` URL and creates the schema if needed.
     pub async fn connect(url: &str) -> Result<Self, Error> {
@@ -129,19 +150,7 @@ impl PostgresEventLog {
         config: tokio_postgres::Config,
         pool_size: usize,
     ) -> Result<Self, Error> {
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .build()
+        let pool = pool(config, pool_size)
             .map_err(|e| Error::Unavailable(format!("postgres pool: {e}")))?;
         let log = Self {
             pool,

@@ -8,10 +8,8 @@
 //! backups, where it is still a wrapped key (useless without the master key).
 
 use std::fmt;
-use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 use uuid::Uuid;
 
 use crate::{Error, KeyState, KeyStore, WrappedKey};
@@ -78,19 +76,7 @@ impl PostgresKeyStore {
         config: tokio_postgres::Config,
         pool_size: usize,
     ) -> Result<Self, Error> {
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .build()
+        let pool = caseline_eventlog::postgres::pool(config, pool_size)
             .map_err(|e| Error::Unavailable(format!("postgres pool: {e}")))?;
         Self::from_pool(pool).await
     }
