@@ -237,6 +237,16 @@ mod tests {
     }
 
     #[test]
+    fn the_security_guide_shows_the_table_in_force() {
+        let guide = include_str!("../../../docs/security.md");
+        assert!(
+            guide.contains(&render_markdown()),
+            "docs/security.md must hold render_markdown()'s table verbatim:\n{}",
+            render_markdown()
+        );
+    }
+
+    #[test]
     fn markdown_uses_the_design_notation() {
         let md = render_markdown();
         assert!(
