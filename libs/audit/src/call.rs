@@ -9,8 +9,8 @@ use caseline_auth::{Principal, Role};
 use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_CATEGORY, BREAK_GLASS_GRANTED, to_unix_ms};
 use caseline_policy::{
-    Action, BREAK_GLASS_TTL, BreakGlassRequest, Caller, CaseTeam, Context, Decision, Effect, Entry,
-    Reason, Resource, Sight, Via, decide,
+    Action, BREAK_GLASS_TTL, BreakGlassRequest, Caller, CaseTeam, Context, Decision, Entry, Reason,
+    Resource, Via, decide,
 };
 use caseline_proto::prost::Message;
 use caseline_proto::tonic;
@@ -173,14 +173,7 @@ impl Call {
         if decision.via == (Via::BreakGlass { new: true }) {
             // Recorded as allowed only once the grant is in the log.
             if let Err(e) = self.grant_break_glass(case_id, now).await {
-                let refused = Decision {
-                    effect: Effect::Deny,
-                    reason: Reason::NotOnTeam,
-                    sight: Sight::None,
-                    via: Via::Nothing,
-                    ..decision
-                };
-                self.note_case(case_id, refused);
+                self.note_case(case_id, Decision::deny(Reason::NotOnTeam));
                 return Err(e);
             }
         }
@@ -269,10 +262,12 @@ impl Call {
     fn note_case(&self, case_id: Uuid, decision: Decision) {
         let mut record = self.lock_record();
         match record.cases.iter_mut().find(|(id, _)| *id == case_id) {
-            Some((_, kept)) if kept.is_allowed() && !decision.is_allowed() => *kept = decision,
-            // A later break-glass allowance is worth recording, but never over a denial.
+            // A denial, or a break-glass allowance, is worth recording over an allowance;
+            // nothing replaces a denial.
             Some((_, kept))
-                if kept.is_allowed() && matches!(decision.via, Via::BreakGlass { .. }) =>
+                if kept.is_allowed()
+                    && (!decision.is_allowed()
+                        || matches!(decision.via, Via::BreakGlass { .. })) =>
             {
                 *kept = decision
             }

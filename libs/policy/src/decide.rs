@@ -178,7 +178,8 @@ impl Decision {
         }
     }
 
-    fn deny(reason: Reason) -> Self {
+    /// A denial for `reason` under the rules in force.
+    pub fn deny(reason: Reason) -> Self {
         Self {
             effect: Effect::Deny,
             reason,
