@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use prost::Message;
 
 const PROTOS: &[&str] = &[
+    "caseline/v1/case_types.proto",
     "caseline/v1/cases.proto",
     "caseline/v1/referrals.proto",
     "caseline/v1/support_plans.proto",
@@ -14,6 +15,7 @@ const PROTOS: &[&str] = &[
     "caseline/v1/audit.proto",
     "caseline/v1/events/access.proto",
     "caseline/v1/events/case_team.proto",
+    "caseline/v1/events/cases.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -92,6 +92,11 @@ impl Call {
         self.inner.role
     }
 
+    /// The full gRPC method, `/package.Service/Method`.
+    pub fn rpc(&self) -> &str {
+        &self.inner.rpc
+    }
+
     pub fn subject(&self) -> &str {
         &self.inner.principal.subject
     }
@@ -170,11 +175,17 @@ impl Call {
             // decide() never allows an absent case; keep the compiler and the reader sure.
             return Err(not_found(case_id));
         };
+        let mut team = team;
         if decision.via == (Via::BreakGlass { new: true }) {
             // Recorded as allowed only once the grant is in the log.
             if let Err(e) = self.grant_break_glass(case_id, now).await {
                 self.note_case(case_id, Decision::deny(Reason::NotOnTeam));
                 return Err(e);
+            }
+            // The team as the handler sees it holds the grant just made, so what the
+            // handler decides next (each entry's sight) counts it.
+            if let Some(fresh) = self.inner.trust.teams.current(case_id).await? {
+                team = fresh;
             }
         }
         self.note_case(case_id, decision);
@@ -183,6 +194,27 @@ impl Call {
             team,
             decision,
         })
+    }
+
+    /// What the policy says of `action` on a case whose team the caller already has
+    /// (from a projection), without recording anything or opening break-glass: for
+    /// lists and for deciding how much of each entry to show after [`Call::case`]
+    /// admitted the call. Record what is returned with [`Call::returned`].
+    pub fn decide_for(
+        &self,
+        team: Option<&CaseTeam>,
+        action: Action,
+        entry: Entry<'_>,
+    ) -> Decision {
+        decide(
+            self.caller(),
+            action,
+            Resource::Case { team, entry },
+            Context {
+                now: self.now(),
+                break_glass: None,
+            },
+        )
     }
 
     /// Records ids this call returns or touches (every id of a list page).
@@ -352,6 +384,27 @@ impl CallContext {
     /// The context stored in an event's envelope, if it is one.
     pub fn from_json(text: &str) -> Option<Self> {
         serde_json::from_str(text).ok()
+    }
+}
+
+/// The status for a failure of the vault: a key store that cannot answer is UNAVAILABLE;
+/// a sealed value that does not open is damaged data (never its content in the message).
+pub fn vault_error(error: caseline_vault::Error) -> ApiError {
+    match error {
+        caseline_vault::Error::Unavailable(reason) => {
+            tracing::error!(%reason, "key store unavailable");
+            ApiError::Unavailable("the key store is unavailable, retry later")
+        }
+        caseline_vault::Error::Shredded { .. } => ApiError::FailedPrecondition(
+            "the case's data was erased: nothing more can be recorded on it".into(),
+        ),
+        e => {
+            tracing::error!(error = %e, "sealed data cannot be opened");
+            ApiError::Log(caseline_eventlog::Error::Corrupt {
+                position: "sealed field".into(),
+                reason: e.to_string(),
+            })
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub mod spec;
 mod trace;
 mod trust;
 
-pub use call::{Call, CallContext, CaseAccess};
+pub use call::{Call, CallContext, CaseAccess, vault_error};
 pub use record::ACCESS_RECORDED;
 pub use spec::{CASE_ROLES, Kind, MethodSpec, Scope};
 pub use trace::TraceContext;

@@ -72,6 +72,32 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error>;
 
+    /// [`EventLog::read_case`] without the case's access stream (`access-<id>`: access
+    /// records and break-glass grants), which grows with every read of the case: what
+    /// happened to the child, not who looked. Backends index this; the default filters.
+    async fn read_case_events(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let mut after = after;
+        let mut out = Vec::new();
+        loop {
+            let page = self.read_case(case_id, after, limit).await?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            after = last.position;
+            let full = page.len() >= clamp_limit(limit);
+            out.extend(page.into_iter().filter(|e| !is_access_stream(&e.stream)));
+            if out.len() >= limit || !full {
+                out.truncate(clamp_limit(limit));
+                return Ok(out);
+            }
+        }
+    }
+
     /// Up to `limit` events of the whole log in global order after `after`. Never skips:
     /// an event not returned now has a position greater than every position returned.
     /// It may therefore lag a commit while an older transaction is still running
@@ -132,6 +158,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventLog>, Error> {
             "unsupported url: use sqlite:PATH or postgres://…",
         ))
     }
+}
+
+/// Streams of the `access` category hold access records and break-glass grants.
+pub(crate) fn is_access_stream(stream: &StreamName) -> bool {
+    stream.as_str().starts_with("access-")
 }
 
 pub(crate) fn clamp_limit(limit: usize) -> usize {

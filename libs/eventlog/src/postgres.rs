@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS caseline_events (
 );
 CREATE INDEX IF NOT EXISTS caseline_events_by_case
     ON caseline_events (case_id, tx, id) WHERE case_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS caseline_events_of_case
+    ON caseline_events (case_id, tx, id)
+    WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
 CREATE OR REPLACE FUNCTION caseline_events_immutable() RETURNS trigger
     LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'caseline events are immutable'; END $$;
 CREATE OR REPLACE TRIGGER caseline_events_no_change
@@ -512,6 +515,30 @@ impl EventLog for PostgresEventLog {
             &format!(
                 "SELECT {COLUMNS} FROM caseline_events \
                  WHERE case_id = $1 AND (tx, id) > ($2::text::xid8, $3) \
+                 ORDER BY tx, id LIMIT $4"
+            ),
+            &[&case_id, &tx, &id, &limit],
+        )
+        .await
+    }
+
+    async fn read_case_events(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let (tx, id) = after.parts();
+        let (tx, id, limit) = (
+            tx.to_string(),
+            id.min(i64::MAX as u64) as i64,
+            clamp_limit(limit) as i64,
+        );
+        self.query_events(
+            &format!(
+                "SELECT {COLUMNS} FROM caseline_events \
+                 WHERE case_id = $1 AND (tx, id) > ($2::text::xid8, $3) \
+                   AND case_id IS NOT NULL AND stream NOT LIKE 'access-%' \
                  ORDER BY tx, id LIMIT $4"
             ),
             &[&case_id, &tx, &id, &limit],

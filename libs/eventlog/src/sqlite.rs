@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream, version)
 );
 CREATE INDEX IF NOT EXISTS events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_of_case ON events (case_id, position)
+    WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'caseline events are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -610,6 +612,30 @@ impl EventLog for SqliteEventLog {
             collect(
                 conn,
                 &format!("SELECT {COLUMNS} FROM events WHERE case_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"),
+                params![case_id.as_bytes().as_slice(), after, limit],
+            )
+        })
+        .await
+    }
+
+    async fn read_case_events(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let limit = clamp_limit(limit) as i64;
+        let after = sqlite_position(after)?;
+        self.read(move |conn| {
+            // The condition repeats the partial index's, so SQLite uses it.
+            collect(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM events INDEXED BY events_of_case \
+                     WHERE case_id = ?1 AND position > ?2 \
+                       AND case_id IS NOT NULL AND stream NOT LIKE 'access-%' \
+                     ORDER BY position LIMIT ?3"
+                ),
                 params![case_id.as_bytes().as_slice(), after, limit],
             )
         })

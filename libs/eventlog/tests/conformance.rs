@@ -411,6 +411,57 @@ pub mod suite {
         assert_eq!(all_events(&*log, 1).await.len(), 1);
     }
 
+    pub async fn read_case_events_leaves_out_access_records(h: &mut dyn Harness) {
+        let log = h.log();
+        let case = Uuid::new_v4();
+        let access = StreamName::for_id("access", case).unwrap();
+        let domain = [stream("case"), stream("referral")];
+        let mut expected = Vec::new();
+        for round in 0..6 {
+            // Many access records between the case's own events, as reads make them.
+            for _ in 0..3 {
+                let e = event(Some(case), b"read");
+                log.append(&access, ExpectedVersion::Any, vec![e])
+                    .await
+                    .unwrap();
+            }
+            let e = event(Some(case), format!("{round}").as_bytes());
+            expected.push(e.event_id);
+            log.append(&domain[round % 2], ExpectedVersion::Any, vec![e])
+                .await
+                .unwrap();
+            // Another case's events stay out.
+            let other = event(Some(Uuid::new_v4()), b"other");
+            log.append(&domain[0], ExpectedVersion::Any, vec![other])
+                .await
+                .unwrap();
+        }
+        let got = log
+            .read_case_events(case, Position::START, 1000)
+            .await
+            .unwrap();
+        assert_eq!(got.iter().map(|e| e.event_id).collect::<Vec<_>>(), expected);
+        // Pages by position give the same sequence.
+        let mut paged = Vec::new();
+        let mut after = Position::START;
+        loop {
+            let page = log.read_case_events(case, after, 4).await.unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= 4);
+            after = last.position;
+            paged.extend(page.into_iter().map(|e| e.event_id));
+        }
+        assert_eq!(paged, expected);
+        // read_case still holds everything.
+        assert_eq!(
+            log.read_case(case, Position::START, 1000)
+                .await
+                .unwrap()
+                .len(),
+            expected.len() + 18
+        );
+    }
+
     pub async fn read_case_spans_streams_in_global_order(h: &mut dyn Harness) {
         let log = h.log();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
@@ -828,6 +879,7 @@ macro_rules! common_suite {
             idempotent_retry_stores_nothing_new,
             a_batch_is_all_or_nothing,
             read_case_spans_streams_in_global_order,
+            read_case_events_leaves_out_access_records,
             read_stream_both_directions,
             read_all_pages_in_one_total_order,
             subscriber_sees_every_event_once_in_order,

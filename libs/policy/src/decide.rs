@@ -37,7 +37,107 @@ pub enum Action {
     Write(Compartment),
     /// Call an operation that is not about one case, open to the listed roles.
     Invoke(&'static [Role]),
+    /// Change the case itself (risk, team, stage, closure): see [`Operation`].
+    Manage(Operation),
 }
+
+/// A change to the case core, which the visibility table lets no one write: these
+/// operations are open to the case's team (and supervisors of an agency on it) in the
+/// roles [`Operation::roles`] names, never through break-glass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    RecordRiskAssessment,
+    /// Add or remove a team member.
+    ManageTeam,
+    /// Move an open case between intake, investigation, prosecution and aftercare.
+    ChangeStage,
+    RequestClosure,
+    /// Approve or reject a closure request.
+    DecideClosure,
+    Reopen,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::RecordRiskAssessment,
+        Operation::ManageTeam,
+        Operation::ChangeStage,
+        Operation::RequestClosure,
+        Operation::DecideClosure,
+        Operation::Reopen,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::RecordRiskAssessment => "record_risk_assessment",
+            Operation::ManageTeam => "manage_team",
+            Operation::ChangeStage => "change_stage",
+            Operation::RequestClosure => "request_closure",
+            Operation::DecideClosure => "decide_closure",
+            Operation::Reopen => "reopen",
+        }
+    }
+
+    /// The roles that may do it, as a member of the team (or supervisor of an agency
+    /// on it).
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Operation::RecordRiskAssessment => &[
+                HelplineCounsellor,
+                SocialWorker,
+                PoliceInvestigator,
+                HealthWorker,
+                Supervisor,
+            ],
+            Operation::ManageTeam => &[
+                HelplineCounsellor,
+                SocialWorker,
+                PoliceInvestigator,
+                Prosecutor,
+                Supervisor,
+            ],
+            Operation::ChangeStage => &[SocialWorker, PoliceInvestigator, Prosecutor, Supervisor],
+            Operation::RequestClosure | Operation::Reopen => &[SocialWorker, Supervisor],
+            Operation::DecideClosure => &[Supervisor],
+        }
+    }
+}
+
+/// Who may do each [`Operation`], as a Markdown table for documentation: one row per
+/// operation, one column per role of [`crate::table::COLUMNS`]; `W` if the role may do
+/// it (as a team member, or a supervisor of an agency on the team), `–` if not.
+pub fn render_operations_markdown() -> String {
+    use crate::table::COLUMNS;
+    let mut out = String::from("| operation |");
+    for role in COLUMNS {
+        out.push_str(&format!(" {role} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(COLUMNS.len()));
+    out.push('\n');
+    for operation in Operation::ALL {
+        out.push_str(&format!("| {} |", operation.as_str()));
+        for role in COLUMNS {
+            let cell = if operation.roles().contains(&role) {
+                "W"
+            } else {
+                "–"
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Roles that may open a new case (and become the first member of its team).
+pub const CASE_OPENERS: &[Role] = &[
+    Role::HelplineCounsellor,
+    Role::SocialWorker,
+    Role::PoliceInvestigator,
+    Role::HealthWorker,
+];
 
 /// What the action is on.
 #[derive(Clone, Copy, Debug)]
@@ -215,7 +315,7 @@ pub fn decide(
                 Decision::deny(Reason::RoleNotPermitted)
             }
         }
-        (Action::Read(_) | Action::Write(_), Resource::Global) => {
+        (Action::Read(_) | Action::Write(_) | Action::Manage(_), Resource::Global) => {
             // A compartment outside any case: a mistake of the caller's code, never a
             // reason to allow.
             Decision::deny(Reason::NoSuchCase)
@@ -229,6 +329,31 @@ pub fn decide(
             };
             let write = matches!(action, Action::Write(_));
             case_access(caller, compartment, write, team, entry, context)
+        }
+        (Action::Manage(operation), Resource::Case { team, .. }) => {
+            let Some(team) = team else {
+                return Decision::deny(Reason::NoSuchCase);
+            };
+            let core = case_access(
+                caller,
+                Compartment::CaseCore,
+                false,
+                team,
+                Entry::default(),
+                Context {
+                    break_glass: None,
+                    ..context
+                },
+            );
+            match core.via {
+                // Break-glass and oversight read; they never change a case.
+                Via::BreakGlass { .. } => Decision::deny(Reason::BreakGlassIsReadOnly),
+                Via::Team | Via::AgencySupervisor if operation.roles().contains(&caller.role) => {
+                    core
+                }
+                Via::Nothing => core,
+                _ => Decision::deny(Reason::WriteNotPermitted),
+            }
         }
     }
 }
@@ -307,4 +432,34 @@ fn case_access(
         return Decision::deny(Reason::CompartmentNotVisible);
     }
     Decision::allow(reason, via, sight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_security_guide_shows_the_operations_in_force() {
+        let guide = include_str!("../../../docs/security.md");
+        assert!(
+            guide.contains(&render_operations_markdown()),
+            "docs/security.md must hold render_operations_markdown()'s table verbatim:\n{}",
+            render_operations_markdown()
+        );
+    }
+
+    #[test]
+    fn the_operations_table_has_a_row_per_operation_and_a_cell_per_column() {
+        let md = render_operations_markdown();
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 2 + Operation::ALL.len());
+        for line in &lines {
+            assert_eq!(
+                line.matches('|').count(),
+                2 + crate::table::COLUMNS.len(),
+                "{line}"
+            );
+        }
+        assert!(md.contains("| decide_closure | – | – | – | – | – | – | W | – | – |"));
+    }
 }

@@ -20,8 +20,9 @@ pub mod table;
 pub mod teams;
 
 pub use decide::{
-    Action, BREAK_GLASS_MIN_REASON_CHARS, BREAK_GLASS_TTL, BreakGlassRequest, Caller, Context,
-    Decision, Effect, Entry, Reason, Resource, Via, decide,
+    Action, BREAK_GLASS_MIN_REASON_CHARS, BREAK_GLASS_TTL, BreakGlassRequest, CASE_OPENERS, Caller,
+    Context, Decision, Effect, Entry, Operation, Reason, Resource, Via, decide,
+    render_operations_markdown,
 };
 pub use table::{Compartment, Sight};
 pub use teams::{CaseTeam, CaseTeams, Grant, Member};
@@ -29,7 +30,26 @@ pub use teams::{CaseTeam, CaseTeams, Grant, Member};
 /// The version of the rules in force, recorded with every decision so an auditor can
 /// tell which rules applied. Change it whenever [`table::TABLE`] or [`decide`] changes
 /// meaning.
-pub const POLICY_VERSION: &str = "2026-11-22.1";
+pub const POLICY_VERSION: &str = "2026-11-22.2";
+
+/// Every version of the rules this build can apply, oldest first, with what changed.
+/// The timeline visibility (reads) is the same in all of them, so an auditor's question
+/// about what someone could see under any of them is answered by [`decide`].
+pub const POLICY_VERSIONS: &[(&str, &str)] = &[
+    (
+        "2026-11-22.1",
+        "visibility table, team membership, agency supervisors, break-glass",
+    ),
+    (
+        "2026-11-22.2",
+        "adds who may change a case (risk, team, stage, closure, reopening)",
+    ),
+];
+
+/// True if this build knows the rules of `version`.
+pub fn knows_policy_version(version: &str) -> bool {
+    POLICY_VERSIONS.iter().any(|(v, _)| *v == version)
+}
 
 /// Purpose-of-use codes a caller may declare (`x-caseline-purpose`); break-glass needs one.
 pub const PURPOSES: &[&str] = &[

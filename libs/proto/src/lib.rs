@@ -34,3 +34,24 @@ pub mod v1 {
         tonic::include_proto!("caseline.v1.events");
     }
 }
+
+/// The event types (full payload names) of the events services append.
+pub mod event_types {
+    pub const CONTACT_RECORDED: &str = "caseline.v1.events.ContactRecorded";
+    pub const CONTACT_CASE_OPENED: &str = "caseline.v1.events.ContactCaseOpened";
+    pub const CASE_OPENED: &str = "caseline.v1.events.CaseOpened";
+    pub const CONTACT_ATTACHED: &str = "caseline.v1.events.ContactAttached";
+    pub const RISK_ASSESSED: &str = "caseline.v1.events.RiskAssessed";
+    pub const TEAM_MEMBER_ADDED: &str = "caseline.v1.events.TeamMemberAdded";
+    pub const TEAM_MEMBER_REMOVED: &str = "caseline.v1.events.TeamMemberRemoved";
+    pub const NOTE_ADDED: &str = "caseline.v1.events.NoteAdded";
+    pub const CASES_LINKED: &str = "caseline.v1.events.CasesLinked";
+    pub const CASES_UNLINKED: &str = "caseline.v1.events.CasesUnlinked";
+    pub const STAGE_CHANGED: &str = "caseline.v1.events.StageChanged";
+    pub const CLOSURE_REQUESTED: &str = "caseline.v1.events.ClosureRequested";
+    pub const CLOSURE_DECIDED: &str = "caseline.v1.events.ClosureDecided";
+    pub const CASE_REOPENED: &str = "caseline.v1.events.CaseReopened";
+    pub const JUSTICE_MILESTONE_RECORDED: &str = "caseline.v1.events.JusticeMilestoneRecorded";
+    pub const ACCESS_RECORDED: &str = "caseline.v1.events.AccessRecorded";
+    pub const BREAK_GLASS_GRANTED: &str = "caseline.v1.events.BreakGlassGranted";
+}

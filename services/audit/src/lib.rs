@@ -6,6 +6,7 @@
 //! openings by their agency's staff or on their agency's cases, with the stated reason.
 #![forbid(unsafe_code)]
 
+mod as_of;
 mod break_glass;
 mod history;
 
@@ -19,9 +20,9 @@ use caseline_proto::prost_types::Timestamp;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
 use caseline_proto::v1::{
-    AccessHistoryEntry, BrokenLink, ListBreakGlassUsesRequest, ListBreakGlassUsesResponse,
-    ReplayAccessHistoryRequest, VerifyIntegrityRequest, VerifyIntegrityResponse,
-    verify_integrity_request,
+    AccessHistoryEntry, BrokenLink, GetTimelineAsOfRequest, GetTimelineAsOfResponse,
+    ListBreakGlassUsesRequest, ListBreakGlassUsesResponse, ReplayAccessHistoryRequest,
+    VerifyIntegrityRequest, VerifyIntegrityResponse, verify_integrity_request,
 };
 use caseline_server::{ApiError, FieldViolation};
 use tokio_stream::Stream;
@@ -41,6 +42,12 @@ pub const METHODS: &[MethodSpec] = &[
     },
     MethodSpec {
         path: "/caseline.v1.AuditService/VerifyIntegrity",
+        kind: Kind::Read,
+        scope: Scope::Global,
+        roles: AUDITORS,
+    },
+    MethodSpec {
+        path: "/caseline.v1.AuditService/GetTimelineAsOf",
         kind: Kind::Read,
         scope: Scope::Global,
         roles: AUDITORS,
@@ -144,6 +151,15 @@ impl AuditService for AuditApi {
     ) -> Result<Response<ListBreakGlassUsesResponse>, Status> {
         let call = Call::of(&request)?;
         let response = self.break_glass.list(&call, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_timeline_as_of(
+        &self,
+        request: Request<GetTimelineAsOfRequest>,
+    ) -> Result<Response<GetTimelineAsOfResponse>, Status> {
+        let call = Call::of(&request)?;
+        let response = as_of::timeline_as_of(&call, request.into_inner()).await?;
         Ok(Response::new(response))
     }
 }

@@ -145,7 +145,7 @@ impl AllInOne {
         }
 
         let services = Services::new(trust.guard())
-            .add_service(caseline_cases::server())
+            .add_service(caseline_cases::server(Arc::clone(&log)))
             .add_service(caseline_referrals::server())
             .add_service(caseline_support_plans::server())
             .add_service(caseline_compensation::server())

@@ -1,0 +1,395 @@
+//! Each child's timeline: every event of a case, across all services' streams, shown in
+//! full, as a summary or not at all, as the visibility table says.
+//!
+//! This crate knows, for every event type on a timeline, which compartment of the
+//! visibility table it belongs to ([`Item::compartment`]) and how it reads at each
+//! [`Sight`] ([`Item::render`]). It decides nothing: callers ask
+//! `caseline_policy::decide` for the sight of each entry and pass it in. Events that are
+//! not part of what happened to the child (access records, break-glass grants,
+//! bookkeeping of contacts) have no [`Item`].
+//!
+//! - `Full`: everything, sealed fields opened (`erased` when the case's key is gone);
+//!   the child's identity only when the caller may see it ([`Render::identity`]).
+//! - `Summary`: that the entry exists, its kind, time, agency and compartment.
+//! - `Metadata` (auditors): the summary plus who wrote it; never content.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use caseline_eventlog::{RecordedEvent, Uuid};
+use caseline_policy::{Compartment, Entry, Sight};
+use caseline_proto::event_types as types;
+use caseline_proto::prost::Message;
+use caseline_proto::prost_types::Timestamp;
+use caseline_proto::v1::events::{
+    CaseOpened, CaseReopened, CasesLinked, CasesUnlinked, ClosureDecided, ClosureRequested,
+    ContactAttached, JusticeMilestoneRecorded, NoteAdded, RiskAssessed, StageChanged,
+    TeamMemberAdded, TeamMemberRemoved,
+};
+use caseline_proto::v1::{
+    CaseOpenedView, ChildIdentity, ClosureView, ContactView, LinkView, MilestoneView,
+    NoteCompartment, NoteView, RiskAssessmentView, Stage, StageView, TeamChangeView, TimelineEntry,
+    Visibility, closure_view, timeline_entry,
+};
+use caseline_vault::{Opened, Sealed, Vault};
+
+/// The payload of an event that belongs on a timeline, decoded.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Contact(ContactAttached),
+    Opened(CaseOpened),
+    Risk(RiskAssessed),
+    MemberAdded(TeamMemberAdded),
+    MemberRemoved(TeamMemberRemoved),
+    Note(NoteAdded),
+    Linked(CasesLinked),
+    Unlinked(CasesUnlinked),
+    Stage(StageChanged),
+    ClosureRequested(ClosureRequested),
+    ClosureDecided(ClosureDecided),
+    Reopened(CaseReopened),
+    Milestone(JusticeMilestoneRecorded),
+}
+
+/// One event of a case's timeline.
+#[derive(Clone, Debug)]
+pub struct Item<'e> {
+    pub event: &'e RecordedEvent,
+    pub payload: Payload,
+}
+
+/// What rendering needs besides the event.
+#[derive(Clone, Copy, Debug)]
+pub struct Render<'a> {
+    pub vault: &'a Vault,
+    /// The case the timeline is of (sealed fields open only under it).
+    pub case_id: Uuid,
+    /// The caller may see the child's identity.
+    pub identity: bool,
+    /// Other cases the caller may see: a link shows the other case's id only then.
+    pub visible_cases: &'a HashSet<Uuid>,
+}
+
+fn decode<M: Message + Default>(event: &RecordedEvent) -> Result<M, caseline_eventlog::Error> {
+    M::decode(event.data.as_slice()).map_err(|_| corrupt(event, "payload does not decode"))
+}
+
+fn corrupt(event: &RecordedEvent, reason: &str) -> caseline_eventlog::Error {
+    caseline_eventlog::Error::Corrupt {
+        position: event.position.to_string(),
+        reason: format!("{}: {reason}", event.event_type),
+    }
+}
+
+impl<'e> Item<'e> {
+    /// The timeline item of `event`, or `None` if the event is not shown on timelines.
+    /// A payload that does not decode is corruption, reported rather than skipped.
+    pub fn of(event: &'e RecordedEvent) -> Result<Option<Self>, caseline_eventlog::Error> {
+        let payload = match event.event_type.as_str() {
+            types::CONTACT_ATTACHED => Payload::Contact(decode(event)?),
+            types::CASE_OPENED => Payload::Opened(decode(event)?),
+            types::RISK_ASSESSED => Payload::Risk(decode(event)?),
+            types::TEAM_MEMBER_ADDED => Payload::MemberAdded(decode(event)?),
+            types::TEAM_MEMBER_REMOVED => Payload::MemberRemoved(decode(event)?),
+            types::NOTE_ADDED => {
+                let note: NoteAdded = decode(event)?;
+                if note_compartment(note.compartment).is_none() {
+                    return Err(corrupt(event, "unknown note compartment"));
+                }
+                Payload::Note(note)
+            }
+            types::CASES_LINKED => Payload::Linked(decode(event)?),
+            types::CASES_UNLINKED => Payload::Unlinked(decode(event)?),
+            types::STAGE_CHANGED => Payload::Stage(decode(event)?),
+            types::CLOSURE_REQUESTED => Payload::ClosureRequested(decode(event)?),
+            types::CLOSURE_DECIDED => Payload::ClosureDecided(decode(event)?),
+            types::CASE_REOPENED => Payload::Reopened(decode(event)?),
+            types::JUSTICE_MILESTONE_RECORDED => Payload::Milestone(decode(event)?),
+            _ => return Ok(None),
+        };
+        Ok(Some(Self { event, payload }))
+    }
+
+    /// What happened, as a short code.
+    pub fn kind(&self) -> &'static str {
+        match &self.payload {
+            Payload::Contact(_) => "contact_attached",
+            Payload::Opened(_) => "case_opened",
+            Payload::Risk(_) => "risk_assessed",
+            Payload::MemberAdded(_) => "team_member_added",
+            Payload::MemberRemoved(_) => "team_member_removed",
+            Payload::Note(_) => "note_added",
+            Payload::Linked(_) => "cases_linked",
+            Payload::Unlinked(_) => "cases_unlinked",
+            Payload::Stage(_) => "stage_changed",
+            Payload::ClosureRequested(_) => "closure_requested",
+            Payload::ClosureDecided(_) => "closure_decided",
+            Payload::Reopened(_) => "case_reopened",
+            Payload::Milestone(_) => "justice_milestone_recorded",
+        }
+    }
+
+    /// The compartment of the visibility table the entry belongs to.
+    pub fn compartment(&self) -> Compartment {
+        match &self.payload {
+            Payload::Contact(_) => Compartment::HelplineContacts,
+            Payload::Opened(_)
+            | Payload::Risk(_)
+            | Payload::MemberAdded(_)
+            | Payload::MemberRemoved(_)
+            | Payload::Stage(_)
+            | Payload::ClosureRequested(_)
+            | Payload::ClosureDecided(_)
+            | Payload::Reopened(_) => Compartment::CaseCore,
+            // `Item::of` refused unknown compartments.
+            Payload::Note(n) => note_compartment(n.compartment).unwrap_or(Compartment::HealthNotes),
+            Payload::Linked(_) | Payload::Unlinked(_) => Compartment::Investigation,
+            Payload::Milestone(_) => Compartment::JusticeMilestones,
+        }
+    }
+
+    /// Facts about the entry that scoped cells of the table depend on.
+    pub fn entry(&self) -> Entry<'_> {
+        Entry::default()
+    }
+
+    /// The other case of a link entry.
+    pub fn other_case(&self) -> Option<Uuid> {
+        match &self.payload {
+            Payload::Linked(l) => Uuid::parse_str(&l.other_case_id).ok(),
+            Payload::Unlinked(l) => Uuid::parse_str(&l.other_case_id).ok(),
+            _ => None,
+        }
+    }
+
+    /// The entry as seen with `sight`. `Sight::None` entries must not be rendered at
+    /// all; asked anyway, they come out as metadata-free summaries.
+    pub async fn render(
+        &self,
+        sight: Sight,
+        ctx: &Render<'_>,
+    ) -> Result<TimelineEntry, caseline_vault::Error> {
+        let event = self.event;
+        let mut entry = TimelineEntry {
+            event_id: event.event_id.to_string(),
+            position: event.position.to_string(),
+            recorded_at: Some(timestamp(event.recorded_at)),
+            kind: self.kind().to_owned(),
+            compartment: self.compartment().as_str().to_owned(),
+            agency: event.metadata.agency.clone(),
+            visibility: Visibility::Summary as i32,
+            ..TimelineEntry::default()
+        };
+        match sight {
+            Sight::None | Sight::Summary => {}
+            Sight::Metadata => {
+                entry.visibility = Visibility::Metadata as i32;
+                entry.actor = event.metadata.actor.clone();
+                entry.actor_role = event.metadata.actor_role.clone();
+            }
+            Sight::Full => {
+                entry.visibility = Visibility::Full as i32;
+                entry.actor = event.metadata.actor.clone();
+                entry.actor_role = event.metadata.actor_role.clone();
+                entry.detail = Some(self.detail(ctx).await?);
+            }
+        }
+        Ok(entry)
+    }
+
+    async fn detail(
+        &self,
+        ctx: &Render<'_>,
+    ) -> Result<timeline_entry::Detail, caseline_vault::Error> {
+        use timeline_entry::Detail;
+        let mut o = Opener::new(ctx);
+        Ok(match &self.payload {
+            Payload::Contact(c) => {
+                let summary = o.text(&c.summary_sealed).await?;
+                let caller_name = o.text(&c.caller_name_sealed).await?;
+                let caller_contact = o.text(&c.caller_contact_sealed).await?;
+                Detail::Contact(ContactView {
+                    contact_id: c.contact_id.clone(),
+                    channel: c.channel,
+                    caller_kind: c.caller_kind,
+                    concerns: c.concerns.clone(),
+                    urgency: c.urgency,
+                    anonymous: c.anonymous,
+                    summary,
+                    caller_name,
+                    caller_contact,
+                    contacted_at: Some(timestamp(from_unix_ms(c.contacted_at_unix_ms))),
+                    erased: o.erased,
+                })
+            }
+            Payload::Opened(c) => {
+                let identity = if ctx.identity {
+                    Some(ChildIdentity {
+                        name: o.text(&c.name_sealed).await?,
+                        date_of_birth: o.text(&c.date_of_birth_sealed).await?,
+                        contact_details: o.text(&c.contact_details_sealed).await?,
+                    })
+                } else {
+                    None
+                };
+                Detail::CaseOpened(CaseOpenedView {
+                    pseudonym: c.pseudonym.clone(),
+                    identity,
+                    age_band: c.age_band,
+                    gender: c.gender,
+                    language: c.language.clone(),
+                    region: c.region.clone(),
+                    source: c.source,
+                    concerns: c.concerns.clone(),
+                    initial_risk: c.initial_risk,
+                    contact_id: c.contact_id.clone(),
+                    erased: o.erased,
+                })
+            }
+            Payload::Risk(r) => Detail::RiskAssessment(RiskAssessmentView {
+                level: r.level,
+                factors: o.text(&r.factors_sealed).await?,
+                immediate_actions: o.text(&r.immediate_actions_sealed).await?,
+                erased: o.erased,
+            }),
+            Payload::MemberAdded(m) => Detail::TeamChange(TeamChangeView {
+                added: true,
+                subject: m.subject.clone(),
+                agency: m.agency.clone(),
+                role: m.role.clone(),
+            }),
+            Payload::MemberRemoved(m) => Detail::TeamChange(TeamChangeView {
+                added: false,
+                subject: m.subject.clone(),
+                agency: m.agency.clone(),
+                role: String::new(),
+            }),
+            Payload::Note(n) => Detail::Note(NoteView {
+                note_id: n.note_id.clone(),
+                compartment: n.compartment,
+                text: o.text(&n.text_sealed).await?,
+                erased: o.erased,
+            }),
+            Payload::Linked(l) => {
+                let (other_case_id, other_case_visible) = self.other(ctx);
+                Detail::Link(LinkView {
+                    linked: true,
+                    link_id: l.link_id.clone(),
+                    other_case_id,
+                    other_case_visible,
+                    kind: l.kind,
+                    reason: o.text(&l.reason_sealed).await?,
+                    erased: o.erased,
+                })
+            }
+            Payload::Unlinked(l) => {
+                let (other_case_id, other_case_visible) = self.other(ctx);
+                Detail::Link(LinkView {
+                    linked: false,
+                    link_id: l.link_id.clone(),
+                    other_case_id,
+                    other_case_visible,
+                    kind: 0,
+                    reason: o.text(&l.reason_sealed).await?,
+                    erased: o.erased,
+                })
+            }
+            Payload::Stage(s) => Detail::Stage(StageView {
+                from: s.from,
+                to: s.to,
+                reason: o.text(&s.reason_sealed).await?,
+                erased: o.erased,
+            }),
+            Payload::Reopened(r) => Detail::Stage(StageView {
+                from: Stage::Closed as i32,
+                to: r.stage,
+                reason: o.text(&r.reason_sealed).await?,
+                erased: o.erased,
+            }),
+            Payload::ClosureRequested(c) => Detail::Closure(ClosureView {
+                step: closure_view::Step::Requested as i32,
+                text: o.text(&c.reason_sealed).await?,
+                erased: o.erased,
+            }),
+            Payload::ClosureDecided(c) => Detail::Closure(ClosureView {
+                step: if c.approved {
+                    closure_view::Step::Approved
+                } else {
+                    closure_view::Step::Rejected
+                } as i32,
+                text: o.text(&c.comment_sealed).await?,
+                erased: o.erased,
+            }),
+            Payload::Milestone(m) => Detail::Milestone(MilestoneView {
+                milestone_id: m.milestone_id.clone(),
+                kind: m.kind,
+                occurred_at: Some(timestamp(from_unix_ms(m.occurred_at_unix_ms))),
+                description: o.text(&m.description_sealed).await?,
+                child_informed: m.child_informed,
+                child_informed_at: m
+                    .child_informed
+                    .then(|| timestamp(from_unix_ms(m.child_informed_at_unix_ms))),
+                erased: o.erased,
+            }),
+        })
+    }
+
+    fn other(&self, ctx: &Render<'_>) -> (String, bool) {
+        match self.other_case() {
+            Some(id) if ctx.visible_cases.contains(&id) => (id.to_string(), true),
+            _ => (String::new(), false),
+        }
+    }
+}
+
+/// Opens the sealed fields of one entry, remembering whether any was erased.
+struct Opener<'a> {
+    ctx: &'a Render<'a>,
+    erased: bool,
+}
+
+impl<'a> Opener<'a> {
+    fn new(ctx: &'a Render<'a>) -> Self {
+        Self { ctx, erased: false }
+    }
+
+    /// The text of a sealed field: empty when there was none, or when it was erased.
+    async fn text(&mut self, bytes: &[u8]) -> Result<String, caseline_vault::Error> {
+        if bytes.is_empty() {
+            return Ok(String::new());
+        }
+        let sealed = Sealed::from_bytes(bytes.to_vec())?;
+        match self.ctx.vault.open_text(self.ctx.case_id, &sealed).await? {
+            Opened::Plain(text) => Ok(text.expose().to_owned()),
+            Opened::Erased => {
+                self.erased = true;
+                Ok(String::new())
+            }
+        }
+    }
+}
+
+/// The table's compartment for a note's compartment, if the value is known.
+pub fn note_compartment(value: i32) -> Option<Compartment> {
+    Some(match NoteCompartment::try_from(value).ok()? {
+        NoteCompartment::Unspecified => return None,
+        NoteCompartment::Helpline => Compartment::HelplineContacts,
+        NoteCompartment::Social => Compartment::SupportPlan,
+        NoteCompartment::Investigation => Compartment::Investigation,
+        NoteCompartment::Legal => Compartment::JusticeMilestones,
+        NoteCompartment::Health => Compartment::HealthNotes,
+    })
+}
+
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

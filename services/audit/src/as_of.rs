@@ -1,0 +1,197 @@
+//! `GetTimelineAsOf`: what one identity (or a team member in a role) could see of a
+//! case's timeline at an instant, under the rules then in force. Metadata only.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use caseline_audit::{ACCESS_RECORDED, Call, CallContext, vault_error};
+use caseline_auth::Role;
+use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_policy::{
+    Action, Caller, CaseTeam, Compartment, Context, Entry, POLICY_VERSION, Resource, Sight, decide,
+    knows_policy_version,
+};
+use caseline_proto::event_types as types;
+use caseline_proto::prost::Message;
+use caseline_proto::v1::events::AccessRecorded;
+use caseline_proto::v1::{
+    GetTimelineAsOfRequest, GetTimelineAsOfResponse, Visibility, get_timeline_as_of_request,
+};
+use caseline_server::ApiError;
+use caseline_timeline::{Item, Render};
+
+use crate::{from_timestamp, invalid, parse_case_id};
+
+/// Stands for "any member in this role" when the question names a role, not a person.
+const ROLE_VIEWER: &str = "\u{0}any member in this role";
+
+struct Question {
+    case_id: Uuid,
+    as_of: SystemTime,
+    subject: String,
+    agency: String,
+    role: Role,
+    /// The question names a role: the viewer is a member of the team in it.
+    any_member: bool,
+}
+
+fn role(field: &str, name: &str) -> Result<Role, ApiError> {
+    name.parse::<Role>()
+        .map_err(|_| invalid(field, "must be a Caseline role name"))
+}
+
+impl TryFrom<GetTimelineAsOfRequest> for Question {
+    type Error = ApiError;
+
+    fn try_from(r: GetTimelineAsOfRequest) -> Result<Self, ApiError> {
+        let case_id = parse_case_id("case_id", &r.case_id)?;
+        let as_of = from_timestamp(
+            "as_of",
+            r.as_of
+                .as_ref()
+                .ok_or_else(|| invalid("as_of", "is required"))?,
+        )?;
+        match r.viewer {
+            None => Err(invalid("viewer", "name an identity or a role")),
+            Some(get_timeline_as_of_request::Viewer::Role(name)) => Ok(Self {
+                case_id,
+                as_of,
+                subject: ROLE_VIEWER.to_owned(),
+                agency: ROLE_VIEWER.to_owned(),
+                role: role("role", &name)?,
+                any_member: true,
+            }),
+            Some(get_timeline_as_of_request::Viewer::Identity(v)) => {
+                for (field, value) in [
+                    ("identity.subject", &v.subject),
+                    ("identity.agency", &v.agency),
+                ] {
+                    if value.is_empty() || value.len() > 256 {
+                        return Err(invalid(field, "is required, at most 256 bytes"));
+                    }
+                }
+                Ok(Self {
+                    case_id,
+                    as_of,
+                    subject: v.subject,
+                    agency: v.agency,
+                    role: role("identity.role", &v.role)?,
+                    any_member: false,
+                })
+            }
+        }
+    }
+}
+
+/// The rules in force when `event` was recorded, as the record itself says.
+fn policy_version_of(event: &RecordedEvent) -> Option<String> {
+    if event.event_type == ACCESS_RECORDED {
+        let r = AccessRecorded::decode(event.data.as_slice()).ok()?;
+        return (!r.policy_version.is_empty()).then_some(r.policy_version);
+    }
+    let call = event
+        .metadata
+        .call
+        .as_deref()
+        .and_then(CallContext::from_json)?;
+    (!call.policy_version.is_empty()).then_some(call.policy_version)
+}
+
+pub(crate) async fn timeline_as_of(
+    call: &Call,
+    request: GetTimelineAsOfRequest,
+) -> Result<GetTimelineAsOfResponse, ApiError> {
+    let q = Question::try_from(request)?;
+    call.concerns(q.case_id);
+
+    // The case's history up to the instant: its team, its grants, the rules recorded.
+    let mut events = Vec::new();
+    let mut after = Position::START;
+    loop {
+        let page = call.log().read_case(q.case_id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        events.extend(page.into_iter().filter(|e| e.recorded_at <= q.as_of));
+    }
+    let mut team = CaseTeam::new();
+    let mut policy_version = None;
+    let mut existed = false;
+    for event in &events {
+        team.apply(event)?;
+        existed |= event.event_type == types::CASE_OPENED;
+        if let Some(v) = policy_version_of(event) {
+            policy_version = Some(v);
+        }
+    }
+    let policy_version = policy_version.unwrap_or_else(|| POLICY_VERSION.to_owned());
+    if !knows_policy_version(&policy_version) {
+        return Err(ApiError::FailedPrecondition(format!(
+            "the rules in force then (policy version {policy_version}) are not known to this server"
+        )));
+    }
+    if q.any_member {
+        team = team.with_member(ROLE_VIEWER, ROLE_VIEWER, q.role.as_str());
+    }
+    let team = existed.then_some(team);
+    let caller = Caller {
+        subject: &q.subject,
+        role: q.role,
+        agency: &q.agency,
+    };
+    let context = Context {
+        now: q.as_of,
+        break_glass: None,
+    };
+    let decide_read = |compartment, entry: Entry<'_>| {
+        decide(
+            caller,
+            Action::Read(compartment),
+            Resource::Case {
+                team: team.as_ref(),
+                entry,
+            },
+            context,
+        )
+    };
+    let opening = decide_read(Compartment::CaseCore, Entry::default());
+    let none = HashSet::new();
+    let ctx = Render {
+        vault: call.vault(),
+        case_id: q.case_id,
+        identity: false,
+        visible_cases: &none,
+    };
+    let mut response = GetTimelineAsOfResponse {
+        policy_version,
+        case_existed: existed,
+        could_open: opening.is_allowed(),
+        reason: opening.reason.as_str().to_owned(),
+        ..GetTimelineAsOfResponse::default()
+    };
+    for event in &events {
+        let Some(item) = Item::of(event)? else {
+            continue;
+        };
+        let sight = if opening.is_allowed() {
+            decide_read(item.compartment(), item.entry()).sight
+        } else {
+            Sight::None
+        };
+        if sight == Sight::None {
+            response.hidden_entries += 1;
+            continue;
+        }
+        // Metadata only: the auditor never receives content.
+        let mut entry = item
+            .render(Sight::Metadata, &ctx)
+            .await
+            .map_err(vault_error)?;
+        entry.visibility = match sight {
+            Sight::Full => Visibility::Full,
+            Sight::Summary => Visibility::Summary,
+            Sight::Metadata | Sight::None => Visibility::Metadata,
+        } as i32;
+        response.entries.push(entry);
+    }
+    Ok(response)
+}

@@ -1,0 +1,982 @@
+//! The gRPC handlers of CaseService.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use caseline_audit::{Call, CaseAccess, vault_error};
+use caseline_auth::Role;
+use caseline_eventlog::{EventLog, Position, Uuid};
+use caseline_policy::{Action, Compartment, Entry, Operation, Sight, Via};
+use caseline_proto::tonic::{self, Request, Response, Status};
+use caseline_proto::v1::case_service_server::CaseService;
+use caseline_proto::v1::events::{
+    CaseOpened, ContactRecorded, JusticeMilestoneRecorded, NoteAdded, RiskAssessed,
+    TeamMemberAdded, TeamMemberRemoved,
+};
+use caseline_proto::v1::{
+    AddNoteRequest, AddTeamMemberRequest, CallerKind, Case, CaseCommandResponse, CaseLink,
+    CaseSource, CaseSummary, ChangeStageRequest, ChildIdentity, ConcernCategory, ContactChannel,
+    DecideClosureRequest, GetCaseRequest, GetLinkedCasesRequest, GetLinkedCasesResponse,
+    GetTimelineRequest, GetTimelineResponse, LinkCasesRequest, LinkKind, ListCasesRequest,
+    ListCasesResponse, MilestoneKind, NoteCompartment, OpenCaseRequest, OpenCaseResponse,
+    RecordContactRequest, RecordContactResponse, RecordJusticeMilestoneRequest,
+    RecordRiskAssessmentRequest, RemoveTeamMemberRequest, ReopenCaseRequest, RequestClosureRequest,
+    RiskLevel, Stage, TeamMember, UnlinkCasesRequest, Urgency, Visibility,
+};
+use caseline_server::ApiError;
+use caseline_timeline::{Item, Render, note_compartment, timestamp};
+use caseline_vault::{Opened, Sealed, SecretText};
+
+use crate::contacts;
+use crate::directory::Directory;
+use crate::domain::{Actor, Command, Opening};
+use crate::store::{self, CaseStore, Done, new_aggregate_id};
+use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date};
+
+/// Default and largest page of `ListCases`.
+const LIST_PAGE: (u32, u32) = (50, 500);
+/// Default and largest page of `GetTimeline`.
+const TIMELINE_PAGE: (u32, u32) = (500, 1000);
+
+/// The gRPC handlers of CaseService.
+#[derive(Debug)]
+pub struct CaseApi {
+    cases: CaseStore,
+    directory: Directory,
+}
+
+impl CaseApi {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            cases: CaseStore::new(Arc::clone(&log)),
+            directory: Directory::new(log),
+        }
+    }
+}
+
+/// The case, request and expected version of a command on a case.
+struct Target {
+    case_id: Uuid,
+    request: store::Request,
+    expected: Option<u64>,
+}
+
+fn target(
+    check: &mut Check,
+    call: &Call,
+    case_id: &str,
+    request_id: &str,
+    expected: Option<u64>,
+    message: &impl caseline_proto::prost::Message,
+) -> Target {
+    let case_id = check.uuid("case_id", case_id);
+    let request_id = check.uuid("request_id", request_id);
+    Target {
+        case_id,
+        request: store::Request::new(call, request_id, message),
+        expected,
+    }
+}
+
+/// Seals `text` for `owner` (a case or contact); empty text stays empty.
+async fn seal(call: &Call, owner: Uuid, text: &str) -> Result<Vec<u8>, ApiError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(call
+        .vault()
+        .seal_text(owner, &SecretText::new(text))
+        .await
+        .map_err(vault_error)?
+        .into_bytes())
+}
+
+/// Opens a sealed field of `case_id`: empty when none or erased.
+async fn open(call: &Call, case_id: Uuid, bytes: &[u8]) -> Result<String, ApiError> {
+    if bytes.is_empty() {
+        return Ok(String::new());
+    }
+    let sealed = Sealed::from_bytes(bytes.to_vec()).map_err(vault_error)?;
+    Ok(
+        match call
+            .vault()
+            .open_text(case_id, &sealed)
+            .await
+            .map_err(vault_error)?
+        {
+            Opened::Plain(t) => t.expose().to_owned(),
+            Opened::Erased => String::new(),
+        },
+    )
+}
+
+fn actor(call: &Call) -> Actor {
+    Actor {
+        subject: call.subject().to_owned(),
+        agency: call.agency().to_owned(),
+    }
+}
+
+fn answer(case_id: Uuid, done: Done, entry: Option<Uuid>) -> Response<CaseCommandResponse> {
+    Response::new(CaseCommandResponse {
+        case_id: case_id.to_string(),
+        version: done.version,
+        entry_id: entry.map(|e| e.to_string()).unwrap_or_default(),
+    })
+}
+
+/// Concern categories: at least one, each known, none twice.
+fn concerns(check: &mut Check, field: &str, values: &[i32]) {
+    if values.is_empty() {
+        check.fail(field, "name at least one concern category");
+        return;
+    }
+    let mut seen = HashSet::new();
+    for v in values {
+        let _: ConcernCategory = check.known(field, *v);
+        if !seen.insert(*v) {
+            check.fail(field, "must not repeat a category");
+            return;
+        }
+    }
+}
+
+/// A page token: a position from a previous answer.
+fn page_token(check: &mut Check, token: &str) -> Option<Position> {
+    if token.is_empty() {
+        return None;
+    }
+    match token.parse::<Position>() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            check.fail(
+                "page_token",
+                "must be a next_page_token from a previous answer",
+            );
+            None
+        }
+    }
+}
+
+fn page_size(check: &mut Check, value: u32, (default, max): (u32, u32)) -> usize {
+    match value {
+        0 => default as usize,
+        v if v > max => {
+            check.fail("page_size", format!("must be at most {max}"));
+            0
+        }
+        v => v as usize,
+    }
+}
+
+/// An open stage to move or reopen into.
+fn open_stage(check: &mut Check, value: i32) -> Stage {
+    let stage: Stage = check.known("stage", value);
+    if stage == Stage::Closed {
+        check.fail(
+            "stage",
+            "must be an open stage (closing needs RequestClosure)",
+        );
+    }
+    stage
+}
+
+impl CaseApi {
+    /// Runs a command on the target case (already authorised).
+    async fn run(&self, call: &Call, t: &Target, command: Command) -> Result<Done, ApiError> {
+        self.cases
+            .execute(call, t.case_id, &t.request, t.expected, command)
+            .await
+    }
+
+    /// Asks the policy whether the caller may do `action` on the target case.
+    async fn authorise(call: &Call, t: &Target, action: Action) -> Result<CaseAccess, ApiError> {
+        call.case(t.case_id, action).await
+    }
+}
+
+#[tonic::async_trait]
+impl CaseService for CaseApi {
+    async fn record_contact(
+        &self,
+        request: Request<RecordContactRequest>,
+    ) -> Result<Response<RecordContactResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let request_id = check.uuid("request_id", &r.request_id);
+        let _: ContactChannel = check.known("channel", r.channel);
+        let _: CallerKind = check.known("caller_kind", r.caller_kind);
+        concerns(&mut check, "concerns", &r.concerns);
+        let _: Urgency = check.known("urgency", r.urgency);
+        check.text("summary", &r.summary, MAX_TEXT_CHARS, true);
+        check.text("caller_name", &r.caller_name, MAX_LABEL_CHARS, false);
+        check.text("caller_contact", &r.caller_contact, MAX_LABEL_CHARS, false);
+        if r.anonymous && !(r.caller_name.is_empty() && r.caller_contact.is_empty()) {
+            check.fail(
+                "anonymous",
+                "an anonymous contact has no caller name or contact details",
+            );
+        }
+        check.done(())?;
+        let request = store::Request::new(&call, request_id, &r);
+        let contact_id = new_aggregate_id(&call, "contact", request_id);
+        let contact = ContactRecorded {
+            channel: r.channel,
+            caller_kind: r.caller_kind,
+            concerns: r.concerns.clone(),
+            urgency: r.urgency,
+            anonymous: r.anonymous,
+            summary_sealed: seal(&call, contact_id, &r.summary).await?,
+            caller_name_sealed: seal(&call, contact_id, &r.caller_name).await?,
+            caller_contact_sealed: seal(&call, contact_id, &r.caller_contact).await?,
+        };
+        contacts::record(&call, contact_id, &request, contact).await?;
+        Ok(Response::new(RecordContactResponse {
+            contact_id: contact_id.to_string(),
+        }))
+    }
+
+    async fn open_case(
+        &self,
+        request: Request<OpenCaseRequest>,
+    ) -> Result<Response<OpenCaseResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let request_id = check.uuid("request_id", &r.request_id);
+        let contact_id = check.optional_uuid("contact_id", &r.contact_id);
+        check.text("pseudonym", &r.pseudonym, 100, true);
+        let identity = r.identity.clone().unwrap_or_default();
+        check.text("identity.name", &identity.name, MAX_LABEL_CHARS, false);
+        if !identity.date_of_birth.is_empty() && !is_date(&identity.date_of_birth) {
+            check.fail("identity.date_of_birth", "must be a date, YYYY-MM-DD");
+        }
+        check.text(
+            "identity.contact_details",
+            &identity.contact_details,
+            MAX_LABEL_CHARS,
+            false,
+        );
+        let _: caseline_proto::v1::AgeBand = check.known("age_band", r.age_band);
+        let _: caseline_proto::v1::Gender = check.known("gender", r.gender);
+        if r.language.len() > 35
+            || !r
+                .language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            check.fail("language", "must be a BCP 47 tag such as en or sw-KE");
+        }
+        check.text("region", &r.region, MAX_LABEL_CHARS, false);
+        let _: CaseSource = check.known("source", r.source);
+        concerns(&mut check, "concerns", &r.concerns);
+        let _: RiskLevel = check.known("initial_risk", r.initial_risk);
+        check.done(())?;
+
+        let request = store::Request::new(&call, request_id, &r);
+        let case_id = new_aggregate_id(&call, "case", request_id);
+        let contact = match contact_id {
+            Some(contact_id) => Some(contacts::claim(&call, contact_id, case_id, &request).await?),
+            None => None,
+        };
+        let opened = CaseOpened {
+            pseudonym: r.pseudonym.trim().to_owned(),
+            name_sealed: seal(&call, case_id, &identity.name).await?,
+            date_of_birth_sealed: seal(&call, case_id, &identity.date_of_birth).await?,
+            contact_details_sealed: seal(&call, case_id, &identity.contact_details).await?,
+            age_band: r.age_band,
+            gender: r.gender,
+            language: r.language.clone(),
+            region: r.region.clone(),
+            source: r.source,
+            concerns: r.concerns.clone(),
+            initial_risk: r.initial_risk,
+            contact_id: contact_id.map(|c| c.to_string()).unwrap_or_default(),
+        };
+        let opener = TeamMemberAdded {
+            subject: call.subject().to_owned(),
+            agency: call.agency().to_owned(),
+            role: call.role().as_str().to_owned(),
+        };
+        let done = self
+            .cases
+            .execute(
+                &call,
+                case_id,
+                &request,
+                None,
+                Command::Open(Box::new(Opening {
+                    opened,
+                    opener,
+                    contact,
+                })),
+            )
+            .await?;
+        Ok(Response::new(OpenCaseResponse {
+            case_id: case_id.to_string(),
+            version: done.version,
+        }))
+    }
+
+    async fn record_risk_assessment(
+        &self,
+        request: Request<RecordRiskAssessmentRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let _: RiskLevel = check.known("level", r.level);
+        check.text("factors", &r.factors, MAX_TEXT_CHARS, false);
+        check.text(
+            "immediate_actions",
+            &r.immediate_actions,
+            MAX_TEXT_CHARS,
+            false,
+        );
+        check.done(())?;
+        let action = Action::Manage(Operation::RecordRiskAssessment);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::AssessRisk(RiskAssessed {
+            level: r.level,
+            factors_sealed: seal(&call, t.case_id, &r.factors).await?,
+            immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
+        });
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn add_team_member(
+        &self,
+        request: Request<AddTeamMemberRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.id_label("subject", &r.subject);
+        check.id_label("agency", &r.agency);
+        match r.role.parse::<Role>() {
+            Ok(role) if team_role(role) => {}
+            Ok(_) => check.fail(
+                "role",
+                "auditors, complaints officers, data protection officers and admins are never on a case's team",
+            ),
+            Err(_) => check.fail("role", "must be a Caseline role name"),
+        }
+        check.done(())?;
+        let action = Action::Manage(Operation::ManageTeam);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::AddMember(TeamMemberAdded {
+            subject: r.subject,
+            agency: r.agency,
+            role: r.role,
+        });
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn remove_team_member(
+        &self,
+        request: Request<RemoveTeamMemberRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.id_label("subject", &r.subject);
+        check.id_label("agency", &r.agency);
+        check.done(())?;
+        let action = Action::Manage(Operation::ManageTeam);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::RemoveMember(TeamMemberRemoved {
+            subject: r.subject,
+            agency: r.agency,
+        });
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<AddNoteRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let _: NoteCompartment = check.known("compartment", r.compartment);
+        check.text("text", &r.text, MAX_TEXT_CHARS, true);
+        check.done(())?;
+        let Some(compartment) = note_compartment(r.compartment) else {
+            return Err(ApiError::Internal("note compartment checked above").into());
+        };
+        let action = Action::Write(compartment);
+        Self::authorise(&call, &t, action).await?;
+        let note_id = t.request.entry_id();
+        let command = Command::AddNote(NoteAdded {
+            note_id: note_id.to_string(),
+            compartment: r.compartment,
+            text_sealed: seal(&call, t.case_id, &r.text).await?,
+        });
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, Some(note_id)))
+    }
+
+    async fn link_cases(
+        &self,
+        request: Request<LinkCasesRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let other = check.uuid("other_case_id", &r.other_case_id);
+        let _: LinkKind = check.known("kind", r.kind);
+        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
+        check.done(())?;
+        let action = Action::Write(Compartment::Investigation);
+        Self::authorise(&call, &t, action).await?;
+        if other != t.case_id {
+            // The other case must be one the caller may see; else it does not exist.
+            call.case(other, Action::Read(Compartment::CaseCore))
+                .await?;
+            let view = self.directory.view().await?;
+            if view
+                .links_of(other)
+                .iter()
+                .any(|l| l.from == other && l.to == t.case_id)
+            {
+                return Err(
+                    ApiError::FailedPrecondition("the cases are already linked".into()).into(),
+                );
+            }
+        }
+        let link_id = t.request.entry_id();
+        let command = Command::Link {
+            case_id: t.case_id,
+            other_case_id: other,
+            link_id,
+            kind: r.kind,
+            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+        };
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, Some(link_id)))
+    }
+
+    async fn unlink_cases(
+        &self,
+        request: Request<UnlinkCasesRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let other = check.uuid("other_case_id", &r.other_case_id);
+        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
+        check.done(())?;
+        let action = Action::Write(Compartment::Investigation);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::Unlink {
+            other_case_id: other,
+            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+        };
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn change_stage(
+        &self,
+        request: Request<ChangeStageRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let stage = open_stage(&mut check, r.stage);
+        check.text("reason", &r.reason, MAX_REASON_CHARS, false);
+        check.done(())?;
+        let action = Action::Manage(Operation::ChangeStage);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::ChangeStage {
+            to: stage,
+            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+        };
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn request_closure(
+        &self,
+        request: Request<RequestClosureRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
+        check.done(())?;
+        let action = Action::Manage(Operation::RequestClosure);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::RequestClosure {
+            by: actor(&call),
+            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+        };
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn decide_closure(
+        &self,
+        request: Request<DecideClosureRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("comment", &r.comment, MAX_REASON_CHARS, !r.approve);
+        check.done(())?;
+        let action = Action::Manage(Operation::DecideClosure);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::DecideClosure {
+            by: actor(&call),
+            approve: r.approve,
+            comment_sealed: seal(&call, t.case_id, &r.comment).await?,
+        };
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn reopen_case(
+        &self,
+        request: Request<ReopenCaseRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let stage = open_stage(&mut check, r.stage);
+        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
+        check.done(())?;
+        let action = Action::Manage(Operation::Reopen);
+        Self::authorise(&call, &t, action).await?;
+        let command = Command::Reopen {
+            stage,
+            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+        };
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, None))
+    }
+
+    async fn record_justice_milestone(
+        &self,
+        request: Request<RecordJusticeMilestoneRequest>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let now = call.now();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &call,
+            &r.case_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let _: MilestoneKind = check.known("kind", r.kind);
+        let occurred = check.past("occurred_at", r.occurred_at.as_ref(), now);
+        check.text("description", &r.description, MAX_TEXT_CHARS, false);
+        let informed = if r.child_informed {
+            Some(check.past("child_informed_at", r.child_informed_at.as_ref(), now))
+        } else {
+            if r.child_informed_at.is_some() {
+                check.fail(
+                    "child_informed_at",
+                    "must be empty unless child_informed is true",
+                );
+            }
+            None
+        };
+        check.done(())?;
+        let action = Action::Write(Compartment::JusticeMilestones);
+        Self::authorise(&call, &t, action).await?;
+        let milestone_id = t.request.entry_id();
+        let command = Command::RecordMilestone(JusticeMilestoneRecorded {
+            milestone_id: milestone_id.to_string(),
+            kind: r.kind,
+            occurred_at_unix_ms: caseline_policy::teams::to_unix_ms(occurred),
+            description_sealed: seal(&call, t.case_id, &r.description).await?,
+            child_informed: r.child_informed,
+            child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
+        });
+        let done = self.run(&call, &t, command).await?;
+        Ok(answer(t.case_id, done, Some(milestone_id)))
+    }
+
+    async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let case_id = check.uuid("case_id", &r.case_id);
+        check.done(())?;
+        let access = call
+            .case(case_id, Action::Read(Compartment::CaseCore))
+            .await?;
+        let loaded = self.cases.load(case_id).await?;
+        let (Some(opened), Some(version)) = (&loaded.state.opened, loaded.version) else {
+            return Err(ApiError::NotFound {
+                kind: "case",
+                id: case_id.to_string(),
+            }
+            .into());
+        };
+        let mut case = Case {
+            case_id: case_id.to_string(),
+            visibility: Visibility::Summary as i32,
+            opened_at: loaded.opened_at.map(timestamp),
+            opened_by_agency: loaded.opened_by_agency.clone(),
+            version,
+            ..Case::default()
+        };
+        if access.decision.sight == Sight::Full {
+            let identity = call.decide_for(
+                Some(&access.team),
+                Action::Read(Compartment::ChildIdentity),
+                Entry::default(),
+            );
+            case.visibility = Visibility::Full as i32;
+            case.pseudonym = opened.pseudonym.clone();
+            if identity.sight == Sight::Full {
+                case.identity = Some(ChildIdentity {
+                    name: open(&call, case_id, &opened.name_sealed).await?,
+                    date_of_birth: open(&call, case_id, &opened.date_of_birth_sealed).await?,
+                    contact_details: open(&call, case_id, &opened.contact_details_sealed).await?,
+                });
+            }
+            case.age_band = opened.age_band;
+            case.gender = opened.gender;
+            case.language = opened.language.clone();
+            case.region = opened.region.clone();
+            case.source = opened.source;
+            case.concerns = opened.concerns.clone();
+            case.stage = loaded.state.stage as i32;
+            case.risk_level = loaded.state.risk as i32;
+            case.team = loaded
+                .state
+                .team
+                .iter()
+                .map(|((subject, agency), role)| TeamMember {
+                    subject: subject.clone(),
+                    agency: agency.clone(),
+                    role: role.clone(),
+                })
+                .collect();
+            case.closure_pending = loaded.state.closure_requested_by.is_some();
+            case.contact_id = opened.contact_id.clone();
+        }
+        Ok(Response::new(case))
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<ListCasesRequest>,
+    ) -> Result<Response<ListCasesResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let stage = Stage::try_from(r.stage).unwrap_or_else(|_| {
+            check.fail("stage", "is not a known value");
+            Stage::Unspecified
+        });
+        let risk = RiskLevel::try_from(r.risk_level).unwrap_or_else(|_| {
+            check.fail("risk_level", "is not a known value");
+            RiskLevel::Unspecified
+        });
+        let size = page_size(&mut check, r.page_size, LIST_PAGE);
+        let before = page_token(&mut check, &r.page_token);
+        check.done(())?;
+        let view = self.directory.view().await?;
+        let mut cases = Vec::new();
+        let mut next = None;
+        for (position, s) in view.newest_first(before) {
+            if (stage != Stage::Unspecified && s.stage != stage)
+                || (risk != RiskLevel::Unspecified && s.risk != risk)
+            {
+                continue;
+            }
+            let d = call.decide_for(
+                Some(&s.team),
+                Action::Read(Compartment::CaseCore),
+                Entry::default(),
+            );
+            let works_on = match d.via {
+                Via::Team => true,
+                Via::AgencySupervisor | Via::BreakGlass { .. } => !r.mine,
+                _ => false,
+            };
+            if !d.is_allowed() || !works_on {
+                continue;
+            }
+            if cases.len() == size {
+                next = Some(position);
+                break;
+            }
+            cases.push((
+                position,
+                CaseSummary {
+                    case_id: s.case_id.to_string(),
+                    pseudonym: s.pseudonym.clone(),
+                    stage: s.stage as i32,
+                    risk_level: s.risk as i32,
+                    opened_at: Some(timestamp(s.opened_at)),
+                    closure_pending: s.closure_pending,
+                },
+            ));
+        }
+        drop(view);
+        call.returned(cases.iter().map(|(_, c)| c.case_id.clone()));
+        // The next page starts below the last case of this one.
+        let next_page_token = next
+            .and(cases.last().map(|(p, _)| p.to_string()))
+            .unwrap_or_default();
+        Ok(Response::new(ListCasesResponse {
+            cases: cases.into_iter().map(|(_, c)| c).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_linked_cases(
+        &self,
+        request: Request<GetLinkedCasesRequest>,
+    ) -> Result<Response<GetLinkedCasesResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let case_id = check.uuid("case_id", &r.case_id);
+        check.done(())?;
+        call.case(case_id, Action::Read(Compartment::Investigation))
+            .await?;
+        let view = self.directory.view().await?;
+        let mut links = Vec::new();
+        let mut visible = Vec::new();
+        for l in view.links_of(case_id) {
+            let outgoing = l.from == case_id;
+            let other = if outgoing { l.to } else { l.from };
+            let sees_other = call
+                .decide_for(
+                    view.case(&other).map(|s| &s.team),
+                    Action::Read(Compartment::CaseCore),
+                    Entry::default(),
+                )
+                .is_allowed();
+            if sees_other {
+                visible.push(other);
+            }
+            links.push(CaseLink {
+                link_id: l.link_id.clone(),
+                other_case_id: if sees_other {
+                    other.to_string()
+                } else {
+                    String::new()
+                },
+                other_case_visible: sees_other,
+                kind: l.kind,
+                // Opened below, once the directory is released.
+                reason: String::new(),
+                linked_at: Some(timestamp(l.linked_at)),
+                linked_by_agency: l.agency.clone(),
+                outgoing,
+            });
+        }
+        let sealed: Vec<Vec<u8>> = view
+            .links_of(case_id)
+            .iter()
+            .map(|l| {
+                if l.from == case_id {
+                    l.reason_sealed.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        drop(view);
+        for (link, reason) in links.iter_mut().zip(sealed) {
+            link.reason = open(&call, case_id, &reason).await?;
+        }
+        call.returned(visible);
+        Ok(Response::new(GetLinkedCasesResponse { links }))
+    }
+
+    async fn get_timeline(
+        &self,
+        request: Request<GetTimelineRequest>,
+    ) -> Result<Response<GetTimelineResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let case_id = check.uuid("case_id", &r.case_id);
+        let size = page_size(&mut check, r.page_size, TIMELINE_PAGE);
+        let after = page_token(&mut check, &r.page_token);
+        check.done(())?;
+        let access = call
+            .case(case_id, Action::Read(Compartment::CaseCore))
+            .await?;
+        let events = call
+            .log()
+            .read_case_events(case_id, after.unwrap_or(Position::START), size)
+            .await
+            .map_err(ApiError::from)?;
+        let mut items = Vec::with_capacity(events.len());
+        for event in &events {
+            if let Some(item) = Item::of(event).map_err(ApiError::from)? {
+                let sight = call
+                    .decide_for(
+                        Some(&access.team),
+                        Action::Read(item.compartment()),
+                        item.entry(),
+                    )
+                    .sight;
+                if sight != Sight::None {
+                    items.push((item, sight));
+                }
+            }
+        }
+        // Links show the other case only to those who may see it.
+        let others: HashSet<Uuid> = items
+            .iter()
+            .filter(|(_, s)| *s == Sight::Full)
+            .filter_map(|(i, _)| i.other_case())
+            .collect();
+        let mut visible_cases = HashSet::new();
+        if !others.is_empty() {
+            let view = self.directory.view().await?;
+            for other in others {
+                let d = call.decide_for(
+                    view.case(&other).map(|s| &s.team),
+                    Action::Read(Compartment::CaseCore),
+                    Entry::default(),
+                );
+                if d.is_allowed() {
+                    visible_cases.insert(other);
+                }
+            }
+        }
+        let identity = call
+            .decide_for(
+                Some(&access.team),
+                Action::Read(Compartment::ChildIdentity),
+                Entry::default(),
+            )
+            .sight
+            == Sight::Full;
+        let ctx = Render {
+            vault: call.vault(),
+            case_id,
+            identity,
+            visible_cases: &visible_cases,
+        };
+        let mut entries = Vec::with_capacity(items.len());
+        for (item, sight) in &items {
+            entries.push(item.render(*sight, &ctx).await.map_err(vault_error)?);
+        }
+        call.returned(visible_cases.iter());
+        let next_page_token = if events.len() == size {
+            events
+                .last()
+                .map(|e| e.position.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(GetTimelineResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+}
+
+/// Roles a case's team may hold.
+fn team_role(role: Role) -> bool {
+    matches!(
+        role,
+        Role::HelplineCounsellor
+            | Role::SocialWorker
+            | Role::PoliceInvestigator
+            | Role::Prosecutor
+            | Role::HealthWorker
+            | Role::VictimAdvocate
+            | Role::Supervisor
+    )
+}

@@ -1,0 +1,211 @@
+//! The case directory: a projection of every case's summary, team and links, fed by the
+//! log in global order. Lists and link queries read it; commands never do (they load
+//! the case's own stream).
+//!
+//! It catches up with the log before every query (and may be rebuilt from nothing at
+//! any time): what a caller just wrote is listed on their next call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use caseline_eventlog::{EventLog, Position, RecordedEvent, Uuid};
+use caseline_policy::CaseTeam;
+use caseline_policy::teams::{ACCESS_CATEGORY, CASE_CATEGORY};
+use caseline_proto::event_types as types;
+use caseline_proto::v1::{RiskLevel, Stage};
+use caseline_server::ApiError;
+
+use crate::domain::Event;
+
+/// What lists show of a case.
+#[derive(Clone, Debug)]
+pub(crate) struct Summary {
+    pub case_id: Uuid,
+    pub pseudonym: String,
+    pub stage: Stage,
+    pub risk: RiskLevel,
+    pub opened_at: SystemTime,
+    pub closure_pending: bool,
+    pub team: CaseTeam,
+}
+
+/// A link between two cases, as recorded in the stream of `from`.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkRecord {
+    pub link_id: String,
+    pub from: Uuid,
+    pub to: Uuid,
+    pub kind: i32,
+    pub reason_sealed: Vec<u8>,
+    pub linked_at: SystemTime,
+    pub agency: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    after: Position,
+    cases: HashMap<Uuid, Summary>,
+    /// Cases by the position of their opening, for newest-first pages.
+    opened: BTreeMap<Position, Uuid>,
+    /// Active links by link id.
+    links: HashMap<String, LinkRecord>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Directory {
+    log: Arc<dyn EventLog>,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// A page of the directory, read under its lock.
+pub(crate) struct View<'a> {
+    state: tokio::sync::MutexGuard<'a, State>,
+}
+
+impl Directory {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            log,
+            state: tokio::sync::Mutex::new(State::default()),
+        }
+    }
+
+    /// The directory, caught up with everything the log holds now.
+    pub async fn view(&self) -> Result<View<'_>, ApiError> {
+        let mut state = self.state.lock().await;
+        const PAGE: usize = 1000;
+        loop {
+            let page = self.log.read_all(state.after, PAGE).await?;
+            for event in &page {
+                state.apply(event)?;
+                state.after = event.position;
+            }
+            if page.len() < PAGE {
+                return Ok(View { state });
+            }
+        }
+    }
+}
+
+impl View<'_> {
+    pub fn case(&self, case_id: &Uuid) -> Option<&Summary> {
+        self.state.cases.get(case_id)
+    }
+
+    /// Cases, newest first, opened before `before` (if given).
+    pub fn newest_first(
+        &self,
+        before: Option<Position>,
+    ) -> impl Iterator<Item = (Position, &Summary)> {
+        let range = match before {
+            Some(p) => self.state.opened.range(..p),
+            None => self.state.opened.range(..),
+        };
+        range
+            .rev()
+            .filter_map(|(p, id)| self.state.cases.get(id).map(|s| (*p, s)))
+    }
+
+    /// Active links made from or to `case_id`, oldest first.
+    pub fn links_of(&self, case_id: Uuid) -> Vec<&LinkRecord> {
+        let mut links: Vec<_> = self
+            .state
+            .links
+            .values()
+            .filter(|l| l.from == case_id || l.to == case_id)
+            .collect();
+        links.sort_by_key(|l| l.linked_at);
+        links
+    }
+}
+
+impl State {
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApiError> {
+        let Some((category, id)) = event.stream.as_str().split_once('-') else {
+            return Ok(());
+        };
+        if category == ACCESS_CATEGORY {
+            // Break-glass grants count for lists; access records do not.
+            if event.event_type == types::BREAK_GLASS_GRANTED
+                && let Ok(case_id) = Uuid::parse_str(id)
+                && let Some(summary) = self.cases.get_mut(&case_id)
+            {
+                summary.team.apply(event)?;
+            }
+            return Ok(());
+        }
+        if category != CASE_CATEGORY {
+            return Ok(());
+        }
+        let Ok(case_id) = Uuid::parse_str(id) else {
+            return Ok(());
+        };
+        let corrupt = || caseline_eventlog::Error::Corrupt {
+            position: event.position.to_string(),
+            reason: format!("{} payload does not decode", event.event_type),
+        };
+        let Some(decoded) = Event::decode(&event.event_type, &event.data).map_err(|_| corrupt())?
+        else {
+            return Ok(());
+        };
+        if let Event::Opened(o) = &decoded {
+            self.opened.insert(event.position, case_id);
+            self.cases.insert(
+                case_id,
+                Summary {
+                    case_id,
+                    pseudonym: o.pseudonym.clone(),
+                    stage: Stage::Intake,
+                    risk: RiskLevel::try_from(o.initial_risk).unwrap_or_default(),
+                    opened_at: event.recorded_at,
+                    closure_pending: false,
+                    team: CaseTeam::new(),
+                },
+            );
+        }
+        let Some(summary) = self.cases.get_mut(&case_id) else {
+            return Ok(());
+        };
+        match &decoded {
+            Event::MemberAdded(_) | Event::MemberRemoved(_) => summary.team.apply(event)?,
+            Event::RiskAssessed(r) => {
+                summary.risk = RiskLevel::try_from(r.level).unwrap_or(summary.risk);
+            }
+            Event::StageChanged(s) => {
+                summary.stage = Stage::try_from(s.to).unwrap_or(summary.stage);
+            }
+            Event::ClosureRequested(_) => summary.closure_pending = true,
+            Event::ClosureDecided(d) => {
+                summary.closure_pending = false;
+                if d.approved {
+                    summary.stage = Stage::Closed;
+                }
+            }
+            Event::Reopened(r) => {
+                summary.stage = Stage::try_from(r.stage).unwrap_or(Stage::Intake);
+            }
+            Event::Linked(l) => {
+                if let Ok(to) = Uuid::parse_str(&l.other_case_id) {
+                    self.links.insert(
+                        l.link_id.clone(),
+                        LinkRecord {
+                            link_id: l.link_id.clone(),
+                            from: case_id,
+                            to,
+                            kind: l.kind,
+                            reason_sealed: l.reason_sealed.clone(),
+                            linked_at: event.recorded_at,
+                            agency: event.metadata.agency.clone(),
+                        },
+                    );
+                }
+            }
+            Event::Unlinked(l) => {
+                self.links.remove(&l.link_id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

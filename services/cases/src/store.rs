@@ -1,0 +1,280 @@
+//! Loading a case from its stream and running a command on it: idempotent by
+//! `request_id`, checked against `expected_version`, appended at the version read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use caseline_audit::Call;
+use caseline_eventlog::{
+    Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
+    Uuid,
+};
+use caseline_policy::teams::CASE_CATEGORY;
+use caseline_proto::prost::Message;
+use caseline_server::ApiError;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{self, CaseState, Command, DomainError, Event};
+
+/// Namespace of the ids Caseline derives from requests (UUIDv5).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_1a1e_9b7e_4c1f_8a43_2d6e_0c5e_a11d);
+/// Cases whose state is kept between commands; beyond this the cache starts afresh.
+const CACHE_CASES: usize = 10_000;
+/// How often a command without `expected_version` is decided again after another
+/// command on the same case won the race.
+const RACE_RETRIES: usize = 8;
+
+/// One client request, as its ids derive from it.
+#[derive(Clone, Debug)]
+pub(crate) struct Request {
+    pub id: Uuid,
+    fingerprint: [u8; 32],
+}
+
+impl Request {
+    /// `request_id` of `message`, made by the caller of `call`. The fingerprint covers
+    /// the method, the caller and the whole request, so the same id with another
+    /// request (or from another caller) is told apart from a retry.
+    pub fn new(call: &Call, request_id: Uuid, message: &impl Message) -> Self {
+        let mut h = Sha256::new();
+        for part in [
+            call.rpc().as_bytes(),
+            call.subject().as_bytes(),
+            call.agency().as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update(message.encode_to_vec());
+        Self {
+            id: request_id,
+            fingerprint: h.finalize().into(),
+        }
+    }
+
+    /// The id of the `index`th event this request appends.
+    pub fn event_id(&self, index: usize) -> Uuid {
+        let mut name = self.fingerprint.to_vec();
+        name.extend_from_slice(b"event");
+        name.extend_from_slice(&(index as u64).to_be_bytes());
+        Uuid::new_v5(&ID_NAMESPACE, &name)
+    }
+
+    /// The id of what the request creates (a note, a link, a milestone).
+    pub fn entry_id(&self) -> Uuid {
+        let mut name = self.fingerprint.to_vec();
+        name.extend_from_slice(b"entry");
+        Uuid::new_v5(&ID_NAMESPACE, &name)
+    }
+}
+
+/// An id for a new aggregate (case, contact) made by `call`'s caller with
+/// `request_id`: a retry finds the same aggregate whatever else it changed.
+pub(crate) fn new_aggregate_id(call: &Call, kind: &str, request_id: Uuid) -> Uuid {
+    let name = format!(
+        "{kind}\u{0}{}\u{0}{}\u{0}{request_id}",
+        call.subject(),
+        call.agency()
+    );
+    Uuid::new_v5(&ID_NAMESPACE, name.as_bytes())
+}
+
+/// A request already applied to the case.
+#[derive(Clone, Copy, Debug)]
+struct Applied {
+    first_event_id: Uuid,
+    last_version: u64,
+}
+
+/// A case as its stream says, up to `version`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Loaded {
+    pub state: CaseState,
+    pub version: Option<u64>,
+    pub opened_at: Option<SystemTime>,
+    pub opened_by_agency: String,
+    requests: HashMap<Uuid, Applied>,
+}
+
+impl Loaded {
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
+        let decoded =
+            Event::decode(&event.event_type, &event.data).map_err(|_| LogError::Corrupt {
+                position: event.position.to_string(),
+                reason: format!("{} payload does not decode", event.event_type),
+            })?;
+        if let Some(e) = decoded {
+            if matches!(e, Event::Opened(_)) {
+                self.opened_at = Some(event.recorded_at);
+                self.opened_by_agency = event.metadata.agency.clone();
+            }
+            self.state = domain::evolve(std::mem::take(&mut self.state), &e);
+        }
+        if let Some(request_id) = event.metadata.request_id {
+            self.requests
+                .entry(request_id)
+                .and_modify(|a| a.last_version = event.version)
+                .or_insert(Applied {
+                    first_event_id: event.event_id,
+                    last_version: event.version,
+                });
+        }
+        self.version = Some(event.version);
+        Ok(())
+    }
+}
+
+/// The outcome of a command.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Done {
+    /// The case's version after the command.
+    pub version: u64,
+}
+
+/// Cases, loaded from the log and kept with their version.
+#[derive(Debug)]
+pub(crate) struct CaseStore {
+    log: Arc<dyn EventLog>,
+    cache: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Loaded>>>>,
+}
+
+impl CaseStore {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            log,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The case as the log says now (`version` `None`: no such case).
+    pub async fn load(&self, case_id: Uuid) -> Result<Loaded, ApiError> {
+        let slot = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHE_CASES && !cache.contains_key(&case_id) {
+                cache.clear();
+            }
+            Arc::clone(cache.entry(case_id).or_default())
+        };
+        let mut loaded = slot.lock().await;
+        let stream = case_stream(case_id)?;
+        const PAGE: usize = 1000;
+        loop {
+            let from = loaded.version.map_or(0, |v| v + 1);
+            let page = self
+                .log
+                .read_stream(&stream, Direction::Forwards, Some(from), PAGE)
+                .await?;
+            for event in &page {
+                loaded.apply(event)?;
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(loaded.clone())
+    }
+
+    /// Runs `command` on the case for `request`: a retry of a request already applied
+    /// gets its first answer; `expected` (the version the client saw) must still stand;
+    /// the events are appended at the version read, so a conflicting command that
+    /// landed meanwhile makes this one decide again on the new state (or, with
+    /// `expected`, answer ABORTED).
+    pub async fn execute(
+        &self,
+        call: &Call,
+        case_id: Uuid,
+        request: &Request,
+        expected: Option<u64>,
+        command: Command,
+    ) -> Result<Done, ApiError> {
+        let stream = case_stream(case_id)?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let loaded = self.load(case_id).await?;
+            if let Some(done) = retried(&loaded, request)? {
+                return Ok(done);
+            }
+            if let Some(v) = expected
+                && loaded.version != Some(v)
+            {
+                return Err(ApiError::Log(LogError::WrongExpectedVersion {
+                    stream,
+                    expected: ExpectedVersion::Exact(v),
+                    actual: loaded.version,
+                }));
+            }
+            let events = domain::decide(&loaded.state, command.clone()).map_err(|e| match e {
+                DomainError::NoCase => ApiError::NotFound {
+                    kind: "case",
+                    id: case_id.to_string(),
+                },
+                DomainError::Precondition(why) => ApiError::FailedPrecondition(why.to_owned()),
+            })?;
+            let metadata = call.event_metadata(Some(case_id), Some(request.id));
+            let new: Vec<NewEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| NewEvent {
+                    event_id: request.event_id(i),
+                    event_type: e.event_type().to_owned(),
+                    data: e.encode(),
+                    metadata: metadata.clone(),
+                })
+                .collect();
+            let at = loaded
+                .version
+                .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            match self.log.append(&stream, at, new).await {
+                Ok(result) => {
+                    return Ok(Done {
+                        version: result.last_version,
+                    });
+                }
+                Err(LogError::WrongExpectedVersion { .. })
+                    if expected.is_none() && attempts < RACE_RETRIES =>
+                {
+                    continue;
+                }
+                Err(LogError::WrongExpectedVersion { actual, .. }) => {
+                    return Err(ApiError::Log(LogError::WrongExpectedVersion {
+                        stream,
+                        expected: expected.map_or(at, ExpectedVersion::Exact),
+                        actual,
+                    }));
+                }
+                Err(LogError::EventIdConflict { .. }) => {
+                    // The same request raced itself (a client retry while the first
+                    // attempt was in flight): the stored one is the answer.
+                    let loaded = self.load(case_id).await?;
+                    return match retried(&loaded, request)? {
+                        Some(done) => Ok(done),
+                        None => Err(reused()),
+                    };
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The first answer to a request already applied, or ALREADY_EXISTS when its id was
+/// used for a different request.
+fn retried(loaded: &Loaded, request: &Request) -> Result<Option<Done>, ApiError> {
+    match loaded.requests.get(&request.id) {
+        None => Ok(None),
+        Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(Done {
+            version: a.last_version,
+        })),
+        Some(_) => Err(reused()),
+    }
+}
+
+fn reused() -> ApiError {
+    ApiError::AlreadyExists("request_id was already used for a different request".into())
+}
+
+pub(crate) fn case_stream(case_id: Uuid) -> Result<StreamName, ApiError> {
+    Ok(StreamName::for_id(CASE_CATEGORY, case_id)?)
+}
