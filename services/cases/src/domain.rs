@@ -290,6 +290,9 @@ pub fn decide(state: &CaseState, command: Command) -> Result<Vec<Event>, DomainE
                     "closing needs a supervisor's approval: use RequestClosure",
                 ));
             }
+            if to == Stage::Unspecified {
+                return Err(Precondition("a case moves into an open stage"));
+            }
             if to == state.stage {
                 return Err(Precondition("the case is already in that stage"));
             }
