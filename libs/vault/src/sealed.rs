@@ -30,6 +30,8 @@ pub(crate) enum Purpose {
     Field,
     /// A case's data key, under the master key.
     CaseKey,
+    /// The key of [`Cipher::digest`], derived from a case's data key.
+    Digest,
 }
 
 impl Purpose {
@@ -37,6 +39,7 @@ impl Purpose {
         match self {
             Self::Field => b"caseline.sealed-field",
             Self::CaseKey => b"caseline.case-key",
+            Self::Digest => b"caseline.keyed-digest",
         }
     }
 }
@@ -90,6 +93,35 @@ impl Cipher {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
         Ok(out)
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from this one for `case_id`: the
+    /// ChaCha20 keystream at a nonce reserved for the purpose (random sealing nonces
+    /// never meet it), so the digest is as secret as the key and dies with it.
+    pub(crate) fn digest(&self, case_id: Uuid, data: &[u8]) -> Result<[u8; 32], Error> {
+        use hmac::{Hmac, Mac};
+        const DIGEST_NONCE: [u8; NONCE_LEN] = *b"caseline.digest.key.v1..";
+        let aad = associated_data(Purpose::Digest, case_id);
+        let stream = Zeroizing::new(
+            self.0
+                .encrypt(
+                    &XNonce::from(DIGEST_NONCE),
+                    Payload {
+                        msg: &[0u8; 32],
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| Error::Corrupt {
+                    reason: "digest key derivation failed",
+                })?,
+        );
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(&stream[..32]).map_err(|_| Error::Corrupt {
+                reason: "digest key has the wrong length",
+            })?;
+        mac.update(&aad);
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().into())
     }
 
     /// Decrypts bytes of the sealed format; `None` when authentication fails. The

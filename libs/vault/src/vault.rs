@@ -111,6 +111,15 @@ impl Vault {
         })
     }
 
+    /// A digest of `data` keyed by the case's data key: equal for equal data of the
+    /// same case, unguessable without the key (so storing it reveals nothing of the
+    /// data, even of a short or guessable one), and impossible to recompute once the
+    /// key is shredded ([`Error::Shredded`]). Creates the case's key on first use.
+    pub async fn keyed_digest(&self, case_id: Uuid, data: &[u8]) -> Result<[u8; 32], Error> {
+        let key = self.key_for_sealing(case_id).await?;
+        key.digest(case_id, data)
+    }
+
     /// Destroys the case's key (crypto-shredding): every value sealed for the case
     /// reads as [`Opened::Erased`] from then on, and nothing more can be sealed for it.
     /// Idempotent. This vault forgets the key at once; other processes' vaults within

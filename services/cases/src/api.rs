@@ -7,6 +7,7 @@ use caseline_audit::{Call, CaseAccess, vault_error};
 use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, Compartment, Entry, Operation, Sight, Via};
+use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::case_service_server::CaseService;
 use caseline_proto::v1::events::{
@@ -57,24 +58,32 @@ impl CaseApi {
 /// The case, request and expected version of a command on a case.
 struct Target {
     case_id: Uuid,
-    request: store::Request,
+    request_id: Uuid,
     expected: Option<u64>,
+    /// The request as received, for its fingerprint.
+    encoded: Vec<u8>,
+}
+
+impl Target {
+    /// The request's identity, once the caller may act on the case (the fingerprint
+    /// uses the case's key, which must not be made for a case that does not exist).
+    async fn request(&self, call: &Call) -> Result<store::Request, ApiError> {
+        store::Request::new(call, self.case_id, self.request_id, &self.encoded).await
+    }
 }
 
 fn target(
     check: &mut Check,
-    call: &Call,
     case_id: &str,
     request_id: &str,
     expected: Option<u64>,
-    message: &impl caseline_proto::prost::Message,
+    message: &impl Message,
 ) -> Target {
-    let case_id = check.uuid("case_id", case_id);
-    let request_id = check.uuid("request_id", request_id);
     Target {
-        case_id,
-        request: store::Request::new(call, request_id, message),
+        case_id: check.uuid("case_id", case_id),
+        request_id: check.uuid("request_id", request_id),
         expected,
+        encoded: message.encode_to_vec(),
     }
 }
 
@@ -183,9 +192,15 @@ fn open_stage(check: &mut Check, value: i32) -> Stage {
 
 impl CaseApi {
     /// Runs a command on the target case (already authorised).
-    async fn run(&self, call: &Call, t: &Target, command: Command) -> Result<Done, ApiError> {
+    async fn run(
+        &self,
+        call: &Call,
+        t: &Target,
+        request: &store::Request,
+        command: Command,
+    ) -> Result<Done, ApiError> {
         self.cases
-            .execute(call, t.case_id, &t.request, t.expected, command)
+            .execute(call, t.case_id, request, t.expected, command)
             .await
     }
 
@@ -219,8 +234,9 @@ impl CaseService for CaseApi {
             );
         }
         check.done(())?;
-        let request = store::Request::new(&call, request_id, &r);
         let contact_id = new_aggregate_id(&call, "contact", request_id);
+        let request =
+            store::Request::new(&call, contact_id, request_id, &r.encode_to_vec()).await?;
         let contact = ContactRecorded {
             channel: r.channel,
             caller_kind: r.caller_kind,
@@ -274,8 +290,8 @@ impl CaseService for CaseApi {
         let _: RiskLevel = check.known("initial_risk", r.initial_risk);
         check.done(())?;
 
-        let request = store::Request::new(&call, request_id, &r);
         let case_id = new_aggregate_id(&call, "case", request_id);
+        let request = store::Request::new(&call, case_id, request_id, &r.encode_to_vec()).await?;
         let contact = match contact_id {
             Some(contact_id) => Some(contacts::claim(&call, contact_id, case_id, &request).await?),
             None => None,
@@ -328,7 +344,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -345,12 +360,13 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::RecordRiskAssessment);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::AssessRisk(RiskAssessed {
             level: r.level,
             factors_sealed: seal(&call, t.case_id, &r.factors).await?,
             immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
         });
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -363,7 +379,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -382,12 +397,13 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::AddMember(TeamMemberAdded {
             subject: r.subject,
             agency: r.agency,
             role: r.role,
         });
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -400,7 +416,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -411,11 +426,12 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::RemoveMember(TeamMemberRemoved {
             subject: r.subject,
             agency: r.agency,
         });
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -428,7 +444,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -442,13 +457,14 @@ impl CaseService for CaseApi {
         };
         let action = Action::Write(compartment);
         Self::authorise(&call, &t, action).await?;
-        let note_id = t.request.entry_id();
+        let request = t.request(&call).await?;
+        let note_id = request.entry_id();
         let command = Command::AddNote(NoteAdded {
             note_id: note_id.to_string(),
             compartment: r.compartment,
             text_sealed: seal(&call, t.case_id, &r.text).await?,
         });
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, Some(note_id)))
     }
 
@@ -461,7 +477,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -473,6 +488,7 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         if other != t.case_id {
             // The other case must be one the caller may see; else it does not exist.
             call.case(other, Action::Read(Compartment::CaseCore))
@@ -488,7 +504,7 @@ impl CaseService for CaseApi {
                 );
             }
         }
-        let link_id = t.request.entry_id();
+        let link_id = request.entry_id();
         let command = Command::Link {
             case_id: t.case_id,
             other_case_id: other,
@@ -496,7 +512,7 @@ impl CaseService for CaseApi {
             kind: r.kind,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
 
@@ -509,7 +525,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -520,11 +535,12 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::Unlink {
             other_case_id: other,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -537,7 +553,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -548,11 +563,12 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::ChangeStage);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::ChangeStage {
             to: stage,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -565,7 +581,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -575,11 +590,12 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::RequestClosure);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::RequestClosure {
             by: actor(&call),
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -592,7 +608,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -602,12 +617,13 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::DecideClosure);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::DecideClosure {
             by: actor(&call),
             approve: r.approve,
             comment_sealed: seal(&call, t.case_id, &r.comment).await?,
         };
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -620,7 +636,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -631,11 +646,12 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::Reopen);
         Self::authorise(&call, &t, action).await?;
+        let request = t.request(&call).await?;
         let command = Command::Reopen {
             stage,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -649,7 +665,6 @@ impl CaseService for CaseApi {
         let mut check = Check::new();
         let t = target(
             &mut check,
-            &call,
             &r.case_id,
             &r.request_id,
             r.expected_version,
@@ -672,7 +687,8 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Write(Compartment::JusticeMilestones);
         Self::authorise(&call, &t, action).await?;
-        let milestone_id = t.request.entry_id();
+        let request = t.request(&call).await?;
+        let milestone_id = request.entry_id();
         let command = Command::RecordMilestone(JusticeMilestoneRecorded {
             milestone_id: milestone_id.to_string(),
             kind: r.kind,
@@ -681,7 +697,7 @@ impl CaseService for CaseApi {
             child_informed: r.child_informed,
             child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
         });
-        let done = self.run(&call, &t, command).await?;
+        let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, Some(milestone_id)))
     }
 

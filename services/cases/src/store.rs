@@ -5,15 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use caseline_audit::Call;
+use caseline_audit::{Call, vault_error};
 use caseline_eventlog::{
     Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
     Uuid,
 };
 use caseline_policy::teams::CASE_CATEGORY;
-use caseline_proto::prost::Message;
 use caseline_server::ApiError;
-use sha2::{Digest, Sha256};
 
 use crate::domain::{self, CaseState, Command, DomainError, Event};
 
@@ -33,24 +31,38 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    /// `request_id` of `message`, made by the caller of `call`. The fingerprint covers
-    /// the method, the caller and the whole request, so the same id with another
-    /// request (or from another caller) is told apart from a retry.
-    pub fn new(call: &Call, request_id: Uuid, message: &impl Message) -> Self {
-        let mut h = Sha256::new();
+    /// `request_id` of the request encoded as `message`, made by the caller of `call`,
+    /// about `owner` (the case or contact). The fingerprint covers the method, the
+    /// caller and the whole request, so the same id with another request (or from
+    /// another caller) is told apart from a retry. It is keyed by the owner's data key:
+    /// the event ids made from it are stored in the clear and must not let anyone test
+    /// a guess of the sealed text (a child's name) against them, before or after the
+    /// key is shredded.
+    pub async fn new(
+        call: &Call,
+        owner: Uuid,
+        request_id: Uuid,
+        message: &[u8],
+    ) -> Result<Self, ApiError> {
+        let mut data = Vec::with_capacity(message.len() + 128);
         for part in [
             call.rpc().as_bytes(),
             call.subject().as_bytes(),
             call.agency().as_bytes(),
+            message,
         ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
+            data.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            data.extend_from_slice(part);
         }
-        h.update(message.encode_to_vec());
-        Self {
+        let fingerprint = call
+            .vault()
+            .keyed_digest(owner, &data)
+            .await
+            .map_err(vault_error)?;
+        Ok(Self {
             id: request_id,
-            fingerprint: h.finalize().into(),
-        }
+            fingerprint,
+        })
     }
 
     /// The id of the `index`th event this request appends.
