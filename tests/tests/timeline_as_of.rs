@@ -209,7 +209,11 @@ async fn an_identity_sees_what_its_membership_allowed_at_each_instant() {
     assert_eq!(member.reason, "team_member");
     assert_eq!(member.policy_version, caseline_policy::POLICY_VERSION);
     let seen = kinds(&member);
-    assert!(seen.contains(&("case_opened".into(), "case_core".into(), Visibility::Full as i32)));
+    assert!(seen.contains(&(
+        "case_opened".into(),
+        "case_core".into(),
+        Visibility::Full as i32
+    )));
     assert!(seen.contains(&(
         "note_added".into(),
         "helpline_contacts".into(),
@@ -239,7 +243,7 @@ async fn the_answer_is_metadata_and_never_content() {
     assert!(!r.entries.is_empty());
     for e in &r.entries {
         assert!(e.detail.is_none(), "{} carries content", e.kind);
-        assert!(!e.actor.is_empty() && !e.recorded_at.is_none() && !e.event_id.is_empty());
+        assert!(!e.actor.is_empty() && e.recorded_at.is_some() && !e.event_id.is_empty());
     }
     // A prosecutor reads investigation notes but no helpline contacts.
     let seen = kinds(&r);
@@ -273,7 +277,9 @@ async fn break_glass_counts_from_its_grant_for_one_hour() {
         .insert(PURPOSE_HEADER, "emergency_safeguarding".parse().unwrap());
     request.metadata_mut().insert(
         BREAK_GLASS_HEADER,
-        "Child at immediate risk, duty officer on call".parse().unwrap(),
+        "Child at immediate risk, duty officer on call"
+            .parse()
+            .unwrap(),
     );
     let timeline = cases.get_timeline(request).await.unwrap().into_inner();
     assert!(!timeline.entries.is_empty());

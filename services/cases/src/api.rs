@@ -44,6 +44,10 @@ const TIMELINE_PAGE: (u32, u32) = (500, 1000);
 pub struct CaseApi {
     cases: CaseStore,
     directory: Directory,
+    /// Held while a link is checked against the other case and recorded: the two
+    /// sides of a link are two streams, which no single append checks together, so
+    /// without it two cases linked from both sides at once would end linked twice.
+    linking: tokio::sync::Mutex<()>,
 }
 
 impl CaseApi {
@@ -51,6 +55,7 @@ impl CaseApi {
         Self {
             cases: CaseStore::new(Arc::clone(&log)),
             directory: Directory::new(log),
+            linking: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -292,6 +297,15 @@ impl CaseService for CaseApi {
 
         let case_id = new_aggregate_id(&call, "case", request_id);
         let request = store::Request::new(&call, case_id, request_id, &r.encode_to_vec()).await?;
+        // A retry answers before anything is claimed; a request id reused for another
+        // opening is refused before it marks another contact as opened into this case
+        // (which would leave that contact claimed by a case that never held it).
+        if let Some(done) = self.cases.applied(case_id, &request).await? {
+            return Ok(Response::new(OpenCaseResponse {
+                case_id: case_id.to_string(),
+                version: done.version,
+            }));
+        }
         let contact = match contact_id {
             Some(contact_id) => Some(contacts::claim(&call, contact_id, case_id, &request).await?),
             None => None,
@@ -493,16 +507,6 @@ impl CaseService for CaseApi {
             // The other case must be one the caller may see; else it does not exist.
             call.case(other, Action::Read(Compartment::CaseCore))
                 .await?;
-            let view = self.directory.view().await?;
-            if view
-                .links_of(other)
-                .iter()
-                .any(|l| l.from == other && l.to == t.case_id)
-            {
-                return Err(
-                    ApiError::FailedPrecondition("the cases are already linked".into()).into(),
-                );
-            }
         }
         let link_id = request.entry_id();
         let command = Command::Link {
@@ -512,6 +516,24 @@ impl CaseService for CaseApi {
             kind: r.kind,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
+        let _linking = self.linking.lock().await;
+        // A retry gets its first answer, whatever was linked since.
+        if let Some(done) = self.cases.applied(t.case_id, &request).await? {
+            return Ok(answer(t.case_id, done, Some(link_id)));
+        }
+        // A link made from the other side already links the two. Read from the other
+        // case's own stream, which holds every committed link (the directory may lag).
+        if other != t.case_id
+            && self
+                .cases
+                .load(other)
+                .await?
+                .state
+                .links
+                .contains_key(&t.case_id)
+        {
+            return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
+        }
         let done = self.run(&call, &t, &request, command).await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
@@ -913,7 +935,18 @@ impl CaseService for CaseApi {
             .log()
             .read_case_events(case_id, after.unwrap_or(Position::START), size)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(|e| match e {
+                // A decimal token that is no position of this log (another backend's,
+                // or made up): the caller's token is at fault, not a field they never
+                // sent.
+                caseline_eventlog::Error::InvalidInput { .. } if after.is_some() => {
+                    ApiError::InvalidArgument(vec![caseline_server::FieldViolation::new(
+                        "page_token",
+                        "must be a next_page_token from a previous answer",
+                    )])
+                }
+                e => ApiError::from(e),
+            })?;
         let mut items = Vec::with_capacity(events.len());
         for event in &events {
             if let Some(item) = Item::of(event).map_err(ApiError::from)? {

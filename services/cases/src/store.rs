@@ -187,6 +187,19 @@ impl CaseStore {
         Ok(loaded.clone())
     }
 
+    /// What the case already answered `request`: its first answer if it was applied,
+    /// ALREADY_EXISTS if its id was used there for a different request, `None` if the
+    /// case has not seen it. For what a command does or checks outside the case's
+    /// stream before [`CaseStore::execute`] (claiming a contact, the other side of a
+    /// link), which a retry must neither redo nor be refused by.
+    pub async fn applied(
+        &self,
+        case_id: Uuid,
+        request: &Request,
+    ) -> Result<Option<Done>, ApiError> {
+        retried(&self.load(case_id).await?, request)
+    }
+
     /// Runs `command` on the case for `request`: a retry of a request already applied
     /// gets its first answer; `expected` (the version the client saw) must still stand;
     /// the events are appended at the version read, so a conflicting command that
