@@ -162,6 +162,7 @@ async fn as_of(
                 case_id: s.case_id.clone(),
                 as_of: Some(ts(at)),
                 viewer: Some(viewer),
+                ..GetTimelineAsOfRequest::default()
             },
             &s.auditor,
         ))
@@ -328,6 +329,7 @@ async fn only_auditors_ask_and_bad_questions_name_their_field() {
                 case_id: s.case_id.clone(),
                 as_of: Some(ts(s.after_removal)),
                 viewer: Some(investigator()),
+                ..GetTimelineAsOfRequest::default()
             },
             &police,
         ))
@@ -349,6 +351,7 @@ async fn only_auditors_ask_and_bad_questions_name_their_field() {
                 case_id: s.case_id.clone(),
                 as_of: Some(ts(s.after_removal)),
                 viewer: None,
+                ..GetTimelineAsOfRequest::default()
             },
             "viewer",
         ),
@@ -357,6 +360,7 @@ async fn only_auditors_ask_and_bad_questions_name_their_field() {
                 case_id: s.case_id.clone(),
                 as_of: Some(ts(s.after_removal)),
                 viewer: Some(Asked::Role("sheriff".into())),
+                ..GetTimelineAsOfRequest::default()
             },
             "role",
         ),
@@ -365,6 +369,7 @@ async fn only_auditors_ask_and_bad_questions_name_their_field() {
                 case_id: s.case_id.clone(),
                 as_of: Some(ts(s.after_removal)),
                 viewer: Some(Asked::Identity(Viewer::default())),
+                ..GetTimelineAsOfRequest::default()
             },
             "identity.subject",
         ),

@@ -217,6 +217,22 @@ impl Call {
         )
     }
 
+    /// Records `decision` (from [`Call::decide_for`]) on the case and answers as
+    /// [`Call::case`] would for it: for a write that must hold on the very state it
+    /// appends to, decided again after the first check.
+    pub fn enforce(&self, case_id: Uuid, decision: Decision) -> Result<(), ApiError> {
+        self.note_case(case_id, decision);
+        if decision.is_allowed() {
+            Ok(())
+        } else if decision.hides_case() {
+            Err(not_found(case_id))
+        } else {
+            Err(ApiError::PermissionDenied(
+                "your role may not do this on this case",
+            ))
+        }
+    }
+
     /// Records ids this call returns or touches (every id of a list page).
     pub fn returned<I>(&self, ids: I)
     where

@@ -75,6 +75,10 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     /// [`EventLog::read_case`] without the case's access stream (`access-<id>`: access
     /// records and break-glass grants), which grows with every read of the case: what
     /// happened to the child, not who looked. Backends index this; the default filters.
+    /// Like `read_case` it shows the caller's own writes at once; so on PostgreSQL a
+    /// page read while another stream of the case is being written may end past an
+    /// event that commits a moment later below it (the `read_all` guard against that
+    /// would hold back every read while any transaction of the cluster is open).
     async fn read_case_events(
         &self,
         case_id: Uuid,

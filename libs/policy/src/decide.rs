@@ -380,7 +380,11 @@ fn case_access(
         Role::Auditor => (Via::Oversight, Reason::Oversight),
         Role::ComplaintsOfficer => (Via::ComplaintsHandling, Reason::ComplaintsHandling),
         Role::DataProtectionOfficer | Role::Admin => return Decision::deny(Reason::NotOnTeam),
-        _ if team.is_member(caller.subject, caller.agency) => (Via::Team, Reason::TeamMember),
+        // A member acts on the case in the role they hold on it: the same user acting
+        // in another role their token carries stands where that role stands.
+        _ if team.member_role(caller.subject, caller.agency) == Some(caller.role.as_str()) => {
+            (Via::Team, Reason::TeamMember)
+        }
         Role::Supervisor if team.has_agency(caller.agency) => {
             (Via::AgencySupervisor, Reason::AgencySupervisor)
         }

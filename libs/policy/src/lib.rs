@@ -6,7 +6,8 @@
 //! from the event log.
 //!
 //! Rules (DESIGN.md, Identity and access):
-//! - access to a case requires membership of its team (subject *and* agency), or being a
+//! - access to a case requires membership of its team (subject *and* agency, acting in
+//!   the role held on the case), or being a
 //!   supervisor of an agency on the team, or break-glass;
 //! - compartments decide what each role sees ([`table::TABLE`]);
 //! - break-glass (police investigators, social workers, supervisors) needs a purpose code

@@ -91,6 +91,13 @@ impl CaseTeam {
             .contains_key(&(subject.to_owned(), agency.to_owned()))
     }
 
+    /// The role `subject` of `agency` holds on the case, if they are on its team.
+    pub fn member_role(&self, subject: &str, agency: &str) -> Option<&str> {
+        self.members
+            .get(&(subject.to_owned(), agency.to_owned()))
+            .map(|m| m.role.as_str())
+    }
+
     pub fn has_agency(&self, agency: &str) -> bool {
         self.members.values().any(|m| m.agency == agency)
     }

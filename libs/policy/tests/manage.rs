@@ -201,8 +201,9 @@ fn every_operation_role_and_standing_follows_the_rules() {
 #[test]
 fn the_roles_of_each_operation_are_allowed_to_members_and_no_others() {
     for operation in Operation::ALL {
-        let team = CaseTeam::new().with_member(ME, MY_AGENCY, "social_worker");
         for role in Role::ALL {
+            // A member in the role they act in (members act in their role on the case).
+            let team = CaseTeam::new().with_member(ME, MY_AGENCY, role.as_str());
             let d = decide(
                 caller(role),
                 Action::Manage(operation),

@@ -349,6 +349,33 @@ fn membership_is_subject_and_agency_together() {
 }
 
 #[test]
+fn a_member_acts_only_in_the_role_they_hold_on_the_case() {
+    // Added as a health worker; the same user's token also carries prosecutor.
+    let team = CaseTeam::new().with_member(ME, MY_AGENCY, "health_worker");
+    let read = |role, compartment| {
+        decide(
+            Caller {
+                subject: ME,
+                role,
+                agency: MY_AGENCY,
+            },
+            Action::Read(compartment),
+            Resource::Case {
+                team: Some(&team),
+                entry: Entry::default(),
+            },
+            Context {
+                now: now(),
+                break_glass: None,
+            },
+        )
+    };
+    assert!(read(Role::HealthWorker, Compartment::HealthNotes).is_allowed());
+    let other = read(Role::Prosecutor, Compartment::Investigation);
+    assert!(!other.is_allowed() && other.hides_case(), "{other:?}");
+}
+
+#[test]
 fn invoke_allows_exactly_the_listed_roles() {
     const AUDITORS: &[Role] = &[Role::Auditor];
     for role in Role::ALL {

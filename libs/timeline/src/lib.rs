@@ -69,6 +69,9 @@ pub struct Render<'a> {
     pub identity: bool,
     /// Other cases the caller may see: a link shows the other case's id only then.
     pub visible_cases: &'a HashSet<Uuid>,
+    /// The caller may see helpline contacts: the id of the contact a case was opened
+    /// from is shown only then.
+    pub contacts: bool,
 }
 
 fn decode<M: Message + Default>(event: &RecordedEvent) -> Result<M, caseline_eventlog::Error> {
@@ -239,11 +242,15 @@ impl<'e> Item<'e> {
                     age_band: c.age_band,
                     gender: c.gender,
                     language: c.language.clone(),
-                    region: c.region.clone(),
+                    region: o.text(&c.region_sealed).await?,
                     source: c.source,
                     concerns: c.concerns.clone(),
                     initial_risk: c.initial_risk,
-                    contact_id: c.contact_id.clone(),
+                    contact_id: if ctx.contacts {
+                        c.contact_id.clone()
+                    } else {
+                        String::new()
+                    },
                     erased: o.erased,
                 })
             }

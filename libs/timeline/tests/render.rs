@@ -64,6 +64,7 @@ impl Fixture {
             case_id: self.case_id,
             identity,
             visible_cases: &self.visible,
+            contacts: true,
         }
     }
 
@@ -498,7 +499,7 @@ async fn full_opens_every_sealed_field() {
             age_band: AgeBand::Unknown as i32,
             gender: Gender::Girl as i32,
             language: "en-GB".into(),
-            region: "north".into(),
+            region_sealed: f.seal("north").await,
             source: CaseSource::Helpline as i32,
             concerns: vec![ConcernCategory::Sextortion as i32],
             initial_risk: RiskLevel::High as i32,
@@ -749,7 +750,6 @@ fn case_opened(name_sealed: Vec<u8>, date_of_birth_sealed: Vec<u8>) -> CaseOpene
         pseudonym: "Child A-17".into(),
         name_sealed,
         date_of_birth_sealed,
-        region: "north".into(),
         ..CaseOpened::default()
     }
 }
@@ -770,7 +770,6 @@ async fn identity_only_when_the_caller_may_see_it() {
     };
     assert_eq!(v.identity, None);
     assert_eq!(v.pseudonym, "Child A-17");
-    assert_eq!(v.region, "north");
     assert!(!format!("{hidden:?}").contains(CANARY));
     assert!(!format!("{hidden:?}").contains("2014-03-09"));
 

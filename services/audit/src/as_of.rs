@@ -2,11 +2,12 @@
 //! case's timeline at an instant, under the rules then in force. Metadata only.
 
 use std::collections::HashSet;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use caseline_audit::{ACCESS_RECORDED, Call, CallContext, vault_error};
 use caseline_auth::Role;
-use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_eventlog::{Direction, Position, RecordedEvent, StreamName, Uuid};
+use caseline_policy::teams::{ACCESS_CATEGORY, CASE_CATEGORY};
 use caseline_policy::{
     Action, Caller, CaseTeam, Compartment, Context, Entry, POLICY_VERSION, Resource, Sight, decide,
     knows_policy_version,
@@ -97,33 +98,94 @@ fn policy_version_of(event: &RecordedEvent) -> Option<String> {
     (!call.policy_version.is_empty()).then_some(call.policy_version)
 }
 
+/// How far past the instant the log is read: events are in log order, and their clock
+/// times may disagree by a little between writers.
+const CLOCK_SLACK: Duration = Duration::from_secs(60);
+/// Default and largest page of entries.
+const PAGE: (u32, u32) = (500, 1000);
+
+/// What a stream of the case says up to the instant: it is read in order, events after
+/// the instant are left out, and the reading stops once the log is past it.
+async fn follow_until(
+    call: &Call,
+    stream: &StreamName,
+    as_of: SystemTime,
+    mut each: impl FnMut(&RecordedEvent) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let mut from = 0;
+    loop {
+        let page = call
+            .log()
+            .read_stream(stream, Direction::Forwards, Some(from), 1000)
+            .await?;
+        for event in &page {
+            if event.recorded_at > as_of + CLOCK_SLACK {
+                return Ok(());
+            }
+            if event.recorded_at <= as_of {
+                each(event)?;
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => from = last.version + 1,
+            _ => return Ok(()),
+        }
+    }
+}
+
 pub(crate) async fn timeline_as_of(
     call: &Call,
     request: GetTimelineAsOfRequest,
 ) -> Result<GetTimelineAsOfResponse, ApiError> {
+    let size = match request.page_size {
+        0 => PAGE.0,
+        n if n > PAGE.1 => return Err(invalid("page_size", "must be at most 1000")),
+        n => n,
+    } as usize;
+    let after = match request.page_token.as_str() {
+        "" => Position::START,
+        token => token.parse::<Position>().map_err(|_| {
+            invalid(
+                "page_token",
+                "must be a next_page_token from a previous answer",
+            )
+        })?,
+    };
     let q = Question::try_from(request)?;
     call.concerns(q.case_id);
 
-    // The case's history up to the instant: its team, its grants, the rules recorded.
-    let mut events = Vec::new();
-    let mut after = Position::START;
-    loop {
-        let page = call.log().read_case(q.case_id, after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        events.extend(page.into_iter().filter(|e| e.recorded_at <= q.as_of));
-    }
+    // The team, the grants and the rules on record at the instant, from the case's own
+    // stream and its access stream (read no further than the instant).
     let mut team = CaseTeam::new();
-    let mut policy_version = None;
     let mut existed = false;
-    for event in &events {
+    let mut policy: Option<(SystemTime, String)> = None;
+    let mut note_policy = |event: &RecordedEvent| {
+        if let Some(v) = policy_version_of(event)
+            && policy
+                .as_ref()
+                .is_none_or(|(at, _)| *at <= event.recorded_at)
+        {
+            policy = Some((event.recorded_at, v));
+        }
+    };
+    let case_stream = StreamName::for_id(CASE_CATEGORY, q.case_id)?;
+    follow_until(call, &case_stream, q.as_of, |event| {
         team.apply(event)?;
         existed |= event.event_type == types::CASE_OPENED;
-        if let Some(v) = policy_version_of(event) {
-            policy_version = Some(v);
+        note_policy(event);
+        Ok(())
+    })
+    .await?;
+    let access_stream = StreamName::for_id(ACCESS_CATEGORY, q.case_id)?;
+    follow_until(call, &access_stream, q.as_of, |event| {
+        if event.event_type == types::BREAK_GLASS_GRANTED {
+            team.apply(event)?;
         }
-    }
-    let policy_version = policy_version.unwrap_or_else(|| POLICY_VERSION.to_owned());
+        note_policy(event);
+        Ok(())
+    })
+    .await?;
+    let policy_version = policy.map_or_else(|| POLICY_VERSION.to_owned(), |(_, v)| v);
     if !knows_policy_version(&policy_version) {
         return Err(ApiError::FailedPrecondition(format!(
             "the rules in force then (policy version {policy_version}) are not known to this server"
@@ -160,6 +222,7 @@ pub(crate) async fn timeline_as_of(
         case_id: q.case_id,
         identity: false,
         visible_cases: &none,
+        contacts: false,
     };
     let mut response = GetTimelineAsOfResponse {
         policy_version,
@@ -168,7 +231,15 @@ pub(crate) async fn timeline_as_of(
         reason: opening.reason.as_str().to_owned(),
         ..GetTimelineAsOfResponse::default()
     };
+    let events = call.log().read_case_events(q.case_id, after, size).await?;
     for event in &events {
+        if event.recorded_at > q.as_of + CLOCK_SLACK {
+            // The log is past the instant: this is the last page.
+            return Ok(response);
+        }
+        if event.recorded_at > q.as_of {
+            continue;
+        }
         let Some(item) = Item::of(event)? else {
             continue;
         };
@@ -192,6 +263,11 @@ pub(crate) async fn timeline_as_of(
             Sight::Metadata | Sight::None => Visibility::Metadata,
         } as i32;
         response.entries.push(entry);
+    }
+    if events.len() == size
+        && let Some(last) = events.last()
+    {
+        response.next_page_token = last.position.to_string();
     }
     Ok(response)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use caseline_audit::{Call, CaseAccess, vault_error};
 use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
-use caseline_policy::{Action, Compartment, Entry, Operation, Sight, Via};
+use caseline_policy::{Action, Compartment, Decision, Entry, Operation, Sight, Via};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::case_service_server::CaseService;
@@ -29,7 +29,7 @@ use caseline_timeline::{Item, Render, note_compartment, timestamp};
 use caseline_vault::{Opened, Sealed, SecretText};
 
 use crate::contacts;
-use crate::directory::Directory;
+use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
 use crate::store::{self, CaseStore, Done, new_aggregate_id};
 use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date};
@@ -38,6 +38,9 @@ use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, 
 const LIST_PAGE: (u32, u32) = (50, 500);
 /// Default and largest page of `GetTimeline`.
 const TIMELINE_PAGE: (u32, u32) = (500, 1000);
+/// A timeline page stops growing past this many bytes (clients' default limit on a
+/// message is 4 MiB); the rest comes with the next page.
+const TIMELINE_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The gRPC handlers of CaseService.
 #[derive(Debug)]
@@ -145,6 +148,10 @@ fn concerns(check: &mut Check, field: &str, values: &[i32]) {
         check.fail(field, "name at least one concern category");
         return;
     }
+    if values.len() > 7 {
+        check.fail(field, "must not repeat a category");
+        return;
+    }
     let mut seen = HashSet::new();
     for v in values {
         let _: ConcernCategory = check.known(field, *v);
@@ -202,11 +209,25 @@ impl CaseApi {
         call: &Call,
         t: &Target,
         request: &store::Request,
+        action: Action,
         command: Command,
     ) -> Result<Done, ApiError> {
         self.cases
-            .execute(call, t.case_id, request, t.expected, command)
+            .execute(call, t.case_id, request, t.expected, Some(action), command)
             .await
+    }
+
+    /// Whether the caller may see `case_id` at all (its case core), as its own streams
+    /// say now; nothing is recorded and no break-glass opens.
+    async fn may_see(&self, call: &Call, case_id: Uuid) -> Result<bool, ApiError> {
+        let team = call.trust_teams().current(case_id).await?;
+        Ok(call
+            .decide_for(
+                team.as_ref(),
+                Action::Read(Compartment::CaseCore),
+                Entry::default(),
+            )
+            .is_allowed())
     }
 
     /// Asks the policy whether the caller may do `action` on the target case.
@@ -306,10 +327,6 @@ impl CaseService for CaseApi {
                 version: done.version,
             }));
         }
-        let contact = match contact_id {
-            Some(contact_id) => Some(contacts::claim(&call, contact_id, case_id, &request).await?),
-            None => None,
-        };
         let opened = CaseOpened {
             pseudonym: r.pseudonym.trim().to_owned(),
             name_sealed: seal(&call, case_id, &identity.name).await?,
@@ -318,11 +335,17 @@ impl CaseService for CaseApi {
             age_band: r.age_band,
             gender: r.gender,
             language: r.language.clone(),
-            region: r.region.clone(),
+            region_sealed: seal(&call, case_id, &r.region).await?,
             source: r.source,
             concerns: r.concerns.clone(),
             initial_risk: r.initial_risk,
             contact_id: contact_id.map(|c| c.to_string()).unwrap_or_default(),
+        };
+        // Claimed last, once everything else is sealed: a key store failing above
+        // leaves the contact free.
+        let contact = match contact_id {
+            Some(contact_id) => Some(contacts::claim(&call, contact_id, case_id, &request).await?),
+            None => None,
         };
         let opener = TeamMemberAdded {
             subject: call.subject().to_owned(),
@@ -335,6 +358,7 @@ impl CaseService for CaseApi {
                 &call,
                 case_id,
                 &request,
+                None,
                 None,
                 Command::Open(Box::new(Opening {
                     opened,
@@ -380,7 +404,7 @@ impl CaseService for CaseApi {
             factors_sealed: seal(&call, t.case_id, &r.factors).await?,
             immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
         });
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -417,7 +441,7 @@ impl CaseService for CaseApi {
             agency: r.agency,
             role: r.role,
         });
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -445,7 +469,7 @@ impl CaseService for CaseApi {
             subject: r.subject,
             agency: r.agency,
         });
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -478,7 +502,7 @@ impl CaseService for CaseApi {
             compartment: r.compartment,
             text_sealed: seal(&call, t.case_id, &r.text).await?,
         });
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, Some(note_id)))
     }
 
@@ -534,7 +558,7 @@ impl CaseService for CaseApi {
         {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
 
@@ -557,12 +581,16 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
         Self::authorise(&call, &t, action).await?;
+        // As for linking: a case the caller may not see does not exist, so an unlink
+        // never confirms a guessed id.
+        call.case(other, Action::Read(Compartment::CaseCore))
+            .await?;
         let request = t.request(&call).await?;
         let command = Command::Unlink {
             other_case_id: other,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -590,7 +618,7 @@ impl CaseService for CaseApi {
             to: stage,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -617,7 +645,7 @@ impl CaseService for CaseApi {
             by: actor(&call),
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -645,7 +673,7 @@ impl CaseService for CaseApi {
             approve: r.approve,
             comment_sealed: seal(&call, t.case_id, &r.comment).await?,
         };
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -673,7 +701,7 @@ impl CaseService for CaseApi {
             stage,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -719,7 +747,7 @@ impl CaseService for CaseApi {
             child_informed: r.child_informed,
             child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
         });
-        let done = self.run(&call, &t, &request, command).await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, Some(milestone_id)))
     }
 
@@ -766,7 +794,7 @@ impl CaseService for CaseApi {
             case.age_band = opened.age_band;
             case.gender = opened.gender;
             case.language = opened.language.clone();
-            case.region = opened.region.clone();
+            case.region = open(&call, case_id, &opened.region_sealed).await?;
             case.source = opened.source;
             case.concerns = opened.concerns.clone();
             case.stage = loaded.state.stage as i32;
@@ -782,7 +810,14 @@ impl CaseService for CaseApi {
                 })
                 .collect();
             case.closure_pending = loaded.state.closure_requested_by.is_some();
-            case.contact_id = opened.contact_id.clone();
+            let contacts = call.decide_for(
+                Some(&access.team),
+                Action::Read(Compartment::HelplineContacts),
+                Entry::default(),
+            );
+            if contacts.sight == Sight::Full {
+                case.contact_id = opened.contact_id.clone();
+            }
         }
         Ok(Response::new(case))
     }
@@ -805,26 +840,47 @@ impl CaseService for CaseApi {
         let size = page_size(&mut check, r.page_size, LIST_PAGE);
         let before = page_token(&mut check, &r.page_token);
         check.done(())?;
-        let view = self.directory.view().await?;
+        let works_on = |d: &Decision| {
+            d.is_allowed()
+                && match d.via {
+                    Via::Team => true,
+                    Via::AgencySupervisor | Via::BreakGlass { .. } => !r.mine,
+                    _ => false,
+                }
+        };
+        // Candidates from the directory, which may lag the log (PostgreSQL holds back
+        // commits behind an older open transaction)…
+        let candidates: Vec<(Position, Summary)> = {
+            let view = self.directory.view().await?;
+            view.newest_first(before)
+                .filter(|(_, s)| {
+                    (stage == Stage::Unspecified || s.stage == stage)
+                        && (risk == RiskLevel::Unspecified || s.risk == risk)
+                        && works_on(&call.decide_for(
+                            Some(&s.team),
+                            Action::Read(Compartment::CaseCore),
+                            Entry::default(),
+                        ))
+                })
+                .map(|(p, s)| (p, s.clone()))
+                .collect()
+        };
+        // …each decided again on its team as the case's own streams say now, so a
+        // removal takes effect on the member's very next list.
         let mut cases = Vec::new();
         let mut next = None;
-        for (position, s) in view.newest_first(before) {
-            if (stage != Stage::Unspecified && s.stage != stage)
-                || (risk != RiskLevel::Unspecified && s.risk != risk)
-            {
-                continue;
-            }
+        for (position, s) in candidates {
+            let team = call
+                .trust_teams()
+                .current(s.case_id)
+                .await
+                .map_err(ApiError::from)?;
             let d = call.decide_for(
-                Some(&s.team),
+                team.as_ref(),
                 Action::Read(Compartment::CaseCore),
                 Entry::default(),
             );
-            let works_on = match d.via {
-                Via::Team => true,
-                Via::AgencySupervisor | Via::BreakGlass { .. } => !r.mine,
-                _ => false,
-            };
-            if !d.is_allowed() || !works_on {
+            if !works_on(&d) {
                 continue;
             }
             if cases.len() == size {
@@ -843,7 +899,6 @@ impl CaseService for CaseApi {
                 },
             ));
         }
-        drop(view);
         call.returned(cases.iter().map(|(_, c)| c.case_id.clone()));
         // The next page starts below the last case of this one.
         let next_page_token = next
@@ -866,52 +921,44 @@ impl CaseService for CaseApi {
         check.done(())?;
         call.case(case_id, Action::Read(Compartment::Investigation))
             .await?;
-        let view = self.directory.view().await?;
+        let records: Vec<LinkRecord> = self
+            .directory
+            .view()
+            .await?
+            .links_of(case_id)
+            .into_iter()
+            .cloned()
+            .collect();
         let mut links = Vec::new();
         let mut visible = Vec::new();
-        for l in view.links_of(case_id) {
+        for l in records {
             let outgoing = l.from == case_id;
             let other = if outgoing { l.to } else { l.from };
-            let sees_other = call
-                .decide_for(
-                    view.case(&other).map(|s| &s.team),
-                    Action::Read(Compartment::CaseCore),
-                    Entry::default(),
-                )
-                .is_allowed();
+            let sees_other = self.may_see(&call, other).await?;
             if sees_other {
                 visible.push(other);
             }
-            links.push(CaseLink {
+            let mut link = CaseLink {
                 link_id: l.link_id.clone(),
-                other_case_id: if sees_other {
-                    other.to_string()
-                } else {
-                    String::new()
-                },
                 other_case_visible: sees_other,
-                kind: l.kind,
-                // Opened below, once the directory is released.
-                reason: String::new(),
-                linked_at: Some(timestamp(l.linked_at)),
-                linked_by_agency: l.agency.clone(),
                 outgoing,
-            });
-        }
-        let sealed: Vec<Vec<u8>> = view
-            .links_of(case_id)
-            .iter()
-            .map(|l| {
-                if l.from == case_id {
-                    l.reason_sealed.clone()
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        drop(view);
-        for (link, reason) in links.iter_mut().zip(sealed) {
-            link.reason = open(&call, case_id, &reason).await?;
+                ..CaseLink::default()
+            };
+            if sees_other {
+                link.other_case_id = other.to_string();
+            }
+            // A link made from this case is this case's record; one made from a case
+            // the caller cannot see is the other case's, of which they learn only that
+            // it exists.
+            if outgoing || sees_other {
+                link.kind = l.kind;
+                link.linked_at = Some(timestamp(l.linked_at));
+                link.linked_by_agency = l.agency.clone();
+            }
+            if outgoing {
+                link.reason = open(&call, case_id, &l.reason_sealed).await?;
+            }
+            links.push(link);
         }
         call.returned(visible);
         Ok(Response::new(GetLinkedCasesResponse { links }))
@@ -969,17 +1016,9 @@ impl CaseService for CaseApi {
             .filter_map(|(i, _)| i.other_case())
             .collect();
         let mut visible_cases = HashSet::new();
-        if !others.is_empty() {
-            let view = self.directory.view().await?;
-            for other in others {
-                let d = call.decide_for(
-                    view.case(&other).map(|s| &s.team),
-                    Action::Read(Compartment::CaseCore),
-                    Entry::default(),
-                );
-                if d.is_allowed() {
-                    visible_cases.insert(other);
-                }
+        for other in others {
+            if self.may_see(&call, other).await? {
+                visible_cases.insert(other);
             }
         }
         let identity = call
@@ -995,19 +1034,38 @@ impl CaseService for CaseApi {
             case_id,
             identity,
             visible_cases: &visible_cases,
+            contacts: call
+                .decide_for(
+                    Some(&access.team),
+                    Action::Read(Compartment::HelplineContacts),
+                    Entry::default(),
+                )
+                .sight
+                == Sight::Full,
         };
         let mut entries = Vec::with_capacity(items.len());
+        let mut bytes = 0;
+        let mut cut_after = None;
         for (item, sight) in &items {
-            entries.push(item.render(*sight, &ctx).await.map_err(vault_error)?);
+            let entry = item.render(*sight, &ctx).await.map_err(vault_error)?;
+            bytes += entry.encoded_len();
+            if bytes > TIMELINE_PAGE_BYTES && !entries.is_empty() {
+                // The page ends before this entry; the next starts with it.
+                cut_after = entries
+                    .last()
+                    .map(|e: &caseline_proto::v1::TimelineEntry| e.position.clone());
+                break;
+            }
+            entries.push(entry);
         }
         call.returned(visible_cases.iter());
-        let next_page_token = if events.len() == size {
-            events
+        let next_page_token = match cut_after {
+            Some(position) => position,
+            None if events.len() == size => events
                 .last()
                 .map(|e| e.position.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
+                .unwrap_or_default(),
+            None => String::new(),
         };
         Ok(Response::new(GetTimelineResponse {
             entries,

@@ -89,10 +89,6 @@ impl Directory {
 }
 
 impl View<'_> {
-    pub fn case(&self, case_id: &Uuid) -> Option<&Summary> {
-        self.state.cases.get(case_id)
-    }
-
     /// Cases, newest first, opened before `before` (if given).
     pub fn newest_first(
         &self,

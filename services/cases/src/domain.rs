@@ -220,7 +220,14 @@ pub fn decide(state: &CaseState, command: Command) -> Result<Vec<Event>, DomainE
         return Err(DomainError::NoCase);
     }
     let closed = state.stage == Stage::Closed;
-    if closed && !matches!(command, Command::Reopen { .. } | Command::Open(_)) {
+    // A closed case takes nothing new but its reopening; a member can still be taken
+    // off it (someone who left the service must lose access to closed cases too).
+    if closed
+        && !matches!(
+            command,
+            Command::Reopen { .. } | Command::Open(_) | Command::RemoveMember(_)
+        )
+    {
         return Err(Precondition("the case is closed: reopen it first"));
     }
     let event = match command {

@@ -11,6 +11,7 @@ use caseline_eventlog::{
     Uuid,
 };
 use caseline_policy::teams::CASE_CATEGORY;
+use caseline_policy::{Action, CaseTeam, Entry};
 use caseline_server::ApiError;
 
 use crate::domain::{self, CaseState, Command, DomainError, Event};
@@ -110,6 +111,16 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
+    /// The team as the policy sees it, at this version.
+    pub fn team(&self) -> CaseTeam {
+        self.state
+            .team
+            .iter()
+            .fold(CaseTeam::new(), |team, ((subject, agency), role)| {
+                team.with_member(subject, agency, role)
+            })
+    }
+
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
         let decoded =
             Event::decode(&event.event_type, &event.data).map_err(|_| LogError::Corrupt {
@@ -205,12 +216,17 @@ impl CaseStore {
     /// the events are appended at the version read, so a conflicting command that
     /// landed meanwhile makes this one decide again on the new state (or, with
     /// `expected`, answer ABORTED).
+    ///
+    /// `action` (what the command does, for the policy; `None` only for opening) is
+    /// decided again on the team of the very state the events are appended to, so a
+    /// caller removed after their first check never writes.
     pub async fn execute(
         &self,
         call: &Call,
         case_id: Uuid,
         request: &Request,
         expected: Option<u64>,
+        action: Option<Action>,
         command: Command,
     ) -> Result<Done, ApiError> {
         let stream = case_stream(case_id)?;
@@ -220,6 +236,13 @@ impl CaseStore {
             let loaded = self.load(case_id).await?;
             if let Some(done) = retried(&loaded, request)? {
                 return Ok(done);
+            }
+            if let Some(action) = action {
+                let team = loaded.version.map(|_| loaded.team());
+                call.enforce(
+                    case_id,
+                    call.decide_for(team.as_ref(), action, Entry::default()),
+                )?;
             }
             if let Some(v) = expected
                 && loaded.version != Some(v)

@@ -80,7 +80,7 @@ fn case_opened() -> CaseOpened {
         age_band: AgeBand::AgeBand10To12 as i32,
         gender: Gender::Girl as i32,
         language: "nl-NL".into(),
-        region: "Utrecht".into(),
+        region_sealed: sealed("Utrecht"),
         source: CaseSource::Helpline as i32,
         concerns: vec![
             ConcernCategory::Grooming as i32,
@@ -409,13 +409,35 @@ fn an_approved_closure_closes_the_case() {
 }
 
 #[test]
-fn every_command_but_reopen_on_a_closed_case_is_refused() {
+fn every_command_but_reopen_and_removal_on_a_closed_case_is_refused() {
     let state = given(&closed_case());
 
     for command in every_command_but_open(false) {
+        if matches!(command, Command::RemoveMember(_)) {
+            continue;
+        }
         let name = format!("{command:?}");
         assert_eq!(when(&state, command), refused(CLOSED), "{name}");
     }
+}
+
+#[test]
+fn a_member_can_be_taken_off_a_closed_case() {
+    let state = given(&closed_case());
+    let mut events = closed_case();
+    events.push(Event::MemberAdded(member(
+        "worker-1",
+        "social-services",
+        "social_worker",
+    )));
+    let state_with_two = given(&events);
+    assert_eq!(state.stage, Stage::Closed);
+
+    let removal = removal("worker-1", "social-services");
+    assert_eq!(
+        when(&state_with_two, Command::RemoveMember(removal.clone())),
+        Ok(vec![Event::MemberRemoved(removal)])
+    );
 }
 
 #[test]
