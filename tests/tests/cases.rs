@@ -2520,3 +2520,39 @@ async fn a_removed_member_loses_the_case_on_their_next_call() {
     assert!(entries.iter().all(|e| e.compartment != "health_notes"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn no_one_adds_themselves_to_a_team() {
+    let server = TestServer::start().await;
+    let mut c = client(&server).await;
+    let social = User::new(&server, "sw-1", Role::SocialWorker, "social-north");
+    // A supervisor of an agency on the team stands on the case without being on it…
+    let supervisor = User::new(&server, "sup-1", Role::Supervisor, "social-north");
+    let case_id = new_case(&mut c, &social, "Child S-1", RiskLevel::Medium).await;
+    let before = version_of(&mut c, &social, &case_id).await;
+
+    // …and may manage its team, but not join it (nor may a member take another role).
+    let status = expect_err(
+        add_member(&mut c, &supervisor, &case_id, &supervisor).await,
+        Code::PermissionDenied,
+        "supervisor adding themselves",
+    );
+    assert!(status.message().contains("yourself"), "{status:?}");
+    let as_other_role = User {
+        role: Role::PoliceInvestigator,
+        ..social.clone()
+    };
+    expect_err(
+        add_member(&mut c, &social, &case_id, &as_other_role).await,
+        Code::PermissionDenied,
+        "member adding themselves in another role",
+    );
+    assert_eq!(version_of(&mut c, &social, &case_id).await, before);
+
+    // Adding a colleague is what managing a team is for.
+    let colleague = User::new(&server, "sw-2", Role::SocialWorker, "social-north");
+    add_member(&mut c, &supervisor, &case_id, &colleague)
+        .await
+        .unwrap();
+    server.stop().await;
+}

@@ -435,6 +435,14 @@ impl CaseService for CaseApi {
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
         Self::authorise(&call, &t, action).await?;
+        if r.subject == call.subject() && r.agency == call.agency() {
+            // Joining a team, or taking another role on it, is for someone else to
+            // decide: otherwise a supervisor standing by agency, or a member holding
+            // several roles, could widen their own access.
+            return Err(
+                ApiError::PermissionDenied("you may not add yourself to a case's team").into(),
+            );
+        }
         let request = t.request(&call).await?;
         let command = Command::AddMember(TeamMemberAdded {
             subject: r.subject,
