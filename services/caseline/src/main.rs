@@ -2,11 +2,12 @@
 //!
 //! - `caseline serve`: all five services on one port over the embedded SQLite log.
 //! - `caseline token`: a development access token for a `serve --dev`.
-//! - `caseline bench eventlog`: the event log benchmark, against a baseline measured in
-//!   the same run.
+//! - `caseline demo`: a fictional case seeded through the API, shown as each role sees it.
+//! - `caseline bench eventlog|access|commands|timeline`: benchmarks, each against a
+//!   baseline measured in the same run.
 #![forbid(unsafe_code)]
 
-use caseline::{bench, serve, token};
+use caseline::{bench, demo, serve, token};
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Print a development access token signed with the data directory's dev key
     /// (issuer and audience `caseline-dev`), for a server started with --dev.
     Token(token::TokenArgs),
+    /// Seed a fictional case through the API of an in-process dev server and show what
+    /// each role (helpline, social work, police, prosecution, audit) sees of it.
+    Demo(demo::DemoArgs),
     /// Run a benchmark and print its figures next to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,6 +49,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Token(args) => token::run(args),
+        Command::Demo(args) => demo::run(args).await,
         Command::Bench(command) => bench::run(command).await,
     };
     match result {

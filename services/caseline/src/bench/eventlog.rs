@@ -1,7 +1,4 @@
-//! `caseline bench`: figures next to a baseline measured in the same run, because
-//! absolute numbers on a shared 2-core machine drift from run to run.
-//!
-//! `bench eventlog` runs N concurrent appenders, each appending one event per call to its
+//! `bench eventlog`: N concurrent appenders, each appending one event per call to its
 //! own stream with the version it last wrote (as services do), for a fixed time. The
 //! baselines do the same storage work with none of the log's rules:
 //! - SQLite: raw rusqlite inserting 100 rows per transaction into a table of the same
@@ -10,39 +7,16 @@
 //! - PostgreSQL: 8 connections each inserting one row per transaction into a copy of the
 //!   events table (same columns and indexes, no triggers).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caseline_eventlog::postgres::PostgresEventLog;
 use caseline_eventlog::sqlite::SqliteEventLog;
 use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName};
-use caseline_proto::tonic;
 use uuid::Uuid;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Event log appends: concurrent appenders against a raw-insert baseline.
-    Eventlog(EventlogArgs),
-    /// Audited reads through the trust layer (token check, policy, access record
-    /// appended before the answer) against health checks on the same server.
-    Access(AccessArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct AccessArgs {
-    /// Concurrent callers, over one HTTP/2 connection.
-    #[arg(long, default_value_t = 64)]
-    callers: usize,
-    /// Seconds each side (baseline, audited reads) runs.
-    #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
-    /// Print one JSON object as the last line.
-    #[arg(long)]
-    json: bool,
-}
+use super::{BoxError, ScratchDir, Throughput, round1, round3};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Backend {
@@ -72,64 +46,14 @@ pub struct EventlogArgs {
     json: bool,
 }
 
-pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
-    match command {
-        BenchCommand::Eventlog(args) => eventlog(args).await.map_err(|e| e as _),
-        BenchCommand::Access(args) => access(args).await.map_err(|e| e as _),
-    }
-}
-
-/// What one side of the benchmark achieved.
-#[derive(Debug)]
-struct Throughput {
-    events: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
-}
-
-impl Throughput {
-    /// Waits for timed tasks that each return their calls' latencies (µs).
-    async fn gather<E>(
-        start: Instant,
-        tasks: Vec<tokio::task::JoinHandle<Result<Vec<u64>, E>>>,
-    ) -> Result<Throughput, BoxError>
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        let mut latencies_us = Vec::new();
-        for task in tasks {
-            latencies_us.extend(task.await??);
-        }
-        let elapsed = start.elapsed();
-        latencies_us.sort_unstable();
-        Ok(Throughput {
-            events: latencies_us.len() as u64,
-            elapsed,
-            latencies_us,
-        })
-    }
-
-    fn per_sec(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
-    }
-}
-
-async fn eventlog(args: EventlogArgs) -> Result<(), BoxError> {
+pub(super) async fn eventlog(args: EventlogArgs) -> Result<(), BoxError> {
     if args.appenders == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
         return Err("--appenders and --seconds must be positive".into());
     }
     let duration = Duration::from_secs_f64(args.seconds);
     let (backend, target, baseline_desc, baseline, measured) = match args.backend {
         Backend::Sqlite => {
-            let dir = ScratchDir::new()?;
+            let dir = ScratchDir::new("bench")?;
             let path = dir.path().join("baseline.sqlite");
             let streams = args.appenders;
             let baseline =
@@ -195,146 +119,14 @@ async fn eventlog(args: EventlogArgs) -> Result<(), BoxError> {
             "events_per_sec": round1(measured.per_sec()),
             "baseline": baseline_desc,
             "baseline_events_per_sec": round1(baseline.per_sec()),
-            "ratio": (ratio * 1000.0).round() / 1000.0,
+            "ratio": round3(ratio),
             "target_ratio": target,
-            "p50_ms": (measured.percentile_ms(0.50) * 1000.0).round() / 1000.0,
-            "p99_ms": (measured.percentile_ms(0.99) * 1000.0).round() / 1000.0,
+            "p50_ms": round3(measured.percentile_ms(0.50)),
+            "p99_ms": round3(measured.percentile_ms(0.99)),
         });
         println!("{report}");
     }
     Ok(())
-}
-
-/// The cost of the trust layer on a read: `AuditService.VerifyIntegrity` of one empty
-/// stream (authenticated by a cached token, gated by the policy, its access record
-/// appended and fsynced before the answer) against `grpc.health.v1.Health/Check`, which
-/// passes no layer and writes nothing, on the same all-in-one in the same run.
-async fn access(args: AccessArgs) -> Result<(), BoxError> {
-    use caseline_proto::v1::audit_service_client::AuditServiceClient;
-    use caseline_proto::v1::{VerifyIntegrityRequest, verify_integrity_request::Scope};
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-
-    if args.callers == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
-        return Err("--callers and --seconds must be positive".into());
-    }
-    let duration = Duration::from_secs_f64(args.seconds);
-    let dir = ScratchDir::new()?;
-    let app = crate::serve::AllInOne::build(&crate::serve::ServeArgs::dev(
-        "127.0.0.1:0".parse()?,
-        dir.path().to_path_buf(),
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-        .map_err(|e| e.to_string())
-    });
-    let token = caseline_auth::DevKey::load_or_create(dir.path())?.issue(
-        "bench-auditor",
-        &[caseline_auth::Role::Auditor],
-        "bench",
-        None,
-        Duration::from_secs(3600),
-    )?;
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-
-    let health = HealthClient::new(channel.clone());
-    let baseline = callers(args.callers, duration, move || {
-        let mut client = health.clone();
-        async move {
-            client
-                .check(HealthCheckRequest {
-                    service: "caseline.v1.AuditService".into(),
-                })
-                .await
-                .map(drop)
-        }
-    })
-    .await?;
-    let audit = AuditServiceClient::new(channel);
-    let measured = callers(args.callers, duration, move || {
-        let mut client = audit.clone();
-        let mut request = tonic::Request::new(VerifyIntegrityRequest {
-            scope: Some(Scope::Stream("bench-empty".into())),
-        });
-        request
-            .metadata_mut()
-            .insert("authorization", bearer.clone());
-        async move { client.verify_integrity(request).await.map(drop) }
-    })
-    .await?;
-    let _ = stop.send(());
-    server.await??;
-
-    let ratio = measured.per_sec() / baseline.per_sec();
-    println!(
-        "baseline  {:>10.0} calls/s  (Health/Check, no trust layer; p50 {:.2} ms, p99 {:.2} ms)",
-        baseline.per_sec(),
-        baseline.percentile_ms(0.50),
-        baseline.percentile_ms(0.99),
-    );
-    println!(
-        "audited   {:>10.0} calls/s  (VerifyIntegrity with its access record, {} callers; p50 {:.2} ms, p99 {:.2} ms)",
-        measured.per_sec(),
-        args.callers,
-        measured.percentile_ms(0.50),
-        measured.percentile_ms(0.99),
-    );
-    println!("ratio     {ratio:>10.2}");
-    if args.json {
-        let report = serde_json::json!({
-            "bench": "access",
-            "callers": args.callers,
-            "seconds": args.seconds,
-            "calls": measured.events,
-            "calls_per_sec": round1(measured.per_sec()),
-            "baseline": "grpc.health.v1.Health/Check on the same server",
-            "baseline_calls_per_sec": round1(baseline.per_sec()),
-            "ratio": (ratio * 1000.0).round() / 1000.0,
-            "p50_ms": (measured.percentile_ms(0.50) * 1000.0).round() / 1000.0,
-            "p99_ms": (measured.percentile_ms(0.99) * 1000.0).round() / 1000.0,
-        });
-        println!("{report}");
-    }
-    Ok(())
-}
-
-/// `count` tasks calling `call` back to back until `duration` has passed.
-async fn callers<F, Fut>(count: usize, duration: Duration, call: F) -> Result<Throughput, BoxError>
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
-{
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = (0..count)
-        .map(|_| {
-            let call = call.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    call().await?;
-                    latencies.push(t.elapsed().as_micros() as u64);
-                }
-                Ok::<_, tonic::Status>(latencies)
-            })
-        })
-        .collect();
-    Throughput::gather(start, tasks).await
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 /// A realistic event: a ~200-byte payload and full metadata.
@@ -568,25 +360,4 @@ async fn pg_baseline(scratch: &PgScratch, duration: Duration) -> Result<Throughp
         elapsed: start.elapsed(),
         latencies_us: Vec::new(),
     })
-}
-
-/// A temporary directory removed on drop.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new() -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("caseline-bench-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
