@@ -224,6 +224,7 @@ impl Writer {
         )?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
         check_schema(&conn, path)?;
+        stable_plans(&conn)?;
         Ok(Self {
             conn,
             heads: HashMap::new(),
@@ -691,6 +692,18 @@ fn sqlite_position(p: Position) -> Result<i64, Error> {
     }
 }
 
+/// One plan per statement whatever its bound values. The bundled SQLite is built with
+/// STAT4, which otherwise recompiles a cached statement whenever a value compared
+/// with an indexed column changes (every read here binds a position or a version):
+/// that recompiling was a fifth of a busy server's CPU.
+fn stable_plans(conn: &Connection) -> Result<(), Error> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 fn collect(
     conn: &Connection,
     sql: &str,
@@ -763,6 +776,7 @@ impl ReaderPool {
                 )?;
                 // Readers never write, even by mistake.
                 conn.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")?;
+                stable_plans(&conn)?;
                 conn
             }
         };

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use caseline_audit::{Call, CaseAccess, vault_error};
+use caseline_audit::{Call, vault_error};
 use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, Compartment, Decision, Entry, Operation, Sight, Via};
@@ -31,7 +31,7 @@ use caseline_vault::{Opened, Sealed, SecretText};
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
-use crate::store::{self, CaseStore, Done, new_aggregate_id};
+use crate::store::{self, CaseStore, Done, Loaded, new_aggregate_id};
 use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date};
 
 /// Default and largest page of `ListCases`.
@@ -210,10 +210,19 @@ impl CaseApi {
         t: &Target,
         request: &store::Request,
         action: Action,
+        loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         self.cases
-            .execute(call, t.case_id, request, t.expected, Some(action), command)
+            .execute(
+                call,
+                t.case_id,
+                request,
+                t.expected,
+                Some(action),
+                loaded,
+                command,
+            )
             .await
     }
 
@@ -231,8 +240,27 @@ impl CaseApi {
     }
 
     /// Asks the policy whether the caller may do `action` on the target case.
-    async fn authorise(call: &Call, t: &Target, action: Action) -> Result<CaseAccess, ApiError> {
-        call.case(t.case_id, action).await
+    ///
+    /// Decided on the case as its own stream says (the state the command will apply
+    /// to, one read); only a refusal asks again with everything the policy knows (a
+    /// break-glass holder learns that break-glass is read-only, not that the case is
+    /// absent). The command is decided again on the state it is appended to.
+    async fn authorise(
+        &self,
+        call: &Call,
+        t: &Target,
+        action: Action,
+    ) -> Result<Option<Loaded>, ApiError> {
+        let loaded = self.cases.load(t.case_id).await?;
+        let team = loaded.version.map(|_| loaded.team());
+        let decision = call.decide_for(team.as_ref(), action, Entry::default());
+        if decision.is_allowed() {
+            call.enforce(t.case_id, decision)?;
+            return Ok(Some(loaded));
+        }
+        call.case(t.case_id, action).await?;
+        // Allowed after all: the team changed meanwhile; the command reloads.
+        Ok(None)
     }
 }
 
@@ -360,6 +388,7 @@ impl CaseService for CaseApi {
                 &request,
                 None,
                 None,
+                None,
                 Command::Open(Box::new(Opening {
                     opened,
                     opener,
@@ -397,14 +426,16 @@ impl CaseService for CaseApi {
         );
         check.done(())?;
         let action = Action::Manage(Operation::RecordRiskAssessment);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let command = Command::AssessRisk(RiskAssessed {
             level: r.level,
             factors_sealed: seal(&call, t.case_id, &r.factors).await?,
             immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
         });
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -434,7 +465,7 @@ impl CaseService for CaseApi {
         }
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         if r.subject == call.subject() && r.agency == call.agency() {
             // Joining a team, or taking another role on it, is for someone else to
             // decide: otherwise a supervisor standing by agency, or a member holding
@@ -449,7 +480,9 @@ impl CaseService for CaseApi {
             agency: r.agency,
             role: r.role,
         });
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -471,13 +504,15 @@ impl CaseService for CaseApi {
         check.id_label("agency", &r.agency);
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let command = Command::RemoveMember(TeamMemberRemoved {
             subject: r.subject,
             agency: r.agency,
         });
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -502,7 +537,7 @@ impl CaseService for CaseApi {
             return Err(ApiError::Internal("note compartment checked above").into());
         };
         let action = Action::Write(compartment);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let note_id = request.entry_id();
         let command = Command::AddNote(NoteAdded {
@@ -510,7 +545,9 @@ impl CaseService for CaseApi {
             compartment: r.compartment,
             text_sealed: seal(&call, t.case_id, &r.text).await?,
         });
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, Some(note_id)))
     }
 
@@ -533,7 +570,7 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         if other != t.case_id {
             // The other case must be one the caller may see; else it does not exist.
@@ -566,7 +603,9 @@ impl CaseService for CaseApi {
         {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
-        let done = self.run(&call, &t, &request, action, command).await?;
+        // Read again under the lock.
+        drop(loaded);
+        let done = self.run(&call, &t, &request, action, None, command).await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
 
@@ -588,7 +627,7 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         // As for linking: a case the caller may not see does not exist, so an unlink
         // never confirms a guessed id.
         call.case(other, Action::Read(Compartment::CaseCore))
@@ -598,7 +637,9 @@ impl CaseService for CaseApi {
             other_case_id: other,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -620,13 +661,15 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, false);
         check.done(())?;
         let action = Action::Manage(Operation::ChangeStage);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let command = Command::ChangeStage {
             to: stage,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -647,13 +690,15 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Manage(Operation::RequestClosure);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let command = Command::RequestClosure {
             by: actor(&call),
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -674,14 +719,16 @@ impl CaseService for CaseApi {
         check.text("comment", &r.comment, MAX_REASON_CHARS, !r.approve);
         check.done(())?;
         let action = Action::Manage(Operation::DecideClosure);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let command = Command::DecideClosure {
             by: actor(&call),
             approve: r.approve,
             comment_sealed: seal(&call, t.case_id, &r.comment).await?,
         };
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -703,13 +750,15 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Manage(Operation::Reopen);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let command = Command::Reopen {
             stage,
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, None))
     }
 
@@ -744,7 +793,7 @@ impl CaseService for CaseApi {
         };
         check.done(())?;
         let action = Action::Write(Compartment::JusticeMilestones);
-        Self::authorise(&call, &t, action).await?;
+        let loaded = self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         let milestone_id = request.entry_id();
         let command = Command::RecordMilestone(JusticeMilestoneRecorded {
@@ -755,7 +804,9 @@ impl CaseService for CaseApi {
             child_informed: r.child_informed,
             child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
         });
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, loaded, command)
+            .await?;
         Ok(answer(t.case_id, done, Some(milestone_id)))
     }
 

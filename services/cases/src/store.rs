@@ -102,7 +102,7 @@ struct Applied {
 
 /// A case as its stream says, up to `version`.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Loaded {
+pub struct Loaded {
     pub state: CaseState,
     pub version: Option<u64>,
     pub opened_at: Option<SystemTime>,
@@ -219,7 +219,8 @@ impl CaseStore {
     ///
     /// `action` (what the command does, for the policy; `None` only for opening) is
     /// decided again on the team of the very state the events are appended to, so a
-    /// caller removed after their first check never writes.
+    /// caller removed after their first check never writes. `loaded`, if given, is the
+    /// state the caller was authorised on, used for the first attempt.
     pub async fn execute(
         &self,
         call: &Call,
@@ -227,13 +228,18 @@ impl CaseStore {
         request: &Request,
         expected: Option<u64>,
         action: Option<Action>,
+        loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         let stream = case_stream(case_id)?;
         let mut attempts = 0;
+        let mut first = loaded;
         loop {
             attempts += 1;
-            let loaded = self.load(case_id).await?;
+            let loaded = match first.take() {
+                Some(loaded) => loaded,
+                None => self.load(case_id).await?,
+            };
             if let Some(done) = retried(&loaded, request)? {
                 return Ok(done);
             }
