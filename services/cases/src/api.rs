@@ -31,7 +31,7 @@ use caseline_vault::{Opened, Sealed, SecretText};
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
-use crate::store::{self, CaseStore, Done, Loaded, new_aggregate_id};
+use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
 use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date};
 
 /// Default and largest page of `ListCases`.
@@ -216,10 +216,12 @@ impl CaseApi {
         self.cases
             .execute(
                 call,
-                t.case_id,
-                request,
-                t.expected,
-                Some(action),
+                Intent {
+                    case_id: t.case_id,
+                    request,
+                    expected: t.expected,
+                    action: Some(action),
+                },
                 loaded,
                 command,
             )
@@ -384,10 +386,12 @@ impl CaseService for CaseApi {
             .cases
             .execute(
                 &call,
-                case_id,
-                &request,
-                None,
-                None,
+                Intent {
+                    case_id,
+                    request: &request,
+                    expected: None,
+                    action: None,
+                },
                 None,
                 Command::Open(Box::new(Opening {
                     opened,

@@ -148,6 +148,16 @@ impl Loaded {
     }
 }
 
+/// What a command is about: its case, its request, the version the client saw, and
+/// what it does for the policy (`None` only for opening a case).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Intent<'a> {
+    pub case_id: Uuid,
+    pub request: &'a Request,
+    pub expected: Option<u64>,
+    pub action: Option<Action>,
+}
+
 /// The outcome of a command.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Done {
@@ -224,13 +234,16 @@ impl CaseStore {
     pub async fn execute(
         &self,
         call: &Call,
-        case_id: Uuid,
-        request: &Request,
-        expected: Option<u64>,
-        action: Option<Action>,
+        intent: Intent<'_>,
         loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
+        let Intent {
+            case_id,
+            request,
+            expected,
+            action,
+        } = intent;
         let stream = case_stream(case_id)?;
         let mut attempts = 0;
         let mut first = loaded;
