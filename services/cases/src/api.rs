@@ -228,6 +228,23 @@ impl CaseApi {
             .await
     }
 
+    /// The common path of a command on a case: authorise `action`, identify the
+    /// request, let `build` seal and make the command (and the id of what it creates),
+    /// run it on the state authorised, and answer with the case's new version.
+    async fn apply(
+        &self,
+        call: &Call,
+        t: &Target,
+        action: Action,
+        build: impl AsyncFnOnce(&store::Request) -> Result<(Command, Option<Uuid>), ApiError>,
+    ) -> Result<Response<CaseCommandResponse>, Status> {
+        let loaded = self.authorise(call, t, action).await?;
+        let request = t.request(call).await?;
+        let (command, entry) = build(&request).await?;
+        let done = self.run(call, t, &request, action, loaded, command).await?;
+        Ok(answer(t.case_id, done, entry))
+    }
+
     /// Whether the caller may see `case_id` at all (its case core), as its own streams
     /// say now; nothing is recorded and no break-glass opens.
     async fn may_see(&self, call: &Call, case_id: Uuid) -> Result<bool, ApiError> {
@@ -430,17 +447,15 @@ impl CaseService for CaseApi {
         );
         check.done(())?;
         let action = Action::Manage(Operation::RecordRiskAssessment);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let command = Command::AssessRisk(RiskAssessed {
-            level: r.level,
-            factors_sealed: seal(&call, t.case_id, &r.factors).await?,
-            immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
-        });
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            let command = Command::AssessRisk(RiskAssessed {
+                level: r.level,
+                factors_sealed: seal(&call, t.case_id, &r.factors).await?,
+                immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
+            });
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn add_team_member(
@@ -469,25 +484,23 @@ impl CaseService for CaseApi {
         }
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
-        let loaded = self.authorise(&call, &t, action).await?;
-        if r.subject == call.subject() && r.agency == call.agency() {
-            // Joining a team, or taking another role on it, is for someone else to
-            // decide: otherwise a supervisor standing by agency, or a member holding
-            // several roles, could widen their own access.
-            return Err(
-                ApiError::PermissionDenied("you may not add yourself to a case's team").into(),
-            );
-        }
-        let request = t.request(&call).await?;
-        let command = Command::AddMember(TeamMemberAdded {
-            subject: r.subject,
-            agency: r.agency,
-            role: r.role,
-        });
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            if r.subject == call.subject() && r.agency == call.agency() {
+                // Joining a team, or taking another role on it, is for someone else to
+                // decide: otherwise a supervisor standing by agency, or a member holding
+                // several roles, could widen their own access.
+                return Err(ApiError::PermissionDenied(
+                    "you may not add yourself to a case's team",
+                ));
+            }
+            let command = Command::AddMember(TeamMemberAdded {
+                subject: r.subject,
+                agency: r.agency,
+                role: r.role,
+            });
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn remove_team_member(
@@ -508,16 +521,14 @@ impl CaseService for CaseApi {
         check.id_label("agency", &r.agency);
         check.done(())?;
         let action = Action::Manage(Operation::ManageTeam);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let command = Command::RemoveMember(TeamMemberRemoved {
-            subject: r.subject,
-            agency: r.agency,
-        });
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            let command = Command::RemoveMember(TeamMemberRemoved {
+                subject: r.subject,
+                agency: r.agency,
+            });
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn add_note(
@@ -541,18 +552,16 @@ impl CaseService for CaseApi {
             return Err(ApiError::Internal("note compartment checked above").into());
         };
         let action = Action::Write(compartment);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let note_id = request.entry_id();
-        let command = Command::AddNote(NoteAdded {
-            note_id: note_id.to_string(),
-            compartment: r.compartment,
-            text_sealed: seal(&call, t.case_id, &r.text).await?,
-        });
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, Some(note_id)))
+        self.apply(&call, &t, action, async |request| {
+            let note_id = request.entry_id();
+            let command = Command::AddNote(NoteAdded {
+                note_id: note_id.to_string(),
+                compartment: r.compartment,
+                text_sealed: seal(&call, t.case_id, &r.text).await?,
+            });
+            Ok((command, Some(note_id)))
+        })
+        .await
     }
 
     async fn link_cases(
@@ -665,16 +674,14 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, false);
         check.done(())?;
         let action = Action::Manage(Operation::ChangeStage);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let command = Command::ChangeStage {
-            to: stage,
-            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
-        };
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            let command = Command::ChangeStage {
+                to: stage,
+                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+            };
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn request_closure(
@@ -694,16 +701,14 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Manage(Operation::RequestClosure);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let command = Command::RequestClosure {
-            by: actor(&call),
-            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
-        };
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            let command = Command::RequestClosure {
+                by: actor(&call),
+                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+            };
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn decide_closure(
@@ -723,17 +728,15 @@ impl CaseService for CaseApi {
         check.text("comment", &r.comment, MAX_REASON_CHARS, !r.approve);
         check.done(())?;
         let action = Action::Manage(Operation::DecideClosure);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let command = Command::DecideClosure {
-            by: actor(&call),
-            approve: r.approve,
-            comment_sealed: seal(&call, t.case_id, &r.comment).await?,
-        };
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            let command = Command::DecideClosure {
+                by: actor(&call),
+                approve: r.approve,
+                comment_sealed: seal(&call, t.case_id, &r.comment).await?,
+            };
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn reopen_case(
@@ -754,16 +757,14 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Manage(Operation::Reopen);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let command = Command::Reopen {
-            stage,
-            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
-        };
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            let command = Command::Reopen {
+                stage,
+                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+            };
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn record_justice_milestone(
@@ -797,21 +798,19 @@ impl CaseService for CaseApi {
         };
         check.done(())?;
         let action = Action::Write(Compartment::JusticeMilestones);
-        let loaded = self.authorise(&call, &t, action).await?;
-        let request = t.request(&call).await?;
-        let milestone_id = request.entry_id();
-        let command = Command::RecordMilestone(JusticeMilestoneRecorded {
-            milestone_id: milestone_id.to_string(),
-            kind: r.kind,
-            occurred_at_unix_ms: caseline_policy::teams::to_unix_ms(occurred),
-            description_sealed: seal(&call, t.case_id, &r.description).await?,
-            child_informed: r.child_informed,
-            child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
-        });
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, Some(milestone_id)))
+        self.apply(&call, &t, action, async |request| {
+            let milestone_id = request.entry_id();
+            let command = Command::RecordMilestone(JusticeMilestoneRecorded {
+                milestone_id: milestone_id.to_string(),
+                kind: r.kind,
+                occurred_at_unix_ms: caseline_policy::teams::to_unix_ms(occurred),
+                description_sealed: seal(&call, t.case_id, &r.description).await?,
+                child_informed: r.child_informed,
+                child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
+            });
+            Ok((command, Some(milestone_id)))
+        })
+        .await
     }
 
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
