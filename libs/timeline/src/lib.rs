@@ -15,9 +15,10 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use caseline_eventlog::{RecordedEvent, Uuid};
+pub use caseline_policy::teams::from_unix_ms;
 use caseline_policy::{Compartment, Entry, Sight};
 use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
@@ -389,14 +390,11 @@ pub fn note_compartment(value: i32) -> Option<Compartment> {
     })
 }
 
+/// An instant as a protobuf `Timestamp` (instants before 1970 as the epoch).
 pub fn timestamp(t: SystemTime) -> Timestamp {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     Timestamp {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
     }
-}
-
-pub fn from_unix_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -180,13 +180,7 @@ pub(crate) fn parse_case_id(field: &str, value: &str) -> Result<Uuid, ApiError> 
     Uuid::parse_str(value).map_err(|_| invalid(field, "must be a UUID"))
 }
 
-pub(crate) fn to_timestamp(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
+pub(crate) use caseline_timeline::timestamp as to_timestamp;
 
 pub(crate) fn from_timestamp(field: &str, t: &Timestamp) -> Result<SystemTime, ApiError> {
     let secs = u64::try_from(t.seconds).map_err(|_| invalid(field, "must not be before 1970"))?;

@@ -33,6 +33,7 @@ use caseline_proto::v1::{
 };
 
 use crate::bench::{BoxError, DevServer, ScratchDir, authed, request_id};
+use caseline_timeline::timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -669,14 +670,6 @@ fn clock(t: Option<&Timestamp>) -> String {
         secs % 60,
         t.nanos / 1_000_000
     )
-}
-
-fn timestamp(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
 }
 
 /// The calendar year (UTC) of `t`.
