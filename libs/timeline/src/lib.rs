@@ -33,7 +33,7 @@ use caseline_proto::v1::{
     NoteCompartment, NoteView, RiskAssessmentView, Stage, StageView, TeamChangeView, TimelineEntry,
     Visibility, closure_view, timeline_entry,
 };
-use caseline_vault::{Opened, Sealed, Vault};
+use caseline_vault::{Opened, Vault};
 
 /// The payload of an event that belongs on a timeline, decoded.
 #[derive(Clone, Debug)]
@@ -364,11 +364,7 @@ impl<'a> Opener<'a> {
 
     /// The text of a sealed field: empty when there was none, or when it was erased.
     async fn text(&mut self, bytes: &[u8]) -> Result<String, caseline_vault::Error> {
-        if bytes.is_empty() {
-            return Ok(String::new());
-        }
-        let sealed = Sealed::from_bytes(bytes.to_vec())?;
-        match self.ctx.vault.open_text(self.ctx.case_id, &sealed).await? {
+        match self.ctx.vault.open_field(self.ctx.case_id, bytes).await? {
             Opened::Plain(text) => Ok(text.expose().to_owned()),
             Opened::Erased => {
                 self.erased = true;

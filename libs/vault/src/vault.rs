@@ -120,6 +120,28 @@ impl Vault {
         key.digest(case_id, data)
     }
 
+    /// Seals an optional text field of an event payload, as payloads store them: no
+    /// text is no bytes (and makes no key), any text is a sealed value.
+    pub async fn seal_field(&self, case_id: Uuid, text: &str) -> Result<Vec<u8>, Error> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.seal(case_id, text.as_bytes()).await?.into_bytes())
+    }
+
+    /// Opens a field stored by [`Vault::seal_field`]: no bytes is no text.
+    pub async fn open_field(
+        &self,
+        case_id: Uuid,
+        bytes: &[u8],
+    ) -> Result<Opened<SecretText>, Error> {
+        if bytes.is_empty() {
+            return Ok(Opened::Plain(SecretText::new(String::new())));
+        }
+        self.open_text(case_id, &Sealed::from_bytes(bytes.to_vec())?)
+            .await
+    }
+
     /// Destroys the case's key (crypto-shredding): every value sealed for the case
     /// reads as [`Opened::Erased`] from then on, and nothing more can be sealed for it.
     /// Idempotent. This vault forgets the key at once; other processes' vaults within

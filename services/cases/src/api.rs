@@ -26,7 +26,6 @@ use caseline_proto::v1::{
 };
 use caseline_server::ApiError;
 use caseline_timeline::{Item, Render, note_compartment, timestamp};
-use caseline_vault::{Opened, Sealed, SecretText};
 
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
@@ -97,34 +96,23 @@ fn target(
 
 /// Seals `text` for `owner` (a case or contact); empty text stays empty.
 async fn seal(call: &Call, owner: Uuid, text: &str) -> Result<Vec<u8>, ApiError> {
-    if text.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(call
-        .vault()
-        .seal_text(owner, &SecretText::new(text))
+    call.vault()
+        .seal_field(owner, text)
         .await
-        .map_err(vault_error)?
-        .into_bytes())
+        .map_err(vault_error)
 }
 
 /// Opens a sealed field of `case_id`: empty when none or erased.
 async fn open(call: &Call, case_id: Uuid, bytes: &[u8]) -> Result<String, ApiError> {
-    if bytes.is_empty() {
-        return Ok(String::new());
-    }
-    let sealed = Sealed::from_bytes(bytes.to_vec()).map_err(vault_error)?;
-    Ok(
-        match call
-            .vault()
-            .open_text(case_id, &sealed)
-            .await
-            .map_err(vault_error)?
-        {
-            Opened::Plain(t) => t.expose().to_owned(),
-            Opened::Erased => String::new(),
-        },
-    )
+    let opened = call
+        .vault()
+        .open_field(case_id, bytes)
+        .await
+        .map_err(vault_error)?;
+    Ok(opened
+        .into_plain()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default())
 }
 
 fn actor(call: &Call) -> Actor {

@@ -10,7 +10,7 @@ use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::{ContactAttached, ContactCaseOpened, ContactRecorded};
 use caseline_server::ApiError;
-use caseline_vault::{Opened, Sealed};
+use caseline_vault::Opened;
 
 use crate::store::Request;
 
@@ -135,22 +135,16 @@ async fn attach(
     c: ContactRecorded,
 ) -> Result<ContactAttached, ApiError> {
     let reseal = |bytes: Vec<u8>| async move {
-        if bytes.is_empty() {
-            return Ok::<_, ApiError>(Vec::new());
-        }
-        let sealed = Sealed::from_bytes(bytes).map_err(vault_error)?;
-        match call
-            .vault()
-            .open_text(contact_id, &sealed)
+        let vault = call.vault();
+        match vault
+            .open_field(contact_id, &bytes)
             .await
             .map_err(vault_error)?
         {
-            Opened::Plain(text) => Ok(call
-                .vault()
-                .seal_text(case_id, &text)
+            Opened::Plain(text) => vault
+                .seal_field(case_id, text.expose())
                 .await
-                .map_err(vault_error)?
-                .into_bytes()),
+                .map_err(vault_error),
             Opened::Erased => Ok(Vec::new()),
         }
     };
