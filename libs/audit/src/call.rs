@@ -164,12 +164,8 @@ impl Call {
             },
         );
         if !decision.is_allowed() {
-            self.note_case(case_id, decision);
-            return Err(if decision.hides_case() {
-                not_found(case_id)
-            } else {
-                ApiError::PermissionDenied("your role may not do this on this case")
-            });
+            // Recorded, and answered NOT_FOUND or PERMISSION_DENIED.
+            self.enforce(case_id, decision)?;
         }
         let Some(team) = team else {
             // decide() never allows an absent case; keep the compiler and the reader sure.

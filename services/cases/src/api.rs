@@ -6,7 +6,7 @@ use std::sync::Arc;
 use caseline_audit::{Call, vault_error};
 use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
-use caseline_policy::{Action, Compartment, Decision, Entry, Operation, Sight, Via};
+use caseline_policy::{Action, CaseTeam, Compartment, Decision, Entry, Operation, Sight, Via};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::case_service_server::CaseService;
@@ -33,6 +33,8 @@ use crate::domain::{Actor, Command, Opening};
 use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
 use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date};
 
+/// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
+const CONCERN_CATEGORIES: usize = 7;
 /// Default and largest page of `ListCases`.
 const LIST_PAGE: (u32, u32) = (50, 500);
 /// Default and largest page of `GetTimeline`.
@@ -115,6 +117,13 @@ async fn open(call: &Call, case_id: Uuid, bytes: &[u8]) -> Result<String, ApiErr
         .unwrap_or_default())
 }
 
+/// Whether the caller reads `compartment` of the case with `team` in full.
+fn reads_in_full(call: &Call, team: &CaseTeam, compartment: Compartment) -> bool {
+    call.decide_for(Some(team), Action::Read(compartment), Entry::default())
+        .sight
+        == Sight::Full
+}
+
 fn actor(call: &Call) -> Actor {
     Actor {
         subject: call.subject().to_owned(),
@@ -136,7 +145,9 @@ fn concerns(check: &mut Check, field: &str, values: &[i32]) {
         check.fail(field, "name at least one concern category");
         return;
     }
-    if values.len() > 7 {
+    // More than there are categories must repeat one; refused before each is checked,
+    // so a huge list costs one violation, not one per value.
+    if values.len() > CONCERN_CATEGORIES {
         check.fail(field, "must not repeat a category");
         return;
     }
@@ -356,7 +367,8 @@ impl CaseService for CaseApi {
         // A retry answers before anything is claimed; a request id reused for another
         // opening is refused before it marks another contact as opened into this case
         // (which would leave that contact claimed by a case that never held it).
-        if let Some(done) = self.cases.applied(case_id, &request).await? {
+        let loaded = self.cases.load(case_id).await?;
+        if let Some(done) = loaded.answered(&request)? {
             return Ok(Response::new(OpenCaseResponse {
                 case_id: case_id.to_string(),
                 version: done.version,
@@ -397,7 +409,7 @@ impl CaseService for CaseApi {
                     expected: None,
                     action: None,
                 },
-                None,
+                Some(loaded),
                 Command::Open(Box::new(Opening {
                     opened,
                     opener,
@@ -571,7 +583,7 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
-        let loaded = self.authorise(&call, &t, action).await?;
+        self.authorise(&call, &t, action).await?;
         let request = t.request(&call).await?;
         if other != t.case_id {
             // The other case must be one the caller may see; else it does not exist.
@@ -587,8 +599,9 @@ impl CaseService for CaseApi {
             reason_sealed: seal(&call, t.case_id, &r.reason).await?,
         };
         let _linking = self.linking.lock().await;
-        // A retry gets its first answer, whatever was linked since.
-        if let Some(done) = self.cases.applied(t.case_id, &request).await? {
+        // Read under the lock. A retry gets its first answer, whatever was linked since.
+        let loaded = self.cases.load(t.case_id).await?;
+        if let Some(done) = loaded.answered(&request)? {
             return Ok(answer(t.case_id, done, Some(link_id)));
         }
         // A link made from the other side already links the two. Read from the other
@@ -604,9 +617,9 @@ impl CaseService for CaseApi {
         {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
-        // Read again under the lock.
-        drop(loaded);
-        let done = self.run(&call, &t, &request, action, None, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, Some(loaded), command)
+            .await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
 
@@ -628,20 +641,18 @@ impl CaseService for CaseApi {
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(())?;
         let action = Action::Write(Compartment::Investigation);
-        let loaded = self.authorise(&call, &t, action).await?;
-        // As for linking: a case the caller may not see does not exist, so an unlink
-        // never confirms a guessed id.
-        call.case(other, Action::Read(Compartment::CaseCore))
-            .await?;
-        let request = t.request(&call).await?;
-        let command = Command::Unlink {
-            other_case_id: other,
-            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
-        };
-        let done = self
-            .run(&call, &t, &request, action, loaded, command)
-            .await?;
-        Ok(answer(t.case_id, done, None))
+        self.apply(&call, &t, action, async |_| {
+            // As for linking: a case the caller may not see does not exist, so an
+            // unlink never confirms a guessed id.
+            call.case(other, Action::Read(Compartment::CaseCore))
+                .await?;
+            let command = Command::Unlink {
+                other_case_id: other,
+                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+            };
+            Ok((command, None))
+        })
+        .await
     }
 
     async fn change_stage(
@@ -827,14 +838,9 @@ impl CaseService for CaseApi {
             ..Case::default()
         };
         if access.decision.sight == Sight::Full {
-            let identity = call.decide_for(
-                Some(&access.team),
-                Action::Read(Compartment::ChildIdentity),
-                Entry::default(),
-            );
             case.visibility = Visibility::Full as i32;
             case.pseudonym = opened.pseudonym.clone();
-            if identity.sight == Sight::Full {
+            if reads_in_full(&call, &access.team, Compartment::ChildIdentity) {
                 case.identity = Some(ChildIdentity {
                     name: open(&call, case_id, &opened.name_sealed).await?,
                     date_of_birth: open(&call, case_id, &opened.date_of_birth_sealed).await?,
@@ -860,12 +866,7 @@ impl CaseService for CaseApi {
                 })
                 .collect();
             case.closure_pending = loaded.state.closure_requested_by.is_some();
-            let contacts = call.decide_for(
-                Some(&access.team),
-                Action::Read(Compartment::HelplineContacts),
-                Entry::default(),
-            );
-            if contacts.sight == Sight::Full {
+            if reads_in_full(&call, &access.team, Compartment::HelplineContacts) {
                 case.contact_id = opened.contact_id.clone();
             }
         }
@@ -1071,27 +1072,13 @@ impl CaseService for CaseApi {
                 visible_cases.insert(other);
             }
         }
-        let identity = call
-            .decide_for(
-                Some(&access.team),
-                Action::Read(Compartment::ChildIdentity),
-                Entry::default(),
-            )
-            .sight
-            == Sight::Full;
+        let identity = reads_in_full(&call, &access.team, Compartment::ChildIdentity);
         let ctx = Render {
             vault: call.vault(),
             case_id,
             identity,
             visible_cases: &visible_cases,
-            contacts: call
-                .decide_for(
-                    Some(&access.team),
-                    Action::Read(Compartment::HelplineContacts),
-                    Entry::default(),
-                )
-                .sight
-                == Sight::Full,
+            contacts: reads_in_full(&call, &access.team, Compartment::HelplineContacts),
         };
         let mut entries = Vec::with_capacity(items.len());
         let mut bytes = 0;
@@ -1136,4 +1123,16 @@ fn team_role(role: Role) -> bool {
             | Role::VictimAdvocate
             | Role::Supervisor
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_of_concern_categories_follows_the_proto() {
+        let last = i32::try_from(CONCERN_CATEGORIES).unwrap_or(i32::MAX);
+        assert!(ConcernCategory::try_from(last).is_ok());
+        assert!(ConcernCategory::try_from(last + 1).is_err());
+    }
 }

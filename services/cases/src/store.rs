@@ -107,10 +107,27 @@ pub struct Loaded {
     pub version: Option<u64>,
     pub opened_at: Option<SystemTime>,
     pub opened_by_agency: String,
-    requests: HashMap<Uuid, Applied>,
+    /// Every request applied, by id. Shared with the cached copy, so handing out a
+    /// snapshot does not copy one entry per command the case has seen.
+    requests: Arc<HashMap<Uuid, Applied>>,
 }
 
 impl Loaded {
+    /// What the case already answered `request`: its first answer if it was applied,
+    /// ALREADY_EXISTS if its id was used here for a different request, `None` if the
+    /// case has not seen it. Also for what a command does outside the case's stream
+    /// before [`CaseStore::execute`] (claiming a contact, the other side of a link),
+    /// which a retry must neither redo nor be refused by.
+    pub fn answered(&self, request: &Request) -> Result<Option<Done>, ApiError> {
+        match self.requests.get(&request.id) {
+            None => Ok(None),
+            Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(Done {
+                version: a.last_version,
+            })),
+            Some(_) => Err(reused()),
+        }
+    }
+
     /// The team as the policy sees it, at this version.
     pub fn team(&self) -> CaseTeam {
         self.state
@@ -135,7 +152,7 @@ impl Loaded {
             self.state = domain::evolve(std::mem::take(&mut self.state), &e);
         }
         if let Some(request_id) = event.metadata.request_id {
-            self.requests
+            Arc::make_mut(&mut self.requests)
                 .entry(request_id)
                 .and_modify(|a| a.last_version = event.version)
                 .or_insert(Applied {
@@ -208,19 +225,6 @@ impl CaseStore {
         Ok(loaded.clone())
     }
 
-    /// What the case already answered `request`: its first answer if it was applied,
-    /// ALREADY_EXISTS if its id was used there for a different request, `None` if the
-    /// case has not seen it. For what a command does or checks outside the case's
-    /// stream before [`CaseStore::execute`] (claiming a contact, the other side of a
-    /// link), which a retry must neither redo nor be refused by.
-    pub async fn applied(
-        &self,
-        case_id: Uuid,
-        request: &Request,
-    ) -> Result<Option<Done>, ApiError> {
-        retried(&self.load(case_id).await?, request)
-    }
-
     /// Runs `command` on the case for `request`: a retry of a request already applied
     /// gets its first answer; `expected` (the version the client saw) must still stand;
     /// the events are appended at the version read, so a conflicting command that
@@ -253,7 +257,7 @@ impl CaseStore {
                 Some(loaded) => loaded,
                 None => self.load(case_id).await?,
             };
-            if let Some(done) = retried(&loaded, request)? {
+            if let Some(done) = loaded.answered(request)? {
                 return Ok(done);
             }
             if let Some(action) = action {
@@ -315,7 +319,7 @@ impl CaseStore {
                     // The same request raced itself (a client retry while the first
                     // attempt was in flight): the stored one is the answer.
                     let loaded = self.load(case_id).await?;
-                    return match retried(&loaded, request)? {
+                    return match loaded.answered(request)? {
                         Some(done) => Ok(done),
                         None => Err(reused()),
                     };
@@ -323,18 +327,6 @@ impl CaseStore {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-}
-
-/// The first answer to a request already applied, or ALREADY_EXISTS when its id was
-/// used for a different request.
-fn retried(loaded: &Loaded, request: &Request) -> Result<Option<Done>, ApiError> {
-    match loaded.requests.get(&request.id) {
-        None => Ok(None),
-        Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(Done {
-            version: a.last_version,
-        })),
-        Some(_) => Err(reused()),
     }
 }
 
