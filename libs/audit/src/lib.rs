@@ -16,6 +16,7 @@
 
 mod call;
 mod record;
+pub mod request;
 pub mod spec;
 mod trace;
 mod trust;

@@ -10,6 +10,7 @@
 
 mod guard;
 mod status;
+pub mod validate;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +27,7 @@ use tonic_health::server::HealthReporter;
 
 pub use guard::{BoxFuture, Guard, Guarded, Next};
 pub use status::{ApiError, FieldViolation};
+pub use validate::Check;
 
 /// The gRPC services one process serves, gathered before the server is built.
 #[derive(Debug)]

@@ -31,7 +31,9 @@ use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
 use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
-use crate::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date};
+use caseline_server::validate::{
+    Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date,
+};
 
 /// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
 const CONCERN_CATEGORIES: usize = 7;
@@ -158,34 +160,6 @@ fn concerns(check: &mut Check, field: &str, values: &[i32]) {
             check.fail(field, "must not repeat a category");
             return;
         }
-    }
-}
-
-/// A page token: a position from a previous answer.
-fn page_token(check: &mut Check, token: &str) -> Option<Position> {
-    if token.is_empty() {
-        return None;
-    }
-    match token.parse::<Position>() {
-        Ok(p) => Some(p),
-        Err(_) => {
-            check.fail(
-                "page_token",
-                "must be a next_page_token from a previous answer",
-            );
-            None
-        }
-    }
-}
-
-fn page_size(check: &mut Check, value: u32, (default, max): (u32, u32)) -> usize {
-    match value {
-        0 => default as usize,
-        v if v > max => {
-            check.fail("page_size", format!("must be at most {max}"));
-            0
-        }
-        v => v as usize,
     }
 }
 
@@ -888,8 +862,8 @@ impl CaseService for CaseApi {
             check.fail("risk_level", "is not a known value");
             RiskLevel::Unspecified
         });
-        let size = page_size(&mut check, r.page_size, LIST_PAGE);
-        let before = page_token(&mut check, &r.page_token);
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let before = check.page_token(&r.page_token);
         check.done(())?;
         let works_on = |d: &Decision| {
             d.is_allowed()
@@ -1023,8 +997,8 @@ impl CaseService for CaseApi {
         let r = request.into_inner();
         let mut check = Check::new();
         let case_id = check.uuid("case_id", &r.case_id);
-        let size = page_size(&mut check, r.page_size, TIMELINE_PAGE);
-        let after = page_token(&mut check, &r.page_token);
+        let size = check.page_size(r.page_size, TIMELINE_PAGE);
+        let after = check.page_token(&r.page_token);
         check.done(())?;
         let access = call
             .case(case_id, Action::Read(Compartment::CaseCore))

@@ -13,7 +13,6 @@ mod contacts;
 mod directory;
 pub mod domain;
 mod store;
-mod validate;
 
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use caseline_policy::CASE_OPENERS;
 use caseline_proto::v1::case_service_server::CaseServiceServer;
 
 pub use api::CaseApi;
-pub use validate::{MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
+pub use caseline_server::validate::{MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 
 const COUNSELLORS: &[Role] = &[Role::HelplineCounsellor];
 

@@ -1,11 +1,11 @@
-//! Checks of request fields, each failure naming its field (INVALID_ARGUMENT with
-//! `google.rpc.BadRequest`). A description never repeats the value.
+//! Checks of request fields, shared by every service, each failure naming its field
+//! (INVALID_ARGUMENT with `google.rpc.BadRequest`). A description never repeats the value.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::{ApiError, FieldViolation};
 use caseline_eventlog::Uuid;
 use caseline_proto::prost_types::Timestamp;
-use caseline_server::{ApiError, FieldViolation};
 
 /// Longest free text (a note, a summary), in characters.
 pub const MAX_TEXT_CHARS: usize = 20_000;
@@ -116,6 +116,35 @@ impl Check {
                 field,
                 "must not hold control characters or surrounding space",
             );
+        }
+    }
+
+    /// A page token: a position from a previous answer (`None` for the first page).
+    pub fn page_token(&mut self, token: &str) -> Option<caseline_eventlog::Position> {
+        if token.is_empty() {
+            return None;
+        }
+        match token.parse::<caseline_eventlog::Position>() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.fail(
+                    "page_token",
+                    "must be a next_page_token from a previous answer",
+                );
+                None
+            }
+        }
+    }
+
+    /// A page size: `default` when 0, at most `max`.
+    pub fn page_size(&mut self, value: u32, (default, max): (u32, u32)) -> usize {
+        match value {
+            0 => default as usize,
+            v if v > max => {
+                self.fail("page_size", format!("must be at most {max}"));
+                0
+            }
+            v => v as usize,
         }
     }
 
