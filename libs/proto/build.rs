@@ -8,6 +8,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "caseline/v1/case_types.proto",
+    "caseline/v1/referral_types.proto",
     "caseline/v1/cases.proto",
     "caseline/v1/referrals.proto",
     "caseline/v1/support_plans.proto",
@@ -16,6 +17,7 @@ const PROTOS: &[&str] = &[
     "caseline/v1/events/access.proto",
     "caseline/v1/events/case_team.proto",
     "caseline/v1/events/cases.proto",
+    "caseline/v1/events/referrals.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,7 +10,7 @@ use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamNam
 use caseline_policy::teams::{ACCESS_CATEGORY, BREAK_GLASS_GRANTED, to_unix_ms};
 use caseline_policy::{
     Action, BREAK_GLASS_TTL, BreakGlassRequest, Caller, CaseTeam, Context, Decision, Entry, Reason,
-    Resource, Via, decide,
+    ReferralFacts, ReferralStep, Resource, Via, decide,
 };
 use caseline_proto::prost::Message;
 use caseline_proto::tonic;
@@ -206,6 +206,21 @@ impl Call {
             self.caller(),
             action,
             Resource::Case { team, entry },
+            Context {
+                now: self.now(),
+                break_glass: None,
+            },
+        )
+    }
+
+    /// What the policy says of a referral step, without recording anything: record it
+    /// with [`Call::enforce`] on the case (or contact) the referral is about. Reads
+    /// may be allowed through an active break-glass grant; none is opened here.
+    pub fn decide_referral(&self, step: ReferralStep, referral: ReferralFacts<'_>) -> Decision {
+        decide(
+            self.caller(),
+            Action::Referral(step),
+            Resource::Referral(referral),
             Context {
                 now: self.now(),
                 break_glass: None,

@@ -39,6 +39,76 @@ pub enum Action {
     Invoke(&'static [Role]),
     /// Change the case itself (risk, team, stage, closure): see [`Operation`].
     Manage(Operation),
+    /// A step of a referral's life, on [`Resource::Referral`]: see [`ReferralStep`].
+    Referral(ReferralStep),
+}
+
+/// What a caller does with one referral.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReferralStep {
+    /// Make it: from a case, a member who writes referrals; from a helpline contact
+    /// (no case yet), a counsellor of the agency that recorded it.
+    Make,
+    /// See the referral itself.
+    View,
+    /// See the core summary of the case (or contact) it is about (never the identity).
+    ViewReferredCase,
+    /// The receiving agency's steps.
+    Acknowledge,
+    Accept,
+    Decline,
+    RecordOutcome,
+    /// The referring side takes it back.
+    Withdraw,
+}
+
+impl ReferralStep {
+    pub const ALL: [ReferralStep; 8] = [
+        ReferralStep::Make,
+        ReferralStep::View,
+        ReferralStep::ViewReferredCase,
+        ReferralStep::Acknowledge,
+        ReferralStep::Accept,
+        ReferralStep::Decline,
+        ReferralStep::RecordOutcome,
+        ReferralStep::Withdraw,
+    ];
+
+    /// A step only the receiving agency takes.
+    pub fn is_receiving(self) -> bool {
+        matches!(
+            self,
+            ReferralStep::Acknowledge
+                | ReferralStep::Accept
+                | ReferralStep::Decline
+                | ReferralStep::RecordOutcome
+        )
+    }
+}
+
+/// Roles whose staff of a receiving agency handle referrals addressed to it (every
+/// role that may sit on a case's team).
+pub const REFERRAL_RECEIVERS: &[Role] = &[
+    Role::HelplineCounsellor,
+    Role::SocialWorker,
+    Role::PoliceInvestigator,
+    Role::Prosecutor,
+    Role::HealthWorker,
+    Role::VictimAdvocate,
+    Role::Supervisor,
+];
+
+/// What the policy knows of one referral.
+#[derive(Clone, Copy, Debug)]
+pub struct ReferralFacts<'a> {
+    /// The agency that made it (for a contact's referral: the agency that recorded
+    /// the contact).
+    pub from_agency: &'a str,
+    pub to_agency: &'a str,
+    /// The team of the case it is about; `None` for a helpline contact's referral.
+    pub team: Option<&'a CaseTeam>,
+    /// It awaits the receiving agency's decision (made or acknowledged).
+    pub awaiting_decision: bool,
 }
 
 /// A change to the case core, which the visibility table lets no one write: these
@@ -149,6 +219,8 @@ pub enum Resource<'a> {
         team: Option<&'a CaseTeam>,
         entry: Entry<'a>,
     },
+    /// One referral (for [`Action::Referral`]).
+    Referral(ReferralFacts<'a>),
 }
 
 /// Facts about the particular entry that scoped cells depend on.
@@ -216,6 +288,10 @@ pub enum Via {
     Oversight,
     /// Complaints officers: complaints of every case, independent of the team.
     ComplaintsHandling,
+    /// Staff of the agency a referral is addressed to.
+    ReferralReceiver,
+    /// The agency that made a referral from a helpline contact.
+    ContactAgency,
 }
 
 /// Why, as a machine code recorded in the access history.
@@ -230,6 +306,8 @@ pub enum Reason {
     BreakGlassIsReadOnly,
     Oversight,
     ComplaintsHandling,
+    ReferralReceiver,
+    ContactAgency,
     NoSuchCase,
     NotOnTeam,
     CompartmentNotVisible,
@@ -248,6 +326,8 @@ impl Reason {
             Reason::BreakGlassIsReadOnly => "break_glass_is_read_only",
             Reason::Oversight => "oversight",
             Reason::ComplaintsHandling => "complaints_handling",
+            Reason::ReferralReceiver => "referral_receiver",
+            Reason::ContactAgency => "contact_agency",
             Reason::NoSuchCase => "no_such_case",
             Reason::NotOnTeam => "not_on_team",
             Reason::CompartmentNotVisible => "compartment_not_visible",
@@ -315,7 +395,14 @@ pub fn decide(
                 Decision::deny(Reason::RoleNotPermitted)
             }
         }
-        (Action::Read(_) | Action::Write(_) | Action::Manage(_), Resource::Global) => {
+        (Action::Referral(step), Resource::Referral(referral)) => {
+            referral_access(caller, step, referral, context)
+        }
+        (Action::Referral(_), _) => Decision::deny(Reason::NoSuchCase),
+        (
+            Action::Read(_) | Action::Write(_) | Action::Manage(_),
+            Resource::Global | Resource::Referral(_),
+        ) => {
             // A compartment outside any case: a mistake of the caller's code, never a
             // reason to allow.
             Decision::deny(Reason::NoSuchCase)
@@ -355,6 +442,126 @@ pub fn decide(
                 _ => Decision::deny(Reason::WriteNotPermitted),
             }
         }
+    }
+}
+
+/// A referral's steps. The receiving agency's staff (in [`REFERRAL_RECEIVERS`]) see
+/// the referral, and the case's core summary while it awaits their decision, and take
+/// the receiving steps; everyone else stands where the case's referrals compartment
+/// puts them (the referring side writes, so makes and withdraws, and a supervisor of
+/// the referring agency on the team may withdraw). A contact's referral belongs to the
+/// agency that recorded the contact. Break-glass never takes a step.
+fn referral_access(
+    caller: Caller<'_>,
+    step: ReferralStep,
+    r: ReferralFacts<'_>,
+    context: Context<'_>,
+) -> Decision {
+    if matches!(
+        caller.role,
+        Role::Auditor | Role::ComplaintsOfficer | Role::DataProtectionOfficer | Role::Admin
+    ) {
+        // Auditors see referrals as metadata on timelines; complaints officers do not
+        // see them at all.
+        return Decision::deny(Reason::NotOnTeam);
+    }
+    let receiver = step != ReferralStep::Make
+        && caller.agency == r.to_agency
+        && REFERRAL_RECEIVERS.contains(&caller.role);
+    if receiver {
+        match step {
+            ReferralStep::View => {
+                return Decision::allow(
+                    Reason::ReferralReceiver,
+                    Via::ReferralReceiver,
+                    Sight::Full,
+                );
+            }
+            ReferralStep::ViewReferredCase if r.awaiting_decision => {
+                return Decision::allow(
+                    Reason::ReferralReceiver,
+                    Via::ReferralReceiver,
+                    Sight::Summary,
+                );
+            }
+            s if s.is_receiving() => {
+                return Decision::allow(
+                    Reason::ReferralReceiver,
+                    Via::ReferralReceiver,
+                    Sight::Full,
+                );
+            }
+            // Seeing the case after the decision, or withdrawing: as anyone else.
+            _ => {}
+        }
+    }
+    let Some(team) = r.team else {
+        // A contact's referral: the agency that recorded the contact, in the roles
+        // that work its contacts.
+        let contact_agency = caller.agency == r.from_agency
+            && matches!(caller.role, Role::HelplineCounsellor | Role::Supervisor);
+        return match step {
+            _ if !contact_agency => Decision::deny(Reason::NotOnTeam),
+            ReferralStep::Make if caller.role != Role::HelplineCounsellor => {
+                Decision::deny(Reason::WriteNotPermitted)
+            }
+            s if s.is_receiving() => Decision::deny(Reason::WriteNotPermitted),
+            ReferralStep::View | ReferralStep::ViewReferredCase => {
+                Decision::allow(Reason::ContactAgency, Via::ContactAgency, Sight::Full)
+            }
+            _ => Decision::allow(Reason::ContactAgency, Via::ContactAgency, Sight::None),
+        };
+    };
+    let entry = Entry {
+        addressed_to: Some(r.to_agency),
+        health_goal: false,
+    };
+    // No break-glass for a step that changes anything.
+    let quiet = Context {
+        break_glass: None,
+        ..context
+    };
+    match step {
+        ReferralStep::View => {
+            case_access(caller, Compartment::Referrals, false, team, entry, context)
+        }
+        ReferralStep::ViewReferredCase => {
+            case_access(caller, Compartment::CaseCore, false, team, entry, context)
+        }
+        ReferralStep::Make => case_access(caller, Compartment::Referrals, true, team, entry, quiet),
+        ReferralStep::Withdraw => {
+            if caller.agency != r.from_agency {
+                return deny_unless_visible(caller, team, entry, quiet);
+            }
+            let write = case_access(caller, Compartment::Referrals, true, team, entry, quiet);
+            if write.is_allowed() {
+                return write;
+            }
+            let read = case_access(caller, Compartment::Referrals, false, team, entry, quiet);
+            if caller.role == Role::Supervisor && read.via == Via::AgencySupervisor {
+                return read;
+            }
+            write
+        }
+        _ => deny_unless_visible(caller, team, entry, quiet),
+    }
+}
+
+/// A step the caller may not take: PERMISSION_DENIED if they may see the referral,
+/// else hidden (NOT_FOUND).
+fn deny_unless_visible(
+    caller: Caller<'_>,
+    team: &CaseTeam,
+    entry: Entry<'_>,
+    context: Context<'_>,
+) -> Decision {
+    let read = case_access(caller, Compartment::Referrals, false, team, entry, context);
+    if read.is_allowed() {
+        Decision::deny(Reason::WriteNotPermitted)
+    } else if read.hides_case() {
+        read
+    } else {
+        Decision::deny(Reason::NotOnTeam)
     }
 }
 

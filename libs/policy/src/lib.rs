@@ -22,8 +22,8 @@ pub mod teams;
 
 pub use decide::{
     Action, BREAK_GLASS_MIN_REASON_CHARS, BREAK_GLASS_TTL, BreakGlassRequest, CASE_OPENERS, Caller,
-    Context, Decision, Effect, Entry, Operation, Reason, Resource, Via, decide,
-    render_operations_markdown,
+    Context, Decision, Effect, Entry, Operation, REFERRAL_RECEIVERS, Reason, ReferralFacts,
+    ReferralStep, Resource, Via, decide, render_operations_markdown,
 };
 pub use table::{Compartment, Sight};
 pub use teams::{CaseTeam, CaseTeams, Grant, Member};
@@ -31,7 +31,7 @@ pub use teams::{CaseTeam, CaseTeams, Grant, Member};
 /// The version of the rules in force, recorded with every decision so an auditor can
 /// tell which rules applied. Change it whenever [`table::TABLE`] or [`decide`] changes
 /// meaning.
-pub const POLICY_VERSION: &str = "2026-11-22.2";
+pub const POLICY_VERSION: &str = "2026-11-22.3";
 
 /// Every version of the rules this build can apply, oldest first, with what changed.
 /// The timeline visibility (reads) is the same in all of them, so an auditor's question
@@ -44,6 +44,10 @@ pub const POLICY_VERSIONS: &[(&str, &str)] = &[
     (
         "2026-11-22.2",
         "adds who may change a case (risk, team, stage, closure, reopening)",
+    ),
+    (
+        "2026-11-22.3",
+        "adds referrals: the receiving agency's staff and the referring side",
     ),
 ];
 

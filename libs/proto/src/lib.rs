@@ -52,6 +52,13 @@ pub mod event_types {
     pub const CLOSURE_DECIDED: &str = "caseline.v1.events.ClosureDecided";
     pub const CASE_REOPENED: &str = "caseline.v1.events.CaseReopened";
     pub const JUSTICE_MILESTONE_RECORDED: &str = "caseline.v1.events.JusticeMilestoneRecorded";
+    pub const REFERRAL_MADE: &str = "caseline.v1.events.ReferralMade";
+    pub const REFERRAL_ACKNOWLEDGED: &str = "caseline.v1.events.ReferralAcknowledged";
+    pub const REFERRAL_ACCEPTED: &str = "caseline.v1.events.ReferralAccepted";
+    pub const REFERRAL_DECLINED: &str = "caseline.v1.events.ReferralDeclined";
+    pub const REFERRAL_OUTCOME_RECORDED: &str = "caseline.v1.events.ReferralOutcomeRecorded";
+    pub const REFERRAL_WITHDRAWN: &str = "caseline.v1.events.ReferralWithdrawn";
+    pub const REFERRAL_ESCALATED: &str = "caseline.v1.events.ReferralEscalated";
     pub const ACCESS_RECORDED: &str = "caseline.v1.events.AccessRecorded";
     pub const BREAK_GLASS_GRANTED: &str = "caseline.v1.events.BreakGlassGranted";
 }

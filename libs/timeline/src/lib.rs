@@ -25,13 +25,14 @@ use caseline_proto::prost::Message;
 use caseline_proto::prost_types::Timestamp;
 use caseline_proto::v1::events::{
     CaseOpened, CaseReopened, CasesLinked, CasesUnlinked, ClosureDecided, ClosureRequested,
-    ContactAttached, JusticeMilestoneRecorded, NoteAdded, RiskAssessed, StageChanged,
-    TeamMemberAdded, TeamMemberRemoved,
+    ContactAttached, JusticeMilestoneRecorded, NoteAdded, ReferralAccepted, ReferralAcknowledged,
+    ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
+    RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_proto::v1::{
     CaseOpenedView, ChildIdentity, ClosureView, ContactView, LinkView, MilestoneView,
-    NoteCompartment, NoteView, RiskAssessmentView, Stage, StageView, TeamChangeView, TimelineEntry,
-    Visibility, closure_view, timeline_entry,
+    NoteCompartment, NoteView, ReferralView, RiskAssessmentView, Stage, StageView, TeamChangeView,
+    TimelineEntry, Visibility, closure_view, referral_view, timeline_entry,
 };
 use caseline_vault::{Opened, Vault};
 
@@ -51,6 +52,13 @@ pub enum Payload {
     ClosureDecided(ClosureDecided),
     Reopened(CaseReopened),
     Milestone(JusticeMilestoneRecorded),
+    ReferralMade(ReferralMade),
+    ReferralAcknowledged(ReferralAcknowledged),
+    ReferralAccepted(ReferralAccepted),
+    ReferralDeclined(ReferralDeclined),
+    ReferralOutcome(ReferralOutcomeRecorded),
+    ReferralWithdrawn(ReferralWithdrawn),
+    ReferralEscalated(ReferralEscalated),
 }
 
 /// One event of a case's timeline.
@@ -110,6 +118,13 @@ impl<'e> Item<'e> {
             types::CLOSURE_DECIDED => Payload::ClosureDecided(decode(event)?),
             types::CASE_REOPENED => Payload::Reopened(decode(event)?),
             types::JUSTICE_MILESTONE_RECORDED => Payload::Milestone(decode(event)?),
+            types::REFERRAL_MADE => Payload::ReferralMade(decode(event)?),
+            types::REFERRAL_ACKNOWLEDGED => Payload::ReferralAcknowledged(decode(event)?),
+            types::REFERRAL_ACCEPTED => Payload::ReferralAccepted(decode(event)?),
+            types::REFERRAL_DECLINED => Payload::ReferralDeclined(decode(event)?),
+            types::REFERRAL_OUTCOME_RECORDED => Payload::ReferralOutcome(decode(event)?),
+            types::REFERRAL_WITHDRAWN => Payload::ReferralWithdrawn(decode(event)?),
+            types::REFERRAL_ESCALATED => Payload::ReferralEscalated(decode(event)?),
             _ => return Ok(None),
         };
         Ok(Some(Self { event, payload }))
@@ -131,6 +146,13 @@ impl<'e> Item<'e> {
             Payload::ClosureDecided(_) => "closure_decided",
             Payload::Reopened(_) => "case_reopened",
             Payload::Milestone(_) => "justice_milestone_recorded",
+            Payload::ReferralMade(_) => "referral_made",
+            Payload::ReferralAcknowledged(_) => "referral_acknowledged",
+            Payload::ReferralAccepted(_) => "referral_accepted",
+            Payload::ReferralDeclined(_) => "referral_declined",
+            Payload::ReferralOutcome(_) => "referral_outcome_recorded",
+            Payload::ReferralWithdrawn(_) => "referral_withdrawn",
+            Payload::ReferralEscalated(_) => "referral_escalated",
         }
     }
 
@@ -150,12 +172,38 @@ impl<'e> Item<'e> {
             Payload::Note(n) => note_compartment(n.compartment).unwrap_or(Compartment::HealthNotes),
             Payload::Linked(_) | Payload::Unlinked(_) => Compartment::Investigation,
             Payload::Milestone(_) => Compartment::JusticeMilestones,
+            Payload::ReferralMade(_)
+            | Payload::ReferralAcknowledged(_)
+            | Payload::ReferralAccepted(_)
+            | Payload::ReferralDeclined(_)
+            | Payload::ReferralOutcome(_)
+            | Payload::ReferralWithdrawn(_)
+            | Payload::ReferralEscalated(_) => Compartment::Referrals,
         }
     }
 
-    /// Facts about the entry that scoped cells of the table depend on.
+    /// The referral an entry is about, with its two agencies.
+    fn referral(&self) -> Option<(&str, &str, &str)> {
+        let r = match &self.payload {
+            Payload::ReferralMade(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralAcknowledged(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralAccepted(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralDeclined(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralOutcome(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralWithdrawn(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralEscalated(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            _ => return None,
+        };
+        Some((r.0.as_str(), r.1.as_str(), r.2.as_str()))
+    }
+
+    /// Facts about the entry that scoped cells of the table depend on: the agency a
+    /// referral is addressed to.
     pub fn entry(&self) -> Entry<'_> {
-        Entry::default()
+        Entry {
+            addressed_to: self.referral().map(|(_, _, to)| to),
+            health_goal: false,
+        }
     }
 
     /// The other case of a link entry.
@@ -340,7 +388,67 @@ impl<'e> Item<'e> {
                     .then(|| timestamp(from_unix_ms(m.child_informed_at_unix_ms))),
                 erased: o.erased,
             }),
+            Payload::ReferralMade(_)
+            | Payload::ReferralAcknowledged(_)
+            | Payload::ReferralAccepted(_)
+            | Payload::ReferralDeclined(_)
+            | Payload::ReferralOutcome(_)
+            | Payload::ReferralWithdrawn(_)
+            | Payload::ReferralEscalated(_) => Detail::Referral(self.referral_view(&mut o).await?),
         })
+    }
+
+    async fn referral_view(
+        &self,
+        o: &mut Opener<'_>,
+    ) -> Result<ReferralView, caseline_vault::Error> {
+        use referral_view::Step;
+        let (referral_id, from, to) = self.referral().unwrap_or_default();
+        let mut view = ReferralView {
+            referral_id: referral_id.to_owned(),
+            from_agency: from.to_owned(),
+            to_agency: to.to_owned(),
+            ..ReferralView::default()
+        };
+        let step = match &self.payload {
+            Payload::ReferralMade(r) => {
+                view.service = r.service;
+                view.urgency = r.urgency;
+                view.due_by = Some(timestamp(from_unix_ms(r.due_by_unix_ms)));
+                view.consent = r.consent;
+                view.legal_basis = o.text(&r.legal_basis_sealed).await?;
+                view.text = o.text(&r.reason_sealed).await?;
+                Step::Made
+            }
+            Payload::ReferralAcknowledged(_) => Step::Acknowledged,
+            Payload::ReferralAccepted(r) => {
+                view.accepted_by = r.subject.clone();
+                view.accepted_role = r.role.clone();
+                Step::Accepted
+            }
+            Payload::ReferralDeclined(r) => {
+                view.text = o.text(&r.reason_sealed).await?;
+                view.suggested_service = r.suggested_service;
+                Step::Declined
+            }
+            Payload::ReferralOutcome(r) => {
+                view.text = o.text(&r.outcome_sealed).await?;
+                Step::Outcome
+            }
+            Payload::ReferralWithdrawn(r) => {
+                view.text = o.text(&r.reason_sealed).await?;
+                Step::Withdrawn
+            }
+            Payload::ReferralEscalated(r) => {
+                view.escalation = r.cause;
+                view.due_by = Some(timestamp(from_unix_ms(r.due_by_unix_ms)));
+                Step::Escalated
+            }
+            _ => Step::Unspecified,
+        };
+        view.step = step as i32;
+        view.erased = o.erased;
+        Ok(view)
     }
 
     fn other(&self, ctx: &Render<'_>) -> (String, bool) {
