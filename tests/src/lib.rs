@@ -120,12 +120,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(caseline::serve::Clockwork::default()).await
+    }
+
+    /// A server deciding by `clockwork`'s clock (tests move it rather than wait).
+    pub async fn start_with(clockwork: caseline::serve::Clockwork) -> Self {
         let dir = tempfile::tempdir().expect("temporary data directory");
         let args = caseline::serve::ServeArgs::dev(
             "127.0.0.1:0".parse().expect("address"),
             dir.path().to_path_buf(),
         );
-        let app = caseline::serve::AllInOne::build(&args)
+        let app = caseline::serve::AllInOne::build_with(&args, clockwork)
             .await
             .expect("all-in-one builds");
         let addr = app.local_addr();

@@ -121,6 +121,12 @@ impl Trust {
         &self.inner.teams
     }
 
+    /// The clock the trust layer decides by (injected in tests), for processes that
+    /// follow time (escalation of overdue referrals).
+    pub fn clock(&self) -> Clock {
+        Arc::clone(&self.inner.clock)
+    }
+
     fn has_methods_under(&self, prefix: &str) -> bool {
         let known = self.inner.methods.read().unwrap_or_else(|p| p.into_inner());
         known.keys().any(|path| path.starts_with(prefix))

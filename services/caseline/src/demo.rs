@@ -579,6 +579,21 @@ fn gist(e: &TimelineEntry) -> String {
             t.role,
             t.agency
         ),
+        Detail::Referral(r) if r.erased => "referral (erased)".to_owned(),
+        Detail::Referral(r) => format!(
+            "{} {} -> {}{}",
+            short(
+                caseline_proto::v1::referral_view::Step::try_from(r.step).map(|v| v.as_str_name()),
+                "STEP_"
+            ),
+            r.from_agency,
+            r.to_agency,
+            if r.text.is_empty() {
+                String::new()
+            } else {
+                format!(": \"{}\"", r.text)
+            }
+        ),
         Detail::Note(n) if n.erased => "note (erased)".to_owned(),
         Detail::Note(n) => format!("\"{}\"", n.text),
         Detail::Link(l) => format!(

@@ -6,9 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use caseline_audit::{Trust, TrustConfig};
+use std::time::{Duration, SystemTime};
+
+use caseline_audit::{Clock, Trust, TrustConfig};
 use caseline_auth::{AuthConfig, Authenticator, DevKey};
 use caseline_eventlog::EventLog;
+use caseline_referrals::Escalation;
 use caseline_server::{GrpcServer, Services};
 use caseline_vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
 
@@ -51,12 +54,39 @@ impl ServeArgs {
     }
 }
 
+/// What runs beside the services and follows time: the clock they decide by, and how
+/// often overdue referrals are looked for. Tests inject a clock they move.
+#[derive(Clone)]
+pub struct Clockwork {
+    pub clock: Clock,
+    pub escalation_every: Duration,
+}
+
+impl Default for Clockwork {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemTime::now),
+            escalation_every: caseline_referrals::DEFAULT_EVERY,
+        }
+    }
+}
+
+impl std::fmt::Debug for Clockwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clockwork")
+            .field("escalation_every", &self.escalation_every)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The all-in-one, bound and ready to serve.
 #[derive(Debug)]
 pub struct AllInOne {
     server: GrpcServer,
     log: Arc<dyn EventLog>,
     trust: Trust,
+    escalation: Escalation,
+    escalation_every: Duration,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -65,6 +95,11 @@ impl AllInOne {
     /// Resolves the configuration, opens the event log and the key store, and binds the
     /// server with all five services behind the trust layer.
     pub async fn build(args: &ServeArgs) -> Result<Self, BoxError> {
+        Self::build_with(args, Clockwork::default()).await
+    }
+
+    /// As [`AllInOne::build`], deciding by `clockwork`'s clock.
+    pub async fn build_with(args: &ServeArgs, clockwork: Clockwork) -> Result<Self, BoxError> {
         let file = match &args.config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
@@ -128,12 +163,15 @@ impl AllInOne {
         if instance.len() > 128 || instance.chars().any(char::is_control) {
             return Err("instance must be at most 128 bytes of printable text".into());
         }
-        let trust = Trust::new(TrustConfig {
-            authenticator,
-            log: Arc::clone(&log),
-            vault: Vault::new(master, store),
-            instance,
-        });
+        let trust = Trust::with_clock(
+            TrustConfig {
+                authenticator,
+                log: Arc::clone(&log),
+                vault: Vault::new(master, store),
+                instance,
+            },
+            Arc::clone(&clockwork.clock),
+        );
         for methods in [
             caseline_cases::METHODS,
             caseline_referrals::METHODS,
@@ -146,12 +184,19 @@ impl AllInOne {
 
         let services = Services::new(trust.guard())
             .add_service(caseline_cases::server(Arc::clone(&log)))
-            .add_service(caseline_referrals::server())
+            .add_service(caseline_referrals::server(Arc::clone(&log)))
             .add_service(caseline_support_plans::server())
             .add_service(caseline_compensation::server())
             .add_service(caseline_audit_service::server());
         let server = GrpcServer::build(listen, services).await?;
-        Ok(Self { server, log, trust })
+        let escalation = Escalation::new(Arc::clone(&log), clockwork.clock);
+        Ok(Self {
+            server,
+            log,
+            trust,
+            escalation,
+            escalation_every: clockwork.escalation_every,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -173,7 +218,10 @@ impl AllInOne {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), BoxError> {
+        let escalation = self.escalation.spawn(self.escalation_every);
         let served = self.server.run_until_stopped(shutdown).await;
+        escalation.abort();
+        let _ = escalation.await;
         self.log.close().await;
         tracing::info!("stopped");
         Ok(served?)

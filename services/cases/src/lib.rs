@@ -12,6 +12,7 @@ mod api;
 mod contacts;
 mod directory;
 pub mod domain;
+pub mod shared;
 mod store;
 
 use std::sync::Arc;

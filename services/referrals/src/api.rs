@@ -1,0 +1,689 @@
+//! The gRPC handlers of ReferralService.
+//!
+//! Every command: validate (naming each bad field) → load the referral → ask the policy
+//! for the caller's standing on it (recorded on the case's, or contact's, access
+//! history) → seal free text with the case's (or contact's) key → decide → append at
+//! the version read, the standing asked again on that very state. A referral the caller
+//! may not see is NOT_FOUND, exactly as one that does not exist.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
+use caseline_audit::{Call, vault_error};
+use caseline_cases::shared::{Joined, join_team, read_case, read_contact};
+use caseline_eventlog::{EventLog, Position, Uuid};
+use caseline_policy::ReferralStep;
+use caseline_policy::teams::to_unix_ms;
+use caseline_proto::prost::Message;
+use caseline_proto::tonic::{self, Request, Response, Status};
+use caseline_proto::v1::events::{ReferralMade, TeamMemberAdded};
+use caseline_proto::v1::referral_service_server::ReferralService;
+use caseline_proto::v1::{
+    AcceptReferralRequest, AcknowledgeReferralRequest, ConsentBasis, DeclineReferralRequest,
+    GetReferralRequest, ListInboxRequest, ListOutboxRequest, ListOverdueReferralsRequest,
+    ListReferralsResponse, MakeReferralRequest, RecordReferralOutcomeRequest,
+    ReferralCommandResponse, ReferralStatus, ReferralUrgency, ReferredCase, ReferredContact,
+    ServiceType, WithdrawReferralRequest,
+};
+use caseline_server::ApiError;
+use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS};
+use caseline_timeline::{from_unix_ms, timestamp};
+use caseline_vault::Opened;
+
+use crate::access::{Authorise, admit, referral_not_found, standing};
+use crate::directory::Directory;
+use crate::domain::Command;
+use crate::store::{Intent, Loaded, Owner, ReferralStore};
+
+/// Default and largest page of the lists.
+const LIST_PAGE: (u32, u32) = (50, 500);
+/// Index of the team-joining event among an acceptance's event ids (the referral's own
+/// events use the low indices).
+const JOIN_INDEX: usize = 1_000;
+
+/// The gRPC handlers of ReferralService.
+#[derive(Debug)]
+pub struct ReferralApi {
+    log: Arc<dyn EventLog>,
+    store: ReferralStore,
+    directory: Directory,
+}
+
+impl ReferralApi {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            store: ReferralStore::new(Arc::clone(&log)),
+            directory: Directory::new(Arc::clone(&log)),
+            log,
+        }
+    }
+}
+
+/// A command on an existing referral, as received.
+struct Target {
+    referral_id: Uuid,
+    request_id: Uuid,
+    expected: Option<u64>,
+    encoded: Vec<u8>,
+}
+
+fn target(
+    check: &mut Check,
+    referral_id: &str,
+    request_id: &str,
+    expected: Option<u64>,
+    message: &impl Message,
+) -> Target {
+    Target {
+        referral_id: check.uuid("referral_id", referral_id),
+        request_id: check.uuid("request_id", request_id),
+        expected,
+        encoded: message.encode_to_vec(),
+    }
+}
+
+/// Seals `text` under `owner`'s key; empty text stays empty.
+async fn seal(call: &Call, owner: Owner, text: &str) -> Result<Vec<u8>, ApiError> {
+    call.vault()
+        .seal_field(owner.id(), text.trim())
+        .await
+        .map_err(vault_error)
+}
+
+fn statuses(check: &mut Check, field: &str, values: &[i32]) -> HashSet<ReferralStatus> {
+    values
+        .iter()
+        .map(|v| check.known::<ReferralStatus>(field, *v))
+        .collect()
+}
+
+fn known_service(check: &mut Check, field: &str, value: i32, required: bool) {
+    if !required && value == 0 {
+        return;
+    }
+    let _: ServiceType = check.known(field, value);
+}
+
+impl ReferralApi {
+    /// The common path of a step on an existing referral: load, authorise `step`,
+    /// identify the request, let `build` seal and make the command, run it (the
+    /// standing asked again on the state appended to). Returns the new version and the
+    /// referral as authorised.
+    async fn act(
+        &self,
+        call: &Call,
+        t: &Target,
+        step: ReferralStep,
+        build: impl AsyncFnOnce(Owner) -> Result<Command, ApiError>,
+    ) -> Result<(u64, Owner, RequestKey), ApiError> {
+        let loaded = self.store.load(t.referral_id).await?;
+        Authorise::Step(step)
+            .check(call, t.referral_id, &loaded)
+            .await?;
+        let Some(owner) = loaded.owner() else {
+            return Err(referral_not_found(t.referral_id));
+        };
+        let request = RequestKey::new(call, owner.id(), t.request_id, &t.encoded).await?;
+        let command = build(owner).await?;
+        let version = self
+            .store
+            .execute(
+                call,
+                Intent {
+                    referral_id: t.referral_id,
+                    request: &request,
+                    expected: t.expected,
+                    owner,
+                },
+                Some(loaded),
+                command,
+                Authorise::Step(step),
+            )
+            .await?;
+        Ok((version, owner, request))
+    }
+
+    fn answer(&self, referral_id: Uuid, version: u64) -> Response<ReferralCommandResponse> {
+        Response::new(ReferralCommandResponse {
+            referral_id: referral_id.to_string(),
+            version,
+            due_by: None,
+        })
+    }
+
+    /// The referral as the caller may see it (`View` already allowed).
+    async fn render(
+        &self,
+        call: &Call,
+        referral_id: Uuid,
+        loaded: &Loaded,
+    ) -> Result<caseline_proto::v1::Referral, ApiError> {
+        let (Some(made), Some(owner)) = (&loaded.state.made, loaded.owner()) else {
+            return Err(referral_not_found(referral_id));
+        };
+        let mut erased = false;
+        let mut open = async |bytes: &[u8]| -> Result<String, ApiError> {
+            match call
+                .vault()
+                .open_field(owner.id(), bytes)
+                .await
+                .map_err(vault_error)?
+            {
+                Opened::Plain(text) => Ok(text.expose().to_owned()),
+                Opened::Erased => {
+                    erased = true;
+                    Ok(String::new())
+                }
+            }
+        };
+        let reason = open(&made.reason_sealed).await?;
+        let legal_basis = open(&made.legal_basis_sealed).await?;
+        let decline_reason = match &loaded.declined {
+            Some(d) => open(&d.reason_sealed).await?,
+            None => String::new(),
+        };
+        let outcome = match &loaded.outcome {
+            Some(o) => open(&o.outcome_sealed).await?,
+            None => String::new(),
+        };
+        let withdraw_reason = match &loaded.withdrawn {
+            Some(w) => open(&w.reason_sealed).await?,
+            None => String::new(),
+        };
+        let (mut referred_case, mut referred_contact) = (None, None);
+        if standing(call, loaded, ReferralStep::ViewReferredCase)
+            .await?
+            .is_allowed()
+        {
+            match owner {
+                Owner::Case(case_id) => {
+                    let (state, _) = read_case(self.log.as_ref(), case_id).await?;
+                    referred_case = state.opened.as_ref().map(|o| ReferredCase {
+                        pseudonym: o.pseudonym.clone(),
+                        age_band: o.age_band,
+                        gender: o.gender,
+                        language: o.language.clone(),
+                        concerns: o.concerns.clone(),
+                        risk_level: state.risk as i32,
+                        stage: state.stage as i32,
+                    });
+                }
+                Owner::Contact(contact_id) => {
+                    referred_contact =
+                        read_contact(self.log.as_ref(), contact_id).await?.map(|c| {
+                            ReferredContact {
+                                channel: c.recorded.channel,
+                                caller_kind: c.recorded.caller_kind,
+                                concerns: c.recorded.concerns,
+                                urgency: c.recorded.urgency,
+                                anonymous: c.recorded.anonymous,
+                                contacted_at: Some(timestamp(c.recorded_at)),
+                            }
+                        });
+                }
+            }
+        }
+        let contact_id = match owner {
+            Owner::Contact(id) if call.agency() == made.from_agency => id.to_string(),
+            _ => String::new(),
+        };
+        let state = &loaded.state;
+        let t = |at: Option<std::time::SystemTime>| at.map(timestamp);
+        Ok(caseline_proto::v1::Referral {
+            referral_id: referral_id.to_string(),
+            case_id: owner.case_id().map(|c| c.to_string()).unwrap_or_default(),
+            contact_id,
+            from_agency: made.from_agency.clone(),
+            referred_by: loaded.made_by.clone(),
+            to_agency: made.to_agency.clone(),
+            service: made.service,
+            urgency: made.urgency,
+            consent: made.consent,
+            legal_basis,
+            reason,
+            made_at: t(loaded.times.made),
+            due_by: Some(timestamp(from_unix_ms(made.due_by_unix_ms))),
+            status: state.status as i32,
+            overdue: state.is_overdue(to_unix_ms(call.now())),
+            escalated_at: t(loaded.times.escalated),
+            escalation: state.escalation.map_or(0, |e| e as i32),
+            acknowledged_at: t(loaded.times.acknowledged),
+            accepted_by: state
+                .accepted_by
+                .as_ref()
+                .map(|(subject, _)| subject.clone())
+                .unwrap_or_default(),
+            accepted_at: t(loaded.times.accepted),
+            decline_reason,
+            suggested_service: loaded.declined.as_ref().map_or(0, |d| d.suggested_service),
+            declined_at: t(loaded.times.declined),
+            outcome,
+            completed_at: t(loaded.times.completed),
+            withdraw_reason,
+            withdrawn_at: t(loaded.times.withdrawn),
+            version: loaded.version.unwrap_or_default(),
+            referred_case,
+            referred_contact,
+            erased,
+        })
+    }
+
+    /// A page of referrals `include` admits, that the caller may see, in the order
+    /// made. Every id returned (referral and case) is recorded in the access history.
+    async fn list(
+        &self,
+        call: &Call,
+        size: usize,
+        after: Option<Position>,
+        include: impl Fn(&Loaded) -> bool,
+    ) -> Result<ListReferralsResponse, ApiError> {
+        let candidates: Vec<(Position, Uuid, Loaded)> = {
+            let view = self.directory.view().await?;
+            view.in_order(after)
+                .filter(|(_, _, r)| include(r))
+                .map(|(p, id, r)| (p, id, r.clone()))
+                .collect()
+        };
+        let mut referrals = Vec::new();
+        let mut next = None;
+        let mut returned = Vec::new();
+        for (i, (position, referral_id, loaded)) in candidates.iter().enumerate() {
+            if !standing(call, loaded, ReferralStep::View)
+                .await?
+                .is_allowed()
+            {
+                continue;
+            }
+            let referral = self.render(call, *referral_id, loaded).await?;
+            returned.push(referral.referral_id.clone());
+            if !referral.case_id.is_empty() {
+                returned.push(referral.case_id.clone());
+            }
+            referrals.push(referral);
+            if referrals.len() == size {
+                if i + 1 < candidates.len() {
+                    next = Some(*position);
+                }
+                break;
+            }
+        }
+        call.returned(returned);
+        Ok(ListReferralsResponse {
+            referrals,
+            next_page_token: next.map(|p| p.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl ReferralService for ReferralApi {
+    async fn make_referral(
+        &self,
+        request: Request<MakeReferralRequest>,
+    ) -> Result<Response<ReferralCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let request_id = check.uuid("request_id", &r.request_id);
+        let case_id = check.optional_uuid("case_id", &r.case_id);
+        let contact_id = check.optional_uuid("contact_id", &r.contact_id);
+        if r.case_id.is_empty() == r.contact_id.is_empty() {
+            check.fail("case_id", "give exactly one of case_id and contact_id");
+        }
+        check.id_label("to_agency", &r.to_agency);
+        if r.to_agency == call.agency() {
+            check.fail("to_agency", "must be another agency than your own");
+        }
+        known_service(&mut check, "service", r.service, true);
+        let _: ReferralUrgency = check.known("urgency", r.urgency);
+        check.text("reason", &r.reason, MAX_TEXT_CHARS, true);
+        let consent: ConsentBasis = check.known("consent", r.consent);
+        check.text("legal_basis", &r.legal_basis, MAX_REASON_CHARS, false);
+        match consent {
+            ConsentBasis::NotRequired if r.legal_basis.trim().is_empty() => check.fail(
+                "legal_basis",
+                "state the legal basis when consent is not required",
+            ),
+            ConsentBasis::GivenByChild | ConsentBasis::GivenByGuardian
+                if !r.legal_basis.trim().is_empty() =>
+            {
+                check.fail("legal_basis", "only when consent is not required")
+            }
+            _ => {}
+        }
+        check.done(())?;
+
+        // Where the referral belongs, and the caller's standing there.
+        let (owner, from_agency) = match (case_id, contact_id) {
+            (Some(case_id), _) => (Owner::Case(case_id), call.agency().to_owned()),
+            (_, Some(contact_id)) => {
+                let contact = read_contact(call.log().as_ref(), contact_id).await?;
+                let agency = contact
+                    .as_ref()
+                    .map(|c| c.agency.clone())
+                    .unwrap_or_default();
+                (Owner::Contact(contact_id), agency)
+            }
+            _ => return Err(ApiError::Internal("validated above").into()),
+        };
+        let authorise = Authorise::Make {
+            owner,
+            from_agency: &from_agency,
+            to_agency: &r.to_agency,
+        };
+        let referral_id = new_aggregate_id(&call, "referral", request_id);
+        authorise
+            .check(&call, referral_id, &Loaded::default())
+            .await?;
+        match owner {
+            Owner::Case(case_id) => {
+                let (state, _) = read_case(call.log().as_ref(), case_id).await?;
+                if state.stage == caseline_proto::v1::Stage::Closed {
+                    return Err(ApiError::FailedPrecondition(
+                        "the case is closed: reopen it before referring the child".into(),
+                    )
+                    .into());
+                }
+            }
+            Owner::Contact(contact_id) => {
+                let contact = read_contact(call.log().as_ref(), contact_id).await?;
+                if contact.and_then(|c| c.case_id).is_some() {
+                    return Err(ApiError::FailedPrecondition(
+                        "a case was opened from this contact: refer from the case".into(),
+                    )
+                    .into());
+                }
+            }
+        }
+
+        let request = RequestKey::new(&call, owner.id(), request_id, &r.encode_to_vec()).await?;
+        let made = ReferralMade {
+            referral_id: referral_id.to_string(),
+            from_agency: from_agency.clone(),
+            to_agency: r.to_agency.clone(),
+            case_id: owner.case_id().map(|c| c.to_string()).unwrap_or_default(),
+            contact_id: contact_id.map(|c| c.to_string()).unwrap_or_default(),
+            service: r.service,
+            urgency: r.urgency,
+            due_by_unix_ms: 0,
+            reason_sealed: seal(&call, owner, &r.reason).await?,
+            consent: r.consent,
+            legal_basis_sealed: seal(&call, owner, &r.legal_basis).await?,
+        };
+        let now_ms = to_unix_ms(call.now());
+        let version = self
+            .store
+            .execute(
+                &call,
+                Intent {
+                    referral_id,
+                    request: &request,
+                    expected: None,
+                    owner,
+                },
+                None,
+                Command::Make { made, now_ms },
+                authorise,
+            )
+            .await?;
+        let loaded = self.store.load(referral_id).await?;
+        let mut answer = self.answer(referral_id, version);
+        answer.get_mut().due_by = loaded
+            .state
+            .made
+            .map(|m| timestamp(from_unix_ms(m.due_by_unix_ms)));
+        Ok(answer)
+    }
+
+    async fn acknowledge_referral(
+        &self,
+        request: Request<AcknowledgeReferralRequest>,
+    ) -> Result<Response<ReferralCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.referral_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.done(())?;
+        let (version, _, _) = self
+            .act(&call, &t, ReferralStep::Acknowledge, async |_| {
+                Ok(Command::Acknowledge)
+            })
+            .await?;
+        Ok(self.answer(t.referral_id, version))
+    }
+
+    async fn accept_referral(
+        &self,
+        request: Request<AcceptReferralRequest>,
+    ) -> Result<Response<ReferralCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.referral_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.done(())?;
+        let log = call.log().clone();
+        let (version, owner, request) = self
+            .act(&call, &t, ReferralStep::Accept, async |owner| {
+                if let Owner::Case(case_id) = owner {
+                    let (state, _) = read_case(log.as_ref(), case_id).await?;
+                    if state.stage == caseline_proto::v1::Stage::Closed {
+                        return Err(ApiError::FailedPrecondition(
+                            "the case is closed: it must be reopened before the referral is accepted"
+                                .into(),
+                        ));
+                    }
+                }
+                Ok(Command::Accept {
+                    subject: call.subject().to_owned(),
+                    role: call.role().as_str().to_owned(),
+                })
+            })
+            .await?;
+        // The one who accepts joins the case's team, in the role they act in. Done
+        // after the acceptance is stored (and again on a retry, which appends nothing
+        // twice): a failure here leaves an acceptance to retry, never a member added
+        // for a referral that was not accepted.
+        if let Owner::Case(case_id) = owner {
+            let mut metadata = call.event_metadata(Some(case_id), Some(request.id));
+            metadata.causation_id = Some(request.event_id(0));
+            let joined = join_team(
+                log.as_ref(),
+                case_id,
+                TeamMemberAdded {
+                    subject: call.subject().to_owned(),
+                    agency: call.agency().to_owned(),
+                    role: call.role().as_str().to_owned(),
+                },
+                request.event_id(JOIN_INDEX),
+                metadata,
+            )
+            .await?;
+            tracing::debug!(
+                already_member = joined == Joined::AlreadyMember,
+                "referral accepted"
+            );
+        }
+        Ok(self.answer(t.referral_id, version))
+    }
+
+    async fn decline_referral(
+        &self,
+        request: Request<DeclineReferralRequest>,
+    ) -> Result<Response<ReferralCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.referral_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
+        known_service(&mut check, "suggested_service", r.suggested_service, false);
+        check.done(())?;
+        let (version, _, _) = self
+            .act(&call, &t, ReferralStep::Decline, async |owner| {
+                Ok(Command::Decline {
+                    reason_sealed: seal(&call, owner, &r.reason).await?,
+                    suggested_service: r.suggested_service,
+                })
+            })
+            .await?;
+        Ok(self.answer(t.referral_id, version))
+    }
+
+    async fn record_referral_outcome(
+        &self,
+        request: Request<RecordReferralOutcomeRequest>,
+    ) -> Result<Response<ReferralCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.referral_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("outcome", &r.outcome, MAX_TEXT_CHARS, true);
+        check.done(())?;
+        let (version, _, _) = self
+            .act(&call, &t, ReferralStep::RecordOutcome, async |owner| {
+                Ok(Command::RecordOutcome {
+                    outcome_sealed: seal(&call, owner, &r.outcome).await?,
+                })
+            })
+            .await?;
+        Ok(self.answer(t.referral_id, version))
+    }
+
+    async fn withdraw_referral(
+        &self,
+        request: Request<WithdrawReferralRequest>,
+    ) -> Result<Response<ReferralCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.referral_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
+        check.done(())?;
+        let (version, _, _) = self
+            .act(&call, &t, ReferralStep::Withdraw, async |owner| {
+                Ok(Command::Withdraw {
+                    reason_sealed: seal(&call, owner, &r.reason).await?,
+                })
+            })
+            .await?;
+        Ok(self.answer(t.referral_id, version))
+    }
+
+    async fn get_referral(
+        &self,
+        request: Request<GetReferralRequest>,
+    ) -> Result<Response<caseline_proto::v1::Referral>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let referral_id = check.uuid("referral_id", &r.referral_id);
+        check.done(())?;
+        let loaded = self.store.load(referral_id).await?;
+        let decision = standing(&call, &loaded, ReferralStep::View).await?;
+        admit(&call, referral_id, &loaded, ReferralStep::View, decision)?;
+        Ok(Response::new(
+            self.render(&call, referral_id, &loaded).await?,
+        ))
+    }
+
+    async fn list_inbox(
+        &self,
+        request: Request<ListInboxRequest>,
+    ) -> Result<Response<ListReferralsResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let wanted = statuses(&mut check, "statuses", &r.statuses);
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        let agency = call.agency().to_owned();
+        let page = self
+            .list(&call, size, after, |l| {
+                l.state.made.as_ref().is_some_and(|m| m.to_agency == agency)
+                    && (wanted.is_empty() || wanted.contains(&l.state.status))
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn list_outbox(
+        &self,
+        request: Request<ListOutboxRequest>,
+    ) -> Result<Response<ListReferralsResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let wanted = statuses(&mut check, "statuses", &r.statuses);
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        let agency = call.agency().to_owned();
+        let subject = call.subject().to_owned();
+        let page = self
+            .list(&call, size, after, |l| {
+                l.state
+                    .made
+                    .as_ref()
+                    .is_some_and(|m| m.from_agency == agency)
+                    && (!r.mine || l.made_by == subject)
+                    && (wanted.is_empty() || wanted.contains(&l.state.status))
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn list_overdue_referrals(
+        &self,
+        request: Request<ListOverdueReferralsRequest>,
+    ) -> Result<Response<ListReferralsResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        let agency = call.agency().to_owned();
+        let now_ms = to_unix_ms(call.now());
+        let page = self
+            .list(&call, size, after, |l| {
+                l.state.is_overdue(now_ms)
+                    && l.state
+                        .made
+                        .as_ref()
+                        .is_some_and(|m| m.to_agency == agency || m.from_agency == agency)
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+}

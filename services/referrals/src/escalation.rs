@@ -1,0 +1,133 @@
+//! The escalation process: follows the clock and escalates, once, every referral not
+//! accepted (or, once accepted, not completed) by its due time. The clock is the trust
+//! layer's, so tests move time instead of waiting.
+//!
+//! Escalations are events of the referral's stream, written by the system actor
+//! [`ESCALATION_ACTOR`] with an id derived from the referral, so two processes (or a
+//! restarted one) sweeping at once record each escalation once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caseline_audit::Clock;
+use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
+use caseline_policy::teams::to_unix_ms;
+use caseline_server::ApiError;
+
+use crate::directory::Directory;
+use crate::domain::{self, Command};
+use crate::store::{ReferralStore, referral_stream};
+
+/// The actor of escalation events.
+pub const ESCALATION_ACTOR: &str = "caseline-escalation";
+/// Its role and agency in the envelope.
+pub const SYSTEM: &str = "system";
+/// How often the process looks, by default.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(30);
+
+/// Namespace of escalation event ids (UUIDv5 of the referral id).
+const ESCALATION_NAMESPACE: Uuid = Uuid::from_u128(0x7e5c_a1a7_e0d1_4b8e_9c3f_5a6b_e5ca_1a7e);
+
+/// The escalation process over a log.
+pub struct Escalation {
+    log: Arc<dyn EventLog>,
+    directory: Directory,
+    store: ReferralStore,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Escalation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Escalation").finish_non_exhaustive()
+    }
+}
+
+impl Escalation {
+    pub fn new(log: Arc<dyn EventLog>, clock: Clock) -> Self {
+        Self {
+            directory: Directory::new(Arc::clone(&log)),
+            store: ReferralStore::new(Arc::clone(&log)),
+            log,
+            clock,
+        }
+    }
+
+    /// Sweeps every `every` until the task is dropped or aborted.
+    pub fn spawn(self, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match self.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(escalated = n, "overdue referrals escalated"),
+                    Err(e) => tracing::warn!(error = %e, "escalation sweep failed; retrying"),
+                }
+            }
+        })
+    }
+
+    /// Escalates every referral overdue now, by the clock; returns how many.
+    pub async fn sweep(&self) -> Result<usize, ApiError> {
+        let now_ms = to_unix_ms((self.clock)());
+        let due: Vec<Uuid> = {
+            let view = self.directory.view().await?;
+            view.in_order(None)
+                .filter(|(_, _, r)| r.state.escalation.is_none() && r.state.is_overdue(now_ms))
+                .map(|(_, id, _)| id)
+                .collect()
+        };
+        let mut escalated = 0;
+        for referral_id in due {
+            if self.escalate(referral_id, now_ms).await? {
+                escalated += 1;
+            }
+        }
+        Ok(escalated)
+    }
+
+    /// Escalates one referral if it still needs it; true if this call recorded it.
+    async fn escalate(&self, referral_id: Uuid, now_ms: i64) -> Result<bool, ApiError> {
+        let loaded = self.store.load(referral_id).await?;
+        let Ok(events) = domain::decide(&loaded.state, Command::Escalate { now_ms }) else {
+            // Decided, withdrawn or escalated meanwhile.
+            return Ok(false);
+        };
+        let metadata = Metadata {
+            case_id: loaded.owner().and_then(|o| o.case_id()),
+            actor: ESCALATION_ACTOR.to_owned(),
+            actor_role: SYSTEM.to_owned(),
+            agency: SYSTEM.to_owned(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            traceparent: None,
+            call: None,
+        };
+        let new: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent {
+                event_id: Uuid::new_v5(&ESCALATION_NAMESPACE, referral_id.as_bytes()),
+                event_type: e.event_type().to_owned(),
+                data: e.encode(),
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let at = loaded
+            .version
+            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        match self
+            .log
+            .append(&referral_stream(referral_id)?, at, new)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Another step (or another sweeper) landed first: the next sweep looks again.
+            Err(LogError::WrongExpectedVersion { .. } | LogError::EventIdConflict { .. }) => {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
