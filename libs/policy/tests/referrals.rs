@@ -214,7 +214,7 @@ fn the_receiving_agency_takes_every_receiving_step_and_sees_the_case_only_while_
 }
 
 #[test]
-fn a_receiver_who_accepted_sees_the_case_as_their_role_on_the_base_team() {
+fn a_receiver_who_accepted_sees_the_case_as_their_role_on_the_team() {
     let team = base_team().with_member(ME, TO, "police_investigator");
     let f = facts(Some(&team), TO, false);
     let d = ask(me(Role::PoliceInvestigator, TO), ViewReferredCase, f);

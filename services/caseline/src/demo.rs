@@ -22,7 +22,12 @@ use caseline_proto::prost_types::Timestamp;
 use caseline_proto::tonic::metadata::{Ascii, MetadataValue};
 use caseline_proto::v1::audit_service_client::AuditServiceClient;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
+use caseline_proto::v1::referral_service_client::ReferralServiceClient;
 use caseline_proto::v1::timeline_entry::Detail;
+use caseline_proto::v1::{
+    AcceptReferralRequest, ConsentBasis, MakeReferralRequest, RecordReferralOutcomeRequest,
+    ReferralUrgency, ServiceType,
+};
 use caseline_proto::v1::{
     AddNoteRequest, AddTeamMemberRequest, AgeBand, CallerKind, CaseSource, ChangeStageRequest,
     ChildIdentity, ConcernCategory, ContactChannel, Gender, GetTimelineAsOfRequest,
@@ -124,6 +129,7 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
 /// The clients and credentials of the demo's people.
 struct Desk {
     cases: CaseServiceClient<caseline_proto::tonic::transport::Channel>,
+    referrals: ReferralServiceClient<caseline_proto::tonic::transport::Channel>,
     audit: AuditServiceClient<caseline_proto::tonic::transport::Channel>,
     counsellor: MetadataValue<Ascii>,
     social: MetadataValue<Ascii>,
@@ -149,6 +155,7 @@ async fn show(server: &DevServer) -> Result<(), BoxError> {
     let token = |p: &Person| server.bearer(p.subject, p.role, p.agency, Some(p.agency_type));
     let mut desk = Desk {
         cases: CaseServiceClient::new(channel.clone()),
+        referrals: ReferralServiceClient::new(channel.clone()),
         audit: AuditServiceClient::new(channel),
         counsellor: token(&COUNSELLOR)?,
         social: token(&SOCIAL_WORKER)?,
@@ -251,7 +258,9 @@ async fn show(server: &DevServer) -> Result<(), BoxError> {
 /// The story, told through the API. Returns the first child's case id.
 async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
     let now = SystemTime::now();
-    let step = |n: u32, who: &Person, what: &str| {
+    let mut n = 0;
+    let mut step = |who: &Person, what: &str| {
+        n += 1;
         println!(
             "{n:>2}. {:<19} {:<23} {what}",
             who.role.as_str(),
@@ -281,7 +290,6 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
         .into_inner()
         .contact_id;
     step(
-        1,
         &COUNSELLOR,
         "RecordContact: a chat from a 14-year-old about sextortion, urgent",
     );
@@ -311,7 +319,7 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
         .await?
         .into_inner();
     let case_id = case.case_id;
-    step(2, &COUNSELLOR, "OpenCase \"Child A-17\" from that contact");
+    step(&COUNSELLOR, "OpenCase \"Child A-17\" from that contact");
 
     desk.cases
         .record_risk_assessment(authed(
@@ -330,9 +338,48 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
             &desk.counsellor,
         ))
         .await?;
-    step(3, &COUNSELLOR, "RecordRiskAssessment: HIGH");
+    step(&COUNSELLOR, "RecordRiskAssessment: HIGH");
 
-    for (n, member) in [(4, &SOCIAL_WORKER), (5, &INVESTIGATOR), (6, &PROSECUTOR)] {
+    let referral = desk
+        .referrals
+        .make_referral(authed(
+            MakeReferralRequest {
+                request_id: request_id(),
+                case_id: case_id.clone(),
+                to_agency: INVESTIGATOR.agency.into(),
+                service: ServiceType::Police as i32,
+                urgency: ReferralUrgency::Emergency as i32,
+                reason: "Ongoing sextortion by an adult; the child agreed that we involve \
+                         the police. Screenshots kept."
+                    .into(),
+                consent: ConsentBasis::GivenByChild as i32,
+                ..MakeReferralRequest::default()
+            },
+            &desk.counsellor,
+        ))
+        .await?
+        .into_inner()
+        .referral_id;
+    step(
+        &COUNSELLOR,
+        "MakeReferral to the police: EMERGENCY (due in 24 h), the child consents",
+    );
+    desk.referrals
+        .accept_referral(authed(
+            AcceptReferralRequest {
+                request_id: request_id(),
+                referral_id: referral.clone(),
+                ..AcceptReferralRequest::default()
+            },
+            &desk.police,
+        ))
+        .await?;
+    step(
+        &INVESTIGATOR,
+        "AcceptReferral from the inbox: joins the case's team",
+    );
+
+    for member in [&SOCIAL_WORKER, &PROSECUTOR] {
         desk.cases
             .add_team_member(authed(
                 AddTeamMemberRequest {
@@ -347,7 +394,6 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
             ))
             .await?;
         step(
-            n,
             &COUNSELLOR,
             &format!(
                 "AddTeamMember: {} ({}) of {}",
@@ -366,7 +412,6 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
     )
     .await?;
     step(
-        7,
         &INVESTIGATOR,
         "AddNote (investigation): account handle traced",
     );
@@ -379,7 +424,7 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
          informed with consent.",
     )
     .await?;
-    step(8, &SOCIAL_WORKER, "AddNote (social): home visit");
+    step(&SOCIAL_WORKER, "AddNote (social): home visit");
 
     desk.cases
         .change_stage(authed(
@@ -393,7 +438,7 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
             &desk.police,
         ))
         .await?;
-    step(9, &INVESTIGATOR, "ChangeStage: INTAKE -> INVESTIGATION");
+    step(&INVESTIGATOR, "ChangeStage: INTAKE -> INVESTIGATION");
 
     let other = desk
         .cases
@@ -420,7 +465,6 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
         .into_inner()
         .case_id;
     step(
-        10,
         &INVESTIGATOR,
         "OpenCase \"Child B-04\": another child contacted by the same account",
     );
@@ -438,7 +482,25 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
             &desk.police,
         ))
         .await?;
-    step(11, &INVESTIGATOR, "LinkCases: SAME_ONLINE_ACCOUNT");
+    step(&INVESTIGATOR, "LinkCases: SAME_ONLINE_ACCOUNT");
+
+    desk.referrals
+        .record_referral_outcome(authed(
+            RecordReferralOutcomeRequest {
+                request_id: request_id(),
+                referral_id: referral,
+                outcome: "Statement taken with the child's mother present; devices \
+                          examined; the account is under investigation."
+                    .into(),
+                ..RecordReferralOutcomeRequest::default()
+            },
+            &desk.police,
+        ))
+        .await?;
+    step(
+        &INVESTIGATOR,
+        "RecordReferralOutcome: the helpline sees what was done",
+    );
 
     let reported = SystemTime::now() - Duration::from_secs(60);
     desk.cases
@@ -459,7 +521,6 @@ async fn seed(desk: &mut Desk) -> Result<String, BoxError> {
         ))
         .await?;
     step(
-        12,
         &PROSECUTOR,
         "RecordJusticeMilestone: REPORT, child informed",
     );

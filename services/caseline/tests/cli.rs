@@ -210,6 +210,11 @@ async fn demo_shows_each_role_its_own_view_of_one_case() {
     let prosecutor = rows(&section(&stdout, "prosecutor: GetTimeline"));
     assert!(prosecutor.iter().all(|(k, _, _)| *k != "contact_attached"));
 
+    // The referral's loop: the helpline sees the police's outcome in full; the
+    // investigator joined through accepting it.
+    assert!(helpline.contains(&("referral_outcome_recorded", "referrals", "FULL")));
+    assert!(police.contains(&("referral_accepted", "referrals", "FULL")));
+
     // The auditor is told the same shape, and never any content.
     let audit_police = section(&stdout, "auditor: GetTimelineAsOf(role police_investigator");
     assert_eq!(rows(&audit_police), police);
@@ -220,7 +225,13 @@ async fn demo_shows_each_role_its_own_view_of_one_case() {
         "prosecutor",
     ] {
         for line in section(&stdout, &format!("auditor: GetTimelineAsOf(role {role}")) {
-            for sealed in ["@demo_fox_000", "Home visit", "Girl, 14", "Crime report"] {
+            for sealed in [
+                "@demo_fox_000",
+                "Home visit",
+                "Girl, 14",
+                "Crime report",
+                "Statement taken",
+            ] {
                 assert!(!line.contains(sealed), "the auditor saw content: {line}");
             }
         }
