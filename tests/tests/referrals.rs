@@ -434,7 +434,7 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
     assert_eq!(escalations.len(), 1);
     assert_eq!(
         escalations[0].metadata.actor,
-        caseline_referrals::ESCALATION_ACTOR
+        caseline_referrals::SYSTEM_ACTOR
     );
     assert_eq!(
         escalations[0].metadata.case_id,
@@ -446,6 +446,176 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
             .iter()
             .any(|e| e.kind == "referral_escalated" && e.visibility() == Visibility::Full)
     );
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
+    let clock = TestClock::default();
+    let server = TestServer::start_with(clock.clockwork()).await;
+    let mut c = clients(&server).await;
+    let counsellor = server.token("counsellor-2", Role::HelplineCounsellor, HELPLINE);
+    let investigator = server.token("investigator-9", Role::PoliceInvestigator, POLICE);
+    const BASIS: &str = "Child Protection Act, s. 12: immediate danger";
+
+    // An anonymous child in danger: referred to the police before any case exists.
+    let contact_id = c
+        .cases
+        .record_contact(authed(
+            RecordContactRequest {
+                request_id: rid(),
+                channel: ContactChannel::Phone as i32,
+                caller_kind: CallerKind::Child as i32,
+                concerns: vec![ConcernCategory::ContactAbuse as i32],
+                urgency: Urgency::Emergency as i32,
+                anonymous: true,
+                summary: "A boy calls from a phone box; an adult at home hurts him.".into(),
+                ..RecordContactRequest::default()
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_id;
+    let referral_id = c
+        .referrals
+        .make_referral(authed(
+            MakeReferralRequest {
+                request_id: rid(),
+                case_id: String::new(),
+                contact_id: contact_id.clone(),
+                to_agency: POLICE.into(),
+                service: ServiceType::Police as i32,
+                urgency: ReferralUrgency::Emergency as i32,
+                reason: REASON.into(),
+                consent: ConsentBasis::NotRequired as i32,
+                legal_basis: BASIS.into(),
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .referral_id;
+    let before = get_referral(&mut c, &investigator, &referral_id).await;
+    assert!(before.case_id.is_empty() && before.contact_id.is_empty());
+    assert!(before.referred_contact.is_some());
+    c.referrals
+        .accept_referral(authed(
+            AcceptReferralRequest {
+                request_id: rid(),
+                referral_id: referral_id.clone(),
+                expected_version: None,
+            },
+            &investigator,
+        ))
+        .await
+        .unwrap();
+
+    // The counsellor opens a case from the contact; the background process moves the
+    // referral onto it (no one asks for the referral meanwhile).
+    let case_id = c
+        .cases
+        .open_case(authed(
+            OpenCaseRequest {
+                request_id: rid(),
+                contact_id,
+                pseudonym: "Child M-2".into(),
+                age_band: AgeBand::AgeBand10To12 as i32,
+                gender: Gender::Boy as i32,
+                language: "en".into(),
+                source: CaseSource::Helpline as i32,
+                concerns: vec![ConcernCategory::ContactAbuse as i32],
+                initial_risk: RiskLevel::ImmediateDanger as i32,
+                ..OpenCaseRequest::default()
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let stream = StreamName::for_id("referral", Uuid::parse_str(&referral_id).unwrap()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = server
+            .log
+            .read_stream(&stream, Direction::Forwards, None, 100)
+            .await
+            .unwrap();
+        if let Some(attached) = events
+            .iter()
+            .find(|e| e.event_type == types::REFERRAL_ATTACHED)
+        {
+            assert_eq!(
+                attached.metadata.case_id,
+                Some(Uuid::parse_str(&case_id).unwrap())
+            );
+            assert_eq!(attached.metadata.actor, caseline_referrals::SYSTEM_ACTOR);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never attached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The one who accepted is on the new case's team and sees it.
+    let case = c
+        .cases
+        .get_case(authed(
+            GetCaseRequest {
+                case_id: case_id.clone(),
+            },
+            &investigator,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(case.team.iter().any(|m| m.subject == "investigator-9"));
+
+    // The case's timeline shows the referral as it stood, opened with the case's key.
+    let attached = timeline(&mut c, &counsellor, &case_id)
+        .await
+        .into_iter()
+        .find(|e| e.kind == "referral_attached")
+        .expect("the referral is on the case's timeline");
+    assert_eq!(attached.visibility(), Visibility::Full);
+    match attached.detail {
+        Some(Detail::Referral(r)) => {
+            assert_eq!(r.step(), referral_view::Step::Attached);
+            assert_eq!(r.text, REASON);
+            assert_eq!(r.legal_basis, BASIS);
+            assert_eq!(r.status(), ReferralStatus::Accepted);
+            assert_eq!(r.accepted_by, "investigator-9");
+            assert!(!r.erased);
+        }
+        other => panic!("attached detail: {other:?}"),
+    }
+
+    // Later steps belong to the case.
+    c.referrals
+        .record_referral_outcome(authed(
+            RecordReferralOutcomeRequest {
+                request_id: rid(),
+                referral_id: referral_id.clone(),
+                expected_version: None,
+                outcome: OUTCOME.into(),
+            },
+            &investigator,
+        ))
+        .await
+        .unwrap();
+    let after = get_referral(&mut c, &counsellor, &referral_id).await;
+    assert_eq!(after.case_id, case_id);
+    assert_eq!(after.reason, REASON);
+    assert_eq!(after.outcome, OUTCOME);
+    assert_eq!(after.status(), ReferralStatus::Completed);
+    let entries = timeline(&mut c, &counsellor, &case_id).await;
+    assert!(entries.iter().any(|e| matches!(
+        &e.detail,
+        Some(Detail::Referral(r)) if r.step() == referral_view::Step::Outcome && r.text == OUTCOME
+    )));
 
     server.stop().await;
 }

@@ -59,6 +59,7 @@ pub mod event_types {
     pub const REFERRAL_OUTCOME_RECORDED: &str = "caseline.v1.events.ReferralOutcomeRecorded";
     pub const REFERRAL_WITHDRAWN: &str = "caseline.v1.events.ReferralWithdrawn";
     pub const REFERRAL_ESCALATED: &str = "caseline.v1.events.ReferralEscalated";
+    pub const REFERRAL_ATTACHED: &str = "caseline.v1.events.ReferralAttached";
     pub const ACCESS_RECORDED: &str = "caseline.v1.events.AccessRecorded";
     pub const BREAK_GLASS_GRANTED: &str = "caseline.v1.events.BreakGlassGranted";
 }

@@ -26,8 +26,8 @@ use caseline_proto::prost_types::Timestamp;
 use caseline_proto::v1::events::{
     CaseOpened, CaseReopened, CasesLinked, CasesUnlinked, ClosureDecided, ClosureRequested,
     ContactAttached, JusticeMilestoneRecorded, NoteAdded, ReferralAccepted, ReferralAcknowledged,
-    ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
-    RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
+    ReferralAttached, ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded,
+    ReferralWithdrawn, RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_proto::v1::{
     CaseOpenedView, ChildIdentity, ClosureView, ContactView, LinkView, MilestoneView,
@@ -59,6 +59,7 @@ pub enum Payload {
     ReferralOutcome(ReferralOutcomeRecorded),
     ReferralWithdrawn(ReferralWithdrawn),
     ReferralEscalated(ReferralEscalated),
+    ReferralAttached(ReferralAttached),
 }
 
 /// One event of a case's timeline.
@@ -125,6 +126,7 @@ impl<'e> Item<'e> {
             types::REFERRAL_OUTCOME_RECORDED => Payload::ReferralOutcome(decode(event)?),
             types::REFERRAL_WITHDRAWN => Payload::ReferralWithdrawn(decode(event)?),
             types::REFERRAL_ESCALATED => Payload::ReferralEscalated(decode(event)?),
+            types::REFERRAL_ATTACHED => Payload::ReferralAttached(decode(event)?),
             _ => return Ok(None),
         };
         Ok(Some(Self { event, payload }))
@@ -153,6 +155,7 @@ impl<'e> Item<'e> {
             Payload::ReferralOutcome(_) => "referral_outcome_recorded",
             Payload::ReferralWithdrawn(_) => "referral_withdrawn",
             Payload::ReferralEscalated(_) => "referral_escalated",
+            Payload::ReferralAttached(_) => "referral_attached",
         }
     }
 
@@ -178,7 +181,8 @@ impl<'e> Item<'e> {
             | Payload::ReferralDeclined(_)
             | Payload::ReferralOutcome(_)
             | Payload::ReferralWithdrawn(_)
-            | Payload::ReferralEscalated(_) => Compartment::Referrals,
+            | Payload::ReferralEscalated(_)
+            | Payload::ReferralAttached(_) => Compartment::Referrals,
         }
     }
 
@@ -192,6 +196,7 @@ impl<'e> Item<'e> {
             Payload::ReferralOutcome(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
             Payload::ReferralWithdrawn(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
             Payload::ReferralEscalated(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
+            Payload::ReferralAttached(r) => (&r.referral_id, &r.from_agency, &r.to_agency),
             _ => return None,
         };
         Some((r.0.as_str(), r.1.as_str(), r.2.as_str()))
@@ -394,7 +399,8 @@ impl<'e> Item<'e> {
             | Payload::ReferralDeclined(_)
             | Payload::ReferralOutcome(_)
             | Payload::ReferralWithdrawn(_)
-            | Payload::ReferralEscalated(_) => Detail::Referral(self.referral_view(&mut o).await?),
+            | Payload::ReferralEscalated(_)
+            | Payload::ReferralAttached(_) => Detail::Referral(self.referral_view(&mut o).await?),
         })
     }
 
@@ -443,6 +449,21 @@ impl<'e> Item<'e> {
                 view.escalation = r.cause;
                 view.due_by = Some(timestamp(from_unix_ms(r.due_by_unix_ms)));
                 Step::Escalated
+            }
+            Payload::ReferralAttached(r) => {
+                view.service = r.service;
+                view.urgency = r.urgency;
+                view.due_by = Some(timestamp(from_unix_ms(r.due_by_unix_ms)));
+                view.consent = r.consent;
+                view.legal_basis = o.text(&r.legal_basis_sealed).await?;
+                view.text = o.text(&r.reason_sealed).await?;
+                view.status = r.status;
+                view.accepted_by = r.accepted_by.clone();
+                view.accepted_role = r.accepted_role.clone();
+                view.suggested_service = r.suggested_service;
+                view.escalation = r.escalation;
+                view.outcome = o.text(&r.outcome_sealed).await?;
+                Step::Attached
             }
             _ => Step::Unspecified,
         };

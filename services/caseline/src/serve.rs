@@ -189,7 +189,7 @@ impl AllInOne {
             .add_service(caseline_compensation::server())
             .add_service(caseline_audit_service::server());
         let server = GrpcServer::build(listen, services).await?;
-        let escalation = Escalation::new(Arc::clone(&log), clockwork.clock);
+        let escalation = Escalation::new(Arc::clone(&log), trust.vault().clone(), clockwork.clock);
         Ok(Self {
             server,
             log,

@@ -32,6 +32,7 @@ use caseline_timeline::{from_unix_ms, timestamp};
 use caseline_vault::Opened;
 
 use crate::access::{Authorise, admit, referral_not_found, standing};
+use crate::attach;
 use crate::directory::Directory;
 use crate::domain::Command;
 use crate::store::{Intent, Loaded, Owner, ReferralStore};
@@ -117,7 +118,13 @@ impl ReferralApi {
         step: ReferralStep,
         build: impl AsyncFnOnce(Owner) -> Result<Command, ApiError>,
     ) -> Result<(u64, Owner, RequestKey), ApiError> {
-        let loaded = self.store.load(t.referral_id).await?;
+        let loaded = attach::current(
+            call.log().as_ref(),
+            call.vault(),
+            &self.store,
+            t.referral_id,
+        )
+        .await?;
         Authorise::Step(step)
             .check(call, t.referral_id, &loaded)
             .await?;
@@ -608,7 +615,8 @@ impl ReferralService for ReferralApi {
         let mut check = Check::new();
         let referral_id = check.uuid("referral_id", &r.referral_id);
         check.done(())?;
-        let loaded = self.store.load(referral_id).await?;
+        let loaded =
+            attach::current(call.log().as_ref(), call.vault(), &self.store, referral_id).await?;
         let decision = standing(&call, &loaded, ReferralStep::View).await?;
         admit(&call, referral_id, &loaded, ReferralStep::View, decision)?;
         Ok(Response::new(

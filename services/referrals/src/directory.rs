@@ -11,7 +11,12 @@ use std::sync::Arc;
 use caseline_eventlog::{EventLog, Position, RecordedEvent, Uuid};
 use caseline_server::ApiError;
 
-use crate::store::{Loaded, REFERRAL_CATEGORY};
+use caseline_proto::event_types as types;
+
+use crate::store::{Loaded, Owner, REFERRAL_CATEGORY};
+
+/// Stream category of helpline contacts (CaseService's).
+const CONTACT_CATEGORY: &str = "contact";
 
 #[derive(Debug, Default)]
 struct State {
@@ -19,6 +24,8 @@ struct State {
     referrals: HashMap<Uuid, Loaded>,
     /// Referrals by the position of their making, for pages in the order made.
     made: BTreeMap<Position, Uuid>,
+    /// Helpline contacts a case was opened from, with the case.
+    claimed: HashMap<Uuid, Uuid>,
 }
 
 #[derive(Debug)]
@@ -58,6 +65,19 @@ impl Directory {
 }
 
 impl View<'_> {
+    /// Referrals made from a contact a case was opened from, not attached to it yet,
+    /// with that case.
+    pub fn unattached(&self) -> Vec<(Uuid, Uuid)> {
+        self.in_order(None)
+            .filter_map(|(_, id, r)| match r.owner() {
+                Some(Owner::Contact(contact)) => {
+                    self.state.claimed.get(&contact).map(|case| (id, *case))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Referrals made after `after` (if given), in the order they were made.
     pub fn in_order(
         &self,
@@ -77,6 +97,15 @@ impl State {
         let Some((category, id)) = event.stream.as_str().split_once('-') else {
             return Ok(());
         };
+        if category == CONTACT_CATEGORY {
+            if event.event_type == types::CONTACT_CASE_OPENED
+                && let (Ok(contact_id), Some(case_id)) =
+                    (Uuid::parse_str(id), event.metadata.case_id)
+            {
+                self.claimed.insert(contact_id, case_id);
+            }
+            return Ok(());
+        }
         if category != REFERRAL_CATEGORY {
             return Ok(());
         }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use caseline_proto::event_types as types;
 use caseline_proto::prost::{self, Message};
 use caseline_proto::v1::events::{
-    ReferralAccepted, ReferralAcknowledged, ReferralDeclined, ReferralEscalated, ReferralMade,
-    ReferralOutcomeRecorded, ReferralWithdrawn,
+    ReferralAccepted, ReferralAcknowledged, ReferralAttached, ReferralDeclined, ReferralEscalated,
+    ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
 };
 use caseline_proto::v1::{ConsentBasis, EscalationCause, ReferralStatus, ReferralUrgency};
 
@@ -44,6 +44,7 @@ pub enum Event {
     OutcomeRecorded(ReferralOutcomeRecorded),
     Withdrawn(ReferralWithdrawn),
     Escalated(ReferralEscalated),
+    Attached(ReferralAttached),
 }
 
 impl Event {
@@ -57,6 +58,7 @@ impl Event {
             Event::OutcomeRecorded(_) => types::REFERRAL_OUTCOME_RECORDED,
             Event::Withdrawn(_) => types::REFERRAL_WITHDRAWN,
             Event::Escalated(_) => types::REFERRAL_ESCALATED,
+            Event::Attached(_) => types::REFERRAL_ATTACHED,
         }
     }
 
@@ -69,6 +71,7 @@ impl Event {
             Event::OutcomeRecorded(e) => e.encode_to_vec(),
             Event::Withdrawn(e) => e.encode_to_vec(),
             Event::Escalated(e) => e.encode_to_vec(),
+            Event::Attached(e) => e.encode_to_vec(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Event {
             types::REFERRAL_OUTCOME_RECORDED => Event::OutcomeRecorded(Message::decode(data)?),
             types::REFERRAL_WITHDRAWN => Event::Withdrawn(Message::decode(data)?),
             types::REFERRAL_ESCALATED => Event::Escalated(Message::decode(data)?),
+            types::REFERRAL_ATTACHED => Event::Attached(Message::decode(data)?),
             _ => return Ok(None),
         }))
     }
@@ -154,6 +158,10 @@ pub enum Command {
     Escalate {
         now_ms: i64,
     },
+    /// A case was opened from the contact the referral was made from: the referral
+    /// moves onto it. The sealed fields arrive sealed again with the case's key; where
+    /// the referral stands is filled in from its state.
+    Attach(Box<ReferralAttached>),
 }
 
 /// Why a command was refused.
@@ -201,6 +209,38 @@ pub fn decide(state: &ReferralState, command: Command) -> Result<Vec<Event>, Dom
     );
     let event = match command {
         Command::Make { .. } => return Err(Precondition("the referral already exists")),
+        Command::Attach(attached) => {
+            if made.contact_id.is_empty() {
+                return Err(Precondition(
+                    "only a referral made from a helpline contact is attached to a case",
+                ));
+            }
+            if !made.case_id.is_empty() {
+                return Err(Precondition("the referral already belongs to a case"));
+            }
+            if attached.case_id.is_empty() {
+                return Err(Invalid {
+                    field: "case_id",
+                    reason: "is required",
+                });
+            }
+            let (accepted_by, accepted_role) = state.accepted_by.clone().unwrap_or_default();
+            Event::Attached(ReferralAttached {
+                referral_id,
+                from_agency,
+                to_agency,
+                contact_id: made.contact_id.clone(),
+                service: made.service,
+                urgency: made.urgency,
+                due_by_unix_ms: made.due_by_unix_ms,
+                consent: made.consent,
+                status: state.status as i32,
+                accepted_by,
+                accepted_role,
+                escalation: state.escalation.map_or(0, |e| e as i32),
+                ..*attached
+            })
+        }
         Command::Acknowledge => match state.status {
             ReferralStatus::Made => Event::Acknowledged(ReferralAcknowledged {
                 referral_id,
@@ -401,6 +441,13 @@ pub fn evolve(mut state: ReferralState, event: &Event) -> ReferralState {
         Event::Withdrawn(_) => state.status = ReferralStatus::Withdrawn,
         Event::Escalated(e) => {
             state.escalation = Some(EscalationCause::try_from(e.cause).unwrap_or_default());
+        }
+        Event::Attached(a) => {
+            if let Some(made) = &mut state.made {
+                made.case_id = a.case_id.clone();
+                made.reason_sealed = a.reason_sealed.clone();
+                made.legal_basis_sealed = a.legal_basis_sealed.clone();
+            }
         }
     }
     state

@@ -1,9 +1,11 @@
-//! The escalation process: follows the clock and escalates, once, every referral not
-//! accepted (or, once accepted, not completed) by its due time. The clock is the trust
-//! layer's, so tests move time instead of waiting.
+//! The referral service's background process. It follows the clock and escalates,
+//! once, every referral not accepted (or, once accepted, not completed) by its due
+//! time; and it moves referrals made from a helpline contact onto the case opened from
+//! that contact ([`crate::attach`]). The clock is the trust layer's, so tests move time
+//! instead of waiting.
 //!
 //! Escalations are events of the referral's stream, written by the system actor
-//! [`ESCALATION_ACTOR`] with an id derived from the referral, so two processes (or a
+//! [`SYSTEM_ACTOR`] with an id derived from the referral, so two processes (or a
 //! restarted one) sweeping at once record each escalation once.
 
 use std::sync::Arc;
@@ -13,13 +15,15 @@ use caseline_audit::Clock;
 use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
 use caseline_policy::teams::to_unix_ms;
 use caseline_server::ApiError;
+use caseline_vault::Vault;
 
 use crate::directory::Directory;
 use crate::domain::{self, Command};
 use crate::store::{ReferralStore, referral_stream};
 
-/// The actor of escalation events.
-pub const ESCALATION_ACTOR: &str = "caseline-escalation";
+/// The actor of the events the referral service writes on its own (escalations,
+/// attachments).
+pub const SYSTEM_ACTOR: &str = "caseline-referrals";
 /// Its role and agency in the envelope.
 pub const SYSTEM: &str = "system";
 /// How often the process looks, by default.
@@ -31,6 +35,7 @@ const ESCALATION_NAMESPACE: Uuid = Uuid::from_u128(0x7e5c_a1a7_e0d1_4b8e_9c3f_5a
 /// The escalation process over a log.
 pub struct Escalation {
     log: Arc<dyn EventLog>,
+    vault: Vault,
     directory: Directory,
     store: ReferralStore,
     clock: Clock,
@@ -43,8 +48,9 @@ impl std::fmt::Debug for Escalation {
 }
 
 impl Escalation {
-    pub fn new(log: Arc<dyn EventLog>, clock: Clock) -> Self {
+    pub fn new(log: Arc<dyn EventLog>, vault: Vault, clock: Clock) -> Self {
         Self {
+            vault,
             directory: Directory::new(Arc::clone(&log)),
             store: ReferralStore::new(Arc::clone(&log)),
             log,
@@ -59,6 +65,11 @@ impl Escalation {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
+                match self.attach().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(attached = n, "contact referrals attached to cases"),
+                    Err(e) => tracing::warn!(error = %e, "attaching referrals failed; retrying"),
+                }
                 match self.sweep().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(escalated = n, "overdue referrals escalated"),
@@ -66,6 +77,26 @@ impl Escalation {
                 }
             }
         })
+    }
+
+    /// Attaches every contact's referral whose contact now has a case; returns how many.
+    pub async fn attach(&self) -> Result<usize, ApiError> {
+        let pending = self.directory.view().await?.unattached();
+        let mut attached = 0;
+        for (referral_id, case_id) in pending {
+            if crate::attach::attach(
+                self.log.as_ref(),
+                &self.vault,
+                &self.store,
+                referral_id,
+                case_id,
+            )
+            .await?
+            {
+                attached += 1;
+            }
+        }
+        Ok(attached)
     }
 
     /// Escalates every referral overdue now, by the clock; returns how many.
@@ -96,7 +127,7 @@ impl Escalation {
         };
         let metadata = Metadata {
             case_id: loaded.owner().and_then(|o| o.case_id()),
-            actor: ESCALATION_ACTOR.to_owned(),
+            actor: SYSTEM_ACTOR.to_owned(),
             actor_role: SYSTEM.to_owned(),
             agency: SYSTEM.to_owned(),
             request_id: None,

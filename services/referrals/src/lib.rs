@@ -10,6 +10,7 @@
 
 mod access;
 mod api;
+mod attach;
 mod directory;
 pub mod domain;
 mod escalation;
@@ -24,7 +25,7 @@ use caseline_policy::REFERRAL_RECEIVERS;
 use caseline_proto::v1::referral_service_server::ReferralServiceServer;
 
 pub use api::ReferralApi;
-pub use escalation::{DEFAULT_EVERY, ESCALATION_ACTOR, Escalation};
+pub use escalation::{DEFAULT_EVERY, Escalation, SYSTEM_ACTOR};
 pub use store::REFERRAL_CATEGORY;
 
 /// Roles that make referrals (the referrals compartment's writers).

@@ -134,6 +134,18 @@ impl Loaded {
                     self.withdrawn = Some(w.clone());
                 }
                 Event::Escalated(_) => self.times.escalated = at,
+                Event::Attached(a) => {
+                    // From now on the case's key opens the referral.
+                    if let Some(d) = &mut self.declined {
+                        d.reason_sealed = a.decline_reason_sealed.clone();
+                    }
+                    if let Some(o) = &mut self.outcome {
+                        o.outcome_sealed = a.outcome_sealed.clone();
+                    }
+                    if let Some(w) = &mut self.withdrawn {
+                        w.reason_sealed = a.withdraw_reason_sealed.clone();
+                    }
+                }
             }
             self.state = domain::evolve(std::mem::take(&mut self.state), &e);
         }

@@ -1,0 +1,152 @@
+//! Moving a contact's referral onto the case opened from the contact.
+//!
+//! A referral made from a helpline contact before any case existed is sealed with the
+//! contact's key and has no case. Once a case is opened from that contact, the referral
+//! belongs to the case: a `ReferralAttached` event (by the system actor, once, with an
+//! id derived from the referral) copies everything sealed so far under the case's key,
+//! so the case's timeline shows it, and later steps carry the case id. If the referral
+//! was accepted, the one who accepted joins the case's team.
+
+use caseline_cases::shared::{join_team, read_contact};
+use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
+use caseline_policy::teams::to_unix_ms;
+use caseline_proto::v1::events::{ReferralAttached, TeamMemberAdded};
+use caseline_server::ApiError;
+use caseline_vault::{Opened, Vault};
+
+use crate::domain::{self, Command};
+use crate::escalation::{SYSTEM, SYSTEM_ACTOR};
+use crate::store::{Loaded, Owner, ReferralStore, referral_stream};
+
+/// Namespace of the ids of attachment events (UUIDv5 of the referral id).
+const ATTACH_NAMESPACE: Uuid = Uuid::from_u128(0x2a77_ac4e_d5e1_4f0a_b1c2_3d4e_5f60_7182);
+
+/// The referral as the log says now, attached first to the case opened from its
+/// contact if that happened and it is not attached yet.
+pub(crate) async fn current(
+    log: &dyn EventLog,
+    vault: &Vault,
+    store: &ReferralStore,
+    referral_id: Uuid,
+) -> Result<Loaded, ApiError> {
+    let loaded = store.load(referral_id).await?;
+    let Some(Owner::Contact(contact_id)) = loaded.owner() else {
+        return Ok(loaded);
+    };
+    let Some(case_id) = read_contact(log, contact_id).await?.and_then(|c| c.case_id) else {
+        return Ok(loaded);
+    };
+    attach(log, vault, store, referral_id, case_id).await?;
+    store.load(referral_id).await
+}
+
+/// Attaches the referral to `case_id` (once; a referral already attached is left as
+/// it is). Returns true if this call recorded the attachment.
+pub(crate) async fn attach(
+    log: &dyn EventLog,
+    vault: &Vault,
+    store: &ReferralStore,
+    referral_id: Uuid,
+    case_id: Uuid,
+) -> Result<bool, ApiError> {
+    const RACE_RETRIES: usize = 8;
+    for _ in 0..RACE_RETRIES {
+        let loaded = store.load(referral_id).await?;
+        let (Some(made), Some(Owner::Contact(contact_id))) = (&loaded.state.made, loaded.owner())
+        else {
+            return Ok(false);
+        };
+        let reseal = async |bytes: &[u8]| -> Result<Vec<u8>, ApiError> {
+            match vault
+                .open_field(contact_id, bytes)
+                .await
+                .map_err(caseline_audit::vault_error)?
+            {
+                Opened::Plain(text) => vault
+                    .seal_field(case_id, text.expose())
+                    .await
+                    .map_err(caseline_audit::vault_error),
+                Opened::Erased => Ok(Vec::new()),
+            }
+        };
+        let sealed = |o: Option<&Vec<u8>>| o.cloned().unwrap_or_default();
+        let attached = ReferralAttached {
+            case_id: case_id.to_string(),
+            reason_sealed: reseal(&made.reason_sealed).await?,
+            legal_basis_sealed: reseal(&made.legal_basis_sealed).await?,
+            made_at_unix_ms: loaded.times.made.map_or(0, to_unix_ms),
+            decline_reason_sealed: reseal(&sealed(
+                loaded.declined.as_ref().map(|d| &d.reason_sealed),
+            ))
+            .await?,
+            suggested_service: loaded.declined.as_ref().map_or(0, |d| d.suggested_service),
+            outcome_sealed: reseal(&sealed(loaded.outcome.as_ref().map(|o| &o.outcome_sealed)))
+                .await?,
+            withdraw_reason_sealed: reseal(&sealed(
+                loaded.withdrawn.as_ref().map(|w| &w.reason_sealed),
+            ))
+            .await?,
+            ..ReferralAttached::default()
+        };
+        let Ok(events) = domain::decide(&loaded.state, Command::Attach(Box::new(attached))) else {
+            return Ok(false);
+        };
+        let event_id = Uuid::new_v5(&ATTACH_NAMESPACE, referral_id.as_bytes());
+        let new: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent {
+                event_id,
+                event_type: e.event_type().to_owned(),
+                data: e.encode(),
+                metadata: system(case_id, None),
+            })
+            .collect();
+        // The one who accepted joins first: if the attachment below fails, the next
+        // try joins again (same event id, nothing twice) and then attaches.
+        if let Some((subject, role)) = &loaded.state.accepted_by {
+            let mut name = referral_id.as_bytes().to_vec();
+            name.extend_from_slice(b"join");
+            match join_team(
+                log,
+                case_id,
+                TeamMemberAdded {
+                    subject: subject.clone(),
+                    agency: made.to_agency.clone(),
+                    role: role.clone(),
+                },
+                Uuid::new_v5(&ATTACH_NAMESPACE, &name),
+                system(case_id, Some(event_id)),
+            )
+            .await
+            {
+                // A case closed before the attachment: the referral still moves onto
+                // it; nobody joins a closed case.
+                Ok(_) | Err(ApiError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let at = loaded
+            .version
+            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        match log.append(&referral_stream(referral_id)?, at, new).await {
+            Ok(_) => {}
+            Err(LogError::WrongExpectedVersion { .. }) => continue,
+            // Attached by another process meanwhile, with the same content.
+            Err(LogError::EventIdConflict { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn system(case_id: Uuid, causation_id: Option<Uuid>) -> Metadata {
+    Metadata {
+        case_id: Some(case_id),
+        actor: SYSTEM_ACTOR.to_owned(),
+        actor_role: SYSTEM.to_owned(),
+        agency: SYSTEM.to_owned(),
+        causation_id,
+        ..Metadata::default()
+    }
+}
