@@ -619,3 +619,84 @@ async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
 
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_worker_on_the_team_sees_only_referrals_to_their_own_agency() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    let counsellor = server.token("counsellor-3", Role::HelplineCounsellor, HELPLINE);
+    let nurse = server.token("nurse-1", Role::HealthWorker, "clinic-east");
+    let case_id = c
+        .cases
+        .open_case(authed(
+            OpenCaseRequest {
+                request_id: rid(),
+                pseudonym: "Child H-1".into(),
+                age_band: AgeBand::AgeBand13To15 as i32,
+                gender: Gender::Girl as i32,
+                language: "en".into(),
+                source: CaseSource::Helpline as i32,
+                concerns: vec![ConcernCategory::Grooming as i32],
+                initial_risk: RiskLevel::Medium as i32,
+                ..OpenCaseRequest::default()
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    c.cases
+        .add_team_member(authed(
+            caseline_proto::v1::AddTeamMemberRequest {
+                request_id: rid(),
+                case_id: case_id.clone(),
+                subject: "nurse-1".into(),
+                agency: "clinic-east".into(),
+                role: "health_worker".into(),
+                expected_version: None,
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap();
+    for (to, service) in [
+        (POLICE, ServiceType::Police),
+        ("clinic-east", ServiceType::Health),
+    ] {
+        c.referrals
+            .make_referral(authed(
+                MakeReferralRequest {
+                    request_id: rid(),
+                    case_id: case_id.clone(),
+                    contact_id: String::new(),
+                    to_agency: to.into(),
+                    service: service as i32,
+                    urgency: ReferralUrgency::Urgent as i32,
+                    reason: format!("{REASON} ({to})"),
+                    consent: ConsentBasis::GivenByGuardian as i32,
+                    legal_basis: String::new(),
+                },
+                &counsellor,
+            ))
+            .await
+            .unwrap();
+    }
+    let seen = timeline(&mut c, &nurse, &case_id).await;
+    let referrals: Vec<_> = seen
+        .iter()
+        .filter(|e| e.compartment == "referrals")
+        .collect();
+    assert_eq!(referrals.len(), 1, "{referrals:?}");
+    match &referrals[0].detail {
+        Some(Detail::Referral(r)) => assert_eq!(r.to_agency, "clinic-east"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{seen:?}").contains(&format!("({POLICE})")));
+    // The counsellor sees both.
+    assert_eq!(
+        referral_steps(&timeline(&mut c, &counsellor, &case_id).await).len(),
+        2
+    );
+    server.stop().await;
+}

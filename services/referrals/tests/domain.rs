@@ -5,8 +5,8 @@
 
 use caseline_proto::event_types as types;
 use caseline_proto::v1::events::{
-    ReferralAccepted, ReferralAcknowledged, ReferralDeclined, ReferralEscalated, ReferralMade,
-    ReferralOutcomeRecorded, ReferralWithdrawn,
+    ReferralAccepted, ReferralAcknowledged, ReferralAttached, ReferralDeclined, ReferralEscalated,
+    ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
 };
 use caseline_proto::v1::{
     ConsentBasis, EscalationCause, ReferralStatus, ReferralUrgency, ServiceType,
@@ -1260,4 +1260,74 @@ fn garbage_bytes_do_not_decode() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Attaching a contact's referral to the case opened from the contact
+
+fn attach() -> Command {
+    Command::Attach(Box::new(ReferralAttached {
+        case_id: CASE_ID.into(),
+        reason_sealed: sealed("reason, under the case's key"),
+        legal_basis_sealed: Vec::new(),
+        made_at_unix_ms: NOW,
+        ..ReferralAttached::default()
+    }))
+}
+
+#[test]
+fn a_contacts_referral_is_attached_as_it_stands() {
+    let state = given(&[
+        recorded(request_about_contact(), DUE),
+        acknowledged(),
+        accepted(),
+    ]);
+    let events = when(&state, attach()).expect("attached");
+    let [Event::Attached(a)] = events.as_slice() else {
+        panic!("one attachment: {events:?}");
+    };
+    assert_eq!(a.case_id, CASE_ID);
+    assert_eq!(a.contact_id, CONTACT_ID);
+    assert_eq!((a.from_agency.as_str(), a.to_agency.as_str()), (FROM, TO));
+    assert_eq!(a.status, ReferralStatus::Accepted as i32);
+    assert_eq!(
+        (a.accepted_by.as_str(), a.accepted_role.as_str()),
+        ("worker-7", "social_worker")
+    );
+    assert_eq!(a.due_by_unix_ms, DUE);
+    assert_eq!(a.reason_sealed, sealed("reason, under the case's key"));
+
+    // From then on it belongs to the case, its sealed reason the case's copy.
+    let after = then_state(state, &events);
+    let made = after.made.as_ref().expect("made");
+    assert_eq!(made.case_id, CASE_ID);
+    assert_eq!(made.reason_sealed, sealed("reason, under the case's key"));
+    assert_eq!(after.status, ReferralStatus::Accepted);
+}
+
+#[test]
+fn a_referral_is_attached_once_and_only_from_a_contact() {
+    let state = given(&[recorded(request_about_contact(), DUE)]);
+    let attached = then_state(state.clone(), &when(&state, attach()).expect("attached"));
+    assert_eq!(
+        when(&attached, attach()),
+        refused("the referral already belongs to a case")
+    );
+    let about_case = given(&[recorded(request(), DUE)]);
+    assert_eq!(
+        when(&about_case, attach()),
+        refused("only a referral made from a helpline contact is attached to a case")
+    );
+    assert_eq!(
+        when(&ReferralState::default(), attach()),
+        Err(DomainError::NoReferral)
+    );
+}
+
+#[test]
+fn an_attached_referral_goes_on_with_its_life() {
+    let state = given(&[recorded(request_about_contact(), DUE)]);
+    let attached = then_state(state.clone(), &when(&state, attach()).expect("attached"));
+    assert!(when(&attached, accept()).is_ok());
+    assert!(when(&attached, Command::Escalate { now_ms: DUE }).is_ok());
 }
