@@ -786,7 +786,7 @@ async fn a_referral_or_case_the_caller_may_not_see_is_not_found() {
 /// Nobody may refer the child of a case that does not exist: the answer is NOT_FOUND,
 /// as for a case the caller is not on, and nothing is stored.
 #[tokio::test]
-#[ignore = "bug: access.rs Authorise::Make treats an absent case (team None) as a contact referral"]
+
 async fn make_referral_on_a_case_that_does_not_exist_is_not_found() {
     let server = TestServer::start().await;
     let mut c = clients(&server).await;
@@ -1418,11 +1418,10 @@ async fn the_referrer_withdraws_and_the_receiver_sees_why() {
     let case_id = open_case(&mut c, &hc, "Child W-1", "").await;
     let id = refer(&mut c, &hc, &case_id, &police).await;
 
-    // The receiver cannot take it back. (The policy hides the referral from the
-    // receiver for this step, though they see it: NOT_FOUND.)
+    // The receiver cannot take it back; they see it, so PERMISSION_DENIED.
     let refused = withdraw(&mut c, &police, &id, "we do not want it").await;
     let status = refused.expect_err("a receiver may not withdraw");
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(!status.message().contains(&case_id), "{status:?}");
 
     withdraw(&mut c, &hc, &id, "the child is safe with relatives")

@@ -409,7 +409,11 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
             .into_iter()
             .map(|r| r.referral_id)
             .collect();
-        assert_eq!(listed, [routine.clone()], "both sides list it as overdue");
+        assert_eq!(
+            listed,
+            std::slice::from_ref(&routine),
+            "both sides list it as overdue"
+        );
     }
     // The completed police referral is neither overdue nor escalated.
     assert!(

@@ -491,7 +491,10 @@ fn referral_access(
                     Sight::Full,
                 );
             }
-            // Seeing the case after the decision, or withdrawing: as anyone else.
+            // Withdrawing is the referring side's; the receiver sees the referral, so
+            // the refusal does not hide it.
+            ReferralStep::Withdraw => return Decision::deny(Reason::WriteNotPermitted),
+            // Seeing the case after the decision, or making one: as anyone else.
             _ => {}
         }
     }
@@ -537,8 +540,11 @@ fn referral_access(
             if write.is_allowed() {
                 return write;
             }
+            // A supervisor of the referring agency, on the team or standing by agency.
             let read = case_access(caller, Compartment::Referrals, false, team, entry, quiet);
-            if caller.role == Role::Supervisor && read.via == Via::AgencySupervisor {
+            if caller.role == Role::Supervisor
+                && matches!(read.via, Via::AgencySupervisor | Via::Team)
+            {
                 return read;
             }
             write

@@ -195,9 +195,10 @@ fn the_receiving_agency_takes_every_receiving_step_and_sees_the_case_only_while_
                     Want::Hide
                 };
                 rows.push((caller, f, ViewReferredCase, summary));
-                // The receiving side neither makes the referral nor takes it back.
+                // The receiving side neither makes the referral nor takes it back; it
+                // sees the referral, so taking it back is refused, not hidden.
                 rows.push((caller, f, Make, Want::Hide));
-                rows.push((caller, f, Withdraw, Want::Hide));
+                rows.push((caller, f, Withdraw, Want::Refuse));
             }
         }
     }
@@ -334,7 +335,7 @@ fn the_referring_side_of_a_case_referral() {
 /// supervisor role) stands at least where a supervisor of that agency who is not on it
 /// stands: they may withdraw.
 #[test]
-#[ignore = "bug: decide.rs referral_access, Withdraw allows a supervisor only via AgencySupervisor, not via Team"]
+
 fn a_supervisor_of_the_referring_agency_on_the_team_may_withdraw() {
     let team = base_team().with_member(ME, FROM, "supervisor");
     let d = ask(

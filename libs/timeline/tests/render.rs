@@ -15,8 +15,9 @@ use caseline_proto::prost::Message;
 use caseline_proto::v1::events::{
     AccessRecorded, BreakGlassGranted, CaseOpened, CaseReopened, CasesLinked, CasesUnlinked,
     ClosureDecided, ClosureRequested, ContactAttached, ContactCaseOpened, ContactRecorded,
-    JusticeMilestoneRecorded, NoteAdded, RiskAssessed, StageChanged, TeamMemberAdded,
-    TeamMemberRemoved,
+    JusticeMilestoneRecorded, NoteAdded, ReferralAccepted, ReferralAcknowledged, ReferralAttached,
+    ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
+    RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_proto::v1::{
     AgeBand, CallerKind, CaseSource, ConcernCategory, ContactChannel, Gender, LinkKind,
@@ -199,6 +200,46 @@ fn every_timeline_event(case_id: Uuid) -> Vec<(RecordedEvent, &'static str, Comp
             "justice_milestone_recorded",
             Compartment::JusticeMilestones,
         ),
+        (
+            empty::<ReferralMade>(c, types::REFERRAL_MADE),
+            "referral_made",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralAcknowledged>(c, types::REFERRAL_ACKNOWLEDGED),
+            "referral_acknowledged",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralAccepted>(c, types::REFERRAL_ACCEPTED),
+            "referral_accepted",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralDeclined>(c, types::REFERRAL_DECLINED),
+            "referral_declined",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralOutcomeRecorded>(c, types::REFERRAL_OUTCOME_RECORDED),
+            "referral_outcome_recorded",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralWithdrawn>(c, types::REFERRAL_WITHDRAWN),
+            "referral_withdrawn",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralEscalated>(c, types::REFERRAL_ESCALATED),
+            "referral_escalated",
+            Compartment::Referrals,
+        ),
+        (
+            empty::<ReferralAttached>(c, types::REFERRAL_ATTACHED),
+            "referral_attached",
+            Compartment::Referrals,
+        ),
     ];
     for (c, compartment) in [
         (NoteCompartment::Helpline, Compartment::HelplineContacts),
@@ -220,7 +261,7 @@ fn every_timeline_event(case_id: Uuid) -> Vec<(RecordedEvent, &'static str, Comp
 fn every_timeline_event_has_its_compartment_and_kind() {
     let case_id = Uuid::new_v4();
     let all = every_timeline_event(case_id);
-    assert_eq!(all.len(), 17);
+    assert_eq!(all.len(), 25);
     for (event, kind, compartment) in &all {
         let item = Item::of(event)
             .unwrap()
@@ -231,7 +272,43 @@ fn every_timeline_event_has_its_compartment_and_kind() {
     }
     // Every kind is distinct but the notes'.
     let kinds: HashSet<_> = all.iter().map(|(_, k, _)| *k).collect();
-    assert_eq!(kinds.len(), 13);
+    assert_eq!(kinds.len(), 21);
+}
+
+#[tokio::test]
+async fn a_referral_entry_is_addressed_to_its_agency_and_its_summary_stays_closed() {
+    let f = Fixture::new().await;
+    let c = f.case_id;
+    let made = event(
+        c,
+        types::REFERRAL_MADE,
+        &ReferralMade {
+            referral_id: Uuid::new_v4().to_string(),
+            from_agency: "helpline-a".into(),
+            to_agency: "clinic-b".into(),
+            reason_sealed: f.seal(CANARY).await,
+            ..ReferralMade::default()
+        },
+    );
+    let item = Item::of(&made).unwrap().unwrap();
+    assert_eq!(item.entry().addressed_to, Some("clinic-b"));
+    assert!(!item.entry().health_goal);
+    for sight in [Sight::Summary, Sight::Metadata] {
+        let entry = f.render(&made, sight, true).await;
+        assert!(entry.detail.is_none(), "{sight:?}");
+        assert!(!format!("{entry:?}").contains(CANARY), "{sight:?}");
+    }
+    let full = f.render(&made, Sight::Full, false).await;
+    match full.detail.unwrap() {
+        Detail::Referral(r) => {
+            assert_eq!(r.text, CANARY);
+            assert_eq!(
+                (r.from_agency.as_str(), r.to_agency.as_str()),
+                ("helpline-a", "clinic-b")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -952,6 +1029,16 @@ async fn after_shredding_full_entries_read_as_erased_not_as_errors() {
                 ..JusticeMilestoneRecorded::default()
             },
         ),
+        event(
+            c,
+            types::REFERRAL_MADE,
+            &ReferralMade {
+                referral_id: Uuid::new_v4().to_string(),
+                to_agency: "police-x".into(),
+                reason_sealed: f.seal(CANARY).await,
+                ..ReferralMade::default()
+            },
+        ),
     ];
     // Readable before.
     for e in &events {
@@ -1001,6 +1088,11 @@ async fn after_shredding_full_entries_read_as_erased_not_as_errors() {
             Detail::Milestone(v) => {
                 assert_eq!(v.description, "");
                 assert_eq!(v.kind, MilestoneKind::Verdict as i32);
+                v.erased
+            }
+            Detail::Referral(v) => {
+                assert_eq!(v.text, "");
+                assert_eq!(v.to_agency, "police-x", "unsealed fields remain");
                 v.erased
             }
             Detail::TeamChange(_) => unreachable!("no team change here"),

@@ -50,7 +50,16 @@ impl Authorise<'_> {
                     id: owner.id().to_string(),
                 };
                 let team = match owner {
-                    Owner::Case(id) => call.trust_teams().current(id).await?,
+                    // No such case: NOT_FOUND, never a referral nobody can see (and
+                    // never a way to tell absent cases from hidden ones).
+                    Owner::Case(id) => match call.trust_teams().current(id).await? {
+                        Some(team) => Some(team),
+                        None => {
+                            call.enforce(id, Decision::deny(caseline_policy::Reason::NoSuchCase))
+                                .ok();
+                            return Err(not_found());
+                        }
+                    },
                     // A contact no agency recorded does not exist.
                     Owner::Contact(_) if from_agency.is_empty() => return Err(not_found()),
                     Owner::Contact(_) => None,

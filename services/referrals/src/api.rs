@@ -294,26 +294,32 @@ impl ReferralApi {
         };
         let mut referrals = Vec::new();
         let mut next = None;
+        let mut last = None;
         let mut returned = Vec::new();
-        for (i, (position, referral_id, loaded)) in candidates.iter().enumerate() {
+        for (position, referral_id, loaded) in &candidates {
             if !standing(call, loaded, ReferralStep::View)
                 .await?
                 .is_allowed()
             {
                 continue;
             }
-            let referral = self.render(call, *referral_id, loaded).await?;
-            returned.push(referral.referral_id.clone());
-            if !referral.case_id.is_empty() {
-                returned.push(referral.case_id.clone());
-            }
-            referrals.push(referral);
             if referrals.len() == size {
-                if i + 1 < candidates.len() {
-                    next = Some(*position);
-                }
+                // Full, and something the caller may see follows: a next page.
+                next = last;
                 break;
             }
+            let referral = self.render(call, *referral_id, loaded).await?;
+            for id in [
+                &referral.referral_id,
+                &referral.case_id,
+                &referral.contact_id,
+            ] {
+                if !id.is_empty() {
+                    returned.push(id.clone());
+                }
+            }
+            referrals.push(referral);
+            last = Some(*position);
         }
         call.returned(returned);
         Ok(ListReferralsResponse {
