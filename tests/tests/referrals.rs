@@ -483,22 +483,20 @@ async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
         .unwrap()
         .into_inner()
         .contact_id;
+    let make = MakeReferralRequest {
+        request_id: rid(),
+        case_id: String::new(),
+        contact_id: contact_id.clone(),
+        to_agency: POLICE.into(),
+        service: ServiceType::Police as i32,
+        urgency: ReferralUrgency::Emergency as i32,
+        reason: REASON.into(),
+        consent: ConsentBasis::NotRequired as i32,
+        legal_basis: BASIS.into(),
+    };
     let referral_id = c
         .referrals
-        .make_referral(authed(
-            MakeReferralRequest {
-                request_id: rid(),
-                case_id: String::new(),
-                contact_id: contact_id.clone(),
-                to_agency: POLICE.into(),
-                service: ServiceType::Police as i32,
-                urgency: ReferralUrgency::Emergency as i32,
-                reason: REASON.into(),
-                consent: ConsentBasis::NotRequired as i32,
-                legal_basis: BASIS.into(),
-            },
-            &counsellor,
-        ))
+        .make_referral(authed(make.clone(), &counsellor))
         .await
         .unwrap()
         .into_inner()
@@ -563,6 +561,15 @@ async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
         assert!(tokio::time::Instant::now() < deadline, "never attached");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // A retry of the making, after the case was opened, answers as the first time.
+    let retried = c
+        .referrals
+        .make_referral(authed(make, &counsellor))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.referral_id, referral_id);
 
     // The one who accepted is on the new case's team and sees it.
     let case = c
@@ -702,5 +709,134 @@ async fn a_health_worker_on_the_team_sees_only_referrals_to_their_own_agency() {
         referral_steps(&timeline(&mut c, &counsellor, &case_id).await).len(),
         2
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_contact_referral_brings_no_one_onto_the_case() {
+    let clock = TestClock::default();
+    let server = TestServer::start_with(clock.clockwork()).await;
+    let mut c = clients(&server).await;
+    let counsellor = server.token("counsellor-4", Role::HelplineCounsellor, HELPLINE);
+    let investigator = server.token("investigator-4", Role::PoliceInvestigator, POLICE);
+    let contact_id = c
+        .cases
+        .record_contact(authed(
+            RecordContactRequest {
+                request_id: rid(),
+                channel: ContactChannel::Sms as i32,
+                caller_kind: CallerKind::Parent as i32,
+                concerns: vec![ConcernCategory::Grooming as i32],
+                urgency: Urgency::Urgent as i32,
+                anonymous: true,
+                summary: "A mother worries about an adult messaging her son.".into(),
+                ..RecordContactRequest::default()
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_id;
+    let referral_id = c
+        .referrals
+        .make_referral(authed(
+            MakeReferralRequest {
+                request_id: rid(),
+                contact_id: contact_id.clone(),
+                to_agency: POLICE.into(),
+                service: ServiceType::Police as i32,
+                urgency: ReferralUrgency::Urgent as i32,
+                reason: REASON.into(),
+                consent: ConsentBasis::GivenByGuardian as i32,
+                ..MakeReferralRequest::default()
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .referral_id;
+    c.referrals
+        .accept_referral(authed(
+            AcceptReferralRequest {
+                request_id: rid(),
+                referral_id: referral_id.clone(),
+                expected_version: None,
+            },
+            &investigator,
+        ))
+        .await
+        .unwrap();
+    c.referrals
+        .withdraw_referral(authed(
+            caseline_proto::v1::WithdrawReferralRequest {
+                request_id: rid(),
+                referral_id: referral_id.clone(),
+                expected_version: None,
+                reason: "The mother went to the police station herself.".into(),
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap();
+    let case_id = c
+        .cases
+        .open_case(authed(
+            OpenCaseRequest {
+                request_id: rid(),
+                contact_id,
+                pseudonym: "Child S-8".into(),
+                age_band: AgeBand::AgeBand13To15 as i32,
+                gender: Gender::Boy as i32,
+                language: "en".into(),
+                source: CaseSource::Helpline as i32,
+                concerns: vec![ConcernCategory::Grooming as i32],
+                initial_risk: RiskLevel::Medium as i32,
+                ..OpenCaseRequest::default()
+            },
+            &counsellor,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    // Asking for it attaches it at once; it stands withdrawn, with its reason.
+    let attached = get_referral(&mut c, &counsellor, &referral_id).await;
+    assert_eq!(attached.case_id, case_id);
+    assert_eq!(attached.status(), ReferralStatus::Withdrawn);
+    assert_eq!(
+        attached.withdraw_reason,
+        "The mother went to the police station herself."
+    );
+    // Let the background process run too: still no one joins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hidden = c
+        .cases
+        .get_case(authed(
+            GetCaseRequest {
+                case_id: case_id.clone(),
+            },
+            &investigator,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    let view = timeline(&mut c, &counsellor, &case_id).await;
+    match &view
+        .iter()
+        .find(|e| e.kind == "referral_attached")
+        .expect("attached")
+        .detail
+    {
+        Some(Detail::Referral(r)) => {
+            assert_eq!(r.status(), ReferralStatus::Withdrawn);
+            assert_eq!(
+                r.withdraw_reason,
+                "The mother went to the police station herself."
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     server.stop().await;
 }

@@ -463,6 +463,8 @@ impl<'e> Item<'e> {
                 view.suggested_service = r.suggested_service;
                 view.escalation = r.escalation;
                 view.outcome = o.text(&r.outcome_sealed).await?;
+                view.decline_reason = o.text(&r.decline_reason_sealed).await?;
+                view.withdraw_reason = o.text(&r.withdraw_reason_sealed).await?;
                 Step::Attached
             }
             _ => Step::Unspecified,

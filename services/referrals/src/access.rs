@@ -61,7 +61,11 @@ impl Authorise<'_> {
                         }
                     },
                     // A contact no agency recorded does not exist.
-                    Owner::Contact(_) if from_agency.is_empty() => return Err(not_found()),
+                    Owner::Contact(id) if from_agency.is_empty() => {
+                        // Recorded with the id asked for, so probes can be searched.
+                        call.returned([id]);
+                        return Err(not_found());
+                    }
                     Owner::Contact(_) => None,
                 };
                 let decision = call.decide_referral(
@@ -128,6 +132,8 @@ pub(crate) fn admit(
     step: ReferralStep,
     decision: Decision,
 ) -> Result<(), ApiError> {
+    // Every call about a referral is recorded with its id (probes of absent ones too).
+    call.returned([referral_id]);
     let Some(owner) = loaded.owner() else {
         return Err(referral_not_found(referral_id));
     };

@@ -118,20 +118,15 @@ impl ReferralApi {
         step: ReferralStep,
         build: impl AsyncFnOnce(Owner) -> Result<Command, ApiError>,
     ) -> Result<(u64, Owner, RequestKey), ApiError> {
-        let loaded = attach::current(
-            call.log().as_ref(),
-            call.vault(),
-            &self.store,
-            t.referral_id,
-        )
-        .await?;
+        let loaded = self.current(call, t.referral_id).await?;
         Authorise::Step(step)
             .check(call, t.referral_id, &loaded)
             .await?;
         let Some(owner) = loaded.owner() else {
             return Err(referral_not_found(t.referral_id));
         };
-        let request = RequestKey::new(call, owner.id(), t.request_id, &t.encoded).await?;
+        let origin = loaded.origin().unwrap_or(owner.id());
+        let request = RequestKey::new(call, origin, t.request_id, &t.encoded).await?;
         let command = build(owner).await?;
         let version = self
             .store
@@ -149,6 +144,20 @@ impl ReferralApi {
             )
             .await?;
         Ok((version, owner, request))
+    }
+
+    /// The referral as the log says now, moved onto its case first if a case was opened
+    /// from its contact. That move is the system's, whoever asked; if it fails, the
+    /// referral is answered as it stands (the background process tries again), so the
+    /// failure tells the caller nothing.
+    async fn current(&self, call: &Call, referral_id: Uuid) -> Result<Loaded, ApiError> {
+        match attach::current(call.log().as_ref(), call.vault(), &self.store, referral_id).await {
+            Ok(loaded) => Ok(loaded),
+            Err(e) => {
+                tracing::warn!(error = %e, "attaching a referral to its case failed; answering as it stands");
+                self.store.load(referral_id).await
+            }
+        }
     }
 
     fn answer(&self, referral_id: Uuid, version: u64) -> Response<ReferralCommandResponse> {
@@ -389,6 +398,18 @@ impl ReferralService for ReferralApi {
         authorise
             .check(&call, referral_id, &Loaded::default())
             .await?;
+        // A retry answers as the first time, whatever happened to the case or contact
+        // since (closed, opened into a case).
+        let request = RequestKey::new(&call, owner.id(), request_id, &r.encode_to_vec()).await?;
+        let existing = self.store.load(referral_id).await?;
+        if let Some(version) = existing.answered(&request)? {
+            let mut answer = self.answer(referral_id, version);
+            answer.get_mut().due_by = existing
+                .state
+                .made
+                .map(|m| timestamp(from_unix_ms(m.due_by_unix_ms)));
+            return Ok(answer);
+        }
         match owner {
             Owner::Case(case_id) => {
                 let (state, _) = read_case(call.log().as_ref(), case_id).await?;
@@ -410,7 +431,6 @@ impl ReferralService for ReferralApi {
             }
         }
 
-        let request = RequestKey::new(&call, owner.id(), request_id, &r.encode_to_vec()).await?;
         let made = ReferralMade {
             referral_id: referral_id.to_string(),
             from_agency: from_agency.clone(),
@@ -509,7 +529,18 @@ impl ReferralService for ReferralApi {
         // after the acceptance is stored (and again on a retry, which appends nothing
         // twice): a failure here leaves an acceptance to retry, never a member added
         // for a referral that was not accepted.
-        if let Owner::Case(case_id) = owner {
+        // Joined only while the acceptance stands, by the one who accepted, on the case
+        // the referral belongs to now (a retry may come after a withdrawal, or after the
+        // referral moved onto its case).
+        let now = self.store.load(t.referral_id).await?;
+        let standing_acceptance = matches!(
+            now.state.status,
+            ReferralStatus::Accepted | ReferralStatus::Completed
+        ) && now.state.accepted_by.as_ref().is_some_and(
+            |(subject, role)| subject == call.subject() && role == call.role().as_str(),
+        );
+        let _ = owner;
+        if let (true, Some(Owner::Case(case_id))) = (standing_acceptance, now.owner()) {
             let mut metadata = call.event_metadata(Some(case_id), Some(request.id));
             metadata.causation_id = Some(request.event_id(0));
             let joined = join_team(
@@ -621,8 +652,7 @@ impl ReferralService for ReferralApi {
         let mut check = Check::new();
         let referral_id = check.uuid("referral_id", &r.referral_id);
         check.done(())?;
-        let loaded =
-            attach::current(call.log().as_ref(), call.vault(), &self.store, referral_id).await?;
+        let loaded = self.current(&call, referral_id).await?;
         let decision = standing(&call, &loaded, ReferralStep::View).await?;
         admit(&call, referral_id, &loaded, ReferralStep::View, decision)?;
         Ok(Response::new(

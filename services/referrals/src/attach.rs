@@ -5,11 +5,13 @@
 //! belongs to the case: a `ReferralAttached` event (by the system actor, once, with an
 //! id derived from the referral) copies everything sealed so far under the case's key,
 //! so the case's timeline shows it, and later steps carry the case id. If the referral
-//! was accepted, the one who accepted joins the case's team.
+//! stands accepted (or completed), the one who accepted joins the case's team; a
+//! withdrawn or declined one brings no one.
 
-use caseline_cases::shared::{join_team, read_contact};
+use caseline_cases::shared::{join_team, read_case, read_contact};
 use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
 use caseline_policy::teams::to_unix_ms;
+use caseline_proto::v1::ReferralStatus;
 use caseline_proto::v1::events::{ReferralAttached, TeamMemberAdded};
 use caseline_server::ApiError;
 use caseline_vault::{Opened, Vault};
@@ -50,6 +52,11 @@ pub(crate) async fn attach(
     case_id: Uuid,
 ) -> Result<bool, ApiError> {
     const RACE_RETRIES: usize = 8;
+    // The contact is claimed before the case's first event is appended: attach only to
+    // a case that exists.
+    if !read_case(log, case_id).await?.0.exists() {
+        return Ok(false);
+    }
     for _ in 0..RACE_RETRIES {
         let loaded = store.load(referral_id).await?;
         let (Some(made), Some(Owner::Contact(contact_id))) = (&loaded.state.made, loaded.owner())
@@ -103,7 +110,11 @@ pub(crate) async fn attach(
             .collect();
         // The one who accepted joins first: if the attachment below fails, the next
         // try joins again (same event id, nothing twice) and then attaches.
-        if let Some((subject, role)) = &loaded.state.accepted_by {
+        let accepted = matches!(
+            loaded.state.status,
+            ReferralStatus::Accepted | ReferralStatus::Completed
+        );
+        if let (true, Some((subject, role))) = (accepted, &loaded.state.accepted_by) {
             let mut name = referral_id.as_bytes().to_vec();
             name.extend_from_slice(b"join");
             match join_team(

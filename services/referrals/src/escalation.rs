@@ -84,16 +84,19 @@ impl Escalation {
         let pending = self.directory.view().await?.unattached();
         let mut attached = 0;
         for (referral_id, case_id) in pending {
-            if crate::attach::attach(
+            // One that fails is tried again at the next tick; the others go on.
+            match crate::attach::attach(
                 self.log.as_ref(),
                 &self.vault,
                 &self.store,
                 referral_id,
                 case_id,
             )
-            .await?
+            .await
             {
-                attached += 1;
+                Ok(true) => attached += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "attaching a referral failed; retrying"),
             }
         }
         Ok(attached)
@@ -111,8 +114,10 @@ impl Escalation {
         };
         let mut escalated = 0;
         for referral_id in due {
-            if self.escalate(referral_id, now_ms).await? {
-                escalated += 1;
+            match self.escalate(referral_id, now_ms).await {
+                Ok(true) => escalated += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "escalating a referral failed; retrying"),
             }
         }
         Ok(escalated)

@@ -95,6 +95,16 @@ impl Loaded {
         }
     }
 
+    /// The id the referral was made about (its contact, if made from one; else its
+    /// case), whose key fingerprints its requests: it stays the same when the referral
+    /// moves onto a case, so a retry across that move is still recognised.
+    pub fn origin(&self) -> Option<Uuid> {
+        let made = self.state.made.as_ref()?;
+        Uuid::parse_str(&made.contact_id)
+            .or_else(|_| Uuid::parse_str(&made.case_id))
+            .ok()
+    }
+
     /// What the referral already answered `request`: its first answer if it was
     /// applied, ALREADY_EXISTS if its id was used here for a different request.
     pub fn answered(&self, request: &Request) -> Result<Option<u64>, ApiError> {
@@ -237,6 +247,15 @@ impl ReferralStore {
                 return Ok(version);
             }
             authorise.check(call, referral_id, &loaded).await?;
+            if loaded.state.exists() && loaded.owner() != Some(owner) {
+                // Moved onto its case since the command was sealed under the contact's
+                // key: nothing is stored; a retry of the same request seals anew.
+                return Err(ApiError::Log(LogError::WrongExpectedVersion {
+                    stream,
+                    expected: expected.map_or(ExpectedVersion::Any, ExpectedVersion::Exact),
+                    actual: loaded.version,
+                }));
+            }
             if let Some(v) = expected
                 && loaded.version != Some(v)
             {
