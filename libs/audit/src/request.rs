@@ -77,3 +77,9 @@ pub fn new_aggregate_id(call: &Call, kind: &str, request_id: Uuid) -> Uuid {
     );
     Uuid::new_v5(&ID_NAMESPACE, name.as_bytes())
 }
+
+/// The answer to a `request_id` already used for a different request (another payload,
+/// or another caller).
+pub fn reused() -> ApiError {
+    ApiError::AlreadyExists("request_id was already used for a different request".into())
+}

@@ -31,7 +31,7 @@ pub use envelope::{
     MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent, StreamName,
 };
 pub use error::Error;
-pub use subscription::{Subscription, subscribe};
+pub use subscription::{Subscription, catch_up, subscribe};
 use tokio::sync::watch;
 pub use uuid::Uuid;
 

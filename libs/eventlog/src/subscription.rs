@@ -50,6 +50,27 @@ pub(crate) fn announce(signal: &tokio::sync::watch::Sender<Position>, position: 
     });
 }
 
+/// Brings a projection up to date: applies, in global order, every event stored after
+/// `*after`, moving `*after` past each one applied. A projection that calls it before
+/// each query answers with everything committed before the query (see
+/// [`EventLog::read_all`]). An error from `apply` stops it at that event.
+pub async fn catch_up<E: From<Error>>(
+    log: &dyn EventLog,
+    after: &mut Position,
+    mut apply: impl FnMut(&RecordedEvent) -> Result<(), E>,
+) -> Result<(), E> {
+    loop {
+        let page = log.read_all(*after, PAGE).await?;
+        for event in &page {
+            apply(event)?;
+            *after = event.position;
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
 /// Follows `log` from just after `after`: first what is stored, then what is appended.
 pub fn subscribe(log: Arc<dyn EventLog>, after: Position) -> Subscription {
     let (tx, rx) = mpsc::channel(BUFFER);

@@ -47,9 +47,7 @@ pub(crate) async fn record(
         Ok(_) => Ok(()),
         // Same event id: the same request (its fingerprint made the id), sealed anew.
         Err(LogError::EventIdConflict { .. }) => Ok(()),
-        Err(LogError::WrongExpectedVersion { .. }) => Err(ApiError::AlreadyExists(
-            "request_id was already used for a different request".into(),
-        )),
+        Err(LogError::WrongExpectedVersion { .. }) => Err(crate::store::reused()),
         Err(e) => Err(e.into()),
     }
 }

@@ -73,18 +73,15 @@ impl Directory {
 
     /// The directory, caught up with everything the log holds now.
     pub async fn view(&self) -> Result<View<'_>, ApiError> {
-        let mut state = self.state.lock().await;
-        const PAGE: usize = 1000;
-        loop {
-            let page = self.log.read_all(state.after, PAGE).await?;
-            for event in &page {
-                state.apply(event)?;
-                state.after = event.position;
-            }
-            if page.len() < PAGE {
-                return Ok(View { state });
-            }
-        }
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        let mut after = state.after;
+        let caught_up =
+            caseline_eventlog::catch_up(self.log.as_ref(), &mut after, |e| state.apply(e)).await;
+        // Up to the last event applied, even when one failed: none is applied twice.
+        state.after = after;
+        caught_up?;
+        Ok(View { state: guard })
     }
 }
 

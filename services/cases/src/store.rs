@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use caseline_audit::Call;
-pub(crate) use caseline_audit::request::{Request, new_aggregate_id};
+pub(crate) use caseline_audit::request::{Request, new_aggregate_id, reused};
 use caseline_eventlog::{
     Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
     Uuid,
@@ -258,10 +258,6 @@ impl CaseStore {
             }
         }
     }
-}
-
-fn reused() -> ApiError {
-    ApiError::AlreadyExists("request_id was already used for a different request".into())
 }
 
 pub(crate) fn case_stream(case_id: Uuid) -> Result<StreamName, ApiError> {

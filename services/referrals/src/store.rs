@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use caseline_audit::Call;
-use caseline_audit::request::Request;
+use caseline_audit::request::{Request, reused};
 use caseline_eventlog::{
     Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
     Uuid,
@@ -318,8 +318,4 @@ pub(crate) fn domain_error(e: DomainError, referral_id: Uuid) -> ApiError {
         }
         DomainError::Precondition(why) => ApiError::FailedPrecondition(why.to_owned()),
     }
-}
-
-fn reused() -> ApiError {
-    ApiError::AlreadyExists("request_id was already used for a different request".into())
 }
