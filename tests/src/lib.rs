@@ -2,11 +2,18 @@
 //! generated stub) sees of a running Caseline.
 #![forbid(unsafe_code)]
 
+pub mod check;
+pub mod requests;
 pub mod seed;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
+use caseline_eventlog::Uuid;
+use caseline_proto::prost_types::Timestamp;
 use caseline_proto::tonic;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -193,4 +200,64 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
         format!("Bearer {token}").parse().expect("ascii token"),
     );
     request
+}
+
+/// A fresh request id.
+pub fn rid() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// `t` as a protobuf timestamp.
+pub fn ts(t: SystemTime) -> Timestamp {
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("a time after the epoch");
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// A clock the test moves forward; the server decides by it.
+#[derive(Clone, Debug, Default)]
+pub struct TestClock(Arc<AtomicU64>);
+
+impl TestClock {
+    /// Moves the clock forward by `by` (whole seconds).
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+
+    /// The server's clockwork on this clock, sweeping for escalations every
+    /// `escalation_every`.
+    pub fn clockwork(&self, escalation_every: Duration) -> caseline::serve::Clockwork {
+        let offset = Arc::clone(&self.0);
+        caseline::serve::Clockwork {
+            clock: Arc::new(move || {
+                SystemTime::now() + Duration::from_secs(offset.load(Ordering::SeqCst))
+            }),
+            escalation_every,
+        }
+    }
+}
+
+/// Someone with a token: subject, agency and the one role they act in.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub sub: String,
+    pub agency: String,
+    pub role: caseline_auth::Role,
+    pub token: String,
+}
+
+impl User {
+    /// `sub` of `agency` acting as `role`, with a token from `server`.
+    pub fn new(server: &TestServer, sub: &str, role: caseline_auth::Role, agency: &str) -> Self {
+        Self {
+            sub: sub.to_owned(),
+            agency: agency.to_owned(),
+            role,
+            token: server.token(sub, role, agency),
+        }
+    }
 }

@@ -5,7 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use caseline_auth::Role;
-use caseline_e2e::{TestServer, authed, seed};
+use caseline_e2e::check::contains;
+use caseline_e2e::{TestServer, authed, seed, ts};
 use caseline_eventlog::{StreamName, Uuid};
 use caseline_policy::teams::TEAM_MEMBER_ADDED;
 use caseline_proto::prost::Message;
@@ -185,7 +186,7 @@ async fn only_auditors_verify_and_replay_and_every_refusal_is_recorded() {
         &server,
         &auditor,
         ReplayAccessHistoryRequest {
-            from: Some(timestamp(SystemTime::now() + Duration::from_secs(3600))),
+            from: Some(ts(SystemTime::now() + Duration::from_secs(3600))),
             ..Default::default()
         },
     )
@@ -328,8 +329,8 @@ async fn bad_requests_name_the_field() {
     let err = client
         .replay_access_history(authed(
             ReplayAccessHistoryRequest {
-                from: Some(timestamp(now)),
-                to: Some(timestamp(now - Duration::from_secs(60))),
+                from: Some(ts(now)),
+                to: Some(ts(now - Duration::from_secs(60))),
                 ..Default::default()
             },
             &auditor,
@@ -349,18 +350,6 @@ async fn bad_requests_name_the_field() {
         .unwrap_err();
     assert_eq!(field_of(err), "page_token");
     server.stop().await;
-}
-
-fn timestamp(t: SystemTime) -> caseline_proto::prost_types::Timestamp {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-    caseline_proto::prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test]

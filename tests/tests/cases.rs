@@ -5,11 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
 
 use caseline_auth::Role;
-use caseline_e2e::{TestServer, authed};
+use caseline_e2e::check::{contains, expect_err, fields_of, last_global_access, shape};
+use caseline_e2e::requests::{
+    CALLER_NAME, CHILD_NAME, CONTACT_SUMMARY, add_member_request, contact_request, opening,
+};
+use caseline_e2e::{TestServer, User, authed, rid, ts};
 use caseline_eventlog::{Direction, StreamName, Uuid};
 use caseline_policy::table::{Scope as CellScope, cell_for};
 use caseline_policy::{Compartment, Sight};
@@ -18,19 +21,16 @@ use caseline_proto::prost_types::{FileDescriptorSet, Timestamp};
 use caseline_proto::tonic::transport::Channel;
 use caseline_proto::tonic::{Code, Status};
 use caseline_proto::v1::case_service_client::CaseServiceClient;
-use caseline_proto::v1::events::AccessRecorded;
 use caseline_proto::v1::timeline_entry::Detail;
 use caseline_proto::v1::{
-    AddNoteRequest, AddTeamMemberRequest, AgeBand, CallerKind, Case, CaseCommandResponse, CaseLink,
-    CaseSource, ChangeStageRequest, ChildIdentity, ConcernCategory, ContactChannel,
-    DecideClosureRequest, Gender, GetCaseRequest, GetLinkedCasesRequest, GetTimelineRequest,
+    AddNoteRequest, AddTeamMemberRequest, Case, CaseCommandResponse, CaseLink, ChangeStageRequest,
+    ChildIdentity, DecideClosureRequest, GetCaseRequest, GetLinkedCasesRequest, GetTimelineRequest,
     LinkCasesRequest, LinkKind, ListCasesRequest, ListCasesResponse, MilestoneKind,
     NoteCompartment, OpenCaseRequest, OpenCaseResponse, RecordContactRequest,
     RecordJusticeMilestoneRequest, RecordRiskAssessmentRequest, RemoveTeamMemberRequest,
     ReopenCaseRequest, RequestClosureRequest, RiskLevel, Stage, TimelineEntry, UnlinkCasesRequest,
     Urgency, Visibility,
 };
-use tonic_types::StatusExt;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -38,79 +38,12 @@ use tonic_types::StatusExt;
 
 type Client = CaseServiceClient<Channel>;
 
-const CHILD_NAME: &str = "Jane Doe";
-const CONTACT_SUMMARY: &str = "The aunt reports messages from an adult asking for photos.";
-const CALLER_NAME: &str = "Aunt May";
-
-/// Someone with a token: subject, agency and the one role they act in.
-#[derive(Clone, Debug)]
-struct User {
-    sub: String,
-    agency: String,
-    role: Role,
-    token: String,
-}
-
-impl User {
-    fn new(server: &TestServer, sub: &str, role: Role, agency: &str) -> Self {
-        Self {
-            sub: sub.to_owned(),
-            agency: agency.to_owned(),
-            role,
-            token: server.token(sub, role, agency),
-        }
-    }
-}
-
 async fn client(server: &TestServer) -> Client {
     CaseServiceClient::new(server.channel().await)
 }
 
-/// A fresh request id.
-fn rid() -> String {
-    Uuid::new_v4().to_string()
-}
-
-fn ts(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 fn yesterday() -> Timestamp {
     ts(SystemTime::now() - Duration::from_secs(24 * 3600))
-}
-
-/// Asserts `result` failed with `code` and returns the status.
-#[track_caller]
-fn expect_err<T: Debug>(result: Result<T, Status>, code: Code, what: &str) -> Status {
-    match result {
-        Ok(v) => panic!("{what}: expected {code:?}, got OK {v:?}"),
-        Err(s) => {
-            assert_eq!(s.code(), code, "{what}: {s:?}");
-            s
-        }
-    }
-}
-
-/// The fields an INVALID_ARGUMENT names in its `google.rpc.BadRequest` details.
-#[track_caller]
-fn fields_of(status: &Status, what: &str) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
-    let details = status.get_error_details();
-    let bad = details
-        .bad_request()
-        .unwrap_or_else(|| panic!("{what}: no BadRequest details in {status:?}"));
-    assert!(
-        !bad.field_violations.is_empty(),
-        "{what}: no field named: {status:?}"
-    );
-    bad.field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect()
 }
 
 /// A contact recorded by a helpline counsellor, with a named caller.
@@ -120,41 +53,6 @@ async fn record_contact(c: &mut Client, by: &User) -> String {
         .unwrap()
         .into_inner()
         .contact_id
-}
-
-fn contact_request(request_id: String) -> RecordContactRequest {
-    RecordContactRequest {
-        request_id,
-        channel: ContactChannel::Phone as i32,
-        caller_kind: CallerKind::Parent as i32,
-        concerns: vec![ConcernCategory::Grooming as i32],
-        urgency: Urgency::Urgent as i32,
-        anonymous: false,
-        summary: CONTACT_SUMMARY.into(),
-        caller_name: CALLER_NAME.into(),
-        caller_contact: "+254 700 000 000".into(),
-    }
-}
-
-/// A valid opening with the child's name, from `contact_id` (empty: none).
-fn opening(pseudonym: &str, contact_id: &str, risk: RiskLevel) -> OpenCaseRequest {
-    OpenCaseRequest {
-        request_id: rid(),
-        contact_id: contact_id.to_owned(),
-        pseudonym: pseudonym.to_owned(),
-        identity: Some(ChildIdentity {
-            name: CHILD_NAME.into(),
-            date_of_birth: "2011-04-03".into(),
-            contact_details: "via the aunt".into(),
-        }),
-        age_band: AgeBand::AgeBand13To15 as i32,
-        gender: Gender::Girl as i32,
-        language: "sw-KE".into(),
-        region: "North".into(),
-        source: CaseSource::Helpline as i32,
-        concerns: vec![ConcernCategory::Grooming as i32],
-        initial_risk: risk as i32,
-    }
 }
 
 async fn open_case(c: &mut Client, by: &User, request: OpenCaseRequest) -> OpenCaseResponse {
@@ -175,19 +73,9 @@ async fn add_member(
     case_id: &str,
     who: &User,
 ) -> Result<CaseCommandResponse, Status> {
-    c.add_team_member(authed(
-        AddTeamMemberRequest {
-            case_id: case_id.into(),
-            request_id: rid(),
-            expected_version: None,
-            subject: who.sub.clone(),
-            agency: who.agency.clone(),
-            role: who.role.as_str().into(),
-        },
-        &by.token,
-    ))
-    .await
-    .map(|r| r.into_inner())
+    c.add_team_member(authed(add_member_request(case_id, who), &by.token))
+        .await
+        .map(|r| r.into_inner())
 }
 
 async fn remove_member(
@@ -472,26 +360,6 @@ async fn list_ids(c: &mut Client, by: &User, request: ListCasesRequest) -> Vec<S
         .collect()
 }
 
-/// The newest access record of calls about no single case (`access-global`), with its
-/// actor.
-async fn last_global_access(server: &TestServer) -> (String, AccessRecorded) {
-    let stream = StreamName::new("access-global").unwrap();
-    let events = server
-        .log
-        .read_stream(&stream, Direction::Backwards, None, 1)
-        .await
-        .unwrap();
-    let event = events.first().expect("an access record");
-    assert_eq!(
-        event.event_type,
-        caseline_proto::event_types::ACCESS_RECORDED
-    );
-    (
-        event.metadata.actor.clone(),
-        AccessRecorded::decode(event.data.as_slice()).unwrap(),
-    )
-}
-
 /// What `role` sees of an entry of `compartment` written by CaseService. CaseService
 /// writes no referrals and no support-plan goals, so scoped cells (health workers'
 /// referrals "to them" and health goals) show its entries as their `otherwise`.
@@ -517,11 +385,6 @@ fn visibility_of(sight: Sight) -> Option<Visibility> {
         Sight::Summary => Some(Visibility::Summary),
         Sight::Full => Some(Visibility::Full),
     }
-}
-
-/// A message with `id` replaced, to compare the shape of two NOT_FOUND answers.
-fn shape(status: &Status, id: &str) -> String {
-    status.message().replace(id, "<id>")
 }
 
 /// One call of each of CaseService's 17 methods, to send with any token.
@@ -1067,10 +930,6 @@ fn note_compartment_of(note: NoteCompartment) -> Compartment {
         NoteCompartment::Health => Compartment::HealthNotes,
         NoteCompartment::Unspecified => panic!("no compartment"),
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------------------

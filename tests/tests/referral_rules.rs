@@ -8,30 +8,25 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use caseline::serve::Clockwork;
 use caseline_auth::Role;
-use caseline_e2e::{TestServer, authed};
-use caseline_eventlog::{Direction, StreamName, Uuid};
-use caseline_proto::prost::Message;
+use caseline_e2e::check::{expect_err, fields_of, last_global_access, referral_events, shape};
+use caseline_e2e::requests::{add_member_request, contact_request, opening};
+use caseline_e2e::{TestClock, TestServer, User, authed, rid};
+use caseline_eventlog::Uuid;
 use caseline_proto::tonic::transport::Channel;
 use caseline_proto::tonic::{Code, Status};
 use caseline_proto::v1::case_service_client::CaseServiceClient;
 use caseline_proto::v1::events::AccessRecorded;
 use caseline_proto::v1::referral_service_client::ReferralServiceClient;
 use caseline_proto::v1::{
-    AcceptReferralRequest, AcknowledgeReferralRequest, AddTeamMemberRequest, AgeBand, CallerKind,
-    Case, CaseSource, ChildIdentity, ConcernCategory, ConsentBasis, ContactChannel,
-    DeclineReferralRequest, Gender, GetCaseRequest, GetReferralRequest, ListInboxRequest,
+    AcceptReferralRequest, AcknowledgeReferralRequest, Case, ConcernCategory, ConsentBasis,
+    ContactChannel, DeclineReferralRequest, GetCaseRequest, GetReferralRequest, ListInboxRequest,
     ListOutboxRequest, ListOverdueReferralsRequest, ListReferralsResponse, MakeReferralRequest,
-    OpenCaseRequest, RecordContactRequest, RecordReferralOutcomeRequest, Referral,
-    ReferralCommandResponse, ReferralStatus, ReferralUrgency, RiskLevel, ServiceType, Urgency,
-    WithdrawReferralRequest,
+    RecordReferralOutcomeRequest, Referral, ReferralCommandResponse, ReferralStatus,
+    ReferralUrgency, RiskLevel, ServiceType, WithdrawReferralRequest,
 };
-use tonic_types::StatusExt;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -39,26 +34,6 @@ use tonic_types::StatusExt;
 
 const REASON: &str = "An adult she met online is pressuring her to meet this week.";
 const LEGAL_BASIS: &str = "Children Act 2022, s. 17: duty to report a child at risk";
-
-/// Someone with a token: subject, agency and the one role they act in.
-#[derive(Clone, Debug)]
-struct User {
-    sub: String,
-    agency: String,
-    role: Role,
-    token: String,
-}
-
-impl User {
-    fn new(server: &TestServer, sub: &str, role: Role, agency: &str) -> Self {
-        Self {
-            sub: sub.to_owned(),
-            agency: agency.to_owned(),
-            role,
-            token: server.token(sub, role, agency),
-        }
-    }
-}
 
 #[derive(Clone)]
 struct Clients {
@@ -74,114 +49,34 @@ async fn clients(server: &TestServer) -> Clients {
     }
 }
 
-/// A fresh request id.
-fn rid() -> String {
-    Uuid::new_v4().to_string()
-}
-
-/// Asserts `result` failed with `code` and returns the status.
+/// The fields named by `result`, which must be an INVALID_ARGUMENT.
 #[track_caller]
-fn expect_err<T: Debug>(result: Result<T, Status>, code: Code, what: &str) -> Status {
-    match result {
-        Ok(v) => panic!("{what}: expected {code:?}, got OK {v:?}"),
-        Err(s) => {
-            assert_eq!(s.code(), code, "{what}: {s:?}");
-            s
-        }
-    }
-}
-
-/// The fields an INVALID_ARGUMENT names in its `google.rpc.BadRequest` details.
-#[track_caller]
-fn fields_of<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String> {
-    let status = expect_err(result, Code::InvalidArgument, what);
-    let details = status.get_error_details();
-    let bad = details
-        .bad_request()
-        .unwrap_or_else(|| panic!("{what}: no BadRequest details in {status:?}"));
-    assert!(
-        !bad.field_violations.is_empty(),
-        "{what}: no field named: {status:?}"
-    );
-    bad.field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect()
+fn invalid_fields<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String> {
+    fields_of(&expect_err(result, Code::InvalidArgument, what), what)
 }
 
 /// Asserts an INVALID_ARGUMENT names exactly `fields`.
 #[track_caller]
 fn names<T: Debug>(result: Result<T, Status>, fields: &[&str], what: &str) {
-    assert_eq!(fields_of(result, what), fields, "{what}");
-}
-
-/// A clock the test moves forward; the server decides by it.
-#[derive(Clone, Default)]
-struct TestClock(Arc<AtomicU64>);
-
-impl TestClock {
-    fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
-    }
-
-    fn clockwork(&self) -> Clockwork {
-        let offset = Arc::clone(&self.0);
-        Clockwork {
-            clock: Arc::new(move || {
-                SystemTime::now() + Duration::from_secs(offset.load(Ordering::SeqCst))
-            }),
-            escalation_every: Duration::from_secs(3600),
-        }
-    }
-}
-
-fn contact_request() -> RecordContactRequest {
-    RecordContactRequest {
-        request_id: rid(),
-        channel: ContactChannel::Phone as i32,
-        caller_kind: CallerKind::Parent as i32,
-        concerns: vec![ConcernCategory::Grooming as i32],
-        urgency: Urgency::Urgent as i32,
-        anonymous: false,
-        summary: "The aunt reports messages from an adult asking for photos.".into(),
-        caller_name: "Aunt May".into(),
-        caller_contact: "+254 700 000 000".into(),
-    }
+    assert_eq!(invalid_fields(result, what), fields, "{what}");
 }
 
 async fn record_contact(c: &mut Clients, by: &User) -> String {
     c.cases
-        .record_contact(authed(contact_request(), &by.token))
+        .record_contact(authed(contact_request(rid()), &by.token))
         .await
         .unwrap()
         .into_inner()
         .contact_id
 }
 
-fn opening(pseudonym: &str, contact_id: &str) -> OpenCaseRequest {
-    OpenCaseRequest {
-        request_id: rid(),
-        contact_id: contact_id.to_owned(),
-        pseudonym: pseudonym.to_owned(),
-        identity: Some(ChildIdentity {
-            name: "Jane Doe".into(),
-            date_of_birth: "2011-04-03".into(),
-            contact_details: "via the aunt".into(),
-        }),
-        age_band: AgeBand::AgeBand13To15 as i32,
-        gender: Gender::Girl as i32,
-        language: "sw-KE".into(),
-        region: "North".into(),
-        source: CaseSource::Helpline as i32,
-        concerns: vec![ConcernCategory::Grooming as i32],
-        initial_risk: RiskLevel::High as i32,
-    }
-}
-
 /// Opens a case (from `contact_id`, if not empty) and returns its id.
 async fn open_case(c: &mut Clients, by: &User, pseudonym: &str, contact_id: &str) -> String {
     c.cases
-        .open_case(authed(opening(pseudonym, contact_id), &by.token))
+        .open_case(authed(
+            opening(pseudonym, contact_id, RiskLevel::High),
+            &by.token,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -190,17 +85,7 @@ async fn open_case(c: &mut Clients, by: &User, pseudonym: &str, contact_id: &str
 
 async fn add_member(c: &mut Clients, by: &User, case_id: &str, who: &User) {
     c.cases
-        .add_team_member(authed(
-            AddTeamMemberRequest {
-                case_id: case_id.into(),
-                request_id: rid(),
-                expected_version: None,
-                subject: who.sub.clone(),
-                agency: who.agency.clone(),
-                role: who.role.as_str().into(),
-            },
-            &by.token,
-        ))
+        .add_team_member(authed(add_member_request(case_id, who), &by.token))
         .await
         .unwrap();
 }
@@ -377,41 +262,6 @@ fn ids(page: &ListReferralsResponse) -> Vec<String> {
         .collect()
 }
 
-/// The events of `referral-<id>`.
-async fn referral_events(server: &TestServer, id: &str) -> Vec<caseline_eventlog::RecordedEvent> {
-    let stream = StreamName::for_id("referral", Uuid::parse_str(id).unwrap()).unwrap();
-    server
-        .log
-        .read_stream(&stream, Direction::Forwards, None, 100)
-        .await
-        .unwrap()
-}
-
-/// The newest access record of calls about no single case (`access-global`), with its
-/// actor.
-async fn last_global_access(server: &TestServer) -> (String, AccessRecorded) {
-    let stream = StreamName::new("access-global").unwrap();
-    let events = server
-        .log
-        .read_stream(&stream, Direction::Backwards, None, 1)
-        .await
-        .unwrap();
-    let event = events.first().expect("an access record");
-    assert_eq!(
-        event.event_type,
-        caseline_proto::event_types::ACCESS_RECORDED
-    );
-    (
-        event.metadata.actor.clone(),
-        AccessRecorded::decode(event.data.as_slice()).unwrap(),
-    )
-}
-
-/// A message with `id` replaced, to compare the shape of two NOT_FOUND answers.
-fn shape(status: &Status, id: &str) -> String {
-    status.message().replace(id, "<id>")
-}
-
 // ---------------------------------------------------------------------------------------
 // INVALID_ARGUMENT
 // ---------------------------------------------------------------------------------------
@@ -426,7 +276,7 @@ async fn malformed_requests_name_the_field_and_store_nothing() {
     let contact_id = record_contact(&mut c, &hc).await;
     let valid = || referral(&case_id, &police);
 
-    let empty = fields_of(
+    let empty = invalid_fields(
         make(&mut c, &hc, MakeReferralRequest::default()).await,
         "empty MakeReferral",
     );
@@ -1283,7 +1133,7 @@ fn assert_recorded(
 #[tokio::test]
 async fn every_list_records_the_ids_it_returns() {
     let clock = TestClock::default();
-    let server = TestServer::start_with(clock.clockwork()).await;
+    let server = TestServer::start_with(clock.clockwork(Duration::from_secs(3600))).await;
     let mut c = clients(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-m");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-m");

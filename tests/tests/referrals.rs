@@ -6,14 +6,12 @@
 //! tokens, a real SQLite log.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use caseline::serve::Clockwork;
 use caseline_auth::Role;
-use caseline_e2e::{TestServer, authed};
-use caseline_eventlog::{Direction, StreamName, Uuid};
+use caseline_e2e::check::referral_events;
+use caseline_e2e::{TestClock, TestServer, authed, rid};
+use caseline_eventlog::Uuid;
 use caseline_proto::event_types as types;
 use caseline_proto::tonic::Code;
 use caseline_proto::tonic::transport::Channel;
@@ -37,29 +35,8 @@ const HELPLINE: &str = "helpline-ke";
 const POLICE: &str = "police-dcu";
 const SHELTER: &str = "shelter-nairobi";
 
-/// A clock the test moves forward; the server decides by it.
-#[derive(Clone, Default)]
-struct TestClock(Arc<AtomicU64>);
-
-impl TestClock {
-    fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
-    }
-
-    fn clockwork(&self) -> Clockwork {
-        let offset = Arc::clone(&self.0);
-        Clockwork {
-            clock: Arc::new(move || {
-                SystemTime::now() + Duration::from_secs(offset.load(Ordering::SeqCst))
-            }),
-            escalation_every: Duration::from_millis(50),
-        }
-    }
-}
-
-fn rid() -> String {
-    Uuid::new_v4().to_string()
-}
+/// How often the server sweeps for overdue referrals.
+const ESCALATION_EVERY: Duration = Duration::from_millis(50);
 
 struct Clients {
     cases: CaseServiceClient<Channel>,
@@ -113,7 +90,7 @@ fn referral_steps(entries: &[TimelineEntry]) -> Vec<(String, Visibility)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
     let clock = TestClock::default();
-    let server = TestServer::start_with(clock.clockwork()).await;
+    let server = TestServer::start_with(clock.clockwork(ESCALATION_EVERY)).await;
     let mut c = clients(&server).await;
     let counsellor = server.token("counsellor-1", Role::HelplineCounsellor, HELPLINE);
     let investigator = server.token("investigator-7", Role::PoliceInvestigator, POLICE);
@@ -425,12 +402,7 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
 
     // Once: more sweeps, still one escalation event, by the system actor.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stream = StreamName::for_id("referral", Uuid::parse_str(&routine).unwrap()).unwrap();
-    let events = server
-        .log
-        .read_stream(&stream, Direction::Forwards, None, 100)
-        .await
-        .unwrap();
+    let events = referral_events(&server, &routine).await;
     let escalations: Vec<_> = events
         .iter()
         .filter(|e| e.event_type == types::REFERRAL_ESCALATED)
@@ -457,7 +429,7 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
     let clock = TestClock::default();
-    let server = TestServer::start_with(clock.clockwork()).await;
+    let server = TestServer::start_with(clock.clockwork(ESCALATION_EVERY)).await;
     let mut c = clients(&server).await;
     let counsellor = server.token("counsellor-2", Role::HelplineCounsellor, HELPLINE);
     let investigator = server.token("investigator-9", Role::PoliceInvestigator, POLICE);
@@ -539,14 +511,9 @@ async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
         .unwrap()
         .into_inner()
         .case_id;
-    let stream = StreamName::for_id("referral", Uuid::parse_str(&referral_id).unwrap()).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let events = server
-            .log
-            .read_stream(&stream, Direction::Forwards, None, 100)
-            .await
-            .unwrap();
+        let events = referral_events(&server, &referral_id).await;
         if let Some(attached) = events
             .iter()
             .find(|e| e.event_type == types::REFERRAL_ATTACHED)
@@ -715,7 +682,7 @@ async fn a_health_worker_on_the_team_sees_only_referrals_to_their_own_agency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawn_contact_referral_brings_no_one_onto_the_case() {
     let clock = TestClock::default();
-    let server = TestServer::start_with(clock.clockwork()).await;
+    let server = TestServer::start_with(clock.clockwork(ESCALATION_EVERY)).await;
     let mut c = clients(&server).await;
     let counsellor = server.token("counsellor-4", Role::HelplineCounsellor, HELPLINE);
     let investigator = server.token("investigator-4", Role::PoliceInvestigator, POLICE);

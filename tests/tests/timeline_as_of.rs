@@ -3,13 +3,11 @@
 //! the public CaseService API, asked over real gRPC with real tokens.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use caseline_audit::{BREAK_GLASS_HEADER, PURPOSE_HEADER};
 use caseline_auth::Role;
-use caseline_e2e::{TestServer, authed};
-use caseline_eventlog::Uuid;
-use caseline_proto::prost_types::Timestamp;
+use caseline_e2e::{TestServer, authed, rid, ts};
 use caseline_proto::tonic::Code;
 use caseline_proto::v1::audit_service_client::AuditServiceClient;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
@@ -24,24 +22,12 @@ use tonic_types::StatusExt;
 const HELPLINE: &str = "childline-east";
 const POLICE: &str = "national-police-cyber";
 
-fn ts(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 /// An instant strictly between what happened before and what happens after.
 async fn instant() -> SystemTime {
     tokio::time::sleep(Duration::from_millis(3)).await;
     let t = SystemTime::now();
     tokio::time::sleep(Duration::from_millis(3)).await;
     t
-}
-
-fn rid() -> String {
-    Uuid::new_v4().to_string()
 }
 
 struct Story {
