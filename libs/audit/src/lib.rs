@@ -14,6 +14,7 @@
 //!   audited by the events they append, whose envelope [`Call::event_metadata`] fills.
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 mod call;
 mod record;
 pub mod request;

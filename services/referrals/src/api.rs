@@ -407,6 +407,7 @@ impl ReferralService for ReferralApi {
             answer.get_mut().due_by = existing
                 .state
                 .made
+                .as_ref()
                 .map(|m| timestamp(from_unix_ms(m.due_by_unix_ms)));
             return Ok(answer);
         }
@@ -465,6 +466,7 @@ impl ReferralService for ReferralApi {
         answer.get_mut().due_by = loaded
             .state
             .made
+            .as_ref()
             .map(|m| timestamp(from_unix_ms(m.due_by_unix_ms)));
         Ok(answer)
     }

@@ -1,15 +1,14 @@
 //! Loading a referral from its stream and running a command on it: idempotent by
 //! `request_id`, checked against `expected_version`, appended at the version read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use caseline_audit::Call;
-use caseline_audit::request::{Request, reused};
+use caseline_audit::aggregate::{self, Aggregate, Gate};
+use caseline_audit::request::Request;
 use caseline_eventlog::{
-    Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
-    Uuid,
+    Error as LogError, EventLog, ExpectedVersion, RecordedEvent, StreamName, Uuid,
 };
 use caseline_proto::v1::events::{ReferralDeclined, ReferralOutcomeRecorded, ReferralWithdrawn};
 use caseline_server::ApiError;
@@ -19,19 +18,9 @@ use crate::domain::{self, Command, DomainError, Event, ReferralState};
 
 /// Stream category of referrals (`referral-<id>`).
 pub const REFERRAL_CATEGORY: &str = "referral";
-/// How often a command without `expected_version` is decided again after another
-/// command on the same referral won the race.
-const RACE_RETRIES: usize = 8;
 
 pub(crate) fn referral_stream(referral_id: Uuid) -> Result<StreamName, ApiError> {
     Ok(StreamName::for_id(REFERRAL_CATEGORY, referral_id)?)
-}
-
-/// A request already applied to the referral.
-#[derive(Clone, Copy, Debug)]
-struct Applied {
-    first_event_id: Uuid,
-    last_version: u64,
 }
 
 /// When each step happened.
@@ -46,19 +35,20 @@ pub struct Times {
     pub escalated: Option<SystemTime>,
 }
 
-/// A referral as its stream says, up to `version`, with what reads show of it.
+/// A referral as its stream says, with what reads show of it.
 #[derive(Clone, Debug, Default)]
-pub struct Loaded {
+pub struct Referral {
     pub state: ReferralState,
-    pub version: Option<u64>,
     /// Who made it.
     pub made_by: String,
     pub times: Times,
     pub declined: Option<ReferralDeclined>,
     pub outcome: Option<ReferralOutcomeRecorded>,
     pub withdrawn: Option<ReferralWithdrawn>,
-    requests: HashMap<Uuid, Applied>,
 }
+
+/// A referral loaded from its stream, with its version and the requests applied.
+pub type Loaded = caseline_audit::aggregate::Loaded<Referral>;
 
 /// Where a referral belongs: its case, or the helpline contact it was made from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +74,7 @@ impl Owner {
     }
 }
 
-impl Loaded {
+impl Referral {
     /// The case or contact it is about (`None` before it exists).
     pub fn owner(&self) -> Option<Owner> {
         let made = self.state.made.as_ref()?;
@@ -104,19 +94,13 @@ impl Loaded {
             .or_else(|_| Uuid::parse_str(&made.case_id))
             .ok()
     }
+}
 
-    /// What the referral already answered `request`: its first answer if it was
-    /// applied, ALREADY_EXISTS if its id was used here for a different request.
-    pub fn answered(&self, request: &Request) -> Result<Option<u64>, ApiError> {
-        match self.requests.get(&request.id) {
-            None => Ok(None),
-            Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(a.last_version)),
-            Some(_) => Err(reused()),
-        }
-    }
+impl Aggregate for Referral {
+    type Command = Command;
+    type Event = Event;
 
-    /// Applies one event of the referral's stream.
-    pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
         let decoded =
             Event::decode(&event.event_type, &event.data).map_err(|_| LogError::Corrupt {
                 position: event.position.to_string(),
@@ -159,17 +143,15 @@ impl Loaded {
             }
             self.state = domain::evolve(std::mem::take(&mut self.state), &e);
         }
-        if let Some(request_id) = event.metadata.request_id {
-            self.requests
-                .entry(request_id)
-                .and_modify(|a| a.last_version = event.version)
-                .or_insert(Applied {
-                    first_event_id: event.event_id,
-                    last_version: event.version,
-                });
-        }
-        self.version = Some(event.version);
         Ok(())
+    }
+
+    fn decide(&self, id: Uuid, command: Command) -> Result<Vec<Event>, ApiError> {
+        domain::decide(&self.state, command).map_err(|e| domain_error(e, id))
+    }
+
+    fn encode(event: &Event) -> (&'static str, Vec<u8>) {
+        (event.event_type(), event.encode())
     }
 }
 
@@ -195,30 +177,13 @@ impl ReferralStore {
 
     /// The referral as the log says now (`version` `None`: no such referral).
     pub async fn load(&self, referral_id: Uuid) -> Result<Loaded, ApiError> {
-        let stream = referral_stream(referral_id)?;
-        let mut loaded = Loaded::default();
-        const PAGE: usize = 1000;
-        loop {
-            let from = loaded.version.map_or(0, |v| v + 1);
-            let page = self
-                .log
-                .read_stream(&stream, Direction::Forwards, Some(from), PAGE)
-                .await?;
-            for event in &page {
-                loaded.apply(event)?;
-            }
-            if page.len() < PAGE {
-                return Ok(loaded);
-            }
-        }
+        Loaded::load(self.log.as_ref(), &referral_stream(referral_id)?).await
     }
 
-    /// Runs `command` for `request`: a retry gets its first answer; `expected` must
-    /// still stand; the events are appended at the version read, so a conflicting
-    /// command that landed meanwhile makes this one decide again on the new state (or,
-    /// with `expected`, answer ABORTED). `authorise` is asked on every state decided
-    /// on, so a caller who lost their standing meanwhile never writes. `first`, if
-    /// given, is the state the caller was authorised on, used for the first attempt.
+    /// Runs `command` for `intent.request` through the shared command path
+    /// ([`caseline_audit::aggregate::execute`]): `authorise` is asked on every state
+    /// decided on, and a referral that moved onto its case since the command was sealed
+    /// under its contact's key is ABORTED (nothing stored; a retry seals anew).
     /// Returns the referral's version after the command.
     pub async fn execute(
         &self,
@@ -234,75 +199,42 @@ impl ReferralStore {
             expected,
             owner,
         } = intent;
-        let stream = referral_stream(referral_id)?;
-        let mut first = first;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let loaded = match first.take() {
-                Some(loaded) => loaded,
-                None => self.load(referral_id).await?,
-            };
-            if let Some(version) = loaded.answered(request)? {
-                return Ok(version);
-            }
-            authorise.check(call, referral_id, &loaded).await?;
-            if loaded.state.exists() && loaded.owner() != Some(owner) {
-                // Moved onto its case since the command was sealed under the contact's
-                // key: nothing is stored; a retry of the same request seals anew.
-                return Err(ApiError::Log(LogError::WrongExpectedVersion {
-                    stream,
-                    expected: expected.map_or(ExpectedVersion::Any, ExpectedVersion::Exact),
-                    actual: loaded.version,
-                }));
-            }
-            if let Some(v) = expected
-                && loaded.version != Some(v)
-            {
-                return Err(ApiError::Log(LogError::WrongExpectedVersion {
-                    stream,
-                    expected: ExpectedVersion::Exact(v),
-                    actual: loaded.version,
-                }));
-            }
-            let events = domain::decide(&loaded.state, command.clone())
-                .map_err(|e| domain_error(e, referral_id))?;
-            let metadata = call.event_metadata(owner.case_id(), Some(request.id));
-            let new: Vec<NewEvent> = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| NewEvent {
-                    event_id: request.event_id(i),
-                    event_type: e.event_type().to_owned(),
-                    data: e.encode(),
-                    metadata: metadata.clone(),
-                })
-                .collect();
-            let at = loaded
-                .version
-                .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-            match self.log.append(&stream, at, new).await {
-                Ok(result) => return Ok(result.last_version),
-                Err(LogError::WrongExpectedVersion { .. })
-                    if expected.is_none() && attempt < RACE_RETRIES =>
-                {
-                    continue;
-                }
-                Err(LogError::WrongExpectedVersion { actual, .. }) => {
-                    return Err(ApiError::Log(LogError::WrongExpectedVersion {
-                        stream,
-                        expected: expected.map_or(at, ExpectedVersion::Exact),
-                        actual,
-                    }));
-                }
-                Err(LogError::EventIdConflict { .. }) => {
-                    // The same request raced itself: the stored one is the answer.
-                    let loaded = self.load(referral_id).await?;
-                    return loaded.answered(request)?.ok_or_else(reused);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        aggregate::execute(
+            self.log.as_ref(),
+            call,
+            aggregate::Intent {
+                id: referral_id,
+                stream: referral_stream(referral_id)?,
+                request,
+                expected,
+                case_id: owner.case_id(),
+            },
+            first,
+            command,
+            &OwnedBy { authorise, owner },
+        )
+        .await
+    }
+}
+
+/// The gate of a command on a referral: the caller's standing, on a referral that
+/// still belongs where the command's text was sealed for.
+struct OwnedBy<'a> {
+    authorise: Authorise<'a>,
+    owner: Owner,
+}
+
+impl Gate<Referral> for OwnedBy<'_> {
+    async fn check(&self, call: &Call, id: Uuid, loaded: &Loaded) -> Result<(), ApiError> {
+        self.authorise.check(call, id, loaded).await?;
+        if loaded.state.exists() && loaded.owner() != Some(self.owner) {
+            return Err(ApiError::Log(LogError::WrongExpectedVersion {
+                stream: referral_stream(id)?,
+                expected: ExpectedVersion::Any,
+                actual: loaded.version,
+            }));
         }
+        Ok(())
     }
 }
 

@@ -1,0 +1,230 @@
+//! The command path every service shares: an aggregate folded from its own stream, and
+//! a command run on it that is idempotent by `request_id`, checked against
+//! `expected_version`, authorised again on the very state it is decided on, and appended
+//! at the version read (deciding again when another command won the race).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use caseline_eventlog::{
+    Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
+    Uuid,
+};
+use caseline_server::ApiError;
+
+use crate::Call;
+use crate::request::{Request, reused};
+
+/// How often a command without `expected_version` is decided again after another
+/// command on the same stream won the race.
+const RACE_RETRIES: usize = 8;
+
+/// What a service's aggregate is: its state folds the events of its stream, and it
+/// decides commands into new events.
+pub trait Aggregate: Default + Clone + Send + Sync {
+    type Command: Clone + Send + Sync;
+    type Event: Send + Sync;
+    /// Applies one stored event of its stream. A payload that does not decode is
+    /// corruption of the log, reported rather than skipped.
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError>;
+    /// What `command` appends to the aggregate `id`, or the refusal (as the answer's
+    /// status: FAILED_PRECONDITION for a rule, INVALID_ARGUMENT for a field).
+    fn decide(&self, id: Uuid, command: Self::Command) -> Result<Vec<Self::Event>, ApiError>;
+    /// The stored type and payload of one of its events.
+    fn encode(event: &Self::Event) -> (&'static str, Vec<u8>);
+}
+
+/// What must hold for a command to be appended: asked on every state it is decided
+/// on, so a caller who lost their standing meanwhile never writes.
+pub trait Gate<A>: Sync {
+    fn check(
+        &self,
+        call: &Call,
+        id: Uuid,
+        loaded: &Loaded<A>,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
+/// A request already applied to the stream.
+#[derive(Clone, Copy, Debug)]
+struct Applied {
+    first_event_id: Uuid,
+    last_version: u64,
+}
+
+/// An aggregate as its stream says, up to `version`, with the requests applied to it.
+/// Derefs to the aggregate.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded<A> {
+    pub aggregate: A,
+    /// `None`: the stream holds nothing.
+    pub version: Option<u64>,
+    /// Shared with copies, so handing out a snapshot does not copy one entry per
+    /// request the stream has seen.
+    requests: Arc<HashMap<Uuid, Applied>>,
+}
+
+impl<A> Deref for Loaded<A> {
+    type Target = A;
+
+    fn deref(&self) -> &A {
+        &self.aggregate
+    }
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// Applies the next event of the stream.
+    pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
+        self.aggregate.apply(event)?;
+        if let Some(request_id) = event.metadata.request_id {
+            Arc::make_mut(&mut self.requests)
+                .entry(request_id)
+                .and_modify(|a| a.last_version = event.version)
+                .or_insert(Applied {
+                    first_event_id: event.event_id,
+                    last_version: event.version,
+                });
+        }
+        self.version = Some(event.version);
+        Ok(())
+    }
+
+    /// What the stream already answered `request`: the version after it if it was
+    /// applied, ALREADY_EXISTS if its id was used here for a different request, `None`
+    /// if it has not seen it.
+    pub fn answered(&self, request: &Request) -> Result<Option<u64>, ApiError> {
+        match self.requests.get(&request.id) {
+            None => Ok(None),
+            Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(a.last_version)),
+            Some(_) => Err(reused()),
+        }
+    }
+
+    /// Brings it up to date with what `stream` holds after its version.
+    pub async fn follow(
+        &mut self,
+        log: &dyn EventLog,
+        stream: &StreamName,
+    ) -> Result<(), ApiError> {
+        const PAGE: usize = 1000;
+        loop {
+            let from = self.version.map_or(0, |v| v + 1);
+            let page = log
+                .read_stream(stream, Direction::Forwards, Some(from), PAGE)
+                .await?;
+            for event in &page {
+                self.apply(event)?;
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The aggregate as `stream` says now.
+    pub async fn load(log: &dyn EventLog, stream: &StreamName) -> Result<Self, ApiError> {
+        let mut loaded = Self::default();
+        loaded.follow(log, stream).await?;
+        Ok(loaded)
+    }
+}
+
+/// A command on one aggregate, as a request made it.
+#[derive(Debug)]
+pub struct Intent<'a> {
+    /// The aggregate's id and stream.
+    pub id: Uuid,
+    pub stream: StreamName,
+    pub request: &'a Request,
+    /// The version the client last saw, if it said.
+    pub expected: Option<u64>,
+    /// The child's case the events belong to (their metadata).
+    pub case_id: Option<Uuid>,
+}
+
+/// Runs `command` for `intent.request`: a retry gets its first answer; `expected` must
+/// still stand (else ABORTED with the current version); `gate` is asked on every state
+/// decided on; the events are appended at the version read, so a conflicting command
+/// that landed meanwhile makes this one decide again on the new state. `first`, if
+/// given, is the state the caller was authorised on, used for the first attempt.
+/// Returns the stream's version after the command.
+pub async fn execute<A: Aggregate>(
+    log: &dyn EventLog,
+    call: &Call,
+    intent: Intent<'_>,
+    first: Option<Loaded<A>>,
+    command: A::Command,
+    gate: &impl Gate<A>,
+) -> Result<u64, ApiError> {
+    let Intent {
+        id,
+        stream,
+        request,
+        expected,
+        case_id,
+    } = intent;
+    let mut first = first;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let loaded = match first.take() {
+            Some(loaded) => loaded,
+            None => Loaded::<A>::load(log, &stream).await?,
+        };
+        if let Some(version) = loaded.answered(request)? {
+            return Ok(version);
+        }
+        gate.check(call, id, &loaded).await?;
+        if let Some(v) = expected
+            && loaded.version != Some(v)
+        {
+            return Err(ApiError::Log(LogError::WrongExpectedVersion {
+                stream,
+                expected: ExpectedVersion::Exact(v),
+                actual: loaded.version,
+            }));
+        }
+        let events = loaded.aggregate.decide(id, command.clone())?;
+        let metadata = call.event_metadata(case_id, Some(request.id));
+        let new: Vec<NewEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (event_type, data) = A::encode(e);
+                NewEvent {
+                    event_id: request.event_id(i),
+                    event_type: event_type.to_owned(),
+                    data,
+                    metadata: metadata.clone(),
+                }
+            })
+            .collect();
+        let at = loaded
+            .version
+            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        match log.append(&stream, at, new).await {
+            Ok(result) => return Ok(result.last_version),
+            Err(LogError::WrongExpectedVersion { .. })
+                if expected.is_none() && attempt < RACE_RETRIES =>
+            {
+                continue;
+            }
+            Err(LogError::WrongExpectedVersion { actual, .. }) => {
+                return Err(ApiError::Log(LogError::WrongExpectedVersion {
+                    stream,
+                    expected: expected.map_or(at, ExpectedVersion::Exact),
+                    actual,
+                }));
+            }
+            Err(LogError::EventIdConflict { .. }) => {
+                // The same request raced itself (a client retry while the first attempt
+                // was in flight): the stored one is the answer.
+                let loaded = Loaded::<A>::load(log, &stream).await?;
+                return loaded.answered(request)?.ok_or_else(reused);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
