@@ -9,6 +9,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "caseline/v1/case_types.proto",
     "caseline/v1/referral_types.proto",
+    "caseline/v1/plan_types.proto",
     "caseline/v1/cases.proto",
     "caseline/v1/referrals.proto",
     "caseline/v1/support_plans.proto",
@@ -18,6 +19,7 @@ const PROTOS: &[&str] = &[
     "caseline/v1/events/case_team.proto",
     "caseline/v1/events/cases.proto",
     "caseline/v1/events/referrals.proto",
+    "caseline/v1/events/plans.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -125,16 +125,19 @@ pub enum Operation {
     /// Approve or reject a closure request.
     DecideClosure,
     Reopen,
+    /// Approve a submitted support plan, or send it back for changes.
+    DecidePlan,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::RecordRiskAssessment,
         Operation::ManageTeam,
         Operation::ChangeStage,
         Operation::RequestClosure,
         Operation::DecideClosure,
         Operation::Reopen,
+        Operation::DecidePlan,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +148,7 @@ impl Operation {
             Operation::RequestClosure => "request_closure",
             Operation::DecideClosure => "decide_closure",
             Operation::Reopen => "reopen",
+            Operation::DecidePlan => "decide_plan",
         }
     }
 
@@ -169,7 +173,7 @@ impl Operation {
             ],
             Operation::ChangeStage => &[SocialWorker, PoliceInvestigator, Prosecutor, Supervisor],
             Operation::RequestClosure | Operation::Reopen => &[SocialWorker, Supervisor],
-            Operation::DecideClosure => &[Supervisor],
+            Operation::DecideClosure | Operation::DecidePlan => &[Supervisor],
         }
     }
 }

@@ -47,7 +47,7 @@ pub const POLICY_VERSIONS: &[(&str, &str)] = &[
     ),
     (
         "2026-11-22.3",
-        "adds referrals: the receiving agency's staff and the referring side",
+        "adds referrals (the receiving agency's staff, the referring side) and support-plan approval",
     ),
 ];
 

@@ -60,6 +60,18 @@ pub mod event_types {
     pub const REFERRAL_WITHDRAWN: &str = "caseline.v1.events.ReferralWithdrawn";
     pub const REFERRAL_ESCALATED: &str = "caseline.v1.events.ReferralEscalated";
     pub const REFERRAL_ATTACHED: &str = "caseline.v1.events.ReferralAttached";
+    pub const PLAN_CREATED: &str = "caseline.v1.events.PlanCreated";
+    pub const SAFETY_PLAN_RECORDED: &str = "caseline.v1.events.SafetyPlanRecorded";
+    pub const GOAL_ADDED: &str = "caseline.v1.events.GoalAdded";
+    pub const PROVIDER_ASSIGNED: &str = "caseline.v1.events.ProviderAssigned";
+    pub const SERVICE_DELIVERED: &str = "caseline.v1.events.ServiceDelivered";
+    pub const GOAL_STATUS_UPDATED: &str = "caseline.v1.events.GoalStatusUpdated";
+    pub const PLAN_SUBMITTED: &str = "caseline.v1.events.PlanSubmitted";
+    pub const PLAN_APPROVED: &str = "caseline.v1.events.PlanApproved";
+    pub const PLAN_CHANGES_REQUESTED: &str = "caseline.v1.events.PlanChangesRequested";
+    pub const REVIEW_SCHEDULED: &str = "caseline.v1.events.ReviewScheduled";
+    pub const PLAN_REVIEWED: &str = "caseline.v1.events.PlanReviewed";
+    pub const PLAN_CLOSED: &str = "caseline.v1.events.PlanClosed";
     pub const ACCESS_RECORDED: &str = "caseline.v1.events.AccessRecorded";
     pub const BREAK_GLASS_GRANTED: &str = "caseline.v1.events.BreakGlassGranted";
 }

@@ -171,6 +171,42 @@ impl Check {
     }
 }
 
+/// The UTC calendar date of `t`, as `YYYY-MM-DD` (instants before 1970 as 1970-01-01).
+pub fn date_of(t: SystemTime) -> String {
+    let days = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+impl Check {
+    /// A calendar date `YYYY-MM-DD`; required if `required`. Returns it when valid.
+    pub fn date(&mut self, field: &str, value: &str, required: bool) -> Option<String> {
+        if value.is_empty() {
+            if required {
+                self.fail(field, "is required (YYYY-MM-DD)");
+            }
+            return None;
+        }
+        if is_date(value) {
+            Some(value.to_owned())
+        } else {
+            self.fail(field, "must be a date, YYYY-MM-DD");
+            None
+        }
+    }
+}
+
 /// An ISO 8601 calendar date `YYYY-MM-DD` that exists.
 pub fn is_date(value: &str) -> bool {
     let b = value.as_bytes();
@@ -198,6 +234,24 @@ pub fn is_date(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_of_instants() {
+        use std::time::Duration;
+        assert_eq!(date_of(UNIX_EPOCH), "1970-01-01");
+        assert_eq!(
+            date_of(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29"
+        );
+        assert_eq!(
+            date_of(UNIX_EPOCH + Duration::from_secs(1_795_391_999)),
+            "2026-11-22"
+        );
+        assert_eq!(
+            date_of(UNIX_EPOCH + Duration::from_secs(1_795_392_000)),
+            "2026-11-23"
+        );
+    }
 
     #[test]
     fn dates() {

@@ -29,10 +29,16 @@ use caseline_proto::v1::events::{
     ReferralAttached, ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded,
     ReferralWithdrawn, RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
 };
+use caseline_proto::v1::events::{
+    GoalAdded, GoalStatusUpdated, PlanApproved, PlanChangesRequested, PlanClosed, PlanCreated,
+    PlanReviewed, PlanSubmitted, ProviderAssigned, ReviewScheduled, SafetyPlanRecorded,
+    ServiceDelivered,
+};
 use caseline_proto::v1::{
     CaseOpenedView, ChildIdentity, ClosureView, ContactView, LinkView, MilestoneView,
-    NoteCompartment, NoteView, ReferralView, RiskAssessmentView, Stage, StageView, TeamChangeView,
-    TimelineEntry, Visibility, closure_view, referral_view, timeline_entry,
+    NoteCompartment, NoteView, PlanView, ReferralView, RiskAssessmentView, Stage, StageView,
+    TeamChangeView, TimelineEntry, Visibility, closure_view, plan_view, referral_view,
+    timeline_entry,
 };
 use caseline_vault::{Opened, Vault};
 
@@ -60,6 +66,18 @@ pub enum Payload {
     ReferralWithdrawn(ReferralWithdrawn),
     ReferralEscalated(ReferralEscalated),
     ReferralAttached(ReferralAttached),
+    PlanCreated(PlanCreated),
+    SafetyPlan(SafetyPlanRecorded),
+    GoalAdded(GoalAdded),
+    ProviderAssigned(ProviderAssigned),
+    ServiceDelivered(ServiceDelivered),
+    GoalStatus(GoalStatusUpdated),
+    PlanSubmitted(PlanSubmitted),
+    PlanApproved(PlanApproved),
+    PlanChangesRequested(PlanChangesRequested),
+    ReviewScheduled(ReviewScheduled),
+    PlanReviewed(PlanReviewed),
+    PlanClosed(PlanClosed),
 }
 
 /// One event of a case's timeline.
@@ -127,6 +145,18 @@ impl<'e> Item<'e> {
             types::REFERRAL_WITHDRAWN => Payload::ReferralWithdrawn(decode(event)?),
             types::REFERRAL_ESCALATED => Payload::ReferralEscalated(decode(event)?),
             types::REFERRAL_ATTACHED => Payload::ReferralAttached(decode(event)?),
+            types::PLAN_CREATED => Payload::PlanCreated(decode(event)?),
+            types::SAFETY_PLAN_RECORDED => Payload::SafetyPlan(decode(event)?),
+            types::GOAL_ADDED => Payload::GoalAdded(decode(event)?),
+            types::PROVIDER_ASSIGNED => Payload::ProviderAssigned(decode(event)?),
+            types::SERVICE_DELIVERED => Payload::ServiceDelivered(decode(event)?),
+            types::GOAL_STATUS_UPDATED => Payload::GoalStatus(decode(event)?),
+            types::PLAN_SUBMITTED => Payload::PlanSubmitted(decode(event)?),
+            types::PLAN_APPROVED => Payload::PlanApproved(decode(event)?),
+            types::PLAN_CHANGES_REQUESTED => Payload::PlanChangesRequested(decode(event)?),
+            types::REVIEW_SCHEDULED => Payload::ReviewScheduled(decode(event)?),
+            types::PLAN_REVIEWED => Payload::PlanReviewed(decode(event)?),
+            types::PLAN_CLOSED => Payload::PlanClosed(decode(event)?),
             _ => return Ok(None),
         };
         Ok(Some(Self { event, payload }))
@@ -156,6 +186,18 @@ impl<'e> Item<'e> {
             Payload::ReferralWithdrawn(_) => "referral_withdrawn",
             Payload::ReferralEscalated(_) => "referral_escalated",
             Payload::ReferralAttached(_) => "referral_attached",
+            Payload::PlanCreated(_) => "plan_created",
+            Payload::SafetyPlan(_) => "safety_plan_recorded",
+            Payload::GoalAdded(_) => "goal_added",
+            Payload::ProviderAssigned(_) => "provider_assigned",
+            Payload::ServiceDelivered(_) => "service_delivered",
+            Payload::GoalStatus(_) => "goal_status_updated",
+            Payload::PlanSubmitted(_) => "plan_submitted",
+            Payload::PlanApproved(_) => "plan_approved",
+            Payload::PlanChangesRequested(_) => "plan_changes_requested",
+            Payload::ReviewScheduled(_) => "review_scheduled",
+            Payload::PlanReviewed(_) => "plan_reviewed",
+            Payload::PlanClosed(_) => "plan_closed",
         }
     }
 
@@ -183,6 +225,7 @@ impl<'e> Item<'e> {
             | Payload::ReferralWithdrawn(_)
             | Payload::ReferralEscalated(_)
             | Payload::ReferralAttached(_) => Compartment::Referrals,
+            _ => Compartment::SupportPlan,
         }
     }
 
@@ -205,9 +248,16 @@ impl<'e> Item<'e> {
     /// Facts about the entry that scoped cells of the table depend on: the agency a
     /// referral is addressed to.
     pub fn entry(&self) -> Entry<'_> {
+        let goal_domain = match &self.payload {
+            Payload::GoalAdded(g) => Some(g.domain),
+            Payload::ProviderAssigned(g) => Some(g.domain),
+            Payload::ServiceDelivered(g) => Some(g.domain),
+            Payload::GoalStatus(g) => Some(g.domain),
+            _ => None,
+        };
         Entry {
             addressed_to: self.referral().map(|(_, _, to)| to),
-            health_goal: false,
+            health_goal: goal_domain.is_some_and(is_health_goal),
         }
     }
 
@@ -401,7 +451,85 @@ impl<'e> Item<'e> {
             | Payload::ReferralWithdrawn(_)
             | Payload::ReferralEscalated(_)
             | Payload::ReferralAttached(_) => Detail::Referral(self.referral_view(&mut o).await?),
+            _ => Detail::Plan(self.plan_view(&mut o).await?),
         })
+    }
+
+    async fn plan_view(&self, o: &mut Opener<'_>) -> Result<PlanView, caseline_vault::Error> {
+        use plan_view::Step;
+        let mut v = PlanView::default();
+        let step = match &self.payload {
+            Payload::PlanCreated(p) => {
+                v.plan_id = p.plan_id.clone();
+                Step::Created
+            }
+            Payload::SafetyPlan(p) => {
+                v.plan_id = p.plan_id.clone();
+                v.text = o.text(&p.text_sealed).await?;
+                Step::SafetyPlan
+            }
+            Payload::GoalAdded(g) => {
+                (v.plan_id, v.goal_id, v.domain) = (g.plan_id.clone(), g.goal_id.clone(), g.domain);
+                v.phase = g.phase;
+                v.date = g.target_date.clone();
+                v.text = o.text(&g.description_sealed).await?;
+                Step::GoalAdded
+            }
+            Payload::ProviderAssigned(g) => {
+                (v.plan_id, v.goal_id, v.domain) = (g.plan_id.clone(), g.goal_id.clone(), g.domain);
+                v.provider = g.provider.clone();
+                Step::ProviderAssigned
+            }
+            Payload::ServiceDelivered(g) => {
+                (v.plan_id, v.goal_id, v.domain) = (g.plan_id.clone(), g.goal_id.clone(), g.domain);
+                v.provider = g.provider.clone();
+                v.date = g.delivered_on.clone();
+                v.text = o.text(&g.note_sealed).await?;
+                Step::ServiceDelivered
+            }
+            Payload::GoalStatus(g) => {
+                (v.plan_id, v.goal_id, v.domain) = (g.plan_id.clone(), g.goal_id.clone(), g.domain);
+                v.goal_status = g.status;
+                v.text = o.text(&g.reason_sealed).await?;
+                Step::GoalStatus
+            }
+            Payload::PlanSubmitted(p) => {
+                v.plan_id = p.plan_id.clone();
+                Step::Submitted
+            }
+            Payload::PlanApproved(p) => {
+                v.plan_id = p.plan_id.clone();
+                v.text = o.text(&p.comment_sealed).await?;
+                Step::Approved
+            }
+            Payload::PlanChangesRequested(p) => {
+                v.plan_id = p.plan_id.clone();
+                v.text = o.text(&p.comment_sealed).await?;
+                Step::ChangesRequested
+            }
+            Payload::ReviewScheduled(p) => {
+                v.plan_id = p.plan_id.clone();
+                v.date = p.review_date.clone();
+                Step::ReviewScheduled
+            }
+            Payload::PlanReviewed(p) => {
+                v.plan_id = p.plan_id.clone();
+                v.text = o.text(&p.summary_sealed).await?;
+                v.risk_level = p.risk_level;
+                v.date = p.next_review_date.clone();
+                Step::Reviewed
+            }
+            Payload::PlanClosed(p) => {
+                v.plan_id = p.plan_id.clone();
+                v.closure = p.closure;
+                v.text = o.text(&p.note_sealed).await?;
+                Step::Closed
+            }
+            _ => Step::Unspecified,
+        };
+        v.step = step as i32;
+        v.erased = o.erased;
+        Ok(v)
     }
 
     async fn referral_view(
@@ -503,6 +631,15 @@ impl<'a> Opener<'a> {
             }
         }
     }
+}
+
+/// A support-plan goal in a health domain (medical, therapy): health workers read and
+/// update it.
+pub fn is_health_goal(domain: i32) -> bool {
+    matches!(
+        caseline_proto::v1::GoalDomain::try_from(domain),
+        Ok(caseline_proto::v1::GoalDomain::Medical | caseline_proto::v1::GoalDomain::Therapy)
+    )
 }
 
 /// The table's compartment for a note's compartment, if the value is known.

@@ -640,6 +640,19 @@ fn gist(e: &TimelineEntry) -> String {
             t.role,
             t.agency
         ),
+        Detail::Plan(p) if p.erased => "plan (erased)".to_owned(),
+        Detail::Plan(p) => format!(
+            "{}{}",
+            short(
+                caseline_proto::v1::plan_view::Step::try_from(p.step).map(|v| v.as_str_name()),
+                "STEP_"
+            ),
+            if p.text.is_empty() {
+                String::new()
+            } else {
+                format!(": \"{}\"", p.text)
+            }
+        ),
         Detail::Referral(r) if r.erased => "referral (erased)".to_owned(),
         Detail::Referral(r) => format!(
             "{} {} -> {}{}",

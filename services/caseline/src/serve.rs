@@ -185,7 +185,7 @@ impl AllInOne {
         let services = Services::new(trust.guard())
             .add_service(caseline_cases::server(Arc::clone(&log)))
             .add_service(caseline_referrals::server(Arc::clone(&log)))
-            .add_service(caseline_support_plans::server())
+            .add_service(caseline_support_plans::server(Arc::clone(&log)))
             .add_service(caseline_compensation::server())
             .add_service(caseline_audit_service::server());
         let server = GrpcServer::build(listen, services).await?;

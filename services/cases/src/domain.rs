@@ -114,6 +114,8 @@ pub struct CaseState {
     pub opened: Option<CaseOpened>,
     pub stage: Stage,
     pub risk: RiskLevel,
+    /// A risk assessment was recorded (beyond the initial risk of the opening).
+    pub assessed: bool,
     /// Members by (subject, agency), with their role on the case.
     pub team: BTreeMap<(String, String), String>,
     /// A closure request waiting for a supervisor, and who asked.
@@ -388,6 +390,7 @@ pub fn evolve(mut state: CaseState, event: &Event) -> CaseState {
         }
         Event::RiskAssessed(r) => {
             state.risk = RiskLevel::try_from(r.level).unwrap_or(state.risk);
+            state.assessed = true;
         }
         Event::NoteAdded(_) => state.notes += 1,
         Event::Linked(l) => {

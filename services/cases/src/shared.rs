@@ -8,7 +8,7 @@ use caseline_eventlog::{
 };
 use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
-use caseline_proto::v1::events::{ContactRecorded, TeamMemberAdded};
+use caseline_proto::v1::events::{ContactRecorded, RiskAssessed, TeamMemberAdded};
 use caseline_server::ApiError;
 
 use crate::contacts::contact_stream;
@@ -69,33 +69,81 @@ pub async fn join_team(
     event_id: Uuid,
     metadata: Metadata,
 ) -> Result<Joined, ApiError> {
-    let stream = case_stream(case_id)?;
-    let event = Event::MemberAdded(member.clone());
-    let new = NewEvent {
+    let key = (member.subject.clone(), member.agency.clone());
+    let done = run_on_case(
+        log,
+        case_id,
+        |state| state.team.contains_key(&key),
+        Command::AddMember(member),
         event_id,
-        event_type: event.event_type().to_owned(),
-        data: event.encode(),
         metadata,
-    };
+    )
+    .await?;
+    Ok(if done {
+        Joined::Added
+    } else {
+        Joined::AlreadyMember
+    })
+}
+
+/// Records a risk assessment made elsewhere (a support plan's review) on the case,
+/// under the case's rules (not on a closed case), as the event `event_id` (a retry
+/// appends nothing).
+pub async fn assess_risk(
+    log: &dyn EventLog,
+    case_id: Uuid,
+    assessment: RiskAssessed,
+    event_id: Uuid,
+    metadata: Metadata,
+) -> Result<(), ApiError> {
+    run_on_case(
+        log,
+        case_id,
+        |_| false,
+        Command::AssessRisk(assessment),
+        event_id,
+        metadata,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Runs `command` on the case as the event `event_id`, at the version read (deciding
+/// again if another command landed first), unless `already` says the case has what it
+/// would bring. True if it was appended (now or by an earlier try with the same id).
+async fn run_on_case(
+    log: &dyn EventLog,
+    case_id: Uuid,
+    already: impl Fn(&CaseState) -> bool,
+    command: Command,
+    event_id: Uuid,
+    metadata: Metadata,
+) -> Result<bool, ApiError> {
+    let stream = case_stream(case_id)?;
     for _ in 0..RACE_RETRIES {
         let (state, version) = read_case(log, case_id).await?;
-        if state
-            .team
-            .contains_key(&(member.subject.clone(), member.agency.clone()))
-        {
-            // Already on it (perhaps through an earlier try of this very join).
-            return Ok(Joined::AlreadyMember);
+        if already(&state) {
+            return Ok(false);
         }
-        domain::decide(&state, Command::AddMember(member.clone())).map_err(|e| match e {
+        let events = domain::decide(&state, command.clone()).map_err(|e| match e {
             DomainError::NoCase => ApiError::NotFound {
                 kind: "case",
                 id: case_id.to_string(),
             },
             DomainError::Precondition(why) => ApiError::FailedPrecondition(why.to_owned()),
         })?;
+        let new = events
+            .iter()
+            .map(|e| NewEvent {
+                event_id,
+                event_type: e.event_type().to_owned(),
+                data: e.encode(),
+                metadata: metadata.clone(),
+            })
+            .collect();
         let at = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        match log.append(&stream, at, vec![new.clone()]).await {
-            Ok(_) => return Ok(Joined::Added),
+        match log.append(&stream, at, new).await {
+            Ok(_) => return Ok(true),
             Err(LogError::WrongExpectedVersion { .. }) => continue,
             Err(e) => return Err(e.into()),
         }

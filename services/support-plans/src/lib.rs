@@ -1,25 +1,108 @@
-//! `caseline.v1.SupportPlanService`: support plans from the immediate safety plan to after-care.
+//! `caseline.v1.SupportPlanService`: support plans from the immediate safety plan
+//! through investigation, prosecution and after-care, with a supervisor's approval and
+//! reviews.
 //!
-//! The service is registered from the start so that health, reflection and deployments
-//! know it; its methods (and the domain module behind them) are added by the issue that
-//! builds this service. Until then every method answers UNIMPLEMENTED.
+//! Plans live in `plan-<id>` streams with the case id on every event, so they are on
+//! the child's timeline as the `support_plan` row of the visibility table says: social
+//! workers read and write, health workers read and update the health goals (medical,
+//! therapy) and see the rest as a summary, supervisors read and approve (never a plan
+//! they wrote), others see a summary.
 #![forbid(unsafe_code)]
 
-use caseline_proto::v1::support_plan_service_server::{
-    SupportPlanService, SupportPlanServiceServer,
-};
+mod api;
+mod directory;
+pub mod domain;
+mod store;
 
-/// The gRPC handlers of SupportPlanService.
-#[derive(Clone, Debug, Default)]
-pub struct SupportPlanApi;
+use std::sync::Arc;
 
-impl SupportPlanService for SupportPlanApi {}
+use caseline_audit::{Kind, MethodSpec, Scope};
+use caseline_auth::Role;
+use caseline_eventlog::EventLog;
+use caseline_proto::v1::support_plan_service_server::SupportPlanServiceServer;
 
-/// What the trust layer needs to know of each method; none yet.
-pub const METHODS: &[caseline_audit::MethodSpec] = &[];
+pub use api::PlanApi;
+pub use store::PLAN_CATEGORY;
+
+/// Roles that write plans or their health goals.
+const WRITERS: &[Role] = &[Role::SocialWorker, Role::HealthWorker];
+/// Roles that approve plans.
+const APPROVERS: &[Role] = &[Role::Supervisor];
+/// Roles that see plans (as the table says) on the cases they stand on.
+const READERS: &[Role] = &[
+    Role::HelplineCounsellor,
+    Role::SocialWorker,
+    Role::PoliceInvestigator,
+    Role::Prosecutor,
+    Role::HealthWorker,
+    Role::VictimAdvocate,
+    Role::Supervisor,
+];
+
+const fn method(
+    path: &'static str,
+    kind: Kind,
+    scope: Scope,
+    roles: &'static [Role],
+) -> MethodSpec {
+    MethodSpec {
+        path,
+        kind,
+        scope,
+        roles,
+    }
+}
+
+const fn write(path: &'static str, roles: &'static [Role]) -> MethodSpec {
+    method(path, Kind::Write, Scope::Case, roles)
+}
+
+/// What the trust layer needs to know of each method; the policy narrows each call by
+/// the case's team and the support-plan row.
+pub const METHODS: &[MethodSpec] = &[
+    write("/caseline.v1.SupportPlanService/CreatePlan", WRITERS),
+    write("/caseline.v1.SupportPlanService/RecordSafetyPlan", WRITERS),
+    write("/caseline.v1.SupportPlanService/AddGoal", WRITERS),
+    write("/caseline.v1.SupportPlanService/AssignProvider", WRITERS),
+    write(
+        "/caseline.v1.SupportPlanService/RecordServiceDelivered",
+        WRITERS,
+    ),
+    write("/caseline.v1.SupportPlanService/UpdateGoalStatus", WRITERS),
+    write(
+        "/caseline.v1.SupportPlanService/SubmitPlanForApproval",
+        WRITERS,
+    ),
+    write("/caseline.v1.SupportPlanService/ApprovePlan", APPROVERS),
+    write(
+        "/caseline.v1.SupportPlanService/RequestPlanChanges",
+        APPROVERS,
+    ),
+    write("/caseline.v1.SupportPlanService/ScheduleReview", WRITERS),
+    write("/caseline.v1.SupportPlanService/RecordReview", WRITERS),
+    write("/caseline.v1.SupportPlanService/ClosePlan", WRITERS),
+    method(
+        "/caseline.v1.SupportPlanService/GetPlan",
+        Kind::Read,
+        Scope::Case,
+        READERS,
+    ),
+    method(
+        "/caseline.v1.SupportPlanService/ListReviewsDue",
+        Kind::Read,
+        Scope::Global,
+        READERS,
+    ),
+    method(
+        "/caseline.v1.SupportPlanService/ListPlans",
+        Kind::Read,
+        Scope::Global,
+        READERS,
+    ),
+];
 
 /// The tonic server to register with `caseline_server::Services::add_service`, after
 /// [`METHODS`] were registered with the trust layer.
-pub fn server() -> SupportPlanServiceServer<SupportPlanApi> {
-    SupportPlanServiceServer::new(SupportPlanApi)
+pub fn server(log: Arc<dyn EventLog>) -> SupportPlanServiceServer<PlanApi> {
+    SupportPlanServiceServer::new(PlanApi::new(log))
 }

@@ -1,0 +1,969 @@
+//! The gRPC handlers of SupportPlanService.
+//!
+//! Every command: validate (naming each bad field) → load the plan → the caller's
+//! standing on its case, from the one policy (`support_plan` row; a health goal's
+//! commands carry `health_goal`; approval is `Operation::DecidePlan`), recorded on the
+//! case's access history → seal with the case's key → decide → append at the version
+//! read (the shared command path), the standing asked again on that state.
+
+use std::sync::Arc;
+
+use caseline_audit::aggregate::{self, Gate, Intent};
+use caseline_audit::request::Request as RequestKey;
+use caseline_audit::{Call, vault_error};
+use caseline_cases::shared::{assess_risk, read_case};
+use caseline_eventlog::{EventLog, Position, Uuid};
+use caseline_policy::{Action, CaseTeam, Compartment, Entry, Operation, Sight};
+use caseline_proto::prost::Message;
+use caseline_proto::tonic::{self, Request, Response, Status};
+use caseline_proto::v1::events::{
+    GoalAdded, PlanClosed, PlanCreated, PlanReviewed, RiskAssessed, SafetyPlanRecorded,
+};
+use caseline_proto::v1::support_plan_service_server::SupportPlanService;
+use caseline_proto::v1::{
+    AddGoalRequest, ApprovePlanRequest, AssignProviderRequest, ClosePlanRequest, CreatePlanRequest,
+    Delivery, GetPlanRequest, Goal, GoalDomain, GoalStatus, ListPlansRequest, ListPlansResponse,
+    ListReviewsDueRequest, ListReviewsDueResponse, Plan as PlanMessage, PlanClosure,
+    PlanCommandResponse, PlanPhase, PlanSummary, RecordReviewRequest, RecordSafetyPlanRequest,
+    RecordServiceDeliveredRequest, RequestPlanChangesRequest, Review, ReviewDue, RiskLevel,
+    ScheduleReviewRequest, Stage, SubmitPlanForApprovalRequest, UpdateGoalStatusRequest,
+    Visibility,
+};
+use caseline_server::ApiError;
+use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of};
+use caseline_timeline::timestamp;
+use caseline_vault::Opened;
+
+use crate::directory::Directory;
+use crate::domain::{Command, is_health_goal};
+use crate::store::{Loaded, Plan, nth_plan_id, plan_stream};
+
+/// Default and largest page of the lists.
+const LIST_PAGE: (u32, u32) = (50, 500);
+/// Index of the case's risk assessment among a review's event ids.
+const RISK_INDEX: usize = 1_000;
+
+/// The gRPC handlers of SupportPlanService.
+#[derive(Debug)]
+pub struct PlanApi {
+    log: Arc<dyn EventLog>,
+    directory: Directory,
+}
+
+impl PlanApi {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            directory: Directory::new(Arc::clone(&log)),
+            log,
+        }
+    }
+}
+
+fn plan_not_found(plan_id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        kind: "plan",
+        id: plan_id.to_string(),
+    }
+}
+
+/// What a command on a plan must be allowed, on the plan's case.
+struct PlanGate {
+    case_id: Uuid,
+    action: Action,
+    /// The command is about a health goal (medical, therapy).
+    health_goal: bool,
+}
+
+impl PlanGate {
+    /// Decides with the case's team as the log says now and records the decision; a
+    /// plan whose case the caller may not see is NOT_FOUND under the plan's own id.
+    async fn admit(&self, call: &Call, plan_id: Option<Uuid>) -> Result<(), ApiError> {
+        let team = call.trust_teams().current(self.case_id).await?;
+        let decision = call.decide_for(
+            team.as_ref(),
+            self.action,
+            Entry {
+                addressed_to: None,
+                health_goal: self.health_goal,
+            },
+        );
+        match (call.enforce(self.case_id, decision), plan_id) {
+            (Err(ApiError::NotFound { .. }), Some(plan_id)) => Err(plan_not_found(plan_id)),
+            (result, _) => result,
+        }
+    }
+}
+
+impl Gate<Plan> for PlanGate {
+    async fn check(&self, call: &Call, id: Uuid, _: &Loaded) -> Result<(), ApiError> {
+        self.admit(call, Some(id)).await
+    }
+}
+
+/// A command on an existing plan, as received.
+struct Target {
+    plan_id: Uuid,
+    request_id: Uuid,
+    expected: Option<u64>,
+    encoded: Vec<u8>,
+}
+
+fn target(
+    check: &mut Check,
+    plan_id: &str,
+    request_id: &str,
+    expected: Option<u64>,
+    message: &impl Message,
+) -> Target {
+    Target {
+        plan_id: check.uuid("plan_id", plan_id),
+        request_id: check.uuid("request_id", request_id),
+        expected,
+        encoded: message.encode_to_vec(),
+    }
+}
+
+async fn seal(call: &Call, case_id: Uuid, text: &str) -> Result<Vec<u8>, ApiError> {
+    call.vault()
+        .seal_field(case_id, text.trim())
+        .await
+        .map_err(vault_error)
+}
+
+fn answer(plan_id: Uuid, version: u64, goal_id: Option<Uuid>) -> Response<PlanCommandResponse> {
+    Response::new(PlanCommandResponse {
+        plan_id: plan_id.to_string(),
+        version,
+        goal_id: goal_id.map(|g| g.to_string()).unwrap_or_default(),
+    })
+}
+
+/// Whether the caller reads the support plan of the case with `team` at `sight` or more.
+fn plan_sight(call: &Call, team: Option<&CaseTeam>, health_goal: bool) -> Sight {
+    call.decide_for(
+        team,
+        Action::Read(Compartment::SupportPlan),
+        Entry {
+            addressed_to: None,
+            health_goal,
+        },
+    )
+    .sight
+}
+
+/// Which goal a goal command is about, and whether it is a health goal.
+fn goal_of(loaded: &Loaded, goal_id: &str) -> bool {
+    loaded
+        .state
+        .goals
+        .get(goal_id)
+        .is_some_and(|g| is_health_goal(g.added.domain))
+}
+
+impl PlanApi {
+    /// The common path of a command on an existing plan: load, authorise `action` (a
+    /// health goal's when `health` says so of the plan as loaded), identify the request,
+    /// let `build` seal and make the command, and run it on the shared path. Returns
+    /// the new version, the case and the request.
+    async fn act(
+        &self,
+        call: &Call,
+        t: &Target,
+        action: Action,
+        health: impl Fn(&Loaded) -> bool,
+        build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
+    ) -> Result<(u64, Uuid, RequestKey), ApiError> {
+        let loaded = Loaded::load(self.log.as_ref(), &plan_stream(t.plan_id)?).await?;
+        let Some(case_id) = loaded.case_id() else {
+            call.returned([t.plan_id]);
+            return Err(plan_not_found(t.plan_id));
+        };
+        call.returned([t.plan_id]);
+        let gate = PlanGate {
+            case_id,
+            action,
+            health_goal: health(&loaded),
+        };
+        gate.admit(call, Some(t.plan_id)).await?;
+        let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
+        let command = build(case_id).await?;
+        let version = aggregate::execute(
+            self.log.as_ref(),
+            call,
+            Intent {
+                id: t.plan_id,
+                stream: plan_stream(t.plan_id)?,
+                request: &request,
+                expected: t.expected,
+                case_id: Some(case_id),
+            },
+            Some(loaded),
+            command,
+            &gate,
+        )
+        .await?;
+        Ok((version, case_id, request))
+    }
+
+    /// A plan-level write (social workers): the plan itself, not a goal.
+    async fn write(
+        &self,
+        call: &Call,
+        t: &Target,
+        build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let action = Action::Write(Compartment::SupportPlan);
+        let (version, _, _) = self.act(call, t, action, |_| false, build).await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    /// The plan as the caller may see it.
+    async fn render(
+        &self,
+        call: &Call,
+        plan_id: Uuid,
+        loaded: &Loaded,
+        team: Option<&CaseTeam>,
+    ) -> Result<PlanMessage, ApiError> {
+        let state = &loaded.state;
+        let case_id = loaded.case_id().map(|c| c.to_string()).unwrap_or_default();
+        let sight = plan_sight(call, team, false);
+        let mut erased = false;
+        let owner = loaded.case_id().unwrap_or_default();
+        let mut open = async |bytes: &[u8]| -> Result<String, ApiError> {
+            match call
+                .vault()
+                .open_field(owner, bytes)
+                .await
+                .map_err(vault_error)?
+            {
+                Opened::Plain(text) => Ok(text.expose().to_owned()),
+                Opened::Erased => {
+                    erased = true;
+                    Ok(String::new())
+                }
+            }
+        };
+        let mut plan = PlanMessage {
+            plan_id: plan_id.to_string(),
+            case_id,
+            visibility: match sight {
+                Sight::Full => Visibility::Full,
+                Sight::Metadata => Visibility::Metadata,
+                _ => Visibility::Summary,
+            } as i32,
+            status: state.status as i32,
+            created_at: loaded.created_at.map(timestamp),
+            next_review_date: state.next_review.clone().unwrap_or_default(),
+            goals_total: u32::try_from(state.goals.len()).unwrap_or(u32::MAX),
+            goals_open: u32::try_from(state.open_goals()).unwrap_or(u32::MAX),
+            closure: state.closure.as_ref().map_or(0, |c| c.closure),
+            version: loaded.version.unwrap_or_default(),
+            ..PlanMessage::default()
+        };
+        if sight == Sight::Full {
+            plan.author = state.author.clone();
+            plan.safety_plan = open(&state.safety_plan_sealed).await?;
+            if let Some(r) = &state.last_review {
+                plan.last_review = Some(Review {
+                    summary: open(&r.summary_sealed).await?,
+                    risk_level: r.risk_level,
+                    reviewed_at: loaded.last_review_at.map(timestamp),
+                    next_review_date: r.next_review_date.clone(),
+                });
+            }
+        }
+        for goal in state.goals.values() {
+            let health = is_health_goal(goal.added.domain);
+            if plan_sight(call, team, health) != Sight::Full {
+                continue;
+            }
+            let mut deliveries = Vec::new();
+            for d in &goal.deliveries {
+                deliveries.push(Delivery {
+                    provider: d.provider.clone(),
+                    delivered_on: d.delivered_on.clone(),
+                    note: open(&d.note_sealed).await?,
+                });
+            }
+            plan.goals.push(Goal {
+                goal_id: goal.added.goal_id.clone(),
+                domain: goal.added.domain,
+                phase: goal.added.phase,
+                description: open(&goal.added.description_sealed).await?,
+                target_date: goal.added.target_date.clone(),
+                status: goal.status as i32,
+                status_reason: open(&goal.status_reason_sealed).await?,
+                provider: goal.provider.clone(),
+                deliveries,
+            });
+        }
+        plan.erased = erased;
+        Ok(plan)
+    }
+
+    /// A page of plans `include` admits that the caller may see (the support plan at
+    /// least as a summary), in the order created, each as `show` makes it. Every plan
+    /// and case id returned is recorded.
+    async fn page<T>(
+        &self,
+        call: &Call,
+        size: usize,
+        after: Option<Position>,
+        include: impl Fn(&Loaded) -> bool,
+        on_team: impl Fn(&CaseTeam) -> bool,
+        show: impl Fn(Uuid, &Loaded) -> T,
+    ) -> Result<(Vec<T>, String), ApiError> {
+        let candidates = self.directory.select(after, include).await?;
+        let (mut items, mut returned) = (Vec::new(), Vec::new());
+        let (mut last, mut next) = (None, None);
+        for (position, plan_id, loaded) in &candidates {
+            let Some(case_id) = loaded.case_id() else {
+                continue;
+            };
+            let team = call.trust_teams().current(case_id).await?;
+            let visible = team.as_ref().is_some_and(|t| on_team(t))
+                && plan_sight(call, team.as_ref(), false) != Sight::None;
+            if !visible {
+                continue;
+            }
+            if items.len() == size {
+                next = last;
+                break;
+            }
+            items.push(show(*plan_id, loaded));
+            returned.push(plan_id.to_string());
+            returned.push(case_id.to_string());
+            last = Some(*position);
+        }
+        call.returned(returned);
+        Ok((
+            items,
+            next.map(|p: Position| p.to_string()).unwrap_or_default(),
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl SupportPlanService for PlanApi {
+    async fn create_plan(
+        &self,
+        request: Request<CreatePlanRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let request_id = check.uuid("request_id", &r.request_id);
+        let case_id = check.uuid("case_id", &r.case_id);
+        check.done(())?;
+        let gate = PlanGate {
+            case_id,
+            action: Action::Write(Compartment::SupportPlan),
+            health_goal: false,
+        };
+        gate.admit(&call, None).await?;
+        let request = RequestKey::new(&call, case_id, request_id, &r.encode_to_vec()).await?;
+        // The case's plans, oldest first: a retry answers as the first time; an open
+        // plan refuses a second; the first free slot takes the new one.
+        let mut n = 0;
+        let (plan_id, loaded) = loop {
+            let plan_id = nth_plan_id(case_id, n);
+            let loaded = Loaded::load(self.log.as_ref(), &plan_stream(plan_id)?).await?;
+            if let Some(version) = loaded.answered(&request)? {
+                return Ok(answer(plan_id, version, None));
+            }
+            if !loaded.state.exists() {
+                break (plan_id, loaded);
+            }
+            if loaded.state.is_open() {
+                return Err(ApiError::FailedPrecondition(
+                    "the case already has an open plan".into(),
+                )
+                .into());
+            }
+            n += 1;
+        };
+        let (case, _) = read_case(self.log.as_ref(), case_id).await?;
+        if case.stage == Stage::Closed {
+            return Err(ApiError::FailedPrecondition(
+                "the case is closed: reopen it before planning support".into(),
+            )
+            .into());
+        }
+        let version = aggregate::execute(
+            self.log.as_ref(),
+            &call,
+            Intent {
+                id: plan_id,
+                stream: plan_stream(plan_id)?,
+                request: &request,
+                expected: None,
+                case_id: Some(case_id),
+            },
+            Some(loaded),
+            Command::Create {
+                created: PlanCreated {
+                    plan_id: plan_id.to_string(),
+                    case_id: case_id.to_string(),
+                    author: String::new(),
+                },
+                author: call.subject().to_owned(),
+                case_assessed: case.assessed,
+            },
+            &gate,
+        )
+        .await
+        .map_err(|e| match e {
+            // Another creation took this slot meanwhile.
+            ApiError::FailedPrecondition(_) => {
+                ApiError::FailedPrecondition("the case already has an open plan".into())
+            }
+            e => e,
+        })?;
+        Ok(answer(plan_id, version, None))
+    }
+
+    async fn record_safety_plan(
+        &self,
+        request: Request<RecordSafetyPlanRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("text", &r.text, MAX_TEXT_CHARS, true);
+        check.done(())?;
+        self.write(&call, &t, async |case_id| {
+            Ok(Command::RecordSafetyPlan(SafetyPlanRecorded {
+                plan_id: t.plan_id.to_string(),
+                text_sealed: seal(&call, case_id, &r.text).await?,
+            }))
+        })
+        .await
+    }
+
+    async fn add_goal(
+        &self,
+        request: Request<AddGoalRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let _: GoalDomain = check.known("domain", r.domain);
+        let _: PlanPhase = check.known("phase", r.phase);
+        check.text("description", &r.description, MAX_TEXT_CHARS, true);
+        check.date("target_date", &r.target_date, true);
+        check.done(())?;
+        let health = is_health_goal(r.domain);
+        let mut goal_id = None;
+        let (version, _, _) = self
+            .act(
+                &call,
+                &t,
+                Action::Write(Compartment::SupportPlan),
+                |_| health,
+                async |case_id| {
+                    let request = RequestKey::new(&call, case_id, t.request_id, &t.encoded).await?;
+                    let id = request.entry_id();
+                    goal_id = Some(id);
+                    Ok(Command::AddGoal(GoalAdded {
+                        plan_id: t.plan_id.to_string(),
+                        goal_id: id.to_string(),
+                        domain: r.domain,
+                        phase: r.phase,
+                        description_sealed: seal(&call, case_id, &r.description).await?,
+                        target_date: r.target_date.clone(),
+                    }))
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, goal_id))
+    }
+
+    async fn assign_provider(
+        &self,
+        request: Request<AssignProviderRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.uuid("goal_id", &r.goal_id);
+        check.id_label("provider", &r.provider);
+        check.done(())?;
+        let action = Action::Write(Compartment::SupportPlan);
+        let (version, _, _) = self
+            .act(
+                &call,
+                &t,
+                action,
+                |l| goal_of(l, &r.goal_id),
+                async |_| {
+                    Ok(Command::AssignProvider {
+                        goal_id: r.goal_id.clone(),
+                        provider: r.provider.clone(),
+                    })
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    async fn record_service_delivered(
+        &self,
+        request: Request<RecordServiceDeliveredRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.uuid("goal_id", &r.goal_id);
+        check.id_label("provider", &r.provider);
+        if let Some(on) = check.date("delivered_on", &r.delivered_on, true)
+            && on > date_of(call.now())
+        {
+            check.fail("delivered_on", "must not be in the future");
+        }
+        check.text("note", &r.note, MAX_TEXT_CHARS, false);
+        check.done(())?;
+        let action = Action::Write(Compartment::SupportPlan);
+        let (version, _, _) = self
+            .act(
+                &call,
+                &t,
+                action,
+                |l| goal_of(l, &r.goal_id),
+                async |case_id| {
+                    Ok(Command::RecordServiceDelivered {
+                        goal_id: r.goal_id.clone(),
+                        provider: r.provider.clone(),
+                        delivered_on: r.delivered_on.clone(),
+                        note_sealed: seal(&call, case_id, &r.note).await?,
+                    })
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    async fn update_goal_status(
+        &self,
+        request: Request<UpdateGoalStatusRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.uuid("goal_id", &r.goal_id);
+        let status: GoalStatus = check.known("status", r.status);
+        check.text(
+            "reason",
+            &r.reason,
+            MAX_REASON_CHARS,
+            status == GoalStatus::Discontinued,
+        );
+        check.done(())?;
+        let action = Action::Write(Compartment::SupportPlan);
+        let (version, _, _) = self
+            .act(
+                &call,
+                &t,
+                action,
+                |l| goal_of(l, &r.goal_id),
+                async |case_id| {
+                    Ok(Command::UpdateGoalStatus {
+                        goal_id: r.goal_id.clone(),
+                        status,
+                        reason_sealed: seal(&call, case_id, &r.reason).await?,
+                    })
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    async fn submit_plan_for_approval(
+        &self,
+        request: Request<SubmitPlanForApprovalRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.done(())?;
+        self.write(&call, &t, async |_| Ok(Command::Submit)).await
+    }
+
+    async fn approve_plan(
+        &self,
+        request: Request<ApprovePlanRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("comment", &r.comment, MAX_REASON_CHARS, false);
+        check.done(())?;
+        let action = Action::Manage(Operation::DecidePlan);
+        let (version, _, _) = self
+            .act(
+                &call,
+                &t,
+                action,
+                |_| false,
+                async |case_id| {
+                    Ok(Command::Approve {
+                        by: call.subject().to_owned(),
+                        comment_sealed: seal(&call, case_id, &r.comment).await?,
+                    })
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    async fn request_plan_changes(
+        &self,
+        request: Request<RequestPlanChangesRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("comment", &r.comment, MAX_REASON_CHARS, true);
+        check.done(())?;
+        let action = Action::Manage(Operation::DecidePlan);
+        let (version, _, _) = self
+            .act(
+                &call,
+                &t,
+                action,
+                |_| false,
+                async |case_id| {
+                    Ok(Command::RequestChanges {
+                        by: call.subject().to_owned(),
+                        comment_sealed: seal(&call, case_id, &r.comment).await?,
+                    })
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    async fn schedule_review(
+        &self,
+        request: Request<ScheduleReviewRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        if let Some(on) = check.date("review_date", &r.review_date, true)
+            && on < date_of(call.now())
+        {
+            check.fail("review_date", "must not be in the past");
+        }
+        check.done(())?;
+        self.write(&call, &t, async |_| {
+            Ok(Command::ScheduleReview {
+                review_date: r.review_date.clone(),
+            })
+        })
+        .await
+    }
+
+    async fn record_review(
+        &self,
+        request: Request<RecordReviewRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("summary", &r.summary, MAX_TEXT_CHARS, true);
+        let _: RiskLevel = check.known("risk_level", r.risk_level);
+        if let Some(next) = check.date("next_review_date", &r.next_review_date, false)
+            && next <= date_of(call.now())
+        {
+            check.fail("next_review_date", "must be after today");
+        }
+        check.done(())?;
+        let action = Action::Write(Compartment::SupportPlan);
+        let mut summary_sealed = Vec::new();
+        let (version, case_id, request) = self
+            .act(
+                &call,
+                &t,
+                action,
+                |_| false,
+                async |case_id| {
+                    summary_sealed = seal(&call, case_id, &r.summary).await?;
+                    Ok(Command::RecordReview(PlanReviewed {
+                        plan_id: t.plan_id.to_string(),
+                        summary_sealed: summary_sealed.clone(),
+                        risk_level: r.risk_level,
+                        next_review_date: r.next_review_date.clone(),
+                    }))
+                },
+            )
+            .await?;
+        // The risk re-assessed at the review is the case's risk from now on (caused by
+        // the review; a retry appends nothing twice). A closed case keeps its own.
+        let mut metadata = call.event_metadata(Some(case_id), Some(request.id));
+        metadata.causation_id = Some(request.event_id(0));
+        match assess_risk(
+            self.log.as_ref(),
+            case_id,
+            RiskAssessed {
+                level: r.risk_level,
+                factors_sealed: summary_sealed,
+                immediate_actions_sealed: Vec::new(),
+            },
+            request.event_id(RISK_INDEX),
+            metadata,
+        )
+        .await
+        {
+            Ok(()) | Err(ApiError::FailedPrecondition(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(answer(t.plan_id, version, None))
+    }
+
+    async fn close_plan(
+        &self,
+        request: Request<ClosePlanRequest>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            &r.plan_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let _: PlanClosure = check.known("closure", r.closure);
+        check.text("note", &r.note, MAX_REASON_CHARS, false);
+        check.done(())?;
+        self.write(&call, &t, async |case_id| {
+            Ok(Command::Close(PlanClosed {
+                plan_id: t.plan_id.to_string(),
+                closure: r.closure,
+                note_sealed: seal(&call, case_id, &r.note).await?,
+            }))
+        })
+        .await
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<GetPlanRequest>,
+    ) -> Result<Response<PlanMessage>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let plan_id = check.uuid("plan_id", &r.plan_id);
+        check.done(())?;
+        call.returned([plan_id]);
+        let loaded = Loaded::load(self.log.as_ref(), &plan_stream(plan_id)?).await?;
+        let Some(case_id) = loaded.case_id() else {
+            return Err(plan_not_found(plan_id).into());
+        };
+        // Seeing any of the plan: the plan itself, or (health workers) a health goal.
+        let team = call
+            .trust_teams()
+            .current(case_id)
+            .await
+            .map_err(ApiError::from)?;
+        let any = [false, true]
+            .into_iter()
+            .map(|health| {
+                call.decide_for(
+                    team.as_ref(),
+                    Action::Read(Compartment::SupportPlan),
+                    Entry {
+                        addressed_to: None,
+                        health_goal: health,
+                    },
+                )
+            })
+            .find(|d| d.is_allowed())
+            .unwrap_or_else(|| {
+                call.decide_for(
+                    team.as_ref(),
+                    Action::Read(Compartment::SupportPlan),
+                    Entry::default(),
+                )
+            });
+        if call.enforce(case_id, any).is_err() {
+            return Err(plan_not_found(plan_id).into());
+        }
+        Ok(Response::new(
+            self.render(&call, plan_id, &loaded, team.as_ref()).await?,
+        ))
+    }
+
+    async fn list_reviews_due(
+        &self,
+        request: Request<ListReviewsDueRequest>,
+    ) -> Result<Response<ListReviewsDueResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let until = check
+            .date("on_or_before", &r.on_or_before, false)
+            .unwrap_or_else(|| date_of(call.now()));
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        let (subject, agency) = (call.subject().to_owned(), call.agency().to_owned());
+        let (reviews, next_page_token) = self
+            .page(
+                &call,
+                size,
+                after,
+                |l| l.state.is_open() && l.state.next_review.as_ref().is_some_and(|d| *d <= until),
+                |team| {
+                    if r.agency {
+                        team.has_agency(&agency)
+                    } else {
+                        team.is_member(&subject, &agency)
+                    }
+                },
+                |plan_id, l| ReviewDue {
+                    plan_id: plan_id.to_string(),
+                    case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
+                    review_date: l.state.next_review.clone().unwrap_or_default(),
+                    status: l.state.status as i32,
+                },
+            )
+            .await?;
+        Ok(Response::new(ListReviewsDueResponse {
+            reviews,
+            next_page_token,
+        }))
+    }
+
+    async fn list_plans(
+        &self,
+        request: Request<ListPlansRequest>,
+    ) -> Result<Response<ListPlansResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let case_id = check.optional_uuid("case_id", &r.case_id);
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        if let Some(case_id) = case_id {
+            // A case the caller may not see is NOT_FOUND, and recorded.
+            let team = call
+                .trust_teams()
+                .current(case_id)
+                .await
+                .map_err(ApiError::from)?;
+            let decision = call.decide_for(
+                team.as_ref(),
+                Action::Read(Compartment::SupportPlan),
+                Entry::default(),
+            );
+            call.enforce(case_id, decision)?;
+        }
+        let (subject, agency) = (call.subject().to_owned(), call.agency().to_owned());
+        let (plans, next_page_token) = self
+            .page(
+                &call,
+                size,
+                after,
+                |l| {
+                    (r.include_closed || l.state.is_open())
+                        && match case_id {
+                            Some(c) => l.case_id() == Some(c),
+                            None => {
+                                l.state.author == subject
+                                    || l.state.goals.values().any(|g| g.provider == agency)
+                            }
+                        }
+                },
+                |_| true,
+                |plan_id, l| PlanSummary {
+                    plan_id: plan_id.to_string(),
+                    case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
+                    status: l.state.status as i32,
+                    author: l.state.author.clone(),
+                    created_at: l.created_at.map(timestamp),
+                    next_review_date: l.state.next_review.clone().unwrap_or_default(),
+                    goals_total: u32::try_from(l.state.goals.len()).unwrap_or(u32::MAX),
+                    goals_open: u32::try_from(l.state.open_goals()).unwrap_or(u32::MAX),
+                },
+            )
+            .await?;
+        Ok(Response::new(ListPlansResponse {
+            plans,
+            next_page_token,
+        }))
+    }
+}

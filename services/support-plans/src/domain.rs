@@ -1,0 +1,448 @@
+//! The support plan aggregate, pure: `decide(&state, command) -> events` and
+//! `evolve(state, &event) -> state`. No I/O: sealed fields arrive sealed, ids and dates
+//! arrive made and checked.
+//!
+//! `evolve` also takes the event's actor. A plan is created for a case that has a risk
+//! assessment, drafted (safety plan,
+//! goals across the phases, providers), submitted, approved by a supervisor who is not
+//! its author (or sent back for changes), carried out (services delivered, goal
+//! statuses), reviewed, and closed only when every goal is achieved or discontinued.
+
+use std::collections::BTreeMap;
+
+use caseline_proto::event_types as types;
+use caseline_proto::prost::{self, Message};
+use caseline_proto::v1::events::{
+    GoalAdded, GoalStatusUpdated, PlanApproved, PlanChangesRequested, PlanClosed, PlanCreated,
+    PlanReviewed, PlanSubmitted, ProviderAssigned, ReviewScheduled, SafetyPlanRecorded,
+    ServiceDelivered,
+};
+use caseline_proto::v1::{GoalDomain, GoalStatus, PlanClosure, PlanStatus};
+
+/// Everything that happens to a plan, in its stream `plan-<id>`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Created(PlanCreated),
+    SafetyPlan(SafetyPlanRecorded),
+    GoalAdded(GoalAdded),
+    ProviderAssigned(ProviderAssigned),
+    ServiceDelivered(ServiceDelivered),
+    GoalStatus(GoalStatusUpdated),
+    Submitted(PlanSubmitted),
+    Approved(PlanApproved),
+    ChangesRequested(PlanChangesRequested),
+    ReviewScheduled(ReviewScheduled),
+    Reviewed(PlanReviewed),
+    Closed(PlanClosed),
+}
+
+macro_rules! events {
+    ($($variant:ident => $ty:ident),* $(,)?) => {
+        impl Event {
+            /// The stored event type: the payload's full protobuf name.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => types::$ty,)*
+                }
+            }
+
+            pub fn encode(&self) -> Vec<u8> {
+                match self {
+                    $(Event::$variant(e) => e.encode_to_vec(),)*
+                }
+            }
+
+            /// The event stored as `event_type` with payload `data`; `None` for a type
+            /// a plan stream does not hold.
+            pub fn decode(event_type: &str, data: &[u8]) -> Result<Option<Event>, prost::DecodeError> {
+                Ok(Some(match event_type {
+                    $(types::$ty => Event::$variant(Message::decode(data)?),)*
+                    _ => return Ok(None),
+                }))
+            }
+        }
+    };
+}
+
+events! {
+    Created => PLAN_CREATED,
+    SafetyPlan => SAFETY_PLAN_RECORDED,
+    GoalAdded => GOAL_ADDED,
+    ProviderAssigned => PROVIDER_ASSIGNED,
+    ServiceDelivered => SERVICE_DELIVERED,
+    GoalStatus => GOAL_STATUS_UPDATED,
+    Submitted => PLAN_SUBMITTED,
+    Approved => PLAN_APPROVED,
+    ChangesRequested => PLAN_CHANGES_REQUESTED,
+    ReviewScheduled => REVIEW_SCHEDULED,
+    Reviewed => PLAN_REVIEWED,
+    Closed => PLAN_CLOSED,
+}
+
+pub use caseline_timeline::is_health_goal;
+
+/// One goal of a plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Goal {
+    pub added: GoalAdded,
+    pub status: GoalStatus,
+    pub status_reason_sealed: Vec<u8>,
+    pub provider: String,
+    pub deliveries: Vec<ServiceDelivered>,
+}
+
+impl Goal {
+    /// Achieved or discontinued.
+    pub fn is_resolved(&self) -> bool {
+        matches!(self.status, GoalStatus::Achieved | GoalStatus::Discontinued)
+    }
+}
+
+/// A plan as its events say.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanState {
+    pub created: Option<PlanCreated>,
+    pub status: PlanStatus,
+    /// Who created it (its author).
+    pub author: String,
+    pub safety_plan_sealed: Vec<u8>,
+    pub goals: BTreeMap<String, Goal>,
+    pub next_review: Option<String>,
+    pub last_review: Option<PlanReviewed>,
+    pub closure: Option<PlanClosed>,
+}
+
+impl PlanState {
+    pub fn exists(&self) -> bool {
+        self.created.is_some()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.exists() && self.status != PlanStatus::Closed
+    }
+
+    /// Goals neither achieved nor discontinued.
+    pub fn open_goals(&self) -> usize {
+        self.goals.values().filter(|g| !g.is_resolved()).count()
+    }
+}
+
+/// What a caller asks of a plan. Plan-level commands name their author or approver;
+/// dates are checked calendar dates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Create the plan; `case_assessed`: the case has a risk assessment.
+    Create {
+        created: PlanCreated,
+        author: String,
+        case_assessed: bool,
+    },
+    RecordSafetyPlan(SafetyPlanRecorded),
+    AddGoal(GoalAdded),
+    AssignProvider {
+        goal_id: String,
+        provider: String,
+    },
+    RecordServiceDelivered {
+        goal_id: String,
+        provider: String,
+        delivered_on: String,
+        note_sealed: Vec<u8>,
+    },
+    UpdateGoalStatus {
+        goal_id: String,
+        status: GoalStatus,
+        reason_sealed: Vec<u8>,
+    },
+    Submit,
+    Approve {
+        by: String,
+        comment_sealed: Vec<u8>,
+    },
+    RequestChanges {
+        by: String,
+        comment_sealed: Vec<u8>,
+    },
+    ScheduleReview {
+        review_date: String,
+    },
+    RecordReview(PlanReviewed),
+    Close(PlanClosed),
+}
+
+/// Why a command was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainError {
+    /// No such plan (NOT_FOUND).
+    NoPlan,
+    /// No such goal in the plan (NOT_FOUND).
+    NoGoal,
+    /// A field breaks a rule of plans (INVALID_ARGUMENT).
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
+    /// A rule of the plan's life (FAILED_PRECONDITION).
+    Precondition(&'static str),
+}
+
+use DomainError::{Invalid, Precondition};
+
+const CLOSED: &str = "the plan is closed";
+
+/// Decides what `command` does to the plan in `state`.
+pub fn decide(state: &PlanState, command: Command) -> Result<Vec<Event>, DomainError> {
+    if let Command::Create {
+        created,
+        author,
+        case_assessed,
+    } = command
+    {
+        if state.exists() {
+            return Err(Precondition("the plan already exists"));
+        }
+        if !case_assessed {
+            return Err(Precondition(
+                "the case has no risk assessment: record one before planning support",
+            ));
+        }
+        return Ok(vec![Event::Created(PlanCreated { author, ..created })]);
+    }
+    let Some(created) = &state.created else {
+        return Err(DomainError::NoPlan);
+    };
+    if state.status == PlanStatus::Closed {
+        return Err(Precondition(CLOSED));
+    }
+    let plan_id = created.plan_id.clone();
+    let goal = |goal_id: &str| state.goals.get(goal_id).ok_or(DomainError::NoGoal);
+    let event = match command {
+        Command::Create { .. } => return Err(Precondition("the plan already exists")),
+        Command::RecordSafetyPlan(s) => {
+            if s.text_sealed.is_empty() {
+                return Err(Invalid {
+                    field: "text",
+                    reason: "is required",
+                });
+            }
+            Event::SafetyPlan(SafetyPlanRecorded { plan_id, ..s })
+        }
+        Command::AddGoal(g) => {
+            if g.goal_id.is_empty() {
+                return Err(Invalid {
+                    field: "goal_id",
+                    reason: "is required",
+                });
+            }
+            if state.goals.contains_key(&g.goal_id) {
+                return Err(Precondition("the goal already exists"));
+            }
+            if GoalDomain::try_from(g.domain).unwrap_or_default() == GoalDomain::Unspecified {
+                return Err(Invalid {
+                    field: "domain",
+                    reason: "is required",
+                });
+            }
+            Event::GoalAdded(GoalAdded { plan_id, ..g })
+        }
+        Command::AssignProvider { goal_id, provider } => {
+            let g = goal(&goal_id)?;
+            if g.is_resolved() {
+                return Err(Precondition("the goal is already achieved or discontinued"));
+            }
+            Event::ProviderAssigned(ProviderAssigned {
+                plan_id,
+                domain: g.added.domain,
+                goal_id,
+                provider,
+            })
+        }
+        Command::RecordServiceDelivered {
+            goal_id,
+            provider,
+            delivered_on,
+            note_sealed,
+        } => {
+            let g = goal(&goal_id)?;
+            if g.is_resolved() {
+                return Err(Precondition("the goal is already achieved or discontinued"));
+            }
+            Event::ServiceDelivered(ServiceDelivered {
+                plan_id,
+                domain: g.added.domain,
+                goal_id,
+                provider,
+                delivered_on,
+                note_sealed,
+            })
+        }
+        Command::UpdateGoalStatus {
+            goal_id,
+            status,
+            reason_sealed,
+        } => {
+            let g = goal(&goal_id)?;
+            if g.is_resolved() {
+                return Err(Precondition("the goal is already achieved or discontinued"));
+            }
+            if status == GoalStatus::Unspecified {
+                return Err(Invalid {
+                    field: "status",
+                    reason: "is required",
+                });
+            }
+            if status == GoalStatus::Discontinued && reason_sealed.is_empty() {
+                return Err(Invalid {
+                    field: "reason",
+                    reason: "a discontinued goal needs a reason",
+                });
+            }
+            if status == g.status {
+                return Err(Precondition("the goal already has this status"));
+            }
+            Event::GoalStatus(GoalStatusUpdated {
+                plan_id,
+                domain: g.added.domain,
+                goal_id,
+                status: status as i32,
+                reason_sealed,
+            })
+        }
+        Command::Submit => {
+            if !matches!(
+                state.status,
+                PlanStatus::Draft | PlanStatus::ChangesRequested
+            ) {
+                return Err(Precondition(
+                    "only a draft, or a plan sent back for changes, is submitted",
+                ));
+            }
+            if state.goals.is_empty() {
+                return Err(Precondition("add at least one goal before submitting"));
+            }
+            Event::Submitted(PlanSubmitted { plan_id })
+        }
+        Command::Approve { by, comment_sealed } => {
+            decision_allowed(state, &by)?;
+            Event::Approved(PlanApproved {
+                plan_id,
+                comment_sealed,
+            })
+        }
+        Command::RequestChanges { by, comment_sealed } => {
+            decision_allowed(state, &by)?;
+            if comment_sealed.is_empty() {
+                return Err(Invalid {
+                    field: "comment",
+                    reason: "say what must change",
+                });
+            }
+            Event::ChangesRequested(PlanChangesRequested {
+                plan_id,
+                comment_sealed,
+            })
+        }
+        Command::ScheduleReview { review_date } => Event::ReviewScheduled(ReviewScheduled {
+            plan_id,
+            review_date,
+        }),
+        Command::RecordReview(r) => {
+            if r.summary_sealed.is_empty() {
+                return Err(Invalid {
+                    field: "summary",
+                    reason: "is required",
+                });
+            }
+            Event::Reviewed(PlanReviewed { plan_id, ..r })
+        }
+        Command::Close(c) => {
+            if PlanClosure::try_from(c.closure).unwrap_or_default() == PlanClosure::Unspecified {
+                return Err(Invalid {
+                    field: "closure",
+                    reason: "is required",
+                });
+            }
+            if state.open_goals() > 0 {
+                return Err(Precondition(
+                    "every goal must be achieved or discontinued before the plan is closed",
+                ));
+            }
+            Event::Closed(PlanClosed { plan_id, ..c })
+        }
+    };
+    Ok(vec![event])
+}
+
+/// A supervisor decides a submitted plan, and not its author.
+fn decision_allowed(state: &PlanState, by: &str) -> Result<(), DomainError> {
+    if state.status != PlanStatus::Submitted {
+        return Err(Precondition(
+            "only a submitted plan is approved or sent back",
+        ));
+    }
+    if state.author == by {
+        return Err(Precondition("the plan's author may not decide on it"));
+    }
+    Ok(())
+}
+
+/// Applies one event; `actor` is who wrote it (the author of a plan whose creation
+/// does not name one).
+pub fn evolve(mut state: PlanState, event: &Event, actor: &str) -> PlanState {
+    match event {
+        Event::Created(c) => {
+            state.created = Some(c.clone());
+            state.status = PlanStatus::Draft;
+            state.author = if c.author.is_empty() {
+                actor.to_owned()
+            } else {
+                c.author.clone()
+            };
+        }
+        Event::SafetyPlan(s) => state.safety_plan_sealed = s.text_sealed.clone(),
+        Event::GoalAdded(g) => {
+            state.goals.insert(
+                g.goal_id.clone(),
+                Goal {
+                    added: g.clone(),
+                    status: GoalStatus::Planned,
+                    ..Goal::default()
+                },
+            );
+        }
+        Event::ProviderAssigned(p) => {
+            if let Some(g) = state.goals.get_mut(&p.goal_id) {
+                g.provider = p.provider.clone();
+            }
+        }
+        Event::ServiceDelivered(d) => {
+            if let Some(g) = state.goals.get_mut(&d.goal_id) {
+                g.deliveries.push(d.clone());
+                if g.status == GoalStatus::Planned {
+                    g.status = GoalStatus::InProgress;
+                }
+            }
+        }
+        Event::GoalStatus(s) => {
+            if let Some(g) = state.goals.get_mut(&s.goal_id) {
+                g.status = GoalStatus::try_from(s.status).unwrap_or(g.status);
+                g.status_reason_sealed = s.reason_sealed.clone();
+            }
+        }
+        Event::Submitted(_) => state.status = PlanStatus::Submitted,
+        Event::Approved(_) => state.status = PlanStatus::Approved,
+        Event::ChangesRequested(_) => state.status = PlanStatus::ChangesRequested,
+        Event::ReviewScheduled(r) => state.next_review = Some(r.review_date.clone()),
+        Event::Reviewed(r) => {
+            state.next_review =
+                (!r.next_review_date.is_empty()).then(|| r.next_review_date.clone());
+            state.last_review = Some(r.clone());
+        }
+        Event::Closed(c) => {
+            state.status = PlanStatus::Closed;
+            state.closure = Some(c.clone());
+            state.next_review = None;
+        }
+    }
+    state
+}
