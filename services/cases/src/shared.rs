@@ -134,8 +134,14 @@ async fn run_on_case(
         })?;
         let new = events
             .iter()
-            .map(|e| NewEvent {
-                event_id,
+            .enumerate()
+            .map(|(i, e)| NewEvent {
+                // The given id for the first event, ids derived from it for any other.
+                event_id: if i == 0 {
+                    event_id
+                } else {
+                    Uuid::new_v5(&event_id, &(i as u64).to_be_bytes())
+                },
                 event_type: e.event_type().to_owned(),
                 data: e.encode(),
                 metadata: metadata.clone(),

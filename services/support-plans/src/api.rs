@@ -186,6 +186,13 @@ impl PlanApi {
         };
         gate.admit(call, Some(t.plan_id)).await?;
         let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
+        if loaded.answered(&request)?.is_none()
+            && read_case(self.log.as_ref(), case_id).await?.0.stage == Stage::Closed
+        {
+            return Err(ApiError::FailedPrecondition(
+                "the case is closed: reopen it before changing its plan".into(),
+            ));
+        }
         let command = build(case_id).await?;
         let version = aggregate::execute(
             self.log.as_ref(),
@@ -312,7 +319,7 @@ impl PlanApi {
         after: Option<Position>,
         include: impl Fn(&Loaded) -> bool,
         on_team: impl Fn(&CaseTeam) -> bool,
-        show: impl Fn(Uuid, &Loaded) -> T,
+        show: impl Fn(Uuid, &Loaded, Sight) -> T,
     ) -> Result<(Vec<T>, String), ApiError> {
         let candidates = self.directory.select(after, include).await?;
         let (mut items, mut returned) = (Vec::new(), Vec::new());
@@ -322,8 +329,8 @@ impl PlanApi {
                 continue;
             };
             let team = call.trust_teams().current(case_id).await?;
-            let visible = team.as_ref().is_some_and(|t| on_team(t))
-                && plan_sight(call, team.as_ref(), false) != Sight::None;
+            let sight = plan_sight(call, team.as_ref(), false);
+            let visible = team.as_ref().is_some_and(|t| on_team(t)) && sight != Sight::None;
             if !visible {
                 continue;
             }
@@ -331,7 +338,7 @@ impl PlanApi {
                 next = last;
                 break;
             }
-            items.push(show(*plan_id, loaded));
+            items.push(show(*plan_id, loaded, sight));
             returned.push(plan_id.to_string());
             returned.push(case_id.to_string());
             last = Some(*position);
@@ -415,7 +422,7 @@ impl SupportPlanService for PlanApi {
         .await
         .map_err(|e| match e {
             // Another creation took this slot meanwhile.
-            ApiError::FailedPrecondition(_) => {
+            ApiError::FailedPrecondition(why) if why == "the plan already exists" => {
                 ApiError::FailedPrecondition("the case already has an open plan".into())
             }
             e => e,
@@ -507,7 +514,7 @@ impl SupportPlanService for PlanApi {
             r.expected_version,
             &r,
         );
-        check.uuid("goal_id", &r.goal_id);
+        let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
         check.id_label("provider", &r.provider);
         check.done(())?;
         let action = Action::Write(Compartment::SupportPlan);
@@ -516,10 +523,10 @@ impl SupportPlanService for PlanApi {
                 &call,
                 &t,
                 action,
-                |l| goal_of(l, &r.goal_id),
+                |l| goal_of(l, &goal_id),
                 async |_| {
                     Ok(Command::AssignProvider {
-                        goal_id: r.goal_id.clone(),
+                        goal_id: goal_id.clone(),
                         provider: r.provider.clone(),
                     })
                 },
@@ -542,7 +549,7 @@ impl SupportPlanService for PlanApi {
             r.expected_version,
             &r,
         );
-        check.uuid("goal_id", &r.goal_id);
+        let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
         check.id_label("provider", &r.provider);
         if let Some(on) = check.date("delivered_on", &r.delivered_on, true)
             && on > date_of(call.now())
@@ -557,10 +564,10 @@ impl SupportPlanService for PlanApi {
                 &call,
                 &t,
                 action,
-                |l| goal_of(l, &r.goal_id),
+                |l| goal_of(l, &goal_id),
                 async |case_id| {
                     Ok(Command::RecordServiceDelivered {
-                        goal_id: r.goal_id.clone(),
+                        goal_id: goal_id.clone(),
                         provider: r.provider.clone(),
                         delivered_on: r.delivered_on.clone(),
                         note_sealed: seal(&call, case_id, &r.note).await?,
@@ -585,7 +592,7 @@ impl SupportPlanService for PlanApi {
             r.expected_version,
             &r,
         );
-        check.uuid("goal_id", &r.goal_id);
+        let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
         let status: GoalStatus = check.known("status", r.status);
         check.text(
             "reason",
@@ -600,10 +607,10 @@ impl SupportPlanService for PlanApi {
                 &call,
                 &t,
                 action,
-                |l| goal_of(l, &r.goal_id),
+                |l| goal_of(l, &goal_id),
                 async |case_id| {
                     Ok(Command::UpdateGoalStatus {
-                        goal_id: r.goal_id.clone(),
+                        goal_id: goal_id.clone(),
                         status,
                         reason_sealed: seal(&call, case_id, &r.reason).await?,
                     })
@@ -775,9 +782,12 @@ impl SupportPlanService for PlanApi {
         match assess_risk(
             self.log.as_ref(),
             case_id,
+            // The level only: the review's text stays in the support plan, where its
+            // readers are; the link is the causation id. The same bytes on every try,
+            // so a retry appends nothing twice.
             RiskAssessed {
                 level: r.risk_level,
-                factors_sealed: summary_sealed,
+                factors_sealed: Vec::new(),
                 immediate_actions_sealed: Vec::new(),
             },
             request.event_id(RISK_INDEX),
@@ -893,7 +903,7 @@ impl SupportPlanService for PlanApi {
                         team.is_member(&subject, &agency)
                     }
                 },
-                |plan_id, l| ReviewDue {
+                |plan_id, l, _| ReviewDue {
                     plan_id: plan_id.to_string(),
                     case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
                     review_date: l.state.next_review.clone().unwrap_or_default(),
@@ -949,11 +959,16 @@ impl SupportPlanService for PlanApi {
                         }
                 },
                 |_| true,
-                |plan_id, l| PlanSummary {
+                |plan_id, l, sight| PlanSummary {
                     plan_id: plan_id.to_string(),
                     case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
                     status: l.state.status as i32,
-                    author: l.state.author.clone(),
+                    // Who wrote it is content: for full readers only.
+                    author: if sight == Sight::Full {
+                        l.state.author.clone()
+                    } else {
+                        String::new()
+                    },
                     created_at: l.created_at.map(timestamp),
                     next_review_date: l.state.next_review.clone().unwrap_or_default(),
                     goals_total: u32::try_from(l.state.goals.len()).unwrap_or(u32::MAX),

@@ -110,6 +110,8 @@ pub struct PlanState {
     pub next_review: Option<String>,
     pub last_review: Option<PlanReviewed>,
     pub closure: Option<PlanClosed>,
+    /// Everyone who wrote any of it: none of them may decide on it.
+    pub writers: std::collections::BTreeSet<String>,
 }
 
 impl PlanState {
@@ -219,6 +221,7 @@ pub fn decide(state: &PlanState, command: Command) -> Result<Vec<Event>, DomainE
     let event = match command {
         Command::Create { .. } => return Err(Precondition("the plan already exists")),
         Command::RecordSafetyPlan(s) => {
+            awaiting_decision(state)?;
             if s.text_sealed.is_empty() {
                 return Err(Invalid {
                     field: "text",
@@ -228,6 +231,7 @@ pub fn decide(state: &PlanState, command: Command) -> Result<Vec<Event>, DomainE
             Event::SafetyPlan(SafetyPlanRecorded { plan_id, ..s })
         }
         Command::AddGoal(g) => {
+            awaiting_decision(state)?;
             if g.goal_id.is_empty() {
                 return Err(Invalid {
                     field: "goal_id",
@@ -373,6 +377,16 @@ pub fn decide(state: &PlanState, command: Command) -> Result<Vec<Event>, DomainE
     Ok(vec![event])
 }
 
+/// The plan itself does not change while a supervisor decides on it.
+fn awaiting_decision(state: &PlanState) -> Result<(), DomainError> {
+    if state.status == PlanStatus::Submitted {
+        return Err(Precondition(
+            "the plan awaits a decision: it changes after approval or a request for changes",
+        ));
+    }
+    Ok(())
+}
+
 /// A supervisor decides a submitted plan, and not its author.
 fn decision_allowed(state: &PlanState, by: &str) -> Result<(), DomainError> {
     if state.status != PlanStatus::Submitted {
@@ -383,12 +397,33 @@ fn decision_allowed(state: &PlanState, by: &str) -> Result<(), DomainError> {
     if state.author == by {
         return Err(Precondition("the plan's author may not decide on it"));
     }
+    if state.writers.contains(by) {
+        return Err(Precondition(
+            "someone who wrote part of the plan may not decide on it",
+        ));
+    }
     Ok(())
+}
+
+/// A new safety plan or goal makes an approved plan a draft again: approval covers the
+/// plan as it was submitted.
+fn changed(status: PlanStatus) -> PlanStatus {
+    if status == PlanStatus::Approved {
+        PlanStatus::Draft
+    } else {
+        status
+    }
 }
 
 /// Applies one event; `actor` is who wrote it (the author of a plan whose creation
 /// does not name one).
 pub fn evolve(mut state: PlanState, event: &Event, actor: &str) -> PlanState {
+    if !matches!(
+        event,
+        Event::Approved(_) | Event::ChangesRequested(_) | Event::Closed(_)
+    ) {
+        state.writers.insert(actor.to_owned());
+    }
     match event {
         Event::Created(c) => {
             state.created = Some(c.clone());
@@ -399,8 +434,12 @@ pub fn evolve(mut state: PlanState, event: &Event, actor: &str) -> PlanState {
                 c.author.clone()
             };
         }
-        Event::SafetyPlan(s) => state.safety_plan_sealed = s.text_sealed.clone(),
+        Event::SafetyPlan(s) => {
+            state.safety_plan_sealed = s.text_sealed.clone();
+            state.status = changed(state.status);
+        }
         Event::GoalAdded(g) => {
+            state.status = changed(state.status);
             state.goals.insert(
                 g.goal_id.clone(),
                 Goal {

@@ -1368,3 +1368,62 @@ fn garbage_bytes_do_not_decode() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Approval means something
+
+#[test]
+fn someone_who_wrote_part_of_the_plan_may_not_decide_on_it() {
+    // A goal added by another worker (say, acting later as a supervisor).
+    let state = then_state_by(
+        "colleague-4",
+        given(&drafted_plan()),
+        &[Event::GoalAdded(goal(
+            "goal-extra",
+            GoalDomain::Family,
+            PlanPhase::AfterCare,
+        ))],
+    );
+    let state = then_state(state, &[submitted()]);
+    assert!(state.writers.contains("colleague-4"));
+    assert_eq!(
+        when(&state, approve("colleague-4")),
+        refused("someone who wrote part of the plan may not decide on it")
+    );
+    assert!(when(&state, approve(SUPERVISOR)).is_ok());
+}
+
+#[test]
+fn the_plan_does_not_change_while_a_decision_waits() {
+    let state = given(&submitted_plan());
+    const WAITS: &str =
+        "the plan awaits a decision: it changes after approval or a request for changes";
+    assert_eq!(
+        when(&state, Command::AddGoal(school_goal())),
+        refused(WAITS)
+    );
+    assert_eq!(
+        when(&state, Command::RecordSafetyPlan(safety_plan("new"))),
+        refused(WAITS)
+    );
+    // Carrying it out goes on: services, statuses.
+    assert!(when(&state, deliver(SAFETY_GOAL, REVIEW_DATE)).is_ok());
+}
+
+#[test]
+fn a_new_goal_or_safety_plan_returns_an_approved_plan_to_draft() {
+    let approved_plan = drafted_plan_then([submitted(), approved()]);
+    let state = given(&approved_plan);
+    assert_eq!(state.status, PlanStatus::Approved);
+    let extra = GoalAdded {
+        goal_id: "goal-extra".into(),
+        ..school_goal()
+    };
+    let events = when(&state, Command::AddGoal(extra)).expect("added");
+    assert_eq!(then_state(state.clone(), &events).status, PlanStatus::Draft);
+    let events = when(&state, Command::RecordSafetyPlan(safety_plan("new"))).expect("recorded");
+    assert_eq!(then_state(state.clone(), &events).status, PlanStatus::Draft);
+    // Services and statuses leave the approval standing.
+    let events = when(&state, deliver(SAFETY_GOAL, REVIEW_DATE)).expect("delivered");
+    assert_eq!(then_state(state, &events).status, PlanStatus::Approved);
+}
