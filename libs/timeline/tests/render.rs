@@ -12,12 +12,18 @@ use caseline_eventlog::{Metadata, Position, RecordedEvent, StreamName, Uuid};
 use caseline_policy::{Compartment, Sight};
 use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
+use caseline_proto::v1::GoalDomain;
 use caseline_proto::v1::events::{
     AccessRecorded, BreakGlassGranted, CaseOpened, CaseReopened, CasesLinked, CasesUnlinked,
     ClosureDecided, ClosureRequested, ContactAttached, ContactCaseOpened, ContactRecorded,
     JusticeMilestoneRecorded, NoteAdded, ReferralAccepted, ReferralAcknowledged, ReferralAttached,
     ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
     RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
+};
+use caseline_proto::v1::events::{
+    GoalAdded, GoalStatusUpdated, PlanApproved, PlanChangesRequested, PlanClosed, PlanCreated,
+    PlanReviewed, PlanSubmitted, ProviderAssigned, ReviewScheduled, SafetyPlanRecorded,
+    ServiceDelivered,
 };
 use caseline_proto::v1::{
     AgeBand, CallerKind, CaseSource, ConcernCategory, ContactChannel, Gender, LinkKind,
@@ -240,6 +246,66 @@ fn every_timeline_event(case_id: Uuid) -> Vec<(RecordedEvent, &'static str, Comp
             "referral_attached",
             Compartment::Referrals,
         ),
+        (
+            empty::<PlanCreated>(c, types::PLAN_CREATED),
+            "plan_created",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<SafetyPlanRecorded>(c, types::SAFETY_PLAN_RECORDED),
+            "safety_plan_recorded",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<GoalAdded>(c, types::GOAL_ADDED),
+            "goal_added",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<ProviderAssigned>(c, types::PROVIDER_ASSIGNED),
+            "provider_assigned",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<ServiceDelivered>(c, types::SERVICE_DELIVERED),
+            "service_delivered",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<GoalStatusUpdated>(c, types::GOAL_STATUS_UPDATED),
+            "goal_status_updated",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<PlanSubmitted>(c, types::PLAN_SUBMITTED),
+            "plan_submitted",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<PlanApproved>(c, types::PLAN_APPROVED),
+            "plan_approved",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<PlanChangesRequested>(c, types::PLAN_CHANGES_REQUESTED),
+            "plan_changes_requested",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<ReviewScheduled>(c, types::REVIEW_SCHEDULED),
+            "review_scheduled",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<PlanReviewed>(c, types::PLAN_REVIEWED),
+            "plan_reviewed",
+            Compartment::SupportPlan,
+        ),
+        (
+            empty::<PlanClosed>(c, types::PLAN_CLOSED),
+            "plan_closed",
+            Compartment::SupportPlan,
+        ),
     ];
     for (c, compartment) in [
         (NoteCompartment::Helpline, Compartment::HelplineContacts),
@@ -261,7 +327,7 @@ fn every_timeline_event(case_id: Uuid) -> Vec<(RecordedEvent, &'static str, Comp
 fn every_timeline_event_has_its_compartment_and_kind() {
     let case_id = Uuid::new_v4();
     let all = every_timeline_event(case_id);
-    assert_eq!(all.len(), 25);
+    assert_eq!(all.len(), 37);
     for (event, kind, compartment) in &all {
         let item = Item::of(event)
             .unwrap()
@@ -272,7 +338,34 @@ fn every_timeline_event_has_its_compartment_and_kind() {
     }
     // Every kind is distinct but the notes'.
     let kinds: HashSet<_> = all.iter().map(|(_, k, _)| *k).collect();
-    assert_eq!(kinds.len(), 21);
+    assert_eq!(kinds.len(), 33);
+}
+
+#[test]
+fn a_goal_entry_is_a_health_goal_exactly_for_medical_and_therapy() {
+    let c = Uuid::new_v4();
+    for (domain, health) in [
+        (GoalDomain::Medical, true),
+        (GoalDomain::Therapy, true),
+        (GoalDomain::Education, false),
+        (GoalDomain::Safety, false),
+    ] {
+        let e = event(
+            c,
+            types::SERVICE_DELIVERED,
+            &ServiceDelivered {
+                domain: domain as i32,
+                ..ServiceDelivered::default()
+            },
+        );
+        assert_eq!(
+            Item::of(&e).unwrap().unwrap().entry().health_goal,
+            health,
+            "{domain:?}"
+        );
+    }
+    let plan_level = event(c, types::PLAN_CREATED, &PlanCreated::default());
+    assert!(!Item::of(&plan_level).unwrap().unwrap().entry().health_goal);
 }
 
 #[tokio::test]
@@ -1039,6 +1132,16 @@ async fn after_shredding_full_entries_read_as_erased_not_as_errors() {
                 ..ReferralMade::default()
             },
         ),
+        event(
+            c,
+            types::GOAL_ADDED,
+            &GoalAdded {
+                goal_id: "goal-1".into(),
+                domain: GoalDomain::Therapy as i32,
+                description_sealed: f.seal(CANARY).await,
+                ..GoalAdded::default()
+            },
+        ),
     ];
     // Readable before.
     for e in &events {
@@ -1093,6 +1196,15 @@ async fn after_shredding_full_entries_read_as_erased_not_as_errors() {
             Detail::Referral(v) => {
                 assert_eq!(v.text, "");
                 assert_eq!(v.to_agency, "police-x", "unsealed fields remain");
+                v.erased
+            }
+            Detail::Plan(v) => {
+                assert_eq!(v.text, "");
+                assert_eq!(
+                    v.domain,
+                    GoalDomain::Therapy as i32,
+                    "unsealed fields remain"
+                );
                 v.erased
             }
             Detail::TeamChange(_) => unreachable!("no team change here"),

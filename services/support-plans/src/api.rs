@@ -330,7 +330,7 @@ impl PlanApi {
             };
             let team = call.trust_teams().current(case_id).await?;
             let sight = plan_sight(call, team.as_ref(), false);
-            let visible = team.as_ref().is_some_and(|t| on_team(t)) && sight != Sight::None;
+            let visible = team.as_ref().is_some_and(&on_team) && sight != Sight::None;
             if !visible {
                 continue;
             }
