@@ -31,6 +31,18 @@ pub struct MethodSpec {
     pub roles: &'static [Role],
 }
 
+impl MethodSpec {
+    /// The declaration of the RPC at `path`.
+    pub const fn new(path: &'static str, kind: Kind, scope: Scope, roles: &'static [Role]) -> Self {
+        Self {
+            path,
+            kind,
+            scope,
+            roles,
+        }
+    }
+}
+
 /// Every role that works on cases (not auditors, data protection officers or admins).
 pub const CASE_ROLES: &[Role] = &[
     Role::HelplineCounsellor,

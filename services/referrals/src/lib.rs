@@ -42,78 +42,64 @@ const WITHDRAWERS: &[Role] = &[
     Role::Supervisor,
 ];
 
-const fn method(
-    path: &'static str,
-    kind: Kind,
-    scope: Scope,
-    roles: &'static [Role],
-) -> MethodSpec {
-    MethodSpec {
-        path,
-        kind,
-        scope,
-        roles,
-    }
-}
-
 /// What the trust layer needs to know of each method. The policy narrows each call by
 /// the referral's agencies and its case's team.
 pub const METHODS: &[MethodSpec] = &[
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/MakeReferral",
         Kind::Write,
         Scope::Case,
         MAKERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/AcknowledgeReferral",
         Kind::Write,
         Scope::Case,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/AcceptReferral",
         Kind::Write,
         Scope::Case,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/DeclineReferral",
         Kind::Write,
         Scope::Case,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/RecordReferralOutcome",
         Kind::Write,
         Scope::Case,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/WithdrawReferral",
         Kind::Write,
         Scope::Case,
         WITHDRAWERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/GetReferral",
         Kind::Read,
         Scope::Case,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/ListInbox",
         Kind::Read,
         Scope::Global,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/ListOutbox",
         Kind::Read,
         Scope::Global,
         REFERRAL_RECEIVERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.ReferralService/ListOverdueReferrals",
         Kind::Read,
         Scope::Global,

@@ -224,6 +224,41 @@ impl PlanApi {
         Ok(answer(t.plan_id, version, None))
     }
 
+    /// A supervisor's decision on a submitted plan: approval (a comment optional) or a
+    /// request for changes (saying what must change).
+    async fn decide_plan(
+        &self,
+        call: &Call,
+        mut check: Check,
+        t: &Target,
+        comment: &str,
+        approve: bool,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        check.text("comment", comment, MAX_REASON_CHARS, !approve);
+        check.done(())?;
+        let action = Action::Manage(Operation::DecidePlan);
+        let (version, _, _) = self
+            .act(
+                call,
+                t,
+                action,
+                |_| false,
+                async |case_id| {
+                    let (by, comment_sealed) = (
+                        call.subject().to_owned(),
+                        seal(call, case_id, comment).await?,
+                    );
+                    Ok(if approve {
+                        Command::Approve { by, comment_sealed }
+                    } else {
+                        Command::RequestChanges { by, comment_sealed }
+                    })
+                },
+            )
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
     /// The plan as the caller may see it.
     async fn render(
         &self,
@@ -652,24 +687,7 @@ impl SupportPlanService for PlanApi {
             r.expected_version,
             &r,
         );
-        check.text("comment", &r.comment, MAX_REASON_CHARS, false);
-        check.done(())?;
-        let action = Action::Manage(Operation::DecidePlan);
-        let (version, _, _) = self
-            .act(
-                &call,
-                &t,
-                action,
-                |_| false,
-                async |case_id| {
-                    Ok(Command::Approve {
-                        by: call.subject().to_owned(),
-                        comment_sealed: seal(&call, case_id, &r.comment).await?,
-                    })
-                },
-            )
-            .await?;
-        Ok(answer(t.plan_id, version, None))
+        self.decide_plan(&call, check, &t, &r.comment, true).await
     }
 
     async fn request_plan_changes(
@@ -686,24 +704,7 @@ impl SupportPlanService for PlanApi {
             r.expected_version,
             &r,
         );
-        check.text("comment", &r.comment, MAX_REASON_CHARS, true);
-        check.done(())?;
-        let action = Action::Manage(Operation::DecidePlan);
-        let (version, _, _) = self
-            .act(
-                &call,
-                &t,
-                action,
-                |_| false,
-                async |case_id| {
-                    Ok(Command::RequestChanges {
-                        by: call.subject().to_owned(),
-                        comment_sealed: seal(&call, case_id, &r.comment).await?,
-                    })
-                },
-            )
-            .await?;
-        Ok(answer(t.plan_id, version, None))
+        self.decide_plan(&call, check, &t, &r.comment, false).await
     }
 
     async fn schedule_review(

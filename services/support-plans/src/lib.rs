@@ -39,22 +39,8 @@ const READERS: &[Role] = &[
     Role::Supervisor,
 ];
 
-const fn method(
-    path: &'static str,
-    kind: Kind,
-    scope: Scope,
-    roles: &'static [Role],
-) -> MethodSpec {
-    MethodSpec {
-        path,
-        kind,
-        scope,
-        roles,
-    }
-}
-
 const fn write(path: &'static str, roles: &'static [Role]) -> MethodSpec {
-    method(path, Kind::Write, Scope::Case, roles)
+    MethodSpec::new(path, Kind::Write, Scope::Case, roles)
 }
 
 /// What the trust layer needs to know of each method; the policy narrows each call by
@@ -81,19 +67,19 @@ pub const METHODS: &[MethodSpec] = &[
     write("/caseline.v1.SupportPlanService/ScheduleReview", WRITERS),
     write("/caseline.v1.SupportPlanService/RecordReview", WRITERS),
     write("/caseline.v1.SupportPlanService/ClosePlan", WRITERS),
-    method(
+    MethodSpec::new(
         "/caseline.v1.SupportPlanService/GetPlan",
         Kind::Read,
         Scope::Case,
         READERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.SupportPlanService/ListReviewsDue",
         Kind::Read,
         Scope::Global,
         READERS,
     ),
-    method(
+    MethodSpec::new(
         "/caseline.v1.SupportPlanService/ListPlans",
         Kind::Read,
         Scope::Global,
