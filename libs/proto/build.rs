@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "caseline/v1/case_types.proto",
     "caseline/v1/referral_types.proto",
     "caseline/v1/plan_types.proto",
+    "caseline/v1/compensation_types.proto",
     "caseline/v1/cases.proto",
     "caseline/v1/referrals.proto",
     "caseline/v1/support_plans.proto",
@@ -20,6 +21,7 @@ const PROTOS: &[&str] = &[
     "caseline/v1/events/cases.proto",
     "caseline/v1/events/referrals.proto",
     "caseline/v1/events/plans.proto",
+    "caseline/v1/events/compensation.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -14,6 +14,8 @@ use caseline_eventlog::{
 };
 use caseline_server::ApiError;
 
+use caseline_policy::{Action, Entry};
+
 use crate::Call;
 use crate::request::{Request, reused};
 
@@ -226,5 +228,122 @@ pub async fn execute<A: Aggregate>(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// The usual gate of a command on a case's aggregate (a plan, a claim, a complaint):
+/// `action` on the case, decided with its team as the log says now and recorded on the
+/// case's access history. A case the caller may not see makes the aggregate NOT_FOUND
+/// under its own id, never naming the case.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseGate {
+    pub case_id: Uuid,
+    pub action: Action,
+    /// Facts of the entry the command touches (a health goal).
+    pub health_goal: bool,
+    /// What the aggregate is called in a NOT_FOUND (`plan`, `claim`, `complaint`).
+    pub kind: &'static str,
+}
+
+impl CaseGate {
+    /// Decides and records; `id` is the aggregate's id (`None` while creating it, when a
+    /// hidden case is NOT_FOUND as the case the caller named).
+    pub async fn admit(&self, call: &Call, id: Option<Uuid>) -> Result<(), ApiError> {
+        let team = call.trust_teams().current(self.case_id).await?;
+        let decision = call.decide_for(
+            team.as_ref(),
+            self.action,
+            Entry {
+                addressed_to: None,
+                health_goal: self.health_goal,
+            },
+        );
+        match (call.enforce(self.case_id, decision), id) {
+            (Err(ApiError::NotFound { .. }), Some(id)) => Err(ApiError::NotFound {
+                kind: self.kind,
+                id: id.to_string(),
+            }),
+            (result, _) => result,
+        }
+    }
+}
+
+impl<A: Aggregate> Gate<A> for CaseGate {
+    async fn check(&self, call: &Call, id: Uuid, _: &Loaded<A>) -> Result<(), ApiError> {
+        self.admit(call, Some(id)).await
+    }
+}
+
+/// Every aggregate of one stream category, followed from the log in global order, for
+/// lists. Commands never read it (they load their own stream). It catches up before
+/// every query, so what a caller just wrote is listed on their next call.
+#[derive(Debug)]
+pub struct Projection<A> {
+    log: Arc<dyn EventLog>,
+    category: &'static str,
+    state: tokio::sync::Mutex<ProjectionState<A>>,
+}
+
+#[derive(Debug)]
+struct ProjectionState<A> {
+    after: caseline_eventlog::Position,
+    items: HashMap<Uuid, Loaded<A>>,
+    /// By the position of each one's first event.
+    order: std::collections::BTreeMap<caseline_eventlog::Position, Uuid>,
+}
+
+impl<A: Aggregate> Projection<A> {
+    pub fn new(log: Arc<dyn EventLog>, category: &'static str) -> Self {
+        Self {
+            log,
+            category,
+            state: tokio::sync::Mutex::new(ProjectionState {
+                after: caseline_eventlog::Position::START,
+                items: HashMap::new(),
+                order: std::collections::BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// The aggregates begun after `after` that `include` admits, oldest first, each with
+    /// the position that pages them.
+    pub async fn select(
+        &self,
+        after: Option<caseline_eventlog::Position>,
+        include: impl Fn(&Loaded<A>) -> bool,
+    ) -> Result<Vec<(caseline_eventlog::Position, Uuid, Loaded<A>)>, ApiError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        let category = self.category;
+        let mut at = state.after;
+        let caught_up = caseline_eventlog::catch_up(self.log.as_ref(), &mut at, |event| {
+            let Some((c, id)) = event.stream.as_str().split_once('-') else {
+                return Ok::<(), ApiError>(());
+            };
+            let Ok(id) = Uuid::parse_str(id) else {
+                return Ok(());
+            };
+            if c != category {
+                return Ok(());
+            }
+            let item = state.items.entry(id).or_default();
+            if item.version.is_none() {
+                state.order.insert(event.position, id);
+            }
+            item.apply(event)?;
+            Ok(())
+        })
+        .await;
+        state.after = at;
+        caught_up?;
+        let from = after.map_or(Unbounded, Excluded);
+        Ok(state
+            .order
+            .range((from, Unbounded))
+            .filter_map(|(p, id)| state.items.get(id).map(|l| (*p, *id, l)))
+            .filter(|(_, _, l)| include(l))
+            .map(|(p, id, l)| (p, id, l.clone()))
+            .collect())
     }
 }

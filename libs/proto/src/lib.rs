@@ -72,6 +72,17 @@ pub mod event_types {
     pub const REVIEW_SCHEDULED: &str = "caseline.v1.events.ReviewScheduled";
     pub const PLAN_REVIEWED: &str = "caseline.v1.events.PlanReviewed";
     pub const PLAN_CLOSED: &str = "caseline.v1.events.PlanClosed";
+    pub const CLAIM_FILED: &str = "caseline.v1.events.ClaimFiled";
+    pub const CLAIM_SUBMITTED: &str = "caseline.v1.events.ClaimSubmitted";
+    pub const CLAIM_DECIDED: &str = "caseline.v1.events.ClaimDecided";
+    pub const APPEAL_LODGED: &str = "caseline.v1.events.AppealLodged";
+    pub const PAYMENT_RECORDED: &str = "caseline.v1.events.PaymentRecorded";
+    pub const CLAIM_CLOSED: &str = "caseline.v1.events.ClaimClosed";
+    pub const COMPLAINT_LODGED: &str = "caseline.v1.events.ComplaintLodged";
+    pub const COMPLAINT_ACKNOWLEDGED: &str = "caseline.v1.events.ComplaintAcknowledged";
+    pub const COMPLAINT_FINDING_RECORDED: &str = "caseline.v1.events.ComplaintFindingRecorded";
+    pub const COMPLAINT_ESCALATED: &str = "caseline.v1.events.ComplaintEscalated";
+    pub const COMPLAINT_CLOSED: &str = "caseline.v1.events.ComplaintClosed";
     pub const ACCESS_RECORDED: &str = "caseline.v1.events.AccessRecorded";
     pub const BREAK_GLASS_GRANTED: &str = "caseline.v1.events.BreakGlassGranted";
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use caseline_audit::aggregate::{self, Gate, Intent};
+use caseline_audit::aggregate::{self, CaseGate, Intent, Projection};
 use caseline_audit::request::Request as RequestKey;
 use caseline_audit::{Call, vault_error};
 use caseline_cases::shared::{assess_risk, read_case};
@@ -34,9 +34,8 @@ use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of
 use caseline_timeline::timestamp;
 use caseline_vault::Opened;
 
-use crate::directory::Directory;
 use crate::domain::{Command, is_health_goal};
-use crate::store::{Loaded, Plan, nth_plan_id, plan_stream};
+use crate::store::{Loaded, PLAN_CATEGORY, Plan, nth_plan_id, plan_stream};
 
 /// Default and largest page of the lists.
 const LIST_PAGE: (u32, u32) = (50, 500);
@@ -47,13 +46,13 @@ const RISK_INDEX: usize = 1_000;
 #[derive(Debug)]
 pub struct PlanApi {
     log: Arc<dyn EventLog>,
-    directory: Directory,
+    directory: Projection<Plan>,
 }
 
 impl PlanApi {
     pub fn new(log: Arc<dyn EventLog>) -> Self {
         Self {
-            directory: Directory::new(Arc::clone(&log)),
+            directory: Projection::new(Arc::clone(&log), PLAN_CATEGORY),
             log,
         }
     }
@@ -66,37 +65,13 @@ fn plan_not_found(plan_id: Uuid) -> ApiError {
     }
 }
 
-/// What a command on a plan must be allowed, on the plan's case.
-struct PlanGate {
-    case_id: Uuid,
-    action: Action,
-    /// The command is about a health goal (medical, therapy).
-    health_goal: bool,
-}
-
-impl PlanGate {
-    /// Decides with the case's team as the log says now and records the decision; a
-    /// plan whose case the caller may not see is NOT_FOUND under the plan's own id.
-    async fn admit(&self, call: &Call, plan_id: Option<Uuid>) -> Result<(), ApiError> {
-        let team = call.trust_teams().current(self.case_id).await?;
-        let decision = call.decide_for(
-            team.as_ref(),
-            self.action,
-            Entry {
-                addressed_to: None,
-                health_goal: self.health_goal,
-            },
-        );
-        match (call.enforce(self.case_id, decision), plan_id) {
-            (Err(ApiError::NotFound { .. }), Some(plan_id)) => Err(plan_not_found(plan_id)),
-            (result, _) => result,
-        }
-    }
-}
-
-impl Gate<Plan> for PlanGate {
-    async fn check(&self, call: &Call, id: Uuid, _: &Loaded) -> Result<(), ApiError> {
-        self.admit(call, Some(id)).await
+/// The gate of a command on a plan: `action` on its case.
+fn plan_gate(case_id: Uuid, action: Action, health_goal: bool) -> CaseGate {
+    CaseGate {
+        case_id,
+        action,
+        health_goal,
+        kind: "plan",
     }
 }
 
@@ -179,11 +154,7 @@ impl PlanApi {
             return Err(plan_not_found(t.plan_id));
         };
         call.returned([t.plan_id]);
-        let gate = PlanGate {
-            case_id,
-            action,
-            health_goal: health(&loaded),
-        };
+        let gate = plan_gate(case_id, action, health(&loaded));
         gate.admit(call, Some(t.plan_id)).await?;
         let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
         if loaded.answered(&request)?.is_none()
@@ -398,11 +369,7 @@ impl SupportPlanService for PlanApi {
         let request_id = check.uuid("request_id", &r.request_id);
         let case_id = check.uuid("case_id", &r.case_id);
         check.done(())?;
-        let gate = PlanGate {
-            case_id,
-            action: Action::Write(Compartment::SupportPlan),
-            health_goal: false,
-        };
+        let gate = plan_gate(case_id, Action::Write(Compartment::SupportPlan), false);
         gate.admit(&call, None).await?;
         let request = RequestKey::new(&call, case_id, request_id, &r.encode_to_vec()).await?;
         // The case's plans, oldest first: a retry answers as the first time; an open

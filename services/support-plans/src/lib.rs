@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 mod api;
-mod directory;
 pub mod domain;
 mod store;
 
