@@ -24,6 +24,11 @@ use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
 use caseline_proto::prost_types::Timestamp;
 use caseline_proto::v1::events::{
+    AppealLodged, ClaimClosed, ClaimDecided, ClaimFiled, ClaimSubmitted, ComplaintAcknowledged,
+    ComplaintClosed, ComplaintEscalated, ComplaintFindingRecorded, ComplaintLodged,
+    PaymentRecorded,
+};
+use caseline_proto::v1::events::{
     CaseOpened, CaseReopened, CasesLinked, CasesUnlinked, ClosureDecided, ClosureRequested,
     ContactAttached, JusticeMilestoneRecorded, NoteAdded, ReferralAccepted, ReferralAcknowledged,
     ReferralAttached, ReferralDeclined, ReferralEscalated, ReferralMade, ReferralOutcomeRecorded,
@@ -36,9 +41,9 @@ use caseline_proto::v1::events::{
 };
 use caseline_proto::v1::{
     CaseOpenedView, ChildIdentity, ClosureView, ContactView, LinkView, MilestoneView,
-    NoteCompartment, NoteView, PlanView, ReferralView, RiskAssessmentView, Stage, StageView,
-    TeamChangeView, TimelineEntry, Visibility, closure_view, plan_view, referral_view,
-    timeline_entry,
+    NoteCompartment, NoteView, PlanView, ReferralView, RemedyView, RiskAssessmentView, Stage,
+    StageView, TeamChangeView, TimelineEntry, Visibility, closure_view, plan_view, referral_view,
+    remedy_view, timeline_entry,
 };
 use caseline_vault::{Opened, Vault};
 
@@ -78,6 +83,17 @@ pub enum Payload {
     ReviewScheduled(ReviewScheduled),
     PlanReviewed(PlanReviewed),
     PlanClosed(PlanClosed),
+    ClaimFiled(ClaimFiled),
+    ClaimSubmitted(ClaimSubmitted),
+    ClaimDecided(ClaimDecided),
+    AppealLodged(AppealLodged),
+    PaymentRecorded(PaymentRecorded),
+    ClaimClosed(ClaimClosed),
+    ComplaintLodged(ComplaintLodged),
+    ComplaintAcknowledged(ComplaintAcknowledged),
+    ComplaintFinding(ComplaintFindingRecorded),
+    ComplaintEscalated(ComplaintEscalated),
+    ComplaintClosed(ComplaintClosed),
 }
 
 /// One event of a case's timeline.
@@ -157,6 +173,17 @@ impl<'e> Item<'e> {
             types::REVIEW_SCHEDULED => Payload::ReviewScheduled(decode(event)?),
             types::PLAN_REVIEWED => Payload::PlanReviewed(decode(event)?),
             types::PLAN_CLOSED => Payload::PlanClosed(decode(event)?),
+            types::CLAIM_FILED => Payload::ClaimFiled(decode(event)?),
+            types::CLAIM_SUBMITTED => Payload::ClaimSubmitted(decode(event)?),
+            types::CLAIM_DECIDED => Payload::ClaimDecided(decode(event)?),
+            types::APPEAL_LODGED => Payload::AppealLodged(decode(event)?),
+            types::PAYMENT_RECORDED => Payload::PaymentRecorded(decode(event)?),
+            types::CLAIM_CLOSED => Payload::ClaimClosed(decode(event)?),
+            types::COMPLAINT_LODGED => Payload::ComplaintLodged(decode(event)?),
+            types::COMPLAINT_ACKNOWLEDGED => Payload::ComplaintAcknowledged(decode(event)?),
+            types::COMPLAINT_FINDING_RECORDED => Payload::ComplaintFinding(decode(event)?),
+            types::COMPLAINT_ESCALATED => Payload::ComplaintEscalated(decode(event)?),
+            types::COMPLAINT_CLOSED => Payload::ComplaintClosed(decode(event)?),
             _ => return Ok(None),
         };
         Ok(Some(Self { event, payload }))
@@ -198,6 +225,17 @@ impl<'e> Item<'e> {
             Payload::ReviewScheduled(_) => "review_scheduled",
             Payload::PlanReviewed(_) => "plan_reviewed",
             Payload::PlanClosed(_) => "plan_closed",
+            Payload::ClaimFiled(_) => "claim_filed",
+            Payload::ClaimSubmitted(_) => "claim_submitted",
+            Payload::ClaimDecided(_) => "claim_decided",
+            Payload::AppealLodged(_) => "appeal_lodged",
+            Payload::PaymentRecorded(_) => "payment_recorded",
+            Payload::ClaimClosed(_) => "claim_closed",
+            Payload::ComplaintLodged(_) => "complaint_lodged",
+            Payload::ComplaintAcknowledged(_) => "complaint_acknowledged",
+            Payload::ComplaintFinding(_) => "complaint_finding_recorded",
+            Payload::ComplaintEscalated(_) => "complaint_escalated",
+            Payload::ComplaintClosed(_) => "complaint_closed",
         }
     }
 
@@ -225,7 +263,29 @@ impl<'e> Item<'e> {
             | Payload::ReferralWithdrawn(_)
             | Payload::ReferralEscalated(_)
             | Payload::ReferralAttached(_) => Compartment::Referrals,
-            _ => Compartment::SupportPlan,
+            Payload::ClaimFiled(_)
+            | Payload::ClaimSubmitted(_)
+            | Payload::ClaimDecided(_)
+            | Payload::AppealLodged(_)
+            | Payload::PaymentRecorded(_)
+            | Payload::ClaimClosed(_) => Compartment::CompensationClaims,
+            Payload::ComplaintLodged(_)
+            | Payload::ComplaintAcknowledged(_)
+            | Payload::ComplaintFinding(_)
+            | Payload::ComplaintEscalated(_)
+            | Payload::ComplaintClosed(_) => Compartment::Complaints,
+            Payload::PlanCreated(_)
+            | Payload::SafetyPlan(_)
+            | Payload::GoalAdded(_)
+            | Payload::ProviderAssigned(_)
+            | Payload::ServiceDelivered(_)
+            | Payload::GoalStatus(_)
+            | Payload::PlanSubmitted(_)
+            | Payload::PlanApproved(_)
+            | Payload::PlanChangesRequested(_)
+            | Payload::ReviewScheduled(_)
+            | Payload::PlanReviewed(_)
+            | Payload::PlanClosed(_) => Compartment::SupportPlan,
         }
     }
 
@@ -451,8 +511,93 @@ impl<'e> Item<'e> {
             | Payload::ReferralWithdrawn(_)
             | Payload::ReferralEscalated(_)
             | Payload::ReferralAttached(_) => Detail::Referral(self.referral_view(&mut o).await?),
+            Payload::ClaimFiled(_)
+            | Payload::ClaimSubmitted(_)
+            | Payload::ClaimDecided(_)
+            | Payload::AppealLodged(_)
+            | Payload::PaymentRecorded(_)
+            | Payload::ClaimClosed(_)
+            | Payload::ComplaintLodged(_)
+            | Payload::ComplaintAcknowledged(_)
+            | Payload::ComplaintFinding(_)
+            | Payload::ComplaintEscalated(_)
+            | Payload::ComplaintClosed(_) => Detail::Remedy(self.remedy_view(&mut o).await?),
             _ => Detail::Plan(self.plan_view(&mut o).await?),
         })
+    }
+
+    async fn remedy_view(&self, o: &mut Opener<'_>) -> Result<RemedyView, caseline_vault::Error> {
+        use remedy_view::Step;
+        let mut v = RemedyView::default();
+        let step = match &self.payload {
+            Payload::ClaimFiled(c) => {
+                v.id = c.claim_id.clone();
+                v.scheme = c.scheme;
+                v.amount = c.amount_claimed.clone();
+                v.date = c.filing_deadline.clone();
+                Step::ClaimFiled
+            }
+            Payload::ClaimSubmitted(c) => {
+                v.id = c.claim_id.clone();
+                v.date = c.submitted_on.clone();
+                Step::ClaimSubmitted
+            }
+            Payload::ClaimDecided(c) => {
+                v.id = c.claim_id.clone();
+                v.outcome = c.outcome;
+                v.amount = c.amount_awarded.clone();
+                v.text = o.text(&c.reasons_sealed).await?;
+                Step::ClaimDecided
+            }
+            Payload::AppealLodged(c) => {
+                v.id = c.claim_id.clone();
+                v.date = c.lodged_on.clone();
+                v.text = o.text(&c.grounds_sealed).await?;
+                Step::AppealLodged
+            }
+            Payload::PaymentRecorded(c) => {
+                v.id = c.claim_id.clone();
+                v.amount = c.amount.clone();
+                v.date = c.paid_on.clone();
+                Step::PaymentRecorded
+            }
+            Payload::ClaimClosed(c) => {
+                v.id = c.claim_id.clone();
+                v.text = o.text(&c.note_sealed).await?;
+                Step::ClaimClosed
+            }
+            Payload::ComplaintLodged(c) => {
+                v.id = c.complaint_id.clone();
+                v.about = c.about.clone();
+                v.text = o.text(&c.description_sealed).await?;
+                Step::ComplaintLodged
+            }
+            Payload::ComplaintAcknowledged(c) => {
+                v.id = c.complaint_id.clone();
+                Step::ComplaintAcknowledged
+            }
+            Payload::ComplaintFinding(c) => {
+                v.id = c.complaint_id.clone();
+                v.finding = c.finding;
+                v.text = o.text(&c.remedy_sealed).await?;
+                Step::ComplaintFinding
+            }
+            Payload::ComplaintEscalated(c) => {
+                v.id = c.complaint_id.clone();
+                v.body = c.body.clone();
+                v.text = o.text(&c.reason_sealed).await?;
+                Step::ComplaintEscalated
+            }
+            Payload::ComplaintClosed(c) => {
+                v.id = c.complaint_id.clone();
+                v.text = o.text(&c.note_sealed).await?;
+                Step::ComplaintClosed
+            }
+            _ => Step::Unspecified,
+        };
+        v.step = step as i32;
+        v.erased = o.erased;
+        Ok(v)
     }
 
     async fn plan_view(&self, o: &mut Opener<'_>) -> Result<PlanView, caseline_vault::Error> {

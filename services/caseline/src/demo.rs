@@ -640,6 +640,19 @@ fn gist(e: &TimelineEntry) -> String {
             t.role,
             t.agency
         ),
+        Detail::Remedy(r) if r.erased => "claim or complaint (erased)".to_owned(),
+        Detail::Remedy(r) => format!(
+            "{}{}",
+            short(
+                caseline_proto::v1::remedy_view::Step::try_from(r.step).map(|v| v.as_str_name()),
+                "STEP_"
+            ),
+            if r.text.is_empty() {
+                String::new()
+            } else {
+                format!(": \"{}\"", r.text)
+            }
+        ),
         Detail::Plan(p) if p.erased => "plan (erased)".to_owned(),
         Detail::Plan(p) => format!(
             "{}{}",

@@ -186,7 +186,7 @@ impl AllInOne {
             .add_service(caseline_cases::server(Arc::clone(&log)))
             .add_service(caseline_referrals::server(Arc::clone(&log)))
             .add_service(caseline_support_plans::server(Arc::clone(&log)))
-            .add_service(caseline_compensation::server())
+            .add_service(caseline_compensation::server(Arc::clone(&log)))
             .add_service(caseline_audit_service::server());
         let server = GrpcServer::build(listen, services).await?;
         let escalation = Escalation::new(Arc::clone(&log), trust.vault().clone(), clockwork.clock);

@@ -1,0 +1,976 @@
+//! The gRPC handlers of CompensationService.
+//!
+//! Every command: validate (each bad field named; money checked for a known currency
+//! and a positive amount) → load the claim or complaint → the caller's standing on its
+//! case (`compensation_claims` or `complaints` row), recorded → seal with the case's
+//! key → decide → append on the shared command path. A claim or complaint the caller may
+//! not see is NOT_FOUND under its own id.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use caseline_audit::aggregate::{self, Aggregate, CaseGate, Intent, Loaded, Projection};
+use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
+use caseline_audit::{Call, vault_error};
+use caseline_eventlog::{EventLog, Position, Uuid};
+use caseline_policy::{Action, Compartment, Entry};
+use caseline_proto::prost::Message;
+use caseline_proto::tonic::{self, Request, Response, Status};
+use caseline_proto::v1::compensation_service_server::CompensationService;
+use caseline_proto::v1::events::{
+    AppealLodged, ClaimClosed, ClaimDecided, ClaimFiled, ClaimSubmitted, ComplaintClosed,
+    ComplaintEscalated, ComplaintFindingRecorded, ComplaintLodged, PaymentRecorded,
+};
+use caseline_proto::v1::{
+    AcknowledgeComplaintRequest, Claim as ClaimMessage, ClaimOutcome, ClaimScheme, ClaimStatus,
+    Claimant, CloseClaimRequest, CloseComplaintRequest, CompensationTotals, ComplainantKind,
+    Complaint as ComplaintMessage, ComplaintChannel, ComplaintFinding, ComplaintStatus,
+    CurrencyTotals, EscalateComplaintRequest, FileClaimRequest, GetClaimRequest,
+    GetCompensationTotalsRequest, GetComplaintRequest, ListClaimDeadlinesRequest,
+    ListClaimsRequest, ListClaimsResponse, ListComplaintsRequest, ListComplaintsResponse,
+    LodgeAppealRequest, LodgeComplaintRequest, Money, Payment, RecordClaimDecisionRequest,
+    RecordClaimSubmittedRequest, RecordComplaintFindingRequest, RecordPaymentRequest,
+    RemedyCommandResponse,
+};
+use caseline_server::ApiError;
+use caseline_server::validate::{
+    Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of,
+};
+use caseline_vault::Opened;
+
+use crate::domain::{ClaimCommand, ComplaintCommand, money};
+use crate::money::{ByCurrency, Totals, add, fault};
+use crate::store::{
+    CLAIM_CATEGORY, COMPLAINT_CATEGORY, Claim, Complaint, LoadedClaim, LoadedComplaint, stream,
+};
+
+const LIST_PAGE: (u32, u32) = (50, 500);
+
+/// The gRPC handlers of CompensationService.
+#[derive(Debug)]
+pub struct CompensationApi {
+    log: Arc<dyn EventLog>,
+    claims: Projection<Claim>,
+    complaints: Projection<Complaint>,
+}
+
+impl CompensationApi {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            claims: Projection::new(Arc::clone(&log), CLAIM_CATEGORY),
+            complaints: Projection::new(Arc::clone(&log), COMPLAINT_CATEGORY),
+            log,
+        }
+    }
+}
+
+/// What a kind of record is: its stream category, its compartment, its name.
+struct Kind {
+    category: &'static str,
+    compartment: Compartment,
+    name: &'static str,
+}
+
+const CLAIMS: Kind = Kind {
+    category: CLAIM_CATEGORY,
+    compartment: Compartment::CompensationClaims,
+    name: "claim",
+};
+const COMPLAINTS: Kind = Kind {
+    category: COMPLAINT_CATEGORY,
+    compartment: Compartment::Complaints,
+    name: "complaint",
+};
+
+fn not_found(kind: &Kind, id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        kind: kind.name,
+        id: id.to_string(),
+    }
+}
+
+/// Checks an amount field, naming the part at fault.
+fn amount(check: &mut Check, field: &'static str, value: Option<&Money>) {
+    if let Some((part, reason)) = fault(value) {
+        check.fail(&format!("{field}{part}"), reason);
+    }
+}
+
+fn answer(id: Uuid, version: u64) -> Response<RemedyCommandResponse> {
+    Response::new(RemedyCommandResponse {
+        id: id.to_string(),
+        version,
+    })
+}
+
+async fn seal(call: &Call, case_id: Uuid, text: &str) -> Result<Vec<u8>, ApiError> {
+    call.vault()
+        .seal_field(case_id, text.trim())
+        .await
+        .map_err(vault_error)
+}
+
+/// Opens sealed fields of one case, remembering whether any was erased.
+struct Opener<'a> {
+    call: &'a Call,
+    case_id: Uuid,
+    erased: bool,
+}
+
+impl Opener<'_> {
+    async fn text(&mut self, bytes: &[u8]) -> Result<String, ApiError> {
+        match self
+            .call
+            .vault()
+            .open_field(self.case_id, bytes)
+            .await
+            .map_err(vault_error)?
+        {
+            Opened::Plain(t) => Ok(t.expose().to_owned()),
+            Opened::Erased => {
+                self.erased = true;
+                Ok(String::new())
+            }
+        }
+    }
+}
+
+/// A command on an existing claim or complaint, as received.
+struct Target {
+    id: Uuid,
+    request_id: Uuid,
+    expected: Option<u64>,
+    encoded: Vec<u8>,
+}
+
+fn target(
+    check: &mut Check,
+    field: &str,
+    id: &str,
+    request_id: &str,
+    expected: Option<u64>,
+    message: &impl Message,
+) -> Target {
+    Target {
+        id: check.uuid(field, id),
+        request_id: check.uuid("request_id", request_id),
+        expected,
+        encoded: message.encode_to_vec(),
+    }
+}
+
+impl CompensationApi {
+    /// A command on an existing claim or complaint: load, authorise writing its
+    /// compartment on its case, identify the request, let `build` seal and make the
+    /// command, run it on the shared path.
+    async fn act<A: Aggregate>(
+        &self,
+        call: &Call,
+        kind: &Kind,
+        t: &Target,
+        case_of: impl Fn(&A) -> Option<Uuid>,
+        build: impl AsyncFnOnce(Uuid, &Loaded<A>) -> Result<A::Command, ApiError>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        call.returned([t.id]);
+        let stream = stream(kind.category, t.id)?;
+        let loaded = Loaded::<A>::load(self.log.as_ref(), &stream).await?;
+        let Some(case_id) = case_of(&loaded) else {
+            return Err(not_found(kind, t.id).into());
+        };
+        let gate = CaseGate {
+            case_id,
+            action: Action::Write(kind.compartment),
+            health_goal: false,
+            kind: kind.name,
+        };
+        gate.admit(call, Some(t.id)).await?;
+        let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
+        let command = build(case_id, &loaded).await?;
+        let version = aggregate::execute(
+            self.log.as_ref(),
+            call,
+            Intent {
+                id: t.id,
+                stream,
+                request: &request,
+                expected: t.expected,
+                case_id: Some(case_id),
+            },
+            Some(loaded),
+            command,
+            &gate,
+        )
+        .await?;
+        Ok(answer(t.id, version))
+    }
+
+    /// Creates a claim or complaint on `case_id`.
+    async fn create<A: Aggregate>(
+        &self,
+        call: &Call,
+        kind: &Kind,
+        case_id: Uuid,
+        request_id: Uuid,
+        encoded: &[u8],
+        build: impl AsyncFnOnce(Uuid) -> Result<A::Command, ApiError>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let gate = CaseGate {
+            case_id,
+            action: Action::Write(kind.compartment),
+            health_goal: false,
+            kind: kind.name,
+        };
+        gate.admit(call, None).await?;
+        let id = new_aggregate_id(call, kind.name, request_id);
+        let request = RequestKey::new(call, case_id, request_id, encoded).await?;
+        let command = build(id).await?;
+        let version = aggregate::execute::<A>(
+            self.log.as_ref(),
+            call,
+            Intent {
+                id,
+                stream: stream(kind.category, id)?,
+                request: &request,
+                expected: None,
+                case_id: Some(case_id),
+            },
+            None,
+            command,
+            &gate,
+        )
+        .await?;
+        Ok(answer(id, version))
+    }
+
+    /// Whether the caller reads `kind` on `case_id`; the decision is not recorded.
+    async fn reads(&self, call: &Call, kind: &Kind, case_id: Uuid) -> Result<bool, ApiError> {
+        let team = call.trust_teams().current(case_id).await?;
+        Ok(call
+            .decide_for(
+                team.as_ref(),
+                Action::Read(kind.compartment),
+                Entry::default(),
+            )
+            .is_allowed())
+    }
+
+    /// Records the caller's reading of `kind` on `case_id`: NOT_FOUND (under `id`) if
+    /// they may not.
+    async fn admit_read(
+        &self,
+        call: &Call,
+        kind: &Kind,
+        case_id: Uuid,
+        id: Uuid,
+    ) -> Result<(), ApiError> {
+        let team = call.trust_teams().current(case_id).await?;
+        let decision = call.decide_for(
+            team.as_ref(),
+            Action::Read(kind.compartment),
+            Entry::default(),
+        );
+        match call.enforce(case_id, decision) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(not_found(kind, id)),
+        }
+    }
+
+    async fn render_claim(
+        &self,
+        call: &Call,
+        id: Uuid,
+        l: &LoadedClaim,
+    ) -> Result<ClaimMessage, ApiError> {
+        let s = &l.state;
+        let case_id = l.case_id.unwrap_or_default();
+        let mut o = Opener {
+            call,
+            case_id,
+            erased: false,
+        };
+        let filed = s.filed.clone().unwrap_or_default();
+        let currency = s.currency().to_owned();
+        let decision = s.decision.clone().unwrap_or_default();
+        let mut claim = ClaimMessage {
+            claim_id: id.to_string(),
+            case_id: case_id.to_string(),
+            scheme: filed.scheme,
+            jurisdiction: filed.jurisdiction,
+            claimant: filed.claimant,
+            amount_claimed: filed.amount_claimed,
+            filing_deadline: filed.filing_deadline,
+            status: s.status as i32,
+            submitted_on: s
+                .submitted
+                .as_ref()
+                .map(|x| x.submitted_on.clone())
+                .unwrap_or_default(),
+            reference: s
+                .submitted
+                .as_ref()
+                .map(|x| x.reference.clone())
+                .unwrap_or_default(),
+            outcome: decision.outcome,
+            amount_awarded: s.decision.as_ref().map(|_| money(s.awarded(), &currency)),
+            reasons: o.text(&decision.reasons_sealed).await?,
+            appealed: s.appeal.is_some(),
+            appeal_grounds: match &s.appeal {
+                Some(a) => o.text(&a.grounds_sealed).await?,
+                None => String::new(),
+            },
+            payments: s
+                .payments
+                .iter()
+                .map(|p| Payment {
+                    payment_id: p.payment_id.clone(),
+                    amount: p.amount.clone(),
+                    paid_on: p.paid_on.clone(),
+                })
+                .collect(),
+            amount_paid: Some(money(s.paid(), &currency)),
+            amount_outstanding: Some(money(s.outstanding(), &currency)),
+            version: l.version.unwrap_or_default(),
+            erased: false,
+        };
+        claim.erased = o.erased;
+        Ok(claim)
+    }
+
+    async fn render_complaint(
+        &self,
+        call: &Call,
+        id: Uuid,
+        l: &LoadedComplaint,
+    ) -> Result<ComplaintMessage, ApiError> {
+        let s = &l.state;
+        let case_id = l.case_id.unwrap_or_default();
+        let mut o = Opener {
+            call,
+            case_id,
+            erased: false,
+        };
+        let lodged = s.lodged.clone().unwrap_or_default();
+        let mut complaint = ComplaintMessage {
+            complaint_id: id.to_string(),
+            case_id: case_id.to_string(),
+            about: lodged.about,
+            channel: lodged.channel,
+            complainant: lodged.complainant,
+            description: o.text(&lodged.description_sealed).await?,
+            status: s.status as i32,
+            finding: s.finding.as_ref().map_or(0, |f| f.finding),
+            remedy: match &s.finding {
+                Some(f) => o.text(&f.remedy_sealed).await?,
+                None => String::new(),
+            },
+            escalated_to: s
+                .escalation
+                .as_ref()
+                .map(|e| e.body.clone())
+                .unwrap_or_default(),
+            escalation_reason: match &s.escalation {
+                Some(e) => o.text(&e.reason_sealed).await?,
+                None => String::new(),
+            },
+            version: l.version.unwrap_or_default(),
+            erased: false,
+        };
+        complaint.erased = o.erased;
+        Ok(complaint)
+    }
+
+    /// A page of claims `include` admits that the caller may read, in the order filed;
+    /// every claim and case id returned is recorded.
+    async fn claim_page(
+        &self,
+        call: &Call,
+        size: usize,
+        after: Option<Position>,
+        include: impl Fn(&LoadedClaim) -> bool,
+    ) -> Result<ListClaimsResponse, ApiError> {
+        let candidates = self.claims.select(after, include).await?;
+        let (mut claims, mut returned, mut last, mut next) = (Vec::new(), Vec::new(), None, None);
+        for (position, id, l) in &candidates {
+            let Some(case_id) = l.case_id else { continue };
+            if !self.reads(call, &CLAIMS, case_id).await? {
+                continue;
+            }
+            if claims.len() == size {
+                next = last;
+                break;
+            }
+            claims.push(self.render_claim(call, *id, l).await?);
+            returned.extend([id.to_string(), case_id.to_string()]);
+            last = Some(*position);
+        }
+        call.returned(returned);
+        Ok(ListClaimsResponse {
+            claims,
+            next_page_token: next.map(|p: Position| p.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+fn claim_case(c: &Claim) -> Option<Uuid> {
+    c.case_id.filter(|_| c.state.exists())
+}
+
+fn complaint_case(c: &Complaint) -> Option<Uuid> {
+    c.case_id.filter(|_| c.state.exists())
+}
+
+#[tonic::async_trait]
+impl CompensationService for CompensationApi {
+    async fn file_claim(
+        &self,
+        request: Request<FileClaimRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let request_id = check.uuid("request_id", &r.request_id);
+        let case_id = check.uuid("case_id", &r.case_id);
+        let _: ClaimScheme = check.known("scheme", r.scheme);
+        check.text("jurisdiction", &r.jurisdiction, MAX_LABEL_CHARS, true);
+        let _: Claimant = check.known("claimant", r.claimant);
+        amount(&mut check, "amount_claimed", r.amount_claimed.as_ref());
+        check.date("filing_deadline", &r.filing_deadline, true);
+        check.done(())?;
+        self.create::<Claim>(
+            &call,
+            &CLAIMS,
+            case_id,
+            request_id,
+            &r.encode_to_vec(),
+            async |id| {
+                Ok(ClaimCommand::File(ClaimFiled {
+                    claim_id: id.to_string(),
+                    scheme: r.scheme,
+                    jurisdiction: r.jurisdiction.trim().to_owned(),
+                    claimant: r.claimant,
+                    amount_claimed: r.amount_claimed.clone(),
+                    filing_deadline: r.filing_deadline.clone(),
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn record_claim_submitted(
+        &self,
+        request: Request<RecordClaimSubmittedRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "claim_id",
+            &r.claim_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        if let Some(on) = check.date("submitted_on", &r.submitted_on, true)
+            && on > date_of(call.now())
+        {
+            check.fail("submitted_on", "must not be in the future");
+        }
+        check.text("reference", &r.reference, MAX_LABEL_CHARS, false);
+        check.done(())?;
+        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |_, _| {
+            Ok(ClaimCommand::Submit(ClaimSubmitted {
+                claim_id: t.id.to_string(),
+                submitted_on: r.submitted_on.clone(),
+                reference: r.reference.trim().to_owned(),
+            }))
+        })
+        .await
+    }
+
+    async fn record_claim_decision(
+        &self,
+        request: Request<RecordClaimDecisionRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "claim_id",
+            &r.claim_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let outcome: ClaimOutcome = check.known("outcome", r.outcome);
+        if outcome == ClaimOutcome::Rejected {
+            if r.amount_awarded
+                .as_ref()
+                .is_some_and(|m| m.minor_units != 0)
+            {
+                check.fail("amount_awarded.minor_units", "a rejection awards nothing");
+            }
+        } else {
+            amount(&mut check, "amount_awarded", r.amount_awarded.as_ref());
+        }
+        check.text("reasons", &r.reasons, MAX_TEXT_CHARS, false);
+        check.done(())?;
+        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+            Ok(ClaimCommand::Decide(ClaimDecided {
+                claim_id: t.id.to_string(),
+                outcome: r.outcome,
+                amount_awarded: r.amount_awarded.clone(),
+                exceeds_claim: r.exceeds_claim,
+                reasons_sealed: seal(&call, case_id, &r.reasons).await?,
+                on_appeal: false,
+            }))
+        })
+        .await
+    }
+
+    async fn lodge_appeal(
+        &self,
+        request: Request<LodgeAppealRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "claim_id",
+            &r.claim_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.date("lodged_on", &r.lodged_on, true);
+        check.text("grounds", &r.grounds, MAX_TEXT_CHARS, true);
+        check.done(())?;
+        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+            Ok(ClaimCommand::Appeal(AppealLodged {
+                claim_id: t.id.to_string(),
+                lodged_on: r.lodged_on.clone(),
+                grounds_sealed: seal(&call, case_id, &r.grounds).await?,
+            }))
+        })
+        .await
+    }
+
+    async fn record_payment(
+        &self,
+        request: Request<RecordPaymentRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "claim_id",
+            &r.claim_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        amount(&mut check, "amount", r.amount.as_ref());
+        if let Some(on) = check.date("paid_on", &r.paid_on, true)
+            && on > date_of(call.now())
+        {
+            check.fail("paid_on", "must not be in the future");
+        }
+        check.done(())?;
+        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+            let request = RequestKey::new(&call, case_id, t.request_id, &t.encoded).await?;
+            Ok(ClaimCommand::Pay(PaymentRecorded {
+                claim_id: t.id.to_string(),
+                payment_id: request.entry_id().to_string(),
+                amount: r.amount.clone(),
+                paid_on: r.paid_on.clone(),
+            }))
+        })
+        .await
+    }
+
+    async fn close_claim(
+        &self,
+        request: Request<CloseClaimRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "claim_id",
+            &r.claim_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("note", &r.note, MAX_REASON_CHARS, false);
+        check.done(())?;
+        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+            Ok(ClaimCommand::Close(ClaimClosed {
+                claim_id: t.id.to_string(),
+                note_sealed: seal(&call, case_id, &r.note).await?,
+            }))
+        })
+        .await
+    }
+
+    async fn get_claim(
+        &self,
+        request: Request<GetClaimRequest>,
+    ) -> Result<Response<ClaimMessage>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let id = check.uuid("claim_id", &r.claim_id);
+        check.done(())?;
+        call.returned([id]);
+        let l = LoadedClaim::load(self.log.as_ref(), &stream(CLAIM_CATEGORY, id)?).await?;
+        let Some(case_id) = claim_case(&l) else {
+            return Err(not_found(&CLAIMS, id).into());
+        };
+        self.admit_read(&call, &CLAIMS, case_id, id).await?;
+        Ok(Response::new(self.render_claim(&call, id, &l).await?))
+    }
+
+    async fn list_claims(
+        &self,
+        request: Request<ListClaimsRequest>,
+    ) -> Result<Response<ListClaimsResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let case_id = check.optional_uuid("case_id", &r.case_id);
+        let wanted: HashSet<ClaimStatus> = r
+            .statuses
+            .iter()
+            .map(|s| check.known::<ClaimStatus>("statuses", *s))
+            .collect();
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        if let Some(case_id) = case_id {
+            self.admit_read(&call, &CLAIMS, case_id, case_id)
+                .await
+                .map_err(|_| ApiError::NotFound {
+                    kind: "case",
+                    id: case_id.to_string(),
+                })?;
+        }
+        let page = self
+            .claim_page(&call, size, after, |l| {
+                claim_case(l).is_some()
+                    && case_id.is_none_or(|c| l.case_id == Some(c))
+                    && (wanted.is_empty() || wanted.contains(&l.state.status))
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn list_claim_deadlines(
+        &self,
+        request: Request<ListClaimDeadlinesRequest>,
+    ) -> Result<Response<ListClaimsResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let days = match r.within_days {
+            0 => 30,
+            d if d > 3650 => {
+                check.fail("within_days", "must be at most 3650");
+                0
+            }
+            d => u64::from(d),
+        };
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        let now = call.now();
+        let (today, until) = (
+            date_of(now),
+            date_of(now + std::time::Duration::from_secs(days * 86_400)),
+        );
+        let page = self
+            .claim_page(&call, size, after, |l| {
+                l.state.status == ClaimStatus::Filed
+                    && l.state
+                        .filed
+                        .as_ref()
+                        .is_some_and(|f| f.filing_deadline >= today && f.filing_deadline <= until)
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn get_compensation_totals(
+        &self,
+        request: Request<GetCompensationTotalsRequest>,
+    ) -> Result<Response<CompensationTotals>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let case_id = check.uuid("case_id", &r.case_id);
+        check.done(())?;
+        self.admit_read(&call, &CLAIMS, case_id, case_id)
+            .await
+            .map_err(|_| ApiError::NotFound {
+                kind: "case",
+                id: case_id.to_string(),
+            })?;
+        let claims = self
+            .claims
+            .select(None, |l| claim_case(l) == Some(case_id))
+            .await?;
+        let overflow =
+            || ApiError::FailedPrecondition("the totals exceed what can be counted".into());
+        let mut by = ByCurrency::new();
+        for (_, id, l) in &claims {
+            let s = &l.state;
+            let totals = Totals {
+                claimed: s.claimed(),
+                awarded: s.awarded(),
+                paid: s.paid(),
+            };
+            add(&mut by, s.currency(), totals).ok_or_else(overflow)?;
+            call.returned([id]);
+        }
+        let mut totals = Vec::new();
+        for (currency, t) in by {
+            totals.push(CurrencyTotals {
+                currency,
+                claimed: t.claimed,
+                awarded: t.awarded,
+                paid: t.paid,
+                outstanding: t.outstanding().ok_or_else(overflow)?,
+            });
+        }
+        Ok(Response::new(CompensationTotals {
+            case_id: case_id.to_string(),
+            totals,
+        }))
+    }
+
+    async fn lodge_complaint(
+        &self,
+        request: Request<LodgeComplaintRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let request_id = check.uuid("request_id", &r.request_id);
+        let case_id = check.uuid("case_id", &r.case_id);
+        check.text("about", &r.about, MAX_LABEL_CHARS, true);
+        let _: ComplaintChannel = check.known("channel", r.channel);
+        let _: ComplainantKind = check.known("complainant", r.complainant);
+        check.text("description", &r.description, MAX_TEXT_CHARS, true);
+        check.done(())?;
+        self.create::<Complaint>(
+            &call,
+            &COMPLAINTS,
+            case_id,
+            request_id,
+            &r.encode_to_vec(),
+            async |id| {
+                Ok(ComplaintCommand::Lodge(ComplaintLodged {
+                    complaint_id: id.to_string(),
+                    about: r.about.trim().to_owned(),
+                    channel: r.channel,
+                    complainant: r.complainant,
+                    description_sealed: seal(&call, case_id, &r.description).await?,
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn acknowledge_complaint(
+        &self,
+        request: Request<AcknowledgeComplaintRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "complaint_id",
+            &r.complaint_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.done(())?;
+        self.act::<Complaint>(&call, &COMPLAINTS, &t, complaint_case, async |_, _| {
+            Ok(ComplaintCommand::Acknowledge)
+        })
+        .await
+    }
+
+    async fn record_complaint_finding(
+        &self,
+        request: Request<RecordComplaintFindingRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "complaint_id",
+            &r.complaint_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        let finding: ComplaintFinding = check.known("finding", r.finding);
+        check.text(
+            "remedy",
+            &r.remedy,
+            MAX_TEXT_CHARS,
+            finding != ComplaintFinding::NotUpheld,
+        );
+        check.done(())?;
+        self.act::<Complaint>(
+            &call,
+            &COMPLAINTS,
+            &t,
+            complaint_case,
+            async |case_id, _| {
+                Ok(ComplaintCommand::RecordFinding(ComplaintFindingRecorded {
+                    complaint_id: t.id.to_string(),
+                    finding: r.finding,
+                    remedy_sealed: seal(&call, case_id, &r.remedy).await?,
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn escalate_complaint(
+        &self,
+        request: Request<EscalateComplaintRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "complaint_id",
+            &r.complaint_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("body", &r.body, MAX_LABEL_CHARS, true);
+        check.text("reason", &r.reason, MAX_REASON_CHARS, false);
+        check.done(())?;
+        self.act::<Complaint>(
+            &call,
+            &COMPLAINTS,
+            &t,
+            complaint_case,
+            async |case_id, _| {
+                Ok(ComplaintCommand::Escalate(ComplaintEscalated {
+                    complaint_id: t.id.to_string(),
+                    body: r.body.trim().to_owned(),
+                    reason_sealed: seal(&call, case_id, &r.reason).await?,
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn close_complaint(
+        &self,
+        request: Request<CloseComplaintRequest>,
+    ) -> Result<Response<RemedyCommandResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let t = target(
+            &mut check,
+            "complaint_id",
+            &r.complaint_id,
+            &r.request_id,
+            r.expected_version,
+            &r,
+        );
+        check.text("note", &r.note, MAX_REASON_CHARS, false);
+        check.done(())?;
+        self.act::<Complaint>(
+            &call,
+            &COMPLAINTS,
+            &t,
+            complaint_case,
+            async |case_id, _| {
+                Ok(ComplaintCommand::Close(ComplaintClosed {
+                    complaint_id: t.id.to_string(),
+                    note_sealed: seal(&call, case_id, &r.note).await?,
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn get_complaint(
+        &self,
+        request: Request<GetComplaintRequest>,
+    ) -> Result<Response<ComplaintMessage>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let id = check.uuid("complaint_id", &r.complaint_id);
+        check.done(())?;
+        call.returned([id]);
+        let l = LoadedComplaint::load(self.log.as_ref(), &stream(COMPLAINT_CATEGORY, id)?).await?;
+        let Some(case_id) = complaint_case(&l) else {
+            return Err(not_found(&COMPLAINTS, id).into());
+        };
+        self.admit_read(&call, &COMPLAINTS, case_id, id).await?;
+        Ok(Response::new(self.render_complaint(&call, id, &l).await?))
+    }
+
+    async fn list_complaints(
+        &self,
+        request: Request<ListComplaintsRequest>,
+    ) -> Result<Response<ListComplaintsResponse>, Status> {
+        let call = Call::of(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::new();
+        let wanted: HashSet<ComplaintStatus> = r
+            .statuses
+            .iter()
+            .map(|s| check.known::<ComplaintStatus>("statuses", *s))
+            .collect();
+        let size = check.page_size(r.page_size, LIST_PAGE);
+        let after = check.page_token(&r.page_token);
+        check.done(())?;
+        let candidates = self
+            .complaints
+            .select(after, |l| {
+                complaint_case(l).is_some()
+                    && (wanted.is_empty() || wanted.contains(&l.state.status))
+            })
+            .await?;
+        let (mut complaints, mut returned, mut last, mut next) =
+            (Vec::new(), Vec::new(), None, None);
+        for (position, id, l) in &candidates {
+            let Some(case_id) = l.case_id else { continue };
+            if !self.reads(&call, &COMPLAINTS, case_id).await? {
+                continue;
+            }
+            if complaints.len() == size {
+                next = last;
+                break;
+            }
+            complaints.push(self.render_complaint(&call, *id, l).await?);
+            returned.extend([id.to_string(), case_id.to_string()]);
+            last = Some(*position);
+        }
+        call.returned(returned);
+        Ok(Response::new(ListComplaintsResponse {
+            complaints,
+            next_page_token: next.map(|p: Position| p.to_string()).unwrap_or_default(),
+        }))
+    }
+}
