@@ -189,9 +189,16 @@ pub fn decide_claim(
                 return Err(Precondition("a decision follows submission (or an appeal)"));
             }
             award_allowed(state, &d)?;
+            // A rejection records nothing awarded, in the claim's currency.
+            let amount_awarded = if d.outcome == ClaimOutcome::Rejected as i32 {
+                Some(money(0, state.currency()))
+            } else {
+                d.amount_awarded.clone()
+            };
             ClaimEvent::Decided(ClaimDecided {
                 claim_id,
                 on_appeal: state.status == ClaimStatus::Appealed,
+                amount_awarded,
                 ..d
             })
         }
@@ -389,8 +396,11 @@ pub fn decide_complaint(
     let event = match command {
         ComplaintCommand::Lodge(_) => return Err(Precondition("the complaint already exists")),
         ComplaintCommand::Acknowledge => {
-            if state.status != ComplaintStatus::Lodged {
+            if state.status == ComplaintStatus::Acknowledged {
                 return Err(Precondition("the complaint was already acknowledged"));
+            }
+            if state.status != ComplaintStatus::Lodged {
+                return Err(Precondition("the complaint is past acknowledgement"));
             }
             ComplaintEvent::Acknowledged(ComplaintAcknowledged { complaint_id })
         }
@@ -447,7 +457,10 @@ pub fn evolve_complaint(mut state: ComplaintState, event: &ComplaintEvent) -> Co
         ComplaintEvent::Acknowledged(_) => state.status = ComplaintStatus::Acknowledged,
         ComplaintEvent::Found(f) => {
             state.finding = Some(f.clone());
-            state.status = ComplaintStatus::Found;
+            // A finding after an escalation leaves it escalated.
+            if state.status != ComplaintStatus::Escalated {
+                state.status = ComplaintStatus::Found;
+            }
         }
         ComplaintEvent::Escalated(e) => {
             state.escalation = Some(e.clone());
