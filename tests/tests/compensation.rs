@@ -11,7 +11,6 @@ use caseline_auth::Role;
 use caseline_e2e::requests::{add_member_request, opening};
 use caseline_e2e::{TestServer, User, authed, rid};
 use caseline_proto::tonic::Code;
-use caseline_proto::tonic::transport::Channel;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
 use caseline_proto::v1::compensation_service_client::CompensationServiceClient;
 use caseline_proto::v1::{

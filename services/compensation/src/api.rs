@@ -13,7 +13,7 @@ use caseline_audit::aggregate::{self, Aggregate, CaseGate, Intent, Loaded, Proje
 use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
 use caseline_audit::{Call, vault_error};
 use caseline_eventlog::{EventLog, Position, Uuid};
-use caseline_policy::{Action, Compartment, Entry};
+use caseline_policy::{Action, Compartment, Entry, Via};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::compensation_service_server::CompensationService;
@@ -242,16 +242,18 @@ impl CompensationApi {
         Ok(answer(id, version))
     }
 
-    /// Whether the caller reads `kind` on `case_id`; the decision is not recorded.
+    /// Whether the caller reads `kind` on `case_id` in a list; the decision is not
+    /// recorded. Lists show what the caller stands on (team, agency, complaints
+    /// handling), never what a break-glass grant opened: those are read one by one,
+    /// recorded as break-glass.
     async fn reads(&self, call: &Call, kind: &Kind, case_id: Uuid) -> Result<bool, ApiError> {
         let team = call.trust_teams().current(case_id).await?;
-        Ok(call
-            .decide_for(
-                team.as_ref(),
-                Action::Read(kind.compartment),
-                Entry::default(),
-            )
-            .is_allowed())
+        let decision = call.decide_for(
+            team.as_ref(),
+            Action::Read(kind.compartment),
+            Entry::default(),
+        );
+        Ok(decision.is_allowed() && !matches!(decision.via, Via::BreakGlass { .. }))
     }
 
     /// Records the caller's reading of `kind` on `case_id`: NOT_FOUND (under `id`) if
@@ -305,11 +307,10 @@ impl CompensationApi {
                 .as_ref()
                 .map(|x| x.submitted_on.clone())
                 .unwrap_or_default(),
-            reference: s
-                .submitted
-                .as_ref()
-                .map(|x| x.reference.clone())
-                .unwrap_or_default(),
+            reference: match &s.submitted {
+                Some(x) => o.text(&x.reference_sealed).await?,
+                None => String::new(),
+            },
             outcome: decision.outcome,
             amount_awarded: s.decision.as_ref().map(|_| money(s.awarded(), &currency)),
             reasons: o.text(&decision.reasons_sealed).await?,
@@ -411,6 +412,17 @@ impl CompensationApi {
     }
 }
 
+/// A refusal to read a case's claims, as an absent case; other failures as they are.
+fn case_refusal(e: ApiError, case_id: Uuid) -> ApiError {
+    match e {
+        ApiError::NotFound { .. } => ApiError::NotFound {
+            kind: "case",
+            id: case_id.to_string(),
+        },
+        e => e,
+    }
+}
+
 fn claim_case(c: &Claim) -> Option<Uuid> {
     c.case_id.filter(|_| c.state.exists())
 }
@@ -478,11 +490,11 @@ impl CompensationService for CompensationApi {
         }
         check.text("reference", &r.reference, MAX_LABEL_CHARS, false);
         check.done(())?;
-        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |_, _| {
+        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
             Ok(ClaimCommand::Submit(ClaimSubmitted {
                 claim_id: t.id.to_string(),
                 submitted_on: r.submitted_on.clone(),
-                reference: r.reference.trim().to_owned(),
+                reference_sealed: seal(&call, case_id, &r.reference).await?,
             }))
         })
         .await
@@ -544,7 +556,11 @@ impl CompensationService for CompensationApi {
             r.expected_version,
             &r,
         );
-        check.date("lodged_on", &r.lodged_on, true);
+        if let Some(on) = check.date("lodged_on", &r.lodged_on, true)
+            && on > date_of(call.now())
+        {
+            check.fail("lodged_on", "must not be in the future");
+        }
         check.text("grounds", &r.grounds, MAX_TEXT_CHARS, true);
         check.done(())?;
         self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
@@ -654,10 +670,7 @@ impl CompensationService for CompensationApi {
         if let Some(case_id) = case_id {
             self.admit_read(&call, &CLAIMS, case_id, case_id)
                 .await
-                .map_err(|_| ApiError::NotFound {
-                    kind: "case",
-                    id: case_id.to_string(),
-                })?;
+                .map_err(|e| case_refusal(e, case_id))?;
         }
         let page = self
             .claim_page(&call, size, after, |l| {
@@ -688,17 +701,16 @@ impl CompensationService for CompensationApi {
         let after = check.page_token(&r.page_token);
         check.done(())?;
         let now = call.now();
-        let (today, until) = (
-            date_of(now),
-            date_of(now + std::time::Duration::from_secs(days * 86_400)),
-        );
+        let until = date_of(now + std::time::Duration::from_secs(days * 86_400));
         let page = self
             .claim_page(&call, size, after, |l| {
+                // Passed deadlines of claims still not submitted are the most urgent:
+                // they are listed too.
                 l.state.status == ClaimStatus::Filed
                     && l.state
                         .filed
                         .as_ref()
-                        .is_some_and(|f| f.filing_deadline >= today && f.filing_deadline <= until)
+                        .is_some_and(|f| f.filing_deadline <= until)
             })
             .await?;
         Ok(Response::new(page))
@@ -715,10 +727,7 @@ impl CompensationService for CompensationApi {
         check.done(())?;
         self.admit_read(&call, &CLAIMS, case_id, case_id)
             .await
-            .map_err(|_| ApiError::NotFound {
-                kind: "case",
-                id: case_id.to_string(),
-            })?;
+            .map_err(|e| case_refusal(e, case_id))?;
         let claims = self
             .claims
             .select(None, |l| claim_case(l) == Some(case_id))

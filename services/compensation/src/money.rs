@@ -38,8 +38,16 @@ pub fn fault(money: Option<&Money>) -> Option<(&'static str, &'static str)> {
     if m.minor_units <= 0 {
         return Some((".minor_units", "must be a positive number of minor units"));
     }
+    if m.minor_units > MAX_MINOR_UNITS {
+        return Some((".minor_units", "must be at most 10^15 minor units"));
+    }
     None
 }
+
+/// The largest amount Caseline records (10^15 minor units: ten trillion in a currency
+/// of two decimals), so that the totals of any case, summed over a million claims,
+/// still fit.
+pub const MAX_MINOR_UNITS: i64 = 1_000_000_000_000_000;
 
 /// Totals of one currency, in minor units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,6 +111,11 @@ mod tests {
         );
         assert_eq!(fault(Some(&m(5, "ZZZ"))).map(|f| f.0), Some(".currency"));
         assert_eq!(fault(None).map(|f| f.0), Some(""));
+        assert_eq!(fault(Some(&m(MAX_MINOR_UNITS, "EUR"))), None);
+        assert_eq!(
+            fault(Some(&m(MAX_MINOR_UNITS + 1, "EUR"))).map(|f| f.0),
+            Some(".minor_units")
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn submission() -> ClaimSubmitted {
     ClaimSubmitted {
         claim_id: String::new(),
         submitted_on: "2025-03-01".into(),
-        reference: "CICA-123".into(),
+        reference_sealed: sealed("CICA-123"),
     }
 }
 

@@ -13,8 +13,8 @@ use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
 use caseline_audit::{Call, vault_error};
 use caseline_cases::shared::{Joined, join_team, read_case, read_contact};
 use caseline_eventlog::{EventLog, Position, Uuid};
-use caseline_policy::ReferralStep;
 use caseline_policy::teams::to_unix_ms;
+use caseline_policy::{ReferralStep, Via};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::events::{ReferralMade, TeamMemberAdded};
@@ -306,10 +306,10 @@ impl ReferralApi {
         let mut last = None;
         let mut returned = Vec::new();
         for (position, referral_id, loaded) in &candidates {
-            if !standing(call, loaded, ReferralStep::View)
-                .await?
-                .is_allowed()
-            {
+            // What the caller stands on; never what a break-glass grant opened (read
+            // one by one, recorded as break-glass).
+            let decision = standing(call, loaded, ReferralStep::View).await?;
+            if !decision.is_allowed() || matches!(decision.via, Via::BreakGlass { .. }) {
                 continue;
             }
             if referrals.len() == size {

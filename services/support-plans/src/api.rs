@@ -13,7 +13,7 @@ use caseline_audit::request::Request as RequestKey;
 use caseline_audit::{Call, vault_error};
 use caseline_cases::shared::{assess_risk, read_case};
 use caseline_eventlog::{EventLog, Position, Uuid};
-use caseline_policy::{Action, CaseTeam, Compartment, Entry, Operation, Sight};
+use caseline_policy::{Action, CaseTeam, Compartment, Entry, Operation, Sight, Via};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::events::{
@@ -335,8 +335,17 @@ impl PlanApi {
                 continue;
             };
             let team = call.trust_teams().current(case_id).await?;
-            let sight = plan_sight(call, team.as_ref(), false);
-            let visible = team.as_ref().is_some_and(&on_team) && sight != Sight::None;
+            // What the caller stands on; never what a break-glass grant opened (read
+            // one by one, recorded as break-glass).
+            let decision = call.decide_for(
+                team.as_ref(),
+                Action::Read(Compartment::SupportPlan),
+                Entry::default(),
+            );
+            let sight = decision.sight;
+            let visible = team.as_ref().is_some_and(&on_team)
+                && sight != Sight::None
+                && !matches!(decision.via, Via::BreakGlass { .. });
             if !visible {
                 continue;
             }
