@@ -21,6 +21,11 @@ use caseline_proto::v1::events::{
     RiskAssessed, StageChanged, TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_proto::v1::events::{
+    AppealLodged, ClaimClosed, ClaimDecided, ClaimFiled, ClaimSubmitted, ComplaintAcknowledged,
+    ComplaintClosed, ComplaintEscalated, ComplaintFindingRecorded, ComplaintLodged,
+    PaymentRecorded,
+};
+use caseline_proto::v1::events::{
     GoalAdded, GoalStatusUpdated, PlanApproved, PlanChangesRequested, PlanClosed, PlanCreated,
     PlanReviewed, PlanSubmitted, ProviderAssigned, ReviewScheduled, SafetyPlanRecorded,
     ServiceDelivered,
@@ -306,6 +311,61 @@ fn every_timeline_event(case_id: Uuid) -> Vec<(RecordedEvent, &'static str, Comp
             "plan_closed",
             Compartment::SupportPlan,
         ),
+        (
+            empty::<ClaimFiled>(c, types::CLAIM_FILED),
+            "claim_filed",
+            Compartment::CompensationClaims,
+        ),
+        (
+            empty::<ClaimSubmitted>(c, types::CLAIM_SUBMITTED),
+            "claim_submitted",
+            Compartment::CompensationClaims,
+        ),
+        (
+            empty::<ClaimDecided>(c, types::CLAIM_DECIDED),
+            "claim_decided",
+            Compartment::CompensationClaims,
+        ),
+        (
+            empty::<AppealLodged>(c, types::APPEAL_LODGED),
+            "appeal_lodged",
+            Compartment::CompensationClaims,
+        ),
+        (
+            empty::<PaymentRecorded>(c, types::PAYMENT_RECORDED),
+            "payment_recorded",
+            Compartment::CompensationClaims,
+        ),
+        (
+            empty::<ClaimClosed>(c, types::CLAIM_CLOSED),
+            "claim_closed",
+            Compartment::CompensationClaims,
+        ),
+        (
+            empty::<ComplaintLodged>(c, types::COMPLAINT_LODGED),
+            "complaint_lodged",
+            Compartment::Complaints,
+        ),
+        (
+            empty::<ComplaintAcknowledged>(c, types::COMPLAINT_ACKNOWLEDGED),
+            "complaint_acknowledged",
+            Compartment::Complaints,
+        ),
+        (
+            empty::<ComplaintFindingRecorded>(c, types::COMPLAINT_FINDING_RECORDED),
+            "complaint_finding_recorded",
+            Compartment::Complaints,
+        ),
+        (
+            empty::<ComplaintEscalated>(c, types::COMPLAINT_ESCALATED),
+            "complaint_escalated",
+            Compartment::Complaints,
+        ),
+        (
+            empty::<ComplaintClosed>(c, types::COMPLAINT_CLOSED),
+            "complaint_closed",
+            Compartment::Complaints,
+        ),
     ];
     for (c, compartment) in [
         (NoteCompartment::Helpline, Compartment::HelplineContacts),
@@ -327,7 +387,7 @@ fn every_timeline_event(case_id: Uuid) -> Vec<(RecordedEvent, &'static str, Comp
 fn every_timeline_event_has_its_compartment_and_kind() {
     let case_id = Uuid::new_v4();
     let all = every_timeline_event(case_id);
-    assert_eq!(all.len(), 37);
+    assert_eq!(all.len(), 48);
     for (event, kind, compartment) in &all {
         let item = Item::of(event)
             .unwrap()
@@ -338,7 +398,7 @@ fn every_timeline_event_has_its_compartment_and_kind() {
     }
     // Every kind is distinct but the notes'.
     let kinds: HashSet<_> = all.iter().map(|(_, k, _)| *k).collect();
-    assert_eq!(kinds.len(), 33);
+    assert_eq!(kinds.len(), 44);
 }
 
 #[test]
@@ -1142,6 +1202,16 @@ async fn after_shredding_full_entries_read_as_erased_not_as_errors() {
                 ..GoalAdded::default()
             },
         ),
+        event(
+            c,
+            types::COMPLAINT_LODGED,
+            &ComplaintLodged {
+                complaint_id: "complaint-1".into(),
+                about: "police-north".into(),
+                description_sealed: f.seal(CANARY).await,
+                ..ComplaintLodged::default()
+            },
+        ),
     ];
     // Readable before.
     for e in &events {
@@ -1196,6 +1266,11 @@ async fn after_shredding_full_entries_read_as_erased_not_as_errors() {
             Detail::Referral(v) => {
                 assert_eq!(v.text, "");
                 assert_eq!(v.to_agency, "police-x", "unsealed fields remain");
+                v.erased
+            }
+            Detail::Remedy(v) => {
+                assert_eq!(v.text, "");
+                assert_eq!(v.about, "police-north", "unsealed fields remain");
                 v.erased
             }
             Detail::Plan(v) => {
