@@ -347,3 +347,33 @@ impl<A: Aggregate> Projection<A> {
             .collect())
     }
 }
+
+/// A list's page from the items the caller may see, in order, each with the position
+/// that pages it: at most `size` of them, and the next page's token when more follow
+/// (empty on the last page). Gather `size + 1` visible items at most: the one past the
+/// page only says that there is a next page.
+pub fn page_of<T>(visible: Vec<(caseline_eventlog::Position, T)>, size: usize) -> (Vec<T>, String) {
+    let more = visible.len() > size;
+    let mut items: Vec<_> = visible.into_iter().take(size).collect();
+    let next = match items.last() {
+        Some((position, _)) if more => position.to_string(),
+        _ => String::new(),
+    };
+    (items.drain(..).map(|(_, item)| item).collect(), next)
+}
+
+#[cfg(test)]
+mod tests {
+    use caseline_eventlog::Position;
+
+    use super::page_of;
+
+    #[test]
+    fn a_page_says_whether_more_follow() {
+        let at = |n: &str| n.parse::<Position>().expect("a position");
+        let items = |n: usize| (1..=n).map(|i| (at(&i.to_string()), i)).collect::<Vec<_>>();
+        assert_eq!(page_of(items(3), 2), (vec![1, 2], at("2").to_string()));
+        assert_eq!(page_of(items(2), 2), (vec![1, 2], String::new()));
+        assert_eq!(page_of(items(0), 2), (vec![], String::new()));
+    }
+}

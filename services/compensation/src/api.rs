@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use caseline_audit::aggregate::{self, Aggregate, CaseGate, Intent, Loaded, Projection};
+use caseline_audit::aggregate::{self, Aggregate, CaseGate, Intent, Loaded, Projection, page_of};
 use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
 use caseline_audit::{Call, vault_error};
 use caseline_eventlog::{EventLog, Position, Uuid};
@@ -390,25 +390,59 @@ impl CompensationApi {
         include: impl Fn(&LoadedClaim) -> bool,
     ) -> Result<ListClaimsResponse, ApiError> {
         let candidates = self.claims.select(after, include).await?;
-        let (mut claims, mut returned, mut last, mut next) = (Vec::new(), Vec::new(), None, None);
-        for (position, id, l) in &candidates {
-            let Some(case_id) = l.case_id else { continue };
-            if !self.reads(call, &CLAIMS, case_id).await? {
-                continue;
-            }
-            if claims.len() == size {
-                next = last;
-                break;
-            }
+        let visible = self.visible(call, &CLAIMS, candidates, size).await?;
+        let (page, next_page_token) = page_of(visible, size);
+        let mut claims = Vec::new();
+        for (id, case_id, l) in &page {
             claims.push(self.render_claim(call, *id, l).await?);
-            returned.extend([id.to_string(), case_id.to_string()]);
-            last = Some(*position);
+            call.returned([id, case_id]);
         }
-        call.returned(returned);
         Ok(ListClaimsResponse {
             claims,
-            next_page_token: next.map(|p: Position| p.to_string()).unwrap_or_default(),
+            next_page_token,
         })
+    }
+
+    /// Of `candidates` (in order), the first `size + 1` whose case's `kind` the caller
+    /// reads in a list, with their case, for [`page_of`].
+    async fn visible<A: Aggregate>(
+        &self,
+        call: &Call,
+        kind: &Kind,
+        candidates: Vec<(Position, Uuid, Loaded<A>)>,
+        size: usize,
+    ) -> Result<Vec<(Position, (Uuid, Uuid, Loaded<A>))>, ApiError>
+    where
+        Loaded<A>: CaseOf,
+    {
+        let mut visible = Vec::new();
+        for (position, id, l) in candidates {
+            if visible.len() > size {
+                break;
+            }
+            let Some(case_id) = l.case_of() else { continue };
+            if self.reads(call, kind, case_id).await? {
+                visible.push((position, (id, case_id, l)));
+            }
+        }
+        Ok(visible)
+    }
+}
+
+/// The case a claim or complaint belongs to.
+trait CaseOf {
+    fn case_of(&self) -> Option<Uuid>;
+}
+
+impl CaseOf for LoadedClaim {
+    fn case_of(&self) -> Option<Uuid> {
+        claim_case(self)
+    }
+}
+
+impl CaseOf for LoadedComplaint {
+    fn case_of(&self) -> Option<Uuid> {
+        complaint_case(self)
     }
 }
 
@@ -961,25 +995,16 @@ impl CompensationService for CompensationApi {
                     && (wanted.is_empty() || wanted.contains(&l.state.status))
             })
             .await?;
-        let (mut complaints, mut returned, mut last, mut next) =
-            (Vec::new(), Vec::new(), None, None);
-        for (position, id, l) in &candidates {
-            let Some(case_id) = l.case_id else { continue };
-            if !self.reads(&call, &COMPLAINTS, case_id).await? {
-                continue;
-            }
-            if complaints.len() == size {
-                next = last;
-                break;
-            }
+        let visible = self.visible(&call, &COMPLAINTS, candidates, size).await?;
+        let (page, next_page_token) = page_of(visible, size);
+        let mut complaints = Vec::new();
+        for (id, case_id, l) in &page {
             complaints.push(self.render_complaint(&call, *id, l).await?);
-            returned.extend([id.to_string(), case_id.to_string()]);
-            last = Some(*position);
+            call.returned([id, case_id]);
         }
-        call.returned(returned);
         Ok(Response::new(ListComplaintsResponse {
             complaints,
-            next_page_token: next.map(|p: Position| p.to_string()).unwrap_or_default(),
+            next_page_token,
         }))
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use caseline_audit::aggregate::page_of;
 use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
 use caseline_audit::{Call, vault_error};
 use caseline_cases::shared::{Joined, join_team, read_case, read_contact};
@@ -301,22 +302,21 @@ impl ReferralApi {
                 .map(|(p, id, r)| (p, id, r.clone()))
                 .collect()
         };
-        let mut referrals = Vec::new();
-        let mut next = None;
-        let mut last = None;
-        let mut returned = Vec::new();
-        for (position, referral_id, loaded) in &candidates {
-            // What the caller stands on; never what a break-glass grant opened (read
-            // one by one, recorded as break-glass).
-            let decision = standing(call, loaded, ReferralStep::View).await?;
-            if !decision.is_allowed() || matches!(decision.via, Via::BreakGlass { .. }) {
-                continue;
-            }
-            if referrals.len() == size {
-                // Full, and something the caller may see follows: a next page.
-                next = last;
+        let mut visible = Vec::new();
+        for (position, referral_id, loaded) in candidates {
+            if visible.len() > size {
                 break;
             }
+            // What the caller stands on; never what a break-glass grant opened (read
+            // one by one, recorded as break-glass).
+            let decision = standing(call, &loaded, ReferralStep::View).await?;
+            if decision.is_allowed() && !matches!(decision.via, Via::BreakGlass { .. }) {
+                visible.push((position, (referral_id, loaded)));
+            }
+        }
+        let (page, next_page_token) = page_of(visible, size);
+        let (mut referrals, mut returned) = (Vec::new(), Vec::new());
+        for (referral_id, loaded) in &page {
             let referral = self.render(call, *referral_id, loaded).await?;
             for id in [
                 &referral.referral_id,
@@ -328,12 +328,11 @@ impl ReferralApi {
                 }
             }
             referrals.push(referral);
-            last = Some(*position);
         }
         call.returned(returned);
         Ok(ListReferralsResponse {
             referrals,
-            next_page_token: next.map(|p| p.to_string()).unwrap_or_default(),
+            next_page_token,
         })
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use caseline_audit::aggregate::{self, CaseGate, Intent, Projection};
+use caseline_audit::aggregate::{self, CaseGate, Intent, Projection, page_of};
 use caseline_audit::request::Request as RequestKey;
 use caseline_audit::{Call, vault_error};
 use caseline_cases::shared::{assess_risk, read_case};
@@ -195,6 +195,21 @@ impl PlanApi {
         Ok(answer(t.plan_id, version, None))
     }
 
+    /// A write about one goal of the plan: a health goal's when that goal is one.
+    async fn goal_write(
+        &self,
+        call: &Call,
+        t: &Target,
+        goal_id: &str,
+        build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
+    ) -> Result<Response<PlanCommandResponse>, Status> {
+        let action = Action::Write(Compartment::SupportPlan);
+        let (version, _, _) = self
+            .act(call, t, action, |l| goal_of(l, goal_id), build)
+            .await?;
+        Ok(answer(t.plan_id, version, None))
+    }
+
     /// A supervisor's decision on a submitted plan: approval (a comment optional) or a
     /// request for changes (saying what must change).
     async fn decide_plan(
@@ -328,9 +343,11 @@ impl PlanApi {
         show: impl Fn(Uuid, &Loaded, Sight) -> T,
     ) -> Result<(Vec<T>, String), ApiError> {
         let candidates = self.directory.select(after, include).await?;
-        let (mut items, mut returned) = (Vec::new(), Vec::new());
-        let (mut last, mut next) = (None, None);
+        let mut visible = Vec::new();
         for (position, plan_id, loaded) in &candidates {
+            if visible.len() > size {
+                break;
+            }
             let Some(case_id) = loaded.case_id() else {
                 continue;
             };
@@ -343,26 +360,23 @@ impl PlanApi {
                 Entry::default(),
             );
             let sight = decision.sight;
-            let visible = team.as_ref().is_some_and(&on_team)
+            if team.as_ref().is_some_and(&on_team)
                 && sight != Sight::None
-                && !matches!(decision.via, Via::BreakGlass { .. });
-            if !visible {
-                continue;
+                && !matches!(decision.via, Via::BreakGlass { .. })
+            {
+                visible.push((*position, (*plan_id, case_id, loaded, sight)));
             }
-            if items.len() == size {
-                next = last;
-                break;
-            }
-            items.push(show(*plan_id, loaded, sight));
-            returned.push(plan_id.to_string());
-            returned.push(case_id.to_string());
-            last = Some(*position);
         }
-        call.returned(returned);
-        Ok((
-            items,
-            next.map(|p: Position| p.to_string()).unwrap_or_default(),
-        ))
+        let (page, next_page_token) = page_of(visible, size);
+        call.returned(
+            page.iter()
+                .flat_map(|(plan_id, case_id, _, _)| [*plan_id, *case_id]),
+        );
+        let items = page
+            .into_iter()
+            .map(|(plan_id, _, loaded, sight)| show(plan_id, loaded, sight))
+            .collect();
+        Ok((items, next_page_token))
     }
 }
 
@@ -528,22 +542,13 @@ impl SupportPlanService for PlanApi {
         let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
         check.id_label("provider", &r.provider);
         check.done(())?;
-        let action = Action::Write(Compartment::SupportPlan);
-        let (version, _, _) = self
-            .act(
-                &call,
-                &t,
-                action,
-                |l| goal_of(l, &goal_id),
-                async |_| {
-                    Ok(Command::AssignProvider {
-                        goal_id: goal_id.clone(),
-                        provider: r.provider.clone(),
-                    })
-                },
-            )
-            .await?;
-        Ok(answer(t.plan_id, version, None))
+        self.goal_write(&call, &t, &goal_id, async |_| {
+            Ok(Command::AssignProvider {
+                goal_id: goal_id.clone(),
+                provider: r.provider.clone(),
+            })
+        })
+        .await
     }
 
     async fn record_service_delivered(
@@ -569,24 +574,15 @@ impl SupportPlanService for PlanApi {
         }
         check.text("note", &r.note, MAX_TEXT_CHARS, false);
         check.done(())?;
-        let action = Action::Write(Compartment::SupportPlan);
-        let (version, _, _) = self
-            .act(
-                &call,
-                &t,
-                action,
-                |l| goal_of(l, &goal_id),
-                async |case_id| {
-                    Ok(Command::RecordServiceDelivered {
-                        goal_id: goal_id.clone(),
-                        provider: r.provider.clone(),
-                        delivered_on: r.delivered_on.clone(),
-                        note_sealed: seal(&call, case_id, &r.note).await?,
-                    })
-                },
-            )
-            .await?;
-        Ok(answer(t.plan_id, version, None))
+        self.goal_write(&call, &t, &goal_id, async |case_id| {
+            Ok(Command::RecordServiceDelivered {
+                goal_id: goal_id.clone(),
+                provider: r.provider.clone(),
+                delivered_on: r.delivered_on.clone(),
+                note_sealed: seal(&call, case_id, &r.note).await?,
+            })
+        })
+        .await
     }
 
     async fn update_goal_status(
@@ -612,23 +608,14 @@ impl SupportPlanService for PlanApi {
             status == GoalStatus::Discontinued,
         );
         check.done(())?;
-        let action = Action::Write(Compartment::SupportPlan);
-        let (version, _, _) = self
-            .act(
-                &call,
-                &t,
-                action,
-                |l| goal_of(l, &goal_id),
-                async |case_id| {
-                    Ok(Command::UpdateGoalStatus {
-                        goal_id: goal_id.clone(),
-                        status,
-                        reason_sealed: seal(&call, case_id, &r.reason).await?,
-                    })
-                },
-            )
-            .await?;
-        Ok(answer(t.plan_id, version, None))
+        self.goal_write(&call, &t, &goal_id, async |case_id| {
+            Ok(Command::UpdateGoalStatus {
+                goal_id: goal_id.clone(),
+                status,
+                reason_sealed: seal(&call, case_id, &r.reason).await?,
+            })
+        })
+        .await
     }
 
     async fn submit_plan_for_approval(
