@@ -261,3 +261,49 @@ impl User {
         }
     }
 }
+
+/// Seconds in a day.
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// The UTC date `days` from now by the real clock.
+pub fn date_in(days: i64) -> String {
+    let now = SystemTime::now();
+    let by = Duration::from_secs(days.unsigned_abs() * SECONDS_PER_DAY);
+    caseline_server::validate::date_of(if days < 0 { now - by } else { now + by })
+}
+
+#[derive(Debug)]
+/// A server clock the test moves by whole days, started at noon UTC so that no date
+/// changes under a running test.
+pub struct Calendar {
+    pub clock: TestClock,
+    offset: Duration,
+}
+
+impl Calendar {
+    pub fn at_noon() -> Self {
+        let clock = TestClock::default();
+        let secs = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let offset = Duration::from_secs(
+            (SECONDS_PER_DAY + SECONDS_PER_DAY / 2 - secs % SECONDS_PER_DAY) % SECONDS_PER_DAY,
+        );
+        clock.advance(offset);
+        Self { clock, offset }
+    }
+
+    pub fn advance_days(&mut self, days: u64) {
+        let by = Duration::from_secs(days * SECONDS_PER_DAY);
+        self.clock.advance(by);
+        self.offset += by;
+    }
+
+    /// The date `days` after the server's today.
+    pub fn date(&self, days: i64) -> String {
+        let now = SystemTime::now() + self.offset;
+        let by = Duration::from_secs(days.unsigned_abs() * SECONDS_PER_DAY);
+        caseline_server::validate::date_of(if days < 0 { now - by } else { now + by })
+    }
+}

@@ -9,12 +9,12 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use caseline_auth::Role;
 use caseline_e2e::check::{contains, expect_err, fields_of, last_global_access, shape};
 use caseline_e2e::requests::{add_member_request, opening};
-use caseline_e2e::{TestClock, TestServer, User, authed, rid};
+use caseline_e2e::{Calendar, TestServer, User, authed, date_in, rid};
 use caseline_eventlog::{Direction, RecordedEvent, StreamName, Uuid};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::transport::Channel;
@@ -31,13 +31,11 @@ use caseline_proto::v1::{
     LodgeComplaintRequest, Money, RecordClaimDecisionRequest, RecordClaimSubmittedRequest,
     RecordComplaintFindingRequest, RecordPaymentRequest, RemedyCommandResponse, RiskLevel,
 };
-use caseline_server::validate::date_of;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-const DAY: u64 = 86_400;
 const REFERENCE: &str = "VC/2025/0042";
 const COMPLAINT_ABOUT: &str = "Child interview unit, central police station";
 const COMPLAINT_TEXT: &str = "She was interviewed three times without her guardian present.";
@@ -116,46 +114,6 @@ fn refused<T: Debug>(result: Result<T, Status>, what: &str) -> Status {
         "{what}: {s:?}"
     );
     s
-}
-
-/// The UTC date `days` from now by the real clock.
-fn date_in(days: i64) -> String {
-    let now = SystemTime::now();
-    let by = Duration::from_secs(days.unsigned_abs() * DAY);
-    date_of(if days < 0 { now - by } else { now + by })
-}
-
-/// A server clock the test moves by whole days, started at noon UTC so that no date
-/// changes under a running test.
-struct Calendar {
-    clock: TestClock,
-    offset: Duration,
-}
-
-impl Calendar {
-    fn at_noon() -> Self {
-        let clock = TestClock::default();
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let offset = Duration::from_secs((DAY + DAY / 2 - secs % DAY) % DAY);
-        clock.advance(offset);
-        Self { clock, offset }
-    }
-
-    fn advance_days(&mut self, days: u64) {
-        let by = Duration::from_secs(days * DAY);
-        self.clock.advance(by);
-        self.offset += by;
-    }
-
-    /// The date `days` after the server's today.
-    fn date(&self, days: i64) -> String {
-        let now = SystemTime::now() + self.offset;
-        let by = Duration::from_secs(days.unsigned_abs() * DAY);
-        date_of(if days < 0 { now - by } else { now + by })
-    }
 }
 
 fn money(minor_units: i64, currency: &str) -> Option<Money> {

@@ -7,12 +7,12 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use caseline_auth::Role;
 use caseline_e2e::check::{expect_err, fields_of, last_global_access, shape};
 use caseline_e2e::requests::{add_member_request, opening};
-use caseline_e2e::{TestClock, TestServer, User, authed, rid};
+use caseline_e2e::{Calendar, TestServer, User, authed, date_in, rid};
 use caseline_eventlog::{Direction, RecordedEvent, StreamName, Uuid};
 use caseline_proto::tonic::transport::Channel;
 use caseline_proto::tonic::{Code, Status};
@@ -29,7 +29,6 @@ use caseline_proto::v1::{
     RequestPlanChangesRequest, RiskLevel, ScheduleReviewRequest, SubmitPlanForApprovalRequest,
     TimelineEntry, UpdateGoalStatusRequest, Visibility, plan_view,
 };
-use caseline_server::validate::date_of;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -37,7 +36,6 @@ use caseline_server::validate::date_of;
 
 const SAFETY_TEXT: &str = "She stays with her aunt; no phone contact with the adult.";
 const REVIEW_SUMMARY: &str = "The adult contacted her again through a new account.";
-const DAY: u64 = 86_400;
 
 #[derive(Clone)]
 struct Clients {
@@ -95,46 +93,6 @@ fn invalid_fields<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String
 #[track_caller]
 fn names<T: Debug>(result: Result<T, Status>, fields: &[&str], what: &str) {
     assert_eq!(invalid_fields(result, what), fields, "{what}");
-}
-
-/// The UTC date `days` from now by the real clock.
-fn date_in(days: i64) -> String {
-    let now = SystemTime::now();
-    let by = Duration::from_secs(days.unsigned_abs() * DAY);
-    date_of(if days < 0 { now - by } else { now + by })
-}
-
-/// A server clock the test moves by whole days, started at noon UTC so that no date
-/// changes under a running test.
-struct Calendar {
-    clock: TestClock,
-    offset: Duration,
-}
-
-impl Calendar {
-    fn at_noon() -> Self {
-        let clock = TestClock::default();
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let offset = Duration::from_secs((DAY + DAY / 2 - secs % DAY) % DAY);
-        clock.advance(offset);
-        Self { clock, offset }
-    }
-
-    fn advance_days(&mut self, days: u64) {
-        let by = Duration::from_secs(days * DAY);
-        self.clock.advance(by);
-        self.offset += by;
-    }
-
-    /// The date `days` after the server's today.
-    fn date(&self, days: i64) -> String {
-        let now = SystemTime::now() + self.offset;
-        let by = Duration::from_secs(days.unsigned_abs() * DAY);
-        date_of(if days < 0 { now - by } else { now + by })
-    }
 }
 
 async fn open_case(c: &mut Clients, by: &User, pseudonym: &str) -> String {
