@@ -3,8 +3,9 @@
 //! Every state change in Caseline is an event appended here; read models are
 //! projections rebuilt from it. This crate owns the contract ([`EventLog`]), the
 //! envelope, the per-stream hash chain, catch-up subscriptions, and the backends:
-//! [`sqlite::SqliteEventLog`] (embedded, the default) and
-//! [`postgres::PostgresEventLog`] (shared by separate services).
+//! [`sqlite::SqliteEventLog`] (embedded, the default),
+//! [`postgres::PostgresEventLog`] (shared by separate services) and, with the cargo
+//! feature `kurrentdb`, `kurrentdb::KurrentDbEventLog` (KurrentDB / EventStoreDB).
 //!
 //! Rules every backend keeps:
 //! - nothing stored is ever updated or deleted;
@@ -18,6 +19,8 @@ mod chain;
 mod envelope;
 mod error;
 mod idempotency;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 pub mod postgres;
 pub mod sqlite;
 mod subscription;
@@ -148,20 +151,52 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     }
 }
 
-/// Opens the event log named by `url`: `sqlite:PATH` or `postgres://…` /
-/// `postgresql://…`.
+/// Opens the event log named by `url`: `sqlite:PATH`, `postgres://…` /
+/// `postgresql://…`, or (feature `kurrentdb`) `kurrentdb://…` / `esdb://…` and their
+/// `+discover` forms.
 pub async fn open(url: &str) -> Result<Arc<dyn EventLog>, Error> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path.strip_prefix("//").unwrap_or(path);
         Ok(Arc::new(sqlite::SqliteEventLog::open(path).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresEventLog::connect(url).await?))
+    } else if is_kurrentdb_url(url) {
+        open_kurrentdb(url).await
     } else {
         Err(Error::invalid(
             "event_log",
-            "unsupported url: use sqlite:PATH or postgres://…",
+            "unsupported url: use sqlite:PATH, postgres://… or kurrentdb://…",
         ))
     }
+}
+
+/// KurrentDB connection strings: `kurrentdb://`, `esdb://` and their `+discover` forms
+/// (a cluster found through DNS).
+pub(crate) fn is_kurrentdb_url(url: &str) -> bool {
+    [
+        "kurrentdb://",
+        "esdb://",
+        "kurrentdb+discover://",
+        "esdb+discover://",
+    ]
+    .iter()
+    .any(|scheme| url.starts_with(scheme))
+}
+
+#[cfg(feature = "kurrentdb")]
+async fn open_kurrentdb(url: &str) -> Result<Arc<dyn EventLog>, Error> {
+    Ok(Arc::new(
+        crate::kurrentdb::KurrentDbEventLog::connect(url).await?,
+    ))
+}
+
+#[cfg(not(feature = "kurrentdb"))]
+async fn open_kurrentdb(_url: &str) -> Result<Arc<dyn EventLog>, Error> {
+    Err(Error::invalid(
+        "event_log",
+        "a kurrentdb url needs the KurrentDB backend, but caseline-eventlog was built \
+         without the kurrentdb feature (build with `--features caseline-eventlog/kurrentdb`)",
+    ))
 }
 
 /// Streams of the `access` category hold access records and break-glass grants.
@@ -171,4 +206,37 @@ pub(crate) fn is_access_stream(stream: &StreamName) -> bool {
 
 pub(crate) fn clamp_limit(limit: usize) -> usize {
     limit.min(MAX_READ_EVENTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A KurrentDB url is dispatched to that backend, or refused by name when it is not
+    /// built; neither repeats the url (it may carry a password).
+    #[tokio::test]
+    async fn kurrentdb_urls_reach_their_backend() {
+        for url in [
+            "kurrentdb://admin:s3cret@",
+            "esdb://admin:s3cret@",
+            "kurrentdb+discover://admin:s3cret@",
+            "esdb+discover://admin:s3cret@",
+        ] {
+            match open(url).await {
+                Err(Error::InvalidInput { field, reason }) => {
+                    assert_eq!(field, "event_log");
+                    if cfg!(feature = "kurrentdb") {
+                        assert_eq!(reason, "malformed kurrentdb url");
+                    } else {
+                        assert!(
+                            reason.contains("built without the kurrentdb feature"),
+                            "{reason}"
+                        );
+                    }
+                    assert!(!reason.contains("s3cret"), "{reason}");
+                }
+                other => panic!("{url}: expected the url refused, got {other:?}"),
+            }
+        }
+    }
 }

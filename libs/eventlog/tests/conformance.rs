@@ -3,7 +3,9 @@
 //! Each test body in `suite` takes a [`Harness`]; `conformance_tests!` instantiates the
 //! bodies for a backend. SQLite and PostgreSQL always run (PostgreSQL from
 //! `CASELINE_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`;
-//! a missing server fails the tests with instructions, never skips them).
+//! a missing server fails the tests with instructions, never skips them). KurrentDB runs
+//! with the cargo feature `kurrentdb`, against `CASELINE_TEST_KURRENTDB_URL` (unset: the
+//! tests fail with instructions).
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -30,6 +32,12 @@ pub trait Harness: Send + Sync {
     /// Sets the stored `call` column of one event behind the log's back (raw SQL),
     /// leaving every other column as it was.
     async fn tamper_call(&self, stream: &StreamName, version: u64, call: Option<&str>);
+    /// Whether an append reusing an event id stored in *another* stream is refused.
+    /// KurrentDB looks for stored ids in the appended stream only (a global check would
+    /// scan `$all`); there the same clash is checked within one stream instead.
+    fn detects_ids_of_other_streams(&self) -> bool {
+        true
+    }
 }
 
 /// A call context as the trust layer writes it.
@@ -345,11 +353,13 @@ pub mod suite {
             Err(Error::EventIdConflict { .. })
         ));
         let elsewhere = stream("referral");
-        assert!(matches!(
-            log.append(&elsewhere, ExpectedVersion::Any, batch.clone())
-                .await,
-            Err(Error::EventIdConflict { .. })
-        ));
+        if h.detects_ids_of_other_streams() {
+            assert!(matches!(
+                log.append(&elsewhere, ExpectedVersion::Any, batch.clone())
+                    .await,
+                Err(Error::EventIdConflict { .. })
+            ));
+        }
         assert_eq!(
             log.read_stream(&s, Direction::Forwards, None, 10)
                 .await
@@ -379,12 +389,20 @@ pub mod suite {
         let mut clash = event(None, b"clash");
         clash.event_id = taken;
         let batch = vec![event(None, b"1"), event(None, b"2"), clash];
-        assert!(
-            log.append(&other, ExpectedVersion::Any, batch)
-                .await
-                .is_err()
-        );
-        assert_eq!(log.stream_version(&other).await.unwrap(), None);
+        if h.detects_ids_of_other_streams() {
+            assert!(
+                log.append(&other, ExpectedVersion::Any, batch)
+                    .await
+                    .is_err()
+            );
+            assert_eq!(log.stream_version(&other).await.unwrap(), None);
+        } else {
+            // The same clash within the stream that holds the id.
+            assert!(matches!(
+                log.append(&s, ExpectedVersion::Any, batch).await,
+                Err(Error::EventIdConflict { .. })
+            ));
+        }
 
         // An oversize last event: nothing stored.
         let mut big = event(None, b"");
@@ -586,10 +604,11 @@ pub mod suite {
         }
         let mut sub = subscribe(log.clone(), Position::START);
         let writers: Vec<_> = (0..WRITERS)
-            .map(|w| {
+            .map(|_| {
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let shared = StreamName::new(format!("case-shared{w}")).unwrap();
+                    // One stream per writer, new in every run (servers outlive runs).
+                    let shared = stream("case");
                     for i in 0..PER_WRITER {
                         let target = if i % 2 == 0 {
                             shared.clone()
@@ -1352,6 +1371,296 @@ mod postgres {
                 .map(|d| d.message().to_owned())
                 .unwrap_or_default();
             assert!(msg.contains("immutable"), "{sql}: {msg}");
+        }
+    }
+}
+
+#[cfg(feature = "kurrentdb")]
+mod kurrentdb {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use caseline_eventlog::kurrentdb::KurrentDbEventLog;
+    use caseline_eventlog::{
+        AppendResult, Direction, Error, EventLog, ExpectedVersion, NewEvent, Position,
+        RecordedEvent, StreamName,
+    };
+    use tokio::sync::watch;
+    use uuid::Uuid;
+
+    const HOW_TO: &str = "These tests need a KurrentDB server with its standard projections \
+        running. Start one with `docker run --rm -p 2113:2113 \
+        docker.kurrent.io/kurrent-latest/kurrentdb:latest --insecure --run-projections=All \
+        --start-standard-projections` and run them with \
+        CASELINE_TEST_KURRENTDB_URL=kurrentdb://localhost:2113?tls=false";
+
+    pub fn url() -> String {
+        std::env::var("CASELINE_TEST_KURRENTDB_URL")
+            .unwrap_or_else(|_| panic!("CASELINE_TEST_KURRENTDB_URL is not set.\n{HOW_TO}"))
+    }
+
+    async fn connect(url: &str) -> KurrentDbEventLog {
+        KurrentDbEventLog::connect(url).await.unwrap_or_else(|e| {
+            panic!("KurrentDB did not answer at CASELINE_TEST_KURRENTDB_URL ({e})\n{HOW_TO}")
+        })
+    }
+
+    /// The log as one test sees it. A KurrentDB server outlives test runs and serves
+    /// every test of a run at once, and the suite counts `read_all` over the whole log:
+    /// so `read_all` here starts where the log ended when the harness was made, and
+    /// shows only the streams this harness appended to. Everything else passes through.
+    #[derive(Debug)]
+    struct Scoped {
+        inner: Arc<KurrentDbEventLog>,
+        own: Arc<Mutex<HashSet<StreamName>>>,
+        start: Position,
+    }
+
+    #[async_trait::async_trait]
+    impl EventLog for Scoped {
+        async fn append(
+            &self,
+            stream: &StreamName,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> Result<AppendResult, Error> {
+            self.own.lock().unwrap().insert(stream.clone());
+            self.inner.append(stream, expected, events).await
+        }
+
+        async fn read_stream(
+            &self,
+            stream: &StreamName,
+            direction: Direction,
+            from: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, Error> {
+            self.inner.read_stream(stream, direction, from, limit).await
+        }
+
+        async fn read_case(
+            &self,
+            case_id: Uuid,
+            after: Position,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, Error> {
+            self.inner.read_case(case_id, after, limit).await
+        }
+
+        async fn read_case_events(
+            &self,
+            case_id: Uuid,
+            after: Position,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, Error> {
+            self.inner.read_case_events(case_id, after, limit).await
+        }
+
+        async fn read_all(
+            &self,
+            after: Position,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, Error> {
+            const PAGE: usize = 1000;
+            let mut cursor = if after == Position::START {
+                self.start
+            } else {
+                after
+            };
+            let mut out = Vec::new();
+            while out.len() < limit {
+                let page = self.inner.read_all(cursor, PAGE).await?;
+                let full = page.len() == PAGE;
+                let Some(last) = page.last() else { break };
+                cursor = last.position;
+                {
+                    let own = self.own.lock().unwrap();
+                    out.extend(page.into_iter().filter(|e| own.contains(&e.stream)));
+                }
+                if !full {
+                    break;
+                }
+            }
+            out.truncate(limit);
+            Ok(out)
+        }
+
+        fn appended(&self) -> watch::Receiver<Position> {
+            self.inner.appended()
+        }
+
+        fn poll_interval(&self) -> Duration {
+            self.inner.poll_interval()
+        }
+
+        async fn close(&self) {
+            self.inner.close().await;
+        }
+    }
+
+    /// A log on the server of `CASELINE_TEST_KURRENTDB_URL`. Every stream name the suite
+    /// makes holds a new UUID, so runs and tests never share a stream.
+    pub struct KurrentHarness {
+        url: String,
+        own: Arc<Mutex<HashSet<StreamName>>>,
+        start: Position,
+        log: Arc<KurrentDbEventLog>,
+    }
+
+    impl KurrentHarness {
+        pub async fn new() -> Self {
+            let url = url();
+            let log = Arc::new(connect(&url).await);
+            let start = log.head_position().await.unwrap();
+            Self {
+                url,
+                own: Arc::default(),
+                start,
+                log,
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl super::Harness for KurrentHarness {
+        fn log(&self) -> Arc<dyn EventLog> {
+            Arc::new(Scoped {
+                inner: self.log.clone(),
+                own: self.own.clone(),
+                start: self.start,
+            })
+        }
+
+        async fn reopen(&mut self) {
+            self.log.close().await;
+            self.log = Arc::new(connect(&self.url).await);
+        }
+
+        async fn tamper(&self, _stream: &StreamName, _version: u64) {
+            panic!("KurrentDB cannot rewrite a stored event; no tampering test runs on it")
+        }
+
+        async fn tamper_call(&self, _stream: &StreamName, _version: u64, _call: Option<&str>) {
+            panic!("KurrentDB cannot rewrite a stored event; no tampering test runs on it")
+        }
+
+        fn detects_ids_of_other_streams(&self) -> bool {
+            false
+        }
+    }
+
+    // `tampered_row_is_reported` and `tampered_call_is_reported` are left out: they
+    // rewrite a stored event behind the log's back, and KurrentDB cannot rewrite a stored
+    // event (no update, no delete short of the whole stream). The hash chain still
+    // covers every event; `verify_stream` runs in the tests below.
+    conformance_tests!(KurrentHarness::new().await;
+        round_trip_of_every_envelope_field,
+        each_expected_version_case,
+        concurrent_appenders_one_success_per_version,
+        idempotent_retry_stores_nothing_new,
+        a_batch_is_all_or_nothing,
+        read_case_spans_streams_in_global_order,
+        read_case_events_leaves_out_access_records,
+        read_stream_both_directions,
+        read_all_pages_in_one_total_order,
+        subscriber_sees_every_event_once_in_order,
+        reopen_keeps_everything,
+        bad_input_is_typed_and_stores_nothing,
+        closed_log_refuses_calls,
+    );
+
+    #[tokio::test]
+    async fn a_position_of_another_backend_is_refused() {
+        let h = KurrentHarness::new().await;
+        // A SQLite position: a row id in the low half.
+        let foreign: Position = "5".parse().unwrap();
+        assert!(matches!(
+            h.log.read_all(foreign, 10).await,
+            Err(Error::InvalidInput {
+                field: "position",
+                ..
+            })
+        ));
+        assert!(matches!(
+            h.log.read_case(Uuid::new_v4(), foreign, 10).await,
+            Err(Error::InvalidInput {
+                field: "position",
+                ..
+            })
+        ));
+    }
+
+    /// Two services share one server: each reads the head before it appends, so neither
+    /// needs to know what the other wrote, a retry through either returns the original
+    /// and the chain stays whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_appending_to_one_stream_stay_consistent() {
+        let h = KurrentHarness::new().await;
+        let a: Arc<dyn EventLog> = h.log.clone();
+        let b: Arc<dyn EventLog> = Arc::new(connect(&h.url).await);
+        let s = super::stream("case");
+        let e = || vec![super::event(None, b"x")];
+
+        assert_eq!(
+            super::append_at(&*a, &s, ExpectedVersion::NoStream).await,
+            0
+        );
+        assert_eq!(
+            super::append_at(&*b, &s, ExpectedVersion::Exact(0)).await,
+            1
+        );
+        super::assert_wrong_version(a.append(&s, ExpectedVersion::Exact(0), e()).await, Some(1));
+        assert_eq!(super::append_at(&*a, &s, ExpectedVersion::Any).await, 2);
+        assert_eq!(super::append_at(&*b, &s, ExpectedVersion::Any).await, 3);
+
+        let batch = e();
+        let first = a
+            .append(&s, ExpectedVersion::Exact(3), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            b.append(&s, ExpectedVersion::Exact(3), batch.clone())
+                .await
+                .unwrap(),
+            first
+        );
+        assert_eq!(
+            b.append(&s, ExpectedVersion::Any, batch).await.unwrap(),
+            first
+        );
+
+        let report = b.verify_stream(&s).await.unwrap();
+        assert!(report.is_intact());
+        assert_eq!(report.events_checked, 5);
+    }
+
+    /// `read_case` shows what another process appended once the server's projection has
+    /// linked it, in global order with this process's own writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_case_merges_the_writes_of_two_processes() {
+        let h = KurrentHarness::new().await;
+        let a: Arc<dyn EventLog> = h.log.clone();
+        let b: Arc<dyn EventLog> = Arc::new(connect(&h.url).await);
+        let case = Uuid::new_v4();
+        let mut expected = Vec::new();
+        for (i, log) in [&a, &b, &a, &b].into_iter().enumerate() {
+            let e = super::event(Some(case), &[i as u8]);
+            expected.push(e.event_id);
+            log.append(&super::stream("referral"), ExpectedVersion::Any, vec![e])
+                .await
+                .unwrap();
+        }
+        // `a` waits for its own writes; `b`'s last one came after, so poll for it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = a.read_case(case, Position::START, 10).await.unwrap();
+            if got.len() == expected.len() || tokio::time::Instant::now() > deadline {
+                assert_eq!(got.iter().map(|e| e.event_id).collect::<Vec<_>>(), expected);
+                assert!(got.windows(2).all(|w| w[0].position < w[1].position));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
