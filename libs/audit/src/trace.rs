@@ -1,11 +1,13 @@
-//! W3C trace context of a call: taken from the client's `traceparent`, or begun here.
+//! W3C trace context of a call: the client's `traceparent`, continued by the server span
+//! when spans are exported, or a trace begun here.
 
 /// The trace a call belongs to. The default is empty; calls always get a real one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceContext {
     /// 32 lowercase hex digits.
     pub trace_id: String,
-    /// The `traceparent` to store with events (the client's, or one begun here).
+    /// The `traceparent` to store with events: the server span's when spans are
+    /// exported, else the client's, or one begun here.
     pub traceparent: String,
 }
 
@@ -13,14 +15,35 @@ impl TraceContext {
     /// Accepts a valid version-00 `traceparent`; anything else starts a new trace (a
     /// malformed header is the client's mistake, not a reason to refuse the call).
     pub fn from_header(header: Option<&str>) -> Self {
-        if let Some(tp) = header.and_then(parse) {
-            return tp;
-        }
+        Self::received(header).unwrap_or_else(Self::begin)
+    }
+
+    /// The client's trace context, when its `traceparent` is a valid version-00 one.
+    pub fn received(header: Option<&str>) -> Option<Self> {
+        header.and_then(parse)
+    }
+
+    /// A new trace, begun here.
+    pub fn begin() -> Self {
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
         let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
         Self {
             traceparent: format!("00-{trace_id}-{span_id}-01"),
             trace_id,
+        }
+    }
+
+    /// The trace of a call whose client sent `received` and whose server span has the
+    /// context `server_span` (there is one only while spans are exported). The server
+    /// span's context wins when it continues the client's trace, or begins one for a
+    /// client that sent none: the trace id never changes, only the parent that events
+    /// name becomes the server span.
+    pub fn of_call(received: Option<Self>, server_span: Option<&str>) -> Self {
+        match (received, server_span.and_then(parse)) {
+            (Some(client), Some(span)) if span.trace_id != client.trace_id => client,
+            (_, Some(span)) => span,
+            (Some(client), None) => client,
+            (None, None) => Self::begin(),
         }
     }
 }
@@ -57,6 +80,36 @@ mod tests {
         let t = TraceContext::from_header(Some(tp));
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.traceparent, tp);
+    }
+
+    #[test]
+    fn the_server_span_continues_the_clients_trace() {
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let server = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+        let t = TraceContext::of_call(TraceContext::received(Some(client)), Some(server));
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.traceparent, server);
+
+        // Never a span of another trace.
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let t = TraceContext::of_call(TraceContext::received(Some(client)), Some(other));
+        assert_eq!(t.traceparent, client);
+
+        // Not exporting: the client's context as received.
+        let t = TraceContext::of_call(TraceContext::received(Some(client)), None);
+        assert_eq!(t.traceparent, client);
+    }
+
+    #[test]
+    fn without_a_client_trace_the_server_span_begins_it() {
+        let server = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let t = TraceContext::of_call(None, Some(server));
+        assert_eq!(t.trace_id, "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(t.traceparent, server);
+
+        let t = TraceContext::of_call(TraceContext::received(Some("garbage")), None);
+        assert_eq!(t.trace_id.len(), 32);
+        assert_eq!(TraceContext::received(Some(&t.traceparent)), Some(t));
     }
 
     #[test]

@@ -188,14 +188,29 @@ impl Guard for Trust {
 
 impl Trust {
     async fn serve(&self, request: http::Request<Body>, next: Next) -> http::Response<Body> {
-        let trace = TraceContext::from_header(
+        let received = TraceContext::received(
             request
                 .headers()
-                .get("traceparent")
+                .get(caseline_telemetry::TRACEPARENT)
                 .and_then(|v| v.to_str().ok()),
         );
-        let span =
-            tracing::info_span!("call", rpc = %request.uri().path(), trace_id = %trace.trace_id);
+        // This span leaves the process when spans are exported: it names the method and
+        // the trace, never who calls or about whom.
+        let span = tracing::info_span!(
+            "call",
+            otel.kind = "server",
+            rpc = %request.uri().path(),
+            trace_id = tracing::field::Empty,
+        );
+        // The server span continues the client's trace; without one it begins a trace.
+        if let Some(client) = &received {
+            caseline_telemetry::join_trace(&span, &client.traceparent);
+        }
+        // Events written during the call then carry the server span's own context, so
+        // whoever handles them continues the trace under this span.
+        let own = span.in_scope(caseline_telemetry::current_traceparent);
+        let trace = TraceContext::of_call(received, own.as_deref());
+        span.record("trace_id", trace.trace_id.as_str());
         self.guarded(request, next, trace).instrument(span).await
     }
 
