@@ -32,9 +32,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("caseline_descriptor.bin"), fds.encode_to_vec())?;
 
-    tonic_prost_build::configure()
+    // Event payloads (and the enums and money they hold) are also serde types: services'
+    // projections keep them in their checkpoints.
+    let serde = "#[derive(serde::Serialize, serde::Deserialize)]";
+    let mut config = tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds(fds)?;
+        .type_attribute(".caseline.v1.events", serde)
+        .message_attribute(".caseline.v1.Money", serde);
+    for file in fds.file.iter().filter(|f| f.package() == "caseline.v1") {
+        for e in &file.enum_type {
+            config = config.enum_attribute(format!(".caseline.v1.{}", e.name()), serde);
+        }
+    }
+    config.compile_fds(fds)?;
     Ok(())
 }

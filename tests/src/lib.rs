@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod otlp;
 pub mod requests;
 pub mod seed;
 

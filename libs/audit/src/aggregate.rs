@@ -3,15 +3,16 @@
 //! `expected_version`, authorised again on the very state it is decided on, and appended
 //! at the version read (deciding again when another command won the race).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use caseline_eventlog::{
-    Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
-    Uuid,
+    Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    StreamName, Uuid,
 };
+use caseline_projection::{Fold, Followed};
 use caseline_server::ApiError;
 
 use caseline_policy::{Action, Entry};
@@ -50,7 +51,7 @@ pub trait Gate<A>: Sync {
 }
 
 /// A request already applied to the stream.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Applied {
     first_event_id: Uuid,
     last_version: u64,
@@ -58,7 +59,7 @@ struct Applied {
 
 /// An aggregate as its stream says, up to `version`, with the requests applied to it.
 /// Derefs to the aggregate.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Loaded<A> {
     pub aggregate: A,
     /// `None`: the stream holds nothing.
@@ -274,69 +275,89 @@ impl<A: Aggregate> Gate<A> for CaseGate {
     }
 }
 
+/// An aggregate that lists are made of: the category of its streams, and the format of
+/// its state in projections' checkpoints (bump it when the state changes).
+pub trait Listed: Aggregate + serde::Serialize + serde::de::DeserializeOwned + 'static {
+    const CATEGORY: &'static str;
+    const FORMAT: u32;
+}
+
+/// Every aggregate of one stream category, in the order each began.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "A: Listed")]
+pub struct Category<A> {
+    items: HashMap<Uuid, Loaded<A>>,
+    /// By the position of each one's first event.
+    #[serde(with = "caseline_projection::positions::keys")]
+    order: BTreeMap<Position, Uuid>,
+}
+
+impl<A> std::fmt::Debug for Category<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Category")
+            .field("items", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A> Default for Category<A> {
+    fn default() -> Self {
+        Self {
+            items: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+}
+
+impl<A: Listed> Fold for Category<A> {
+    const FORMAT: u32 = A::FORMAT;
+    type Error = ApiError;
+
+    fn reads(event: &RecordedEvent) -> bool {
+        caseline_projection::category_of(event) == Some(A::CATEGORY)
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApiError> {
+        let Some(id) = event
+            .stream
+            .as_str()
+            .split_once('-')
+            .and_then(|(_, id)| Uuid::parse_str(id).ok())
+        else {
+            return Ok(());
+        };
+        let item = self.items.entry(id).or_default();
+        if item.version.is_none() {
+            self.order.insert(event.position, id);
+        }
+        item.apply(event)?;
+        Ok(())
+    }
+}
+
 /// Every aggregate of one stream category, followed from the log in global order, for
 /// lists. Commands never read it (they load their own stream). It catches up before
 /// every query, so what a caller just wrote is listed on their next call.
 #[derive(Debug)]
 pub struct Projection<A> {
-    log: Arc<dyn EventLog>,
-    category: &'static str,
-    state: tokio::sync::Mutex<ProjectionState<A>>,
+    followed: Arc<Followed<Category<A>>>,
 }
 
-#[derive(Debug)]
-struct ProjectionState<A> {
-    after: caseline_eventlog::Position,
-    items: HashMap<Uuid, Loaded<A>>,
-    /// By the position of each one's first event.
-    order: std::collections::BTreeMap<caseline_eventlog::Position, Uuid>,
-}
-
-impl<A: Aggregate> Projection<A> {
-    pub fn new(log: Arc<dyn EventLog>, category: &'static str) -> Self {
-        Self {
-            log,
-            category,
-            state: tokio::sync::Mutex::new(ProjectionState {
-                after: caseline_eventlog::Position::START,
-                items: HashMap::new(),
-                order: std::collections::BTreeMap::new(),
-            }),
-        }
+impl<A: Listed> Projection<A> {
+    /// Lists over `followed` (see `caseline_host::Host::projection`).
+    pub fn new(followed: Arc<Followed<Category<A>>>) -> Self {
+        Self { followed }
     }
 
     /// The aggregates begun after `after` that `include` admits, oldest first, each with
     /// the position that pages them.
     pub async fn select(
         &self,
-        after: Option<caseline_eventlog::Position>,
+        after: Option<Position>,
         include: impl Fn(&Loaded<A>) -> bool,
-    ) -> Result<Vec<(caseline_eventlog::Position, Uuid, Loaded<A>)>, ApiError> {
+    ) -> Result<Vec<(Position, Uuid, Loaded<A>)>, ApiError> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let mut guard = self.state.lock().await;
-        let state = &mut *guard;
-        let category = self.category;
-        let mut at = state.after;
-        let caught_up = caseline_eventlog::catch_up(self.log.as_ref(), &mut at, |event| {
-            let Some((c, id)) = event.stream.as_str().split_once('-') else {
-                return Ok::<(), ApiError>(());
-            };
-            let Ok(id) = Uuid::parse_str(id) else {
-                return Ok(());
-            };
-            if c != category {
-                return Ok(());
-            }
-            let item = state.items.entry(id).or_default();
-            if item.version.is_none() {
-                state.order.insert(event.position, id);
-            }
-            item.apply(event)?;
-            Ok(())
-        })
-        .await;
-        state.after = at;
-        caught_up?;
+        let state = self.followed.view().await?;
         let from = after.map_or(Unbounded, Excluded);
         Ok(state
             .order
@@ -352,7 +373,7 @@ impl<A: Aggregate> Projection<A> {
 /// that pages it: at most `size` of them, and the next page's token when more follow
 /// (empty on the last page). Gather `size + 1` visible items at most: the one past the
 /// page only says that there is a next page.
-pub fn page_of<T>(visible: Vec<(caseline_eventlog::Position, T)>, size: usize) -> (Vec<T>, String) {
+pub fn page_of<T>(visible: Vec<(Position, T)>, size: usize) -> (Vec<T>, String) {
     let more = visible.len() > size;
     let mut items: Vec<_> = visible.into_iter().take(size).collect();
     let next = match items.last() {

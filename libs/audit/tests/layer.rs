@@ -1237,6 +1237,14 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
         authenticator,
         ..
     } = parts(dir.path()).await;
+    let checkpoints = caseline_projection::SqliteCheckpoints::open(dir.path().join("checkpoints"))
+        .await
+        .unwrap();
+    let grants = caseline_projection::Followed::new(
+        "audit.break-glass",
+        Arc::clone(&log),
+        Arc::new(checkpoints),
+    );
     let trust = Trust::new(TrustConfig {
         authenticator,
         log,
@@ -1255,7 +1263,7 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
     trust.register(PROBE_METHODS);
     let services = Services::new(trust.guard())
         .add_service(Probe)
-        .add_service(caseline_audit_service::server());
+        .add_service(caseline_audit_service::server(grants.clone()));
     match GrpcServer::build(listen, services).await {
         Err(ServerError::Unguarded(message)) => {
             for method in caseline_audit_service::METHODS {
@@ -1269,6 +1277,6 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
     trust.register(caseline_audit_service::METHODS);
     let services = Services::new(trust.guard())
         .add_service(Probe)
-        .add_service(caseline_audit_service::server());
+        .add_service(caseline_audit_service::server(grants.clone()));
     GrpcServer::build(listen, services).await.unwrap();
 }

@@ -1,11 +1,12 @@
-//! One typed configuration: defaults, then a TOML file (`--config` /
-//! `CASELINE_CONFIG`), then `CASELINE_*` variables and flags. With no file at all the
-//! all-in-one runs with `--dev` only; without it, the file must name token issuers.
+//! One typed configuration for every server: defaults, then a TOML file (`--config` /
+//! `CASELINE_CONFIG`), then `CASELINE_*` variables and flags. With no file at all a
+//! server runs with `--dev` only; without it, the file must name token issuers.
 //!
 //! ```toml
 //! listen = "0.0.0.0:50051"
 //! data_dir = "/var/lib/caseline"
 //! event_log = "postgres://caseline@db/caseline"
+//! state_store = "postgres://caseline@db/caseline"
 //! instance = "caseline-1"
 //!
 //! [auth]
@@ -35,7 +36,9 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub event_log: Option<String>,
-    /// Names this server in access records; default `caseline@<HOSTNAME>/<pid>`.
+    /// The mutable store beside the log: data keys and projection checkpoints.
+    pub state_store: Option<String>,
+    /// Names this server in access records; default `<binary>@<HOSTNAME>/<pid>`.
     pub instance: Option<String>,
     #[serde(default)]
     pub auth: AuthSection,

@@ -30,7 +30,7 @@ pub const TEAM_MEMBER_REMOVED: &str = "caseline.v1.events.TeamMemberRemoved";
 pub const BREAK_GLASS_GRANTED: &str = "caseline.v1.events.BreakGlassGranted";
 
 /// A member of a case's team.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub subject: String,
     pub agency: String,
@@ -39,7 +39,7 @@ pub struct Member {
 }
 
 /// A break-glass grant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grant {
     pub subject: String,
     pub role: String,
@@ -52,12 +52,39 @@ pub struct Grant {
 }
 
 /// What the policy knows of one case: its team and its break-glass grants.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CaseTeam {
+    /// By (subject, agency); in projections' checkpoints, a list.
+    #[serde(with = "member_list")]
     members: BTreeMap<(String, String), Member>,
     grants: Vec<Grant>,
     case_version: Option<u64>,
     access_version: Option<u64>,
+}
+
+/// The members of a team as a list: JSON maps need text keys.
+mod member_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Member;
+
+    pub fn serialize<S: Serializer>(
+        members: &BTreeMap<(String, String), Member>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(members.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<(String, String), Member>, D::Error> {
+        Ok(Vec::<Member>::deserialize(d)?
+            .into_iter()
+            .map(|m| ((m.subject.clone(), m.agency.clone()), m))
+            .collect())
+    }
 }
 
 impl CaseTeam {

@@ -2,34 +2,73 @@
 
 use caseline_audit::Call;
 use caseline_auth::Role;
-use caseline_eventlog::{Position, Uuid};
+use std::sync::Arc;
+
+use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_projection::{Fold, Followed};
 use caseline_policy::teams::{BREAK_GLASS_GRANTED, Grant, grant_from_event};
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::BreakGlassGranted;
 use caseline_proto::v1::{BreakGlassUse, ListBreakGlassUsesRequest, ListBreakGlassUsesResponse};
 use caseline_server::ApiError;
 use caseline_vault::{Opened, Sealed};
-use tokio::sync::Mutex;
 
-use crate::history::Pager;
 use crate::{from_timestamp, invalid, to_timestamp};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 
-/// Every grant in the log, in log order, with the position it was recorded at.
-#[derive(Debug, Default)]
-pub(crate) struct BreakGlassLog {
-    state: Mutex<Followed>,
+/// Every break-glass grant in the log, in log order: the projection behind the review
+/// list, checkpointed (`caseline_projection`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Grants {
+    grants: Vec<Recorded>,
 }
 
-#[derive(Debug, Default)]
-struct Followed {
-    after: Position,
-    grants: Vec<(Position, Uuid, Grant)>,
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    #[serde(with = "caseline_projection::positions")]
+    position: Position,
+    case_id: Uuid,
+    grant: Grant,
+}
+
+impl Fold for Grants {
+    const FORMAT: u32 = 1;
+    type Error = ApiError;
+
+    fn reads(event: &RecordedEvent) -> bool {
+        event.event_type == BREAK_GLASS_GRANTED
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApiError> {
+        let (Some(case_id), Ok(payload)) = (
+            event.metadata.case_id,
+            BreakGlassGranted::decode(event.data.as_slice()),
+        ) else {
+            tracing::error!(position = %event.position, "break-glass grant does not decode");
+            return Ok(());
+        };
+        self.grants.push(Recorded {
+            position: event.position,
+            case_id,
+            grant: grant_from_event(payload),
+        });
+        Ok(())
+    }
+}
+
+/// The review list of break-glass use.
+#[derive(Debug)]
+pub(crate) struct BreakGlassLog {
+    grants: Arc<Followed<Grants>>,
 }
 
 impl BreakGlassLog {
+    pub(crate) fn new(grants: Arc<Followed<Grants>>) -> Self {
+        Self { grants }
+    }
+
     /// Catches up with the log, then answers one page for the caller.
     pub(crate) async fn list(
         &self,
@@ -53,13 +92,12 @@ impl BreakGlassLog {
         };
 
         let candidates: Vec<(Position, Uuid, Grant)> = {
-            let mut state = self.state.lock().await;
-            catch_up(call, &mut state).await?;
+            let state = self.grants.view().await?;
             state
                 .grants
                 .iter()
-                .filter(|(p, _, g)| *p > cursor && since.is_none_or(|s| g.granted_at >= s))
-                .cloned()
+                .filter(|r| r.position > cursor && since.is_none_or(|s| r.grant.granted_at >= s))
+                .map(|r| (r.position, r.case_id, r.grant.clone()))
                 .collect()
         };
 
@@ -117,27 +155,6 @@ impl BreakGlassLog {
         let team = call.trust_teams().current(case_id).await?;
         Ok(team.is_some_and(|t| t.has_agency(call.agency())))
     }
-}
-
-async fn catch_up(call: &Call, state: &mut Followed) -> Result<(), ApiError> {
-    let mut events = Pager::all_after(state.after);
-    while let Some(event) = events.next(&**call.log()).await? {
-        state.after = event.position;
-        if event.event_type != BREAK_GLASS_GRANTED {
-            continue;
-        }
-        let (Some(case_id), Ok(payload)) = (
-            event.metadata.case_id,
-            BreakGlassGranted::decode(event.data.as_slice()),
-        ) else {
-            tracing::error!(position = %event.position, "break-glass grant does not decode");
-            continue;
-        };
-        state
-            .grants
-            .push((event.position, case_id, grant_from_event(payload)));
-    }
-    Ok(())
 }
 
 async fn open_reason(call: &Call, case_id: Uuid, grant: &Grant) -> Result<String, ApiError> {

@@ -11,6 +11,7 @@ mod break_glass;
 mod history;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use caseline_audit::{Call, Kind, MethodSpec, Scope};
@@ -24,10 +25,12 @@ use caseline_proto::v1::{
     ListBreakGlassUsesRequest, ListBreakGlassUsesResponse, ReplayAccessHistoryRequest,
     VerifyIntegrityRequest, VerifyIntegrityResponse, verify_integrity_request,
 };
+use caseline_projection::Followed;
 use caseline_server::{ApiError, FieldViolation};
 use tokio_stream::Stream;
 
 use crate::break_glass::BreakGlassLog;
+pub use crate::break_glass::Grants;
 
 const AUDITORS: &[Role] = &[Role::Auditor];
 const REVIEWERS: &[Role] = &[Role::Auditor, Role::Supervisor];
@@ -61,15 +64,18 @@ pub const METHODS: &[MethodSpec] = &[
 ];
 
 /// The gRPC handlers of AuditService.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuditApi {
     break_glass: BreakGlassLog,
 }
 
 /// The tonic server to register with `caseline_server::Services::add_service`, after
-/// [`METHODS`] were registered with the trust layer.
-pub fn server() -> AuditServiceServer<AuditApi> {
-    AuditServiceServer::new(AuditApi::default())
+/// [`METHODS`] were registered with the trust layer, over the projection of
+/// break-glass grants.
+pub fn server(grants: Arc<Followed<Grants>>) -> AuditServiceServer<AuditApi> {
+    AuditServiceServer::new(AuditApi {
+        break_glass: BreakGlassLog::new(grants),
+    })
 }
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<AccessHistoryEntry, Status>> + Send>>;
@@ -189,4 +195,10 @@ pub(crate) fn from_timestamp(field: &str, t: &Timestamp) -> Result<SystemTime, A
         .filter(|n| *n < 1_000_000_000)
         .ok_or_else(|| invalid(field, "nanos must be within 0..1e9"))?;
     Ok(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// Mounts AuditService on a server: its methods with the trust layer, its gRPC service.
+pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+    host.trust().register(METHODS);
+    services.add_service(server(host.projection("audit.break-glass")))
 }

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
-pub mod config;
 pub mod demo;
 pub mod serve;
 pub mod token;

@@ -41,17 +41,24 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(e) = caseline_telemetry::init() {
-        eprintln!("caseline: {e}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match caseline_telemetry::init("caseline") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("caseline: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(args)
+            .await
+            .map_err(|e| -> Box<dyn std::error::Error> { e }),
         Command::Token(args) => token::run(args),
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(command) => bench::run(command).await,
     };
+    // Exports the spans still buffered, whatever the outcome.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

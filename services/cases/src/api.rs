@@ -57,10 +57,10 @@ pub struct CaseApi {
 }
 
 impl CaseApi {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
+    pub(crate) fn new(log: Arc<dyn EventLog>, directory: Arc<crate::directory::Followed>) -> Self {
         Self {
             cases: CaseStore::new(Arc::clone(&log)),
-            directory: Directory::new(log),
+            directory: Directory::new(directory),
             linking: tokio::sync::Mutex::new(()),
         }
     }

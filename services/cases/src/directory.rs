@@ -3,13 +3,14 @@
 //! the case's own stream).
 //!
 //! It catches up with the log before every query (and may be rebuilt from nothing at
-//! any time): what a caller just wrote is listed on their next call.
+//! any time): what a caller just wrote is listed on their next call. It is checkpointed
+//! (`caseline_projection`), so a restart resumes from its last snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use caseline_eventlog::{EventLog, Position, RecordedEvent, Uuid};
+use caseline_eventlog::{Position, RecordedEvent, Uuid};
 use caseline_policy::CaseTeam;
 use caseline_policy::teams::{ACCESS_CATEGORY, CASE_CATEGORY};
 use caseline_proto::event_types as types;
@@ -19,7 +20,7 @@ use caseline_server::ApiError;
 use crate::domain::Event;
 
 /// What lists show of a case.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Summary {
     pub case_id: Uuid,
     pub pseudonym: String,
@@ -31,7 +32,7 @@ pub(crate) struct Summary {
 }
 
 /// A link between two cases, as recorded in the stream of `from`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LinkRecord {
     pub link_id: String,
     pub from: Uuid,
@@ -42,46 +43,40 @@ pub(crate) struct LinkRecord {
     pub agency: String,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    after: Position,
+/// The directory's state, as checkpointed.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct State {
     cases: HashMap<Uuid, Summary>,
     /// Cases by the position of their opening, for newest-first pages.
+    #[serde(with = "caseline_projection::positions::keys")]
     opened: BTreeMap<Position, Uuid>,
     /// Active links by link id.
     links: HashMap<String, LinkRecord>,
 }
 
+/// The case directory, as a projection a server follows.
+pub(crate) type Followed = caseline_projection::Followed<State>;
+
 #[derive(Debug)]
 pub(crate) struct Directory {
-    log: Arc<dyn EventLog>,
-    state: tokio::sync::Mutex<State>,
+    followed: Arc<Followed>,
 }
 
 /// A page of the directory, read under its lock.
 pub(crate) struct View<'a> {
-    state: tokio::sync::MutexGuard<'a, State>,
+    state: tokio::sync::MappedMutexGuard<'a, State>,
 }
 
 impl Directory {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Self {
-            log,
-            state: tokio::sync::Mutex::new(State::default()),
-        }
+    pub fn new(followed: Arc<Followed>) -> Self {
+        Self { followed }
     }
 
     /// The directory, caught up with everything the log holds now.
     pub async fn view(&self) -> Result<View<'_>, ApiError> {
-        let mut guard = self.state.lock().await;
-        let state = &mut *guard;
-        let mut after = state.after;
-        let caught_up =
-            caseline_eventlog::catch_up(self.log.as_ref(), &mut after, |e| state.apply(e)).await;
-        // Up to the last event applied, even when one failed: none is applied twice.
-        state.after = after;
-        caught_up?;
-        Ok(View { state: guard })
+        Ok(View {
+            state: self.followed.view().await?,
+        })
     }
 }
 
@@ -113,7 +108,18 @@ impl View<'_> {
     }
 }
 
-impl State {
+impl caseline_projection::Fold for State {
+    const FORMAT: u32 = 1;
+    type Error = ApiError;
+
+    fn reads(event: &RecordedEvent) -> bool {
+        match caseline_projection::category_of(event) {
+            Some(CASE_CATEGORY) => true,
+            Some(ACCESS_CATEGORY) => event.event_type == types::BREAK_GLASS_GRANTED,
+            _ => false,
+        }
+    }
+
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApiError> {
         let Some((category, id)) = event.stream.as_str().split_once('-') else {
             return Ok(());

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use caseline_audit::{CASE_ROLES, Kind, MethodSpec, Scope};
 use caseline_auth::Role;
-use caseline_eventlog::EventLog;
 use caseline_policy::CASE_OPENERS;
 use caseline_proto::v1::case_service_server::CaseServiceServer;
 
@@ -84,6 +83,13 @@ pub const METHODS: &[MethodSpec] = &[
 
 /// The tonic server to register with `caseline_server::Services::add_service`, after
 /// [`METHODS`] were registered with the trust layer.
-pub fn server(log: Arc<dyn EventLog>) -> CaseServiceServer<CaseApi> {
-    CaseServiceServer::new(CaseApi::new(log))
+pub fn server(host: &caseline_host::Host) -> CaseServiceServer<CaseApi> {
+    let directory = host.projection::<directory::State>("cases.directory");
+    CaseServiceServer::new(CaseApi::new(Arc::clone(host.log()), directory))
+}
+
+/// Mounts CaseService on a server: its methods with the trust layer, its gRPC service.
+pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+    host.trust().register(METHODS);
+    services.add_service(server(host))
 }

@@ -55,11 +55,15 @@ pub struct CompensationApi {
 }
 
 impl CompensationApi {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        claims: Projection<Claim>,
+        complaints: Projection<Complaint>,
+    ) -> Self {
         Self {
-            claims: Projection::new(Arc::clone(&log), CLAIM_CATEGORY),
-            complaints: Projection::new(Arc::clone(&log), COMPLAINT_CATEGORY),
             log,
+            claims,
+            complaints,
         }
     }
 }

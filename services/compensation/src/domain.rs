@@ -86,7 +86,7 @@ events!(ComplaintEvent {
 // Claims
 
 /// A claim as its events say.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClaimState {
     pub filed: Option<ClaimFiled>,
     pub status: ClaimStatus,
@@ -346,7 +346,7 @@ pub fn money(minor_units: i64, currency: &str) -> Money {
 // Complaints
 
 /// A complaint as its events say.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ComplaintState {
     pub lodged: Option<ComplaintLodged>,
     pub status: ComplaintStatus,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use caseline_audit::{Kind, MethodSpec, Scope};
 use caseline_auth::Role;
-use caseline_eventlog::EventLog;
+use caseline_audit::aggregate::Projection;
 use caseline_proto::v1::compensation_service_server::CompensationServiceServer;
 
 pub use api::CompensationApi;
@@ -116,6 +116,19 @@ pub const METHODS: &[MethodSpec] = &[
 
 /// The tonic server to register with `caseline_server::Services::add_service`, after
 /// [`METHODS`] were registered with the trust layer.
-pub fn server(log: Arc<dyn EventLog>) -> CompensationServiceServer<CompensationApi> {
-    CompensationServiceServer::new(CompensationApi::new(log))
+pub fn server(host: &caseline_host::Host) -> CompensationServiceServer<CompensationApi> {
+    let claims = Projection::new(host.projection("compensation.claims"));
+    let complaints = Projection::new(host.projection("compensation.complaints"));
+    CompensationServiceServer::new(CompensationApi::new(
+        Arc::clone(host.log()),
+        claims,
+        complaints,
+    ))
+}
+
+/// Mounts CompensationService on a server: its methods with the trust layer, its gRPC
+/// service.
+pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+    host.trust().register(METHODS);
+    services.add_service(server(host))
 }

@@ -38,13 +38,18 @@ fn refusal(e: DomainError, kind: &'static str, id: Uuid) -> ApiError {
 }
 
 /// A claim, with its case.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Claim {
     pub state: ClaimState,
     pub case_id: Option<Uuid>,
 }
 
 pub type LoadedClaim = caseline_audit::aggregate::Loaded<Claim>;
+
+impl caseline_audit::aggregate::Listed for Claim {
+    const CATEGORY: &'static str = CLAIM_CATEGORY;
+    const FORMAT: u32 = 1;
+}
 
 impl Aggregate for Claim {
     type Command = ClaimCommand;
@@ -72,13 +77,18 @@ impl Aggregate for Claim {
 }
 
 /// A complaint, with its case.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Complaint {
     pub state: ComplaintState,
     pub case_id: Option<Uuid>,
 }
 
 pub type LoadedComplaint = caseline_audit::aggregate::Loaded<Complaint>;
+
+impl caseline_audit::aggregate::Listed for Complaint {
+    const CATEGORY: &'static str = COMPLAINT_CATEGORY;
+    const FORMAT: u32 = 1;
+}
 
 impl Aggregate for Complaint {
     type Command = ComplaintCommand;

@@ -53,10 +53,10 @@ pub struct ReferralApi {
 }
 
 impl ReferralApi {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
+    pub(crate) fn new(log: Arc<dyn EventLog>, directory: Directory) -> Self {
         Self {
             store: ReferralStore::new(Arc::clone(&log)),
-            directory: Directory::new(Arc::clone(&log)),
+            directory,
             log,
         }
     }

@@ -3,12 +3,13 @@
 //! it (they load the referral's own stream).
 //!
 //! It catches up with the log before every query (and may be rebuilt from nothing at
-//! any time): what a caller just wrote is listed on their next call.
+//! any time): what a caller just wrote is listed on their next call. It is checkpointed
+//! (`caseline_projection`), so a restart resumes from its last snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use caseline_eventlog::{EventLog, Position, RecordedEvent, Uuid};
+use caseline_eventlog::{Position, RecordedEvent, Uuid};
 use caseline_server::ApiError;
 
 use caseline_proto::event_types as types;
@@ -18,46 +19,41 @@ use crate::store::{Loaded, Owner, REFERRAL_CATEGORY};
 /// Stream category of helpline contacts (CaseService's).
 const CONTACT_CATEGORY: &str = "contact";
 
-#[derive(Debug, Default)]
-struct State {
-    after: Position,
+/// The directory's state, as checkpointed.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct State {
     referrals: HashMap<Uuid, Loaded>,
     /// Referrals by the position of their making, for pages in the order made.
+    #[serde(with = "caseline_projection::positions::keys")]
     made: BTreeMap<Position, Uuid>,
     /// Helpline contacts a case was opened from, with the case.
     claimed: HashMap<Uuid, Uuid>,
 }
 
-#[derive(Debug)]
+/// The referral directory, as a projection a server follows (shared by the handlers
+/// and the escalation process).
+pub(crate) type Followed = caseline_projection::Followed<State>;
+
+#[derive(Clone, Debug)]
 pub(crate) struct Directory {
-    log: Arc<dyn EventLog>,
-    state: tokio::sync::Mutex<State>,
+    followed: Arc<Followed>,
 }
 
 /// The directory, read under its lock.
 pub(crate) struct View<'a> {
-    state: tokio::sync::MutexGuard<'a, State>,
+    state: tokio::sync::MappedMutexGuard<'a, State>,
 }
 
 impl Directory {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Self {
-            log,
-            state: tokio::sync::Mutex::new(State::default()),
-        }
+    pub fn new(followed: Arc<Followed>) -> Self {
+        Self { followed }
     }
 
     /// The directory, caught up with everything the log holds now.
     pub async fn view(&self) -> Result<View<'_>, ApiError> {
-        let mut guard = self.state.lock().await;
-        let state = &mut *guard;
-        let mut after = state.after;
-        let caught_up =
-            caseline_eventlog::catch_up(self.log.as_ref(), &mut after, |e| state.apply(e)).await;
-        // Up to the last event applied, even when one failed: none is applied twice.
-        state.after = after;
-        caught_up?;
-        Ok(View { state: guard })
+        Ok(View {
+            state: self.followed.view().await?,
+        })
     }
 }
 
@@ -89,7 +85,18 @@ impl View<'_> {
     }
 }
 
-impl State {
+impl caseline_projection::Fold for State {
+    const FORMAT: u32 = 1;
+    type Error = ApiError;
+
+    fn reads(event: &RecordedEvent) -> bool {
+        match caseline_projection::category_of(event) {
+            Some(REFERRAL_CATEGORY) => true,
+            Some(CONTACT_CATEGORY) => event.event_type == types::CONTACT_CASE_OPENED,
+            _ => false,
+        }
+    }
+
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApiError> {
         let Some((category, id)) = event.stream.as_str().split_once('-') else {
             return Ok(());

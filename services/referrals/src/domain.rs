@@ -93,7 +93,7 @@ impl Event {
 }
 
 /// A referral as its events say.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReferralState {
     /// The making event; `None` before the referral exists.
     pub made: Option<ReferralMade>,

@@ -26,9 +26,6 @@ use crate::store::{ReferralStore, referral_stream};
 pub const SYSTEM_ACTOR: &str = "caseline-referrals";
 /// Its role and agency in the envelope.
 pub const SYSTEM: &str = "system";
-/// How often the process looks, by default.
-pub const DEFAULT_EVERY: Duration = Duration::from_secs(30);
-
 /// Namespace of escalation event ids (UUIDv5 of the referral id).
 const ESCALATION_NAMESPACE: Uuid = Uuid::from_u128(0x7e5c_a1a7_e0d1_4b8e_9c3f_5a6b_e5ca_1a7e);
 
@@ -48,10 +45,15 @@ impl std::fmt::Debug for Escalation {
 }
 
 impl Escalation {
-    pub fn new(log: Arc<dyn EventLog>, vault: Vault, clock: Clock) -> Self {
+    pub(crate) fn new(
+        log: Arc<dyn EventLog>,
+        vault: Vault,
+        clock: Clock,
+        directory: Directory,
+    ) -> Self {
         Self {
             vault,
-            directory: Directory::new(Arc::clone(&log)),
+            directory,
             store: ReferralStore::new(Arc::clone(&log)),
             log,
             clock,

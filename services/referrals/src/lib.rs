@@ -20,12 +20,12 @@ use std::sync::Arc;
 
 use caseline_audit::{Kind, MethodSpec, Scope};
 use caseline_auth::Role;
-use caseline_eventlog::EventLog;
+use crate::directory::Directory;
 use caseline_policy::REFERRAL_RECEIVERS;
 use caseline_proto::v1::referral_service_server::ReferralServiceServer;
 
 pub use api::ReferralApi;
-pub use escalation::{DEFAULT_EVERY, Escalation, SYSTEM_ACTOR};
+pub use escalation::{Escalation, SYSTEM_ACTOR};
 pub use store::REFERRAL_CATEGORY;
 
 /// Roles that make referrals (the referrals compartment's writers).
@@ -107,8 +107,27 @@ pub const METHODS: &[MethodSpec] = &[
     ),
 ];
 
-/// The tonic server to register with `caseline_server::Services::add_service`, after
-/// [`METHODS`] were registered with the trust layer.
-pub fn server(log: Arc<dyn EventLog>) -> ReferralServiceServer<ReferralApi> {
-    ReferralServiceServer::new(ReferralApi::new(log))
+
+/// Mounts ReferralService on a server: its methods with the trust layer, the referral
+/// directory (one projection for the handlers and the background process), the
+/// background process that escalates overdue referrals and moves contacts' referrals
+/// onto cases, and its gRPC service.
+pub fn mount(
+    host: &caseline_host::Host,
+    services: caseline_server::Services,
+) -> caseline_server::Services {
+    host.trust().register(METHODS);
+    let directory = host.projection::<directory::State>("referrals.directory");
+    let clockwork = host.clockwork();
+    let escalation = Escalation::new(
+        Arc::clone(host.log()),
+        host.trust().vault().clone(),
+        Arc::clone(&clockwork.clock),
+        Directory::new(Arc::clone(&directory)),
+    );
+    host.spawn(escalation.spawn(clockwork.escalation_every));
+    services.add_service(ReferralServiceServer::new(ReferralApi::new(
+        Arc::clone(host.log()),
+        Directory::new(directory),
+    )))
 }

@@ -24,7 +24,7 @@ pub(crate) fn referral_stream(referral_id: Uuid) -> Result<StreamName, ApiError>
 }
 
 /// When each step happened.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Times {
     pub made: Option<SystemTime>,
     pub acknowledged: Option<SystemTime>,
@@ -36,7 +36,7 @@ pub struct Times {
 }
 
 /// A referral as its stream says, with what reads show of it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Referral {
     pub state: ReferralState,
     /// Who made it.

@@ -35,7 +35,7 @@ use caseline_timeline::timestamp;
 use caseline_vault::Opened;
 
 use crate::domain::{Command, is_health_goal};
-use crate::store::{Loaded, PLAN_CATEGORY, Plan, nth_plan_id, plan_stream};
+use crate::store::{Loaded, Plan, nth_plan_id, plan_stream};
 
 /// Default and largest page of the lists.
 const LIST_PAGE: (u32, u32) = (50, 500);
@@ -50,11 +50,8 @@ pub struct PlanApi {
 }
 
 impl PlanApi {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Self {
-            directory: Projection::new(Arc::clone(&log), PLAN_CATEGORY),
-            log,
-        }
+    pub fn new(log: Arc<dyn EventLog>, directory: Projection<Plan>) -> Self {
+        Self { log, directory }
     }
 }
 

@@ -82,7 +82,7 @@ events! {
 pub use caseline_timeline::is_health_goal;
 
 /// One goal of a plan.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Goal {
     pub added: GoalAdded,
     pub status: GoalStatus,
@@ -99,7 +99,7 @@ impl Goal {
 }
 
 /// A plan as its events say.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlanState {
     pub created: Option<PlanCreated>,
     pub status: PlanStatus,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use caseline_audit::{Kind, MethodSpec, Scope};
 use caseline_auth::Role;
-use caseline_eventlog::EventLog;
+use caseline_audit::aggregate::Projection;
 use caseline_proto::v1::support_plan_service_server::SupportPlanServiceServer;
 
 pub use api::PlanApi;
@@ -88,6 +88,14 @@ pub const METHODS: &[MethodSpec] = &[
 
 /// The tonic server to register with `caseline_server::Services::add_service`, after
 /// [`METHODS`] were registered with the trust layer.
-pub fn server(log: Arc<dyn EventLog>) -> SupportPlanServiceServer<PlanApi> {
-    SupportPlanServiceServer::new(PlanApi::new(log))
+pub fn server(host: &caseline_host::Host) -> SupportPlanServiceServer<PlanApi> {
+    let plans = Projection::new(host.projection("support-plans.plans"));
+    SupportPlanServiceServer::new(PlanApi::new(Arc::clone(host.log()), plans))
+}
+
+/// Mounts SupportPlanService on a server: its methods with the trust layer, its gRPC
+/// service.
+pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+    host.trust().register(METHODS);
+    services.add_service(server(host))
 }

@@ -27,7 +27,7 @@ pub(crate) fn nth_plan_id(case_id: Uuid, n: u64) -> Uuid {
 }
 
 /// A plan as its stream says, with when it was made.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub state: PlanState,
     pub created_at: Option<SystemTime>,
@@ -46,6 +46,11 @@ impl Plan {
 
 /// A plan loaded from its stream, with its version and the requests applied.
 pub type Loaded = caseline_audit::aggregate::Loaded<Plan>;
+
+impl caseline_audit::aggregate::Listed for Plan {
+    const CATEGORY: &'static str = PLAN_CATEGORY;
+    const FORMAT: u32 = 1;
+}
 
 impl Aggregate for Plan {
     type Command = Command;

@@ -1,0 +1,277 @@
+//! Projections (read models) that follow the event log from a checkpoint.
+//!
+//! A projection is a [`Fold`] of the log in global order. [`Followed`] keeps one in
+//! memory, catches it up with the log before every query (so a caller's own writes are
+//! on their next list) and in the background, and saves it now and then as a
+//! [`Snapshot`] in a [`CheckpointStore`] beside the log. After a restart it starts from
+//! the latest snapshot and reads only what the log holds after it: never the whole log
+//! again, unless the snapshot is missing or of another format.
+//!
+//! Rules:
+//! - a projection is a function of the log up to its position: any instance's snapshot
+//!   at a position is as good as another's, and the log stays the only truth;
+//! - the snapshot holds what the log holds (sealed fields stay sealed), so erasing a
+//!   child's key erases their data in snapshots too;
+//! - a state whose shape or meaning changes bumps [`Fold::FORMAT`]: an old snapshot is
+//!   then ignored and the projection rebuilt from the log;
+//! - each event applied runs in a span joined to the trace that wrote it (the
+//!   `traceparent` in its metadata), so a projection's work in another service shows in
+//!   the writer's trace.
+#![forbid(unsafe_code)]
+
+pub mod positions;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caseline_eventlog::{EventLog, Position, RecordedEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::task::JoinHandle;
+
+pub use store::{CheckpointStore, PostgresCheckpoints, Snapshot, SqliteCheckpoints, open};
+
+/// A read model built by applying the log's events in global order.
+pub trait Fold: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The format of the state's snapshots; bump it when the state changes shape or
+    /// meaning.
+    const FORMAT: u32;
+    type Error: From<caseline_eventlog::Error> + Send;
+    /// Applies one event of its categories. An error stops the catch-up at that event
+    /// (nothing after it is applied until it succeeds).
+    /// Whether it reads `event` (by its stream's category and its type; see
+    /// [`category_of`]); other events are skipped without a span.
+    fn reads(event: &RecordedEvent) -> bool;
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), Self::Error>;
+}
+
+/// How many events are read per page while catching up.
+const PAGE: usize = 512;
+
+/// A [`Fold`] kept up with the log and checkpointed under a name.
+pub struct Followed<S> {
+    name: &'static str,
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn CheckpointStore>,
+    inner: Mutex<Inner<S>>,
+}
+
+impl<S> std::fmt::Debug for Followed<S> {
+    // The state holds sealed fields and ids: the name is enough.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Followed")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    /// Whether the snapshot (if any) was loaded.
+    started: bool,
+    /// The last event applied (or skipped).
+    after: Position,
+    /// The position of the last snapshot saved or loaded.
+    saved: Position,
+    /// Events read since the start (the snapshot's position on a restart).
+    read: u64,
+    state: S,
+}
+
+impl<S: Fold> Followed<S> {
+    /// A projection named `name` (unique within the state store) over `log`.
+    pub fn new(
+        name: &'static str,
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn CheckpointStore>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            log,
+            store,
+            inner: Mutex::new(Inner {
+                started: false,
+                after: Position::START,
+                saved: Position::START,
+                read: 0,
+                state: S::default(),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The state, caught up with everything the log holds now. Queries hold it while
+    /// they read; the lock keeps every event applied once and in order.
+    pub async fn view(&self) -> Result<MappedMutexGuard<'_, S>, S::Error> {
+        let mut inner = self.inner.lock().await;
+        self.catch_up(&mut inner).await?;
+        Ok(MutexGuard::map(inner, |i| &mut i.state))
+    }
+
+    /// Where it stands: the last position applied, and how many events it read from the
+    /// log since this process started it (after its snapshot, if it had one).
+    pub async fn progress(&self) -> (Position, u64) {
+        let inner = self.inner.lock().await;
+        (inner.after, inner.read)
+    }
+
+    /// Saves a snapshot if anything was applied since the last one. Returns whether it
+    /// saved.
+    pub async fn checkpoint(&self) -> Result<bool, caseline_eventlog::Error> {
+        let (position, state) = {
+            let inner = self.inner.lock().await;
+            if !inner.started || inner.after == inner.saved {
+                return Ok(false);
+            }
+            let state = serde_json::to_vec(&inner.state).map_err(|e| {
+                caseline_eventlog::Error::Unavailable(format!(
+                    "projection {} does not encode: {e}",
+                    self.name
+                ))
+            })?;
+            (inner.after, state)
+        };
+        let snapshot = Snapshot {
+            format: S::FORMAT,
+            position,
+            state,
+        };
+        self.store.save(self.name, &snapshot).await?;
+        let mut inner = self.inner.lock().await;
+        inner.saved = inner.saved.max(position);
+        tracing::debug!(projection = self.name, %position, "checkpoint saved");
+        Ok(true)
+    }
+
+    /// Follows the log in the background: catches up when this process appends, or
+    /// every `poll` for other processes' appends, and saves a checkpoint at most every
+    /// `save_every` when something changed. Stop it by aborting the handle; call
+    /// [`Followed::checkpoint`] after, to save the latest state.
+    pub fn follow(self: &Arc<Self>, poll: Duration, save_every: Duration) -> JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut appended = this.log.appended();
+            let mut last_save = tokio::time::Instant::now();
+            loop {
+                if let Err(e) = this.refresh().await {
+                    tracing::warn!(projection = this.name, error = %e, "projection catch-up failed");
+                }
+                if last_save.elapsed() >= save_every {
+                    if let Err(e) = this.checkpoint().await {
+                        tracing::warn!(projection = this.name, error = %e, "checkpoint not saved");
+                    }
+                    last_save = tokio::time::Instant::now();
+                }
+                tokio::select! {
+                    changed = appended.changed() => {
+                        if changed.is_err() {
+                            // The log is closing.
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        })
+    }
+
+    async fn refresh(&self) -> Result<(), caseline_eventlog::Error> {
+        let mut inner = self.inner.lock().await;
+        match self.catch_up(&mut inner).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(caseline_eventlog::Error::Unavailable(format!(
+                "projection {} stopped at an event after {}",
+                self.name, inner.after
+            ))),
+        }
+    }
+
+    async fn catch_up(&self, inner: &mut Inner<S>) -> Result<(), S::Error> {
+        if !inner.started {
+            self.start(inner).await?;
+        }
+        loop {
+            let page = self.log.read_all(inner.after, PAGE).await?;
+            for event in &page {
+                if S::reads(event) {
+                    let span = tracing::info_span!(
+                        "projection.apply",
+                        projection = self.name,
+                        event_type = %event.event_type,
+                        position = %event.position,
+                    );
+                    if let Some(traceparent) = &event.metadata.traceparent {
+                        caseline_telemetry::join_trace(&span, traceparent);
+                    }
+                    span.in_scope(|| inner.state.apply(event))?;
+                }
+                inner.after = event.position;
+                inner.read += 1;
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Loads the latest snapshot, if there is a usable one.
+    async fn start(&self, inner: &mut Inner<S>) -> Result<(), S::Error> {
+        match self.store.load(self.name).await? {
+            Some(snapshot) if snapshot.format == S::FORMAT => {
+                match serde_json::from_slice::<S>(&snapshot.state) {
+                    Ok(state) => {
+                        inner.state = state;
+                        inner.after = snapshot.position;
+                        inner.saved = snapshot.position;
+                        tracing::info!(
+                            projection = self.name,
+                            position = %snapshot.position,
+                            "projection resumed from its checkpoint"
+                        );
+                    }
+                    Err(e) => tracing::warn!(
+                        projection = self.name,
+                        error = %e,
+                        "checkpoint does not decode; rebuilding from the log"
+                    ),
+                }
+            }
+            Some(snapshot) => tracing::info!(
+                projection = self.name,
+                stored = snapshot.format,
+                current = S::FORMAT,
+                "checkpoint of another format; rebuilding from the log"
+            ),
+            None => tracing::info!(projection = self.name, "no checkpoint; building from the log"),
+        }
+        inner.started = true;
+        Ok(())
+    }
+}
+
+/// The category of `event`'s stream (`case`, `referral`, …).
+pub fn category_of(event: &RecordedEvent) -> Option<&str> {
+    event.stream.as_str().split_once('-').map(|(category, _)| category)
+}
+
+/// Something a server saves on a graceful stop.
+#[async_trait::async_trait]
+pub trait Checkpointed: std::fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn checkpoint(&self) -> Result<bool, caseline_eventlog::Error>;
+}
+
+#[async_trait::async_trait]
+impl<S: Fold> Checkpointed for Followed<S> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn checkpoint(&self) -> Result<bool, caseline_eventlog::Error> {
+        Followed::checkpoint(self).await
+    }
+}
