@@ -186,9 +186,8 @@ impl Host {
             return Err("instance must be at most 128 bytes of printable text".into());
         }
         if args.dev || state.needs_data_dir() || log_url.starts_with("sqlite:") {
-            std::fs::create_dir_all(&data_dir).map_err(|e| {
-                format!("cannot create data directory {}: {e}", data_dir.display())
-            })?;
+            std::fs::create_dir_all(&data_dir)
+                .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
         }
         let master = master_key(args.dev, &file, &data_dir)?;
         let mut issuers = file.auth.issuers.clone();
@@ -258,7 +257,8 @@ impl Host {
     /// store), following the log in the background from its checkpoint, and saved
     /// once more when the server stops.
     pub fn projection<S: Fold>(&self, name: &'static str) -> Arc<Followed<S>> {
-        let projection = Followed::<S>::new(name, Arc::clone(&self.log), Arc::clone(&self.checkpoints));
+        let projection =
+            Followed::<S>::new(name, Arc::clone(&self.log), Arc::clone(&self.checkpoints));
         self.spawn(projection.follow(PROJECTION_POLL, CHECKPOINT_EVERY));
         self.projections
             .lock()
@@ -393,7 +393,10 @@ pub fn main(name: &'static str, about: &'static str, mounts: &[Mount]) -> ExitCo
 #[derive(Debug)]
 enum StateStore {
     /// The key store file, and the checkpoints' (the same file when named by a URL).
-    Sqlite { keys: PathBuf, checkpoints: PathBuf },
+    Sqlite {
+        keys: PathBuf,
+        checkpoints: PathBuf,
+    },
     Postgres(String),
 }
 

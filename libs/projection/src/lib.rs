@@ -246,7 +246,10 @@ impl<S: Fold> Followed<S> {
                 current = S::FORMAT,
                 "checkpoint of another format; rebuilding from the log"
             ),
-            None => tracing::info!(projection = self.name, "no checkpoint; building from the log"),
+            None => tracing::info!(
+                projection = self.name,
+                "no checkpoint; building from the log"
+            ),
         }
         inner.started = true;
         Ok(())
@@ -255,7 +258,11 @@ impl<S: Fold> Followed<S> {
 
 /// The category of `event`'s stream (`case`, `referral`, …).
 pub fn category_of(event: &RecordedEvent) -> Option<&str> {
-    event.stream.as_str().split_once('-').map(|(category, _)| category)
+    event
+        .stream
+        .as_str()
+        .split_once('-')
+        .map(|(category, _)| category)
 }
 
 /// Something a server saves on a graceful stop.

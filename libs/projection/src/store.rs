@@ -240,7 +240,8 @@ pub struct PostgresCheckpoints {
 
 impl fmt::Debug for PostgresCheckpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresCheckpoints").finish_non_exhaustive()
+        f.debug_struct("PostgresCheckpoints")
+            .finish_non_exhaustive()
     }
 }
 
@@ -284,8 +285,8 @@ impl CheckpointStore for PostgresCheckpoints {
 
     async fn save(&self, name: &str, snapshot: &Snapshot) -> Result<(), Error> {
         let client = self.pool.get().await?;
-        let format = i32::try_from(snapshot.format)
-            .map_err(|_| invalid("format", "must fit in 31 bits"))?;
+        let format =
+            i32::try_from(snapshot.format).map_err(|_| invalid("format", "must fit in 31 bits"))?;
         client
             .execute(
                 POSTGRES_SAVE,

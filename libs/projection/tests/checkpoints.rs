@@ -2,14 +2,14 @@
 //! log holds after it; snapshots only move forwards; a snapshot of another format, or
 //! one that does not decode, is ignored and the projection rebuilt from the log. Each
 //! test runs on both checkpoint stores (SQLite, PostgreSQL) over a real SQLite log.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use caseline_eventlog::sqlite::SqliteEventLog;
 use caseline_eventlog::{
-    Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StreamName,
-    Uuid,
+    Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StreamName, Uuid,
 };
 use caseline_projection::{CheckpointStore, Fold, Followed, Snapshot, SqliteCheckpoints};
 
@@ -159,7 +159,10 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint(store: Store) {
     assert_eq!(first.view().await.unwrap().per_case[&a], 30);
     let (position, read) = first.progress().await;
     assert_eq!(read, 52, "the first start reads the whole log");
-    assert!(first.checkpoint().await.unwrap(), "a changed projection saves");
+    assert!(
+        first.checkpoint().await.unwrap(),
+        "a changed projection saves"
+    );
     assert!(
         !first.checkpoint().await.unwrap(),
         "nothing new: nothing to save"
@@ -211,10 +214,16 @@ async fn a_checkpoint_only_moves_forwards(store: Store) {
     assert_eq!(w.store.load("p").await.unwrap(), Some(snap(11, b"eleven")));
     // Positions compare as numbers, not as text.
     w.store.save("p", &snap(100, b"hundred")).await.unwrap();
-    assert_eq!(w.store.load("p").await.unwrap(), Some(snap(100, b"hundred")));
+    assert_eq!(
+        w.store.load("p").await.unwrap(),
+        Some(snap(100, b"hundred"))
+    );
     w.store.save("q", &snap(1, b"one")).await.unwrap();
     assert_eq!(w.store.load("q").await.unwrap(), Some(snap(1, b"one")));
-    assert_eq!(w.store.load("p").await.unwrap(), Some(snap(100, b"hundred")));
+    assert_eq!(
+        w.store.load("p").await.unwrap(),
+        Some(snap(100, b"hundred"))
+    );
 }
 
 async fn another_format_or_a_broken_snapshot_is_rebuilt(store: Store) {
@@ -242,7 +251,11 @@ async fn another_format_or_a_broken_snapshot_is_rebuilt(store: Store) {
     w.store.save("counts", &broken).await.unwrap();
     let again = Followed::<CountsV2>::new("counts", Arc::clone(&w.log), Arc::clone(&w.store));
     assert_eq!(again.view().await.unwrap().0, expected);
-    assert_eq!(again.progress().await.1, 5, "an undecodable snapshot is not used");
+    assert_eq!(
+        again.progress().await.1,
+        5,
+        "an undecodable snapshot is not used"
+    );
 }
 
 fn position_after(p: Position) -> u128 {

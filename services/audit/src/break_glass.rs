@@ -5,8 +5,8 @@ use caseline_auth::Role;
 use std::sync::Arc;
 
 use caseline_eventlog::{Position, RecordedEvent, Uuid};
-use caseline_projection::{Fold, Followed};
 use caseline_policy::teams::{BREAK_GLASS_GRANTED, Grant, grant_from_event};
+use caseline_projection::{Fold, Followed};
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::BreakGlassGranted;
 use caseline_proto::v1::{BreakGlassUse, ListBreakGlassUsesRequest, ListBreakGlassUsesResponse};

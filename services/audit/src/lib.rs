@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use caseline_audit::{Call, Kind, MethodSpec, Scope};
 use caseline_auth::Role;
 use caseline_eventlog::{BrokenKind, StreamName, Uuid};
+use caseline_projection::Followed;
 use caseline_proto::prost_types::Timestamp;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
@@ -25,7 +26,6 @@ use caseline_proto::v1::{
     ListBreakGlassUsesRequest, ListBreakGlassUsesResponse, ReplayAccessHistoryRequest,
     VerifyIntegrityRequest, VerifyIntegrityResponse, verify_integrity_request,
 };
-use caseline_projection::Followed;
 use caseline_server::{ApiError, FieldViolation};
 use tokio_stream::Stream;
 
@@ -198,7 +198,10 @@ pub(crate) fn from_timestamp(field: &str, t: &Timestamp) -> Result<SystemTime, A
 }
 
 /// Mounts AuditService on a server: its methods with the trust layer, its gRPC service.
-pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+pub fn mount(
+    host: &caseline_host::Host,
+    services: caseline_server::Services,
+) -> caseline_server::Services {
     host.trust().register(METHODS);
     services.add_service(server(host.projection("audit.break-glass")))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use caseline_audit::Trust;
 use caseline_eventlog::EventLog;
-use caseline_host::{BoxError, Bound, Host, Mount};
+use caseline_host::{Bound, BoxError, Host, Mount};
 
 pub use caseline_host::{Clockwork, HostArgs as ServeArgs};
 

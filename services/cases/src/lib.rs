@@ -89,7 +89,10 @@ pub fn server(host: &caseline_host::Host) -> CaseServiceServer<CaseApi> {
 }
 
 /// Mounts CaseService on a server: its methods with the trust layer, its gRPC service.
-pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+pub fn mount(
+    host: &caseline_host::Host,
+    services: caseline_server::Services,
+) -> caseline_server::Services {
     host.trust().register(METHODS);
     services.add_service(server(host))
 }

@@ -14,9 +14,9 @@ mod store;
 
 use std::sync::Arc;
 
+use caseline_audit::aggregate::Projection;
 use caseline_audit::{Kind, MethodSpec, Scope};
 use caseline_auth::Role;
-use caseline_audit::aggregate::Projection;
 use caseline_proto::v1::compensation_service_server::CompensationServiceServer;
 
 pub use api::CompensationApi;
@@ -128,7 +128,10 @@ pub fn server(host: &caseline_host::Host) -> CompensationServiceServer<Compensat
 
 /// Mounts CompensationService on a server: its methods with the trust layer, its gRPC
 /// service.
-pub fn mount(host: &caseline_host::Host, services: caseline_server::Services) -> caseline_server::Services {
+pub fn mount(
+    host: &caseline_host::Host,
+    services: caseline_server::Services,
+) -> caseline_server::Services {
     host.trust().register(METHODS);
     services.add_service(server(host))
 }

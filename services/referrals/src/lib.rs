@@ -18,9 +18,9 @@ mod store;
 
 use std::sync::Arc;
 
+use crate::directory::Directory;
 use caseline_audit::{Kind, MethodSpec, Scope};
 use caseline_auth::Role;
-use crate::directory::Directory;
 use caseline_policy::REFERRAL_RECEIVERS;
 use caseline_proto::v1::referral_service_server::ReferralServiceServer;
 
@@ -106,7 +106,6 @@ pub const METHODS: &[MethodSpec] = &[
         REFERRAL_RECEIVERS,
     ),
 ];
-
 
 /// Mounts ReferralService on a server: its methods with the trust layer, the referral
 /// directory (one projection for the handlers and the background process), the
