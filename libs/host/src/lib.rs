@@ -344,11 +344,10 @@ impl Bound {
 /// while serving, 2 on a bad command line or log filter.
 pub fn main(name: &'static str, about: &'static str, mounts: &[Mount]) -> ExitCode {
     use clap::{Args, FromArgMatches};
-    let command = HostArgs::augment_args(
-        clap::Command::new(name)
-            .about(about)
-            .version(env!("CARGO_PKG_VERSION")),
-    );
+    // The struct's doc comment would be the about text: set ours after.
+    let command = HostArgs::augment_args(clap::Command::new(name))
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
     let args = match HostArgs::from_arg_matches(&command.get_matches()) {
         Ok(args) => args,
         Err(e) => e.exit(),
