@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod otlp;
+pub mod processes;
 pub mod requests;
 pub mod seed;
 
