@@ -34,7 +34,10 @@ fn help_lists_every_option_with_its_variable() {
         ("--config", "CASELINE_CONFIG"),
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
-        assert!(help.contains(&format!("[env: {var}=")), "{var} missing from:\n{help}");
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "{var} missing from:\n{help}"
+        );
     }
     assert!(help.contains("--dev"));
     assert!(help.contains("AuditService"));
