@@ -434,7 +434,8 @@ pub struct Schema {
     pub name: String,
     /// The server's URL with `options=-c search_path=<name>`: give it to the services.
     pub url: String,
-    admin_url: String,
+    /// Dropped with it: the schema goes.
+    _scratch: caseline_eventlog::postgres::ScratchSchema,
 }
 
 impl Schema {
@@ -442,29 +443,21 @@ impl Schema {
     /// answer.
     pub async fn create() -> Self {
         let admin_url = database_url();
-        let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is needed for this test and did not answer at {admin_url}: {e}. \
+        let scratch = caseline_eventlog::postgres::ScratchSchema::create(
+            &admin_url,
+            "caseline_e2e",
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is needed for this test and did not answer at {admin_url}: {e}. \
                      Start one (e.g. `pg_ctlcluster 15 main start`, or `docker run -p \
                      5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`) or point \
                      CASELINE_TEST_DATABASE_URL at a server."
-                )
-            });
-        let connection = tokio::spawn(connection);
-        let name = format!(
-            "caseline_e2e_{}",
-            caseline_eventlog::Uuid::new_v4().simple()
-        );
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create schema {name}: {e}"));
-        drop(admin);
-        let _ = connection.await;
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!("{admin_url}{separator}options=-c%20search_path%3D{name}");
+            )
+        });
+        let name = scratch.name().to_owned();
+        let url = scratch.url();
         // The services parse the URL with tokio-postgres too: it must decode the option.
         let parsed: tokio_postgres::Config = url.parse().expect("the schema's URL parses");
         assert_eq!(
@@ -474,37 +467,8 @@ impl Schema {
         Self {
             name,
             url,
-            admin_url,
+            _scratch: scratch,
         }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        // Runs even when the test failed, on a runtime of its own (Drop cannot await).
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                if let Ok((client, connection)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(connection);
-                    if let Err(e) = client
-                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-                        .await
-                    {
-                        eprintln!("schema {name} not dropped: {e}");
-                    }
-                }
-            });
-        })
-        .join();
     }
 }
 

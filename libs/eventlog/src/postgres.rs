@@ -619,3 +619,82 @@ fn decode(row: &Row) -> Result<RecordedEvent, Error> {
         hash: hash(18)?,
     })
 }
+
+/// A schema of its own on a PostgreSQL server, for a benchmark or a test run: created
+/// with a fresh name, and dropped (with everything in it) when this is dropped, even
+/// after a failure.
+#[derive(Debug)]
+pub struct ScratchSchema {
+    server: String,
+    name: String,
+}
+
+impl ScratchSchema {
+    /// Creates `<prefix>_<random>` on the server at `server_url`. The error says the
+    /// server did not answer, without repeating the URL (it may hold a password).
+    pub async fn create(server_url: &str, prefix: &str) -> Result<Self, Error> {
+        let (admin, connection) = tokio_postgres::connect(server_url, NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let name = format!("{prefix}_{}", Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await?;
+        drop(admin);
+        let _ = connection.await;
+        Ok(Self {
+            server: server_url.to_owned(),
+            name,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A configuration whose connections use the schema.
+    pub fn config(&self) -> Result<tokio_postgres::Config, Error> {
+        let mut config: tokio_postgres::Config = self
+            .server
+            .parse()
+            .map_err(|_| Error::invalid("url", "malformed postgres url"))?;
+        config.options(format!("-c search_path={}", self.name));
+        Ok(config)
+    }
+
+    /// The server's URL with `options=-c search_path=<schema>`, for a process that is
+    /// given a URL.
+    pub fn url(&self) -> String {
+        let separator = if self.server.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            self.server, self.name
+        )
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        // On a runtime of its own (Drop cannot await, and may run outside one).
+        let (url, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
+                    tokio::spawn(connection);
+                    if let Err(e) = client
+                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+                        .await
+                    {
+                        tracing::warn!(schema = %name, error = %e, "scratch schema not dropped");
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -327,71 +327,32 @@ on_both_stores!(
 );
 
 mod pg {
-    use caseline_eventlog::Uuid;
+    use caseline_eventlog::postgres::ScratchSchema;
     use caseline_projection::PostgresCheckpoints;
-    use tokio_postgres::NoTls;
 
     /// A schema of its own on the test server, dropped at the end.
-    pub struct Schema {
-        url: String,
-        name: String,
-    }
-
-    fn database_url() -> String {
-        std::env::var("CASELINE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-    }
+    pub struct Schema(ScratchSchema);
 
     impl Schema {
         pub async fn new() -> Self {
-            let url = database_url();
-            let (admin, conn) = tokio_postgres::connect(&url, NoTls)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is needed for these tests and did not answer at {url}: {e}. \
-                         Start one (e.g. `pg_ctlcluster 15 main start`) or point \
-                         CASELINE_TEST_DATABASE_URL at a server."
-                    )
-                });
-            tokio::spawn(conn);
-            let name = format!("caseline_test_{}", Uuid::new_v4().simple());
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {name}"))
-                .await
-                .unwrap();
-            Self { url, name }
+            let url = std::env::var("CASELINE_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+            Self(
+                ScratchSchema::create(&url, "caseline_test")
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "PostgreSQL is needed for these tests and did not answer at {url}: \
+                             {e}. Start one (e.g. `pg_ctlcluster 15 main start`) or point \
+                             CASELINE_TEST_DATABASE_URL at a server."
+                        )
+                    }),
+            )
         }
 
         pub async fn store(&self) -> PostgresCheckpoints {
-            let mut config: tokio_postgres::Config = self.url.parse().unwrap();
-            config.options(format!("-c search_path={}", self.name));
-            let pool = caseline_eventlog::postgres::pool(config, 2).unwrap();
+            let pool = caseline_eventlog::postgres::pool(self.0.config().unwrap(), 2).unwrap();
             PostgresCheckpoints::from_pool(pool).await.unwrap()
-        }
-    }
-
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            // Runs even when the test failed, on its own runtime (Drop cannot await).
-            let (url, name) = (self.url.clone(), self.name.clone());
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-                            .await;
-                    }
-                });
-            })
-            .join();
         }
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caseline_eventlog::postgres::PostgresEventLog;
+use caseline_eventlog::postgres::{PostgresEventLog, ScratchSchema};
 use caseline_eventlog::sqlite::SqliteEventLog;
 use caseline_eventlog::{EventLog, ExpectedVersion, Metadata, NewEvent, StreamName};
 use uuid::Uuid;
@@ -71,10 +71,13 @@ pub(super) async fn eventlog(args: EventlogArgs) -> Result<(), BoxError> {
             )
         }
         Backend::Postgres => {
-            let schema = PgScratch::new(&args.database_url).await?;
+            // A fresh schema, dropped afterwards (also on an error).
+            let schema = ScratchSchema::create(&args.database_url, "caseline_bench")
+                .await
+                .map_err(|e| format!("cannot use PostgreSQL at {}: {e}", args.database_url))?;
             let log = Arc::new(
                 PostgresEventLog::connect_with(
-                    schema.config(),
+                    schema.config()?,
                     caseline_eventlog::postgres::DEFAULT_POOL_SIZE,
                 )
                 .await?,
@@ -82,7 +85,7 @@ pub(super) async fn eventlog(args: EventlogArgs) -> Result<(), BoxError> {
             let baseline = pg_baseline(&schema, duration).await?;
             let measured = appenders(log.clone(), args.appenders, duration).await?;
             log.close().await;
-            schema.drop().await?;
+            drop(schema);
             (
                 "postgres",
                 1.0,
@@ -253,61 +256,18 @@ fn sqlite_baseline(
     })
 }
 
-/// A fresh schema in the benchmark database, dropped afterwards.
-struct PgScratch {
-    url: String,
-    schema: String,
-    admin: tokio_postgres::Client,
-}
-
-impl PgScratch {
-    async fn new(url: &str) -> Result<Self, BoxError> {
-        let (admin, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("cannot connect to PostgreSQL at {url}: {e}"))?;
-        tokio::spawn(conn);
-        let schema = format!("caseline_bench_{}", Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await?;
-        Ok(Self {
-            url: url.to_owned(),
-            schema,
-            admin,
-        })
-    }
-
-    fn config(&self) -> tokio_postgres::Config {
-        let mut config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .unwrap_or_else(|_| tokio_postgres::Config::new());
-        config.options(format!("-c search_path={}", self.schema));
-        config
-    }
-
-    async fn drop(self) -> Result<(), BoxError> {
-        self.admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .await?;
-        Ok(())
-    }
-}
-
-async fn pg_baseline(scratch: &PgScratch, duration: Duration) -> Result<Throughput, BoxError> {
+async fn pg_baseline(scratch: &ScratchSchema, duration: Duration) -> Result<Throughput, BoxError> {
     const CLIENTS: usize = 8;
-    scratch
-        .admin
-        .batch_execute(&format!(
-            "CREATE TABLE {s}.bench_baseline (LIKE {s}.caseline_events INCLUDING ALL)",
-            s = scratch.schema
-        ))
+    let (admin, conn) = scratch.config()?.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    admin
+        .batch_execute("CREATE TABLE bench_baseline (LIKE caseline_events INCLUDING ALL)")
         .await?;
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
-        let (client, conn) = scratch.config().connect(tokio_postgres::NoTls).await?;
+        let (client, conn) = scratch.config()?.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         tasks.push(tokio::spawn(async move {
             let insert = client
