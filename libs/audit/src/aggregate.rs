@@ -65,7 +65,9 @@ pub struct Loaded<A> {
     /// `None`: the stream holds nothing.
     pub version: Option<u64>,
     /// Shared with copies, so handing out a snapshot does not copy one entry per
-    /// request the stream has seen.
+    /// request the stream has seen. Not kept in projections' checkpoints: lists never
+    /// answer requests (commands load their stream).
+    #[serde(skip)]
     requests: Arc<HashMap<Uuid, Applied>>,
 }
 

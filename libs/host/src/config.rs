@@ -67,7 +67,19 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid configuration {}: {e}", path.display()))
+        // Only the message and where: toml's own text quotes the line, which may hold a
+        // password (a PostgreSQL URL).
+        toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or(String::new(), |span| {
+                let line = text[..span.start].lines().count().max(1);
+                format!(" (line {line})")
+            });
+            format!(
+                "invalid configuration {}{at}: {}",
+                path.display(),
+                e.message()
+            )
+        })
     }
 
     pub fn leeway(&self) -> Duration {
@@ -95,6 +107,22 @@ mod tests {
         assert_eq!(config.auth.issuers[0].roles_claim, "realm_access.roles");
         assert_eq!(config.leeway(), Duration::from_secs(30));
         assert!(config.vault.master_key_file.is_some());
+    }
+
+    #[test]
+    fn a_malformed_file_is_reported_without_its_text() {
+        let dir = std::env::temp_dir().join(format!("caseline-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(
+            &path,
+            "instance = \"a\"\nevent_log = \"postgres://caseline:s3cr3t-pw@db/caseline\" x\n",
+        )
+        .unwrap();
+        let err = FileConfig::load(&path).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!err.contains("s3cr3t-pw"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -401,6 +401,21 @@ enum StateStore {
 
 impl StateStore {
     fn resolve(log_url: &str, state_url: Option<&str>, data_dir: &Path) -> Result<Self, BoxError> {
+        let kurrentdb = [
+            "kurrentdb://",
+            "kurrentdb+discover://",
+            "esdb://",
+            "esdb+discover://",
+        ]
+        .iter()
+        .any(|scheme| log_url.starts_with(scheme));
+        if !(kurrentdb || is_postgres(log_url) || log_url.starts_with("sqlite:")) {
+            return Err(
+                "event_log: unsupported url: use sqlite:PATH, postgres://…, \
+                 kurrentdb://… or esdb://…"
+                    .into(),
+            );
+        }
         let url = match state_url {
             Some(url) => url,
             None if log_url.starts_with("sqlite:") => {
@@ -413,13 +428,22 @@ impl StateStore {
             None => {
                 return Err(
                     "a KurrentDB event log needs a state store for data keys and \
-                     projection checkpoints: set --state-store / CASELINE_STATE_STORE \
-                     (postgres://… or sqlite:PATH)"
+                     projection checkpoints, shared by every instance: set --state-store / \
+                     CASELINE_STATE_STORE to a postgres://… URL"
                         .into(),
                 );
             }
         };
         if let Some(path) = url.strip_prefix("sqlite:") {
+            // A file is one machine's: instances sharing a log on a server would each make
+            // their own data key for a case, and erasure would destroy only one.
+            if !log_url.starts_with("sqlite:") {
+                return Err(
+                    "state_store: a shared event log needs a shared state store \
+                     (postgres://…); sqlite:PATH goes with an embedded sqlite: log only"
+                        .into(),
+                );
+            }
             let path = path.strip_prefix("//").unwrap_or(path);
             Ok(Self::Sqlite {
                 keys: PathBuf::from(path),

@@ -13,7 +13,10 @@
 //! - the snapshot holds what the log holds (sealed fields stay sealed), so erasing a
 //!   child's key erases their data in snapshots too;
 //! - a state whose shape or meaning changes bumps [`Fold::FORMAT`]: an old snapshot is
-//!   then ignored and the projection rebuilt from the log;
+//!   then ignored and the projection rebuilt from the log. States that keep protobuf
+//!   messages use `caseline_proto::snapshot_format`, which changes with every proto;
+//! - a snapshot belongs to the log it was built from: restore the state store and the
+//!   log together, or drop the `caseline_projection_checkpoints` table to rebuild;
 //! - each event applied runs in a span joined to the trace that wrote it (the
 //!   `traceparent` in its metadata), so a projection's work in another service shows in
 //!   the writer's trace.
@@ -129,8 +132,9 @@ impl<S: Fold> Followed<S> {
             }
             let state = serde_json::to_vec(&inner.state).map_err(|e| {
                 caseline_eventlog::Error::Unavailable(format!(
-                    "projection {} does not encode: {e}",
-                    self.name
+                    "projection {} does not encode ({:?})",
+                    self.name,
+                    e.classify()
                 ))
             })?;
             (inner.after, state)
@@ -233,9 +237,12 @@ impl<S: Fold> Followed<S> {
                             "projection resumed from its checkpoint"
                         );
                     }
+                    // Not the error's text: it may quote a value of the state.
                     Err(e) => tracing::warn!(
                         projection = self.name,
-                        error = %e,
+                        category = ?e.classify(),
+                        line = e.line(),
+                        column = e.column(),
                         "checkpoint does not decode; rebuilding from the log"
                     ),
                 }

@@ -13,6 +13,23 @@ pub use tonic;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/caseline_descriptor.bin"));
 
+/// The format of a projection's snapshot in which protobuf messages are kept (see
+/// `caseline_projection::Fold::FORMAT`): `version` mixed with a fingerprint of every
+/// Caseline proto, so that any change to the messages makes older snapshots unusable
+/// (they are rebuilt from the log) rather than read with fields missing. Fits 31 bits.
+pub const fn snapshot_format(version: u32) -> u32 {
+    // FNV-1a over the descriptor set, at compile time.
+    let bytes = FILE_DESCRIPTOR_SET;
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    (hash ^ version.wrapping_mul(0x9e37_79b1)) & 0x7fff_ffff
+}
+
 /// Fully qualified names of the five services, in the order they are documented.
 pub const SERVICE_NAMES: [&str; 5] = [
     "caseline.v1.CaseService",

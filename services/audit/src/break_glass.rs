@@ -34,7 +34,7 @@ struct Recorded {
 }
 
 impl Fold for Grants {
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = caseline_proto::snapshot_format(1);
     type Error = ApiError;
 
     fn reads(event: &RecordedEvent) -> bool {

@@ -75,10 +75,25 @@ fn an_unknown_event_log_is_refused_by_name() {
         "127.0.0.1:0",
         "--event-log",
         "mysql://localhost/caseline",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("event_log: unsupported url"), "{err}");
+}
+
+#[test]
+fn a_shared_log_is_refused_a_state_store_in_a_local_file() {
+    // Instances with a key file each would seal one case under different keys.
+    let output = run(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--event-log",
+        "postgres://caseline@127.0.0.1:1/caseline",
         "--state-store",
         "sqlite:state.sqlite",
     ]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("event_log"), "{err}");
+    assert!(err.contains("state_store: a shared event log"), "{err}");
 }

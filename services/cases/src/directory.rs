@@ -103,13 +103,13 @@ impl View<'_> {
             .values()
             .filter(|l| l.from == case_id || l.to == case_id)
             .collect();
-        links.sort_by_key(|l| l.linked_at);
+        links.sort_by(|a, b| (a.linked_at, &a.link_id).cmp(&(b.linked_at, &b.link_id)));
         links
     }
 }
 
 impl caseline_projection::Fold for State {
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = caseline_proto::snapshot_format(1);
     type Error = ApiError;
 
     fn reads(event: &RecordedEvent) -> bool {

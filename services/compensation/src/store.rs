@@ -48,7 +48,7 @@ pub type LoadedClaim = caseline_audit::aggregate::Loaded<Claim>;
 
 impl caseline_audit::aggregate::Listed for Claim {
     const CATEGORY: &'static str = CLAIM_CATEGORY;
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = caseline_proto::snapshot_format(1);
 }
 
 impl Aggregate for Claim {
@@ -87,7 +87,7 @@ pub type LoadedComplaint = caseline_audit::aggregate::Loaded<Complaint>;
 
 impl caseline_audit::aggregate::Listed for Complaint {
     const CATEGORY: &'static str = COMPLAINT_CATEGORY;
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = caseline_proto::snapshot_format(1);
 }
 
 impl Aggregate for Complaint {

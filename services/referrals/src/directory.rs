@@ -86,7 +86,7 @@ impl View<'_> {
 }
 
 impl caseline_projection::Fold for State {
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = caseline_proto::snapshot_format(1);
     type Error = ApiError;
 
     fn reads(event: &RecordedEvent) -> bool {

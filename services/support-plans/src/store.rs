@@ -49,7 +49,7 @@ pub type Loaded = caseline_audit::aggregate::Loaded<Plan>;
 
 impl caseline_audit::aggregate::Listed for Plan {
     const CATEGORY: &'static str = PLAN_CATEGORY;
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = caseline_proto::snapshot_format(1);
 }
 
 impl Aggregate for Plan {
