@@ -14,12 +14,21 @@
 //!
 //! Appends read the stream's head, chain the batch onto it and append at exactly that
 //! revision, whatever the caller's `ExpectedVersion` (`Any` included): the hash chain
-//! needs the head, and a lost race is re-read and decided again. KurrentDB enforces
-//! event-id uniqueness only loosely (per stream, for recent writes), so retries are
-//! recognised here by reading the stream: where the retry's expected version says the
+//! needs the head. A lost race reads only the events appended above the head it saw and
+//! decides again. KurrentDB enforces event-id uniqueness only loosely (per stream, for
+//! recent writes), so retries are recognised here: first from what this process
+//! remembers of recent appends (the last [`REMEMBERED_IDS`] event ids it stored or found
+//! stored, payloads as SHA-256), which answers a retry through the same process without
+//! a read; otherwise by reading the stream where the retry's expected version says the
 //! original went (`NoStream`, `Exact`), or, for `Any`, among the stream's events of the
-//! last [`RETRY_HORIZON`] (at most [`MAX_LOOKBACK`] of them). An id stored in *another*
-//! stream is not detected: that would take a scan of `$all`.
+//! last [`RETRY_HORIZON`] (at most [`MAX_LOOKBACK`] of them). When only part of a batch
+//! is found, the rest is read where the found part puts it, so the batch is judged
+//! whole. An id stored in *another* stream is detected only when this process remembers
+//! it: otherwise that would take a scan of `$all`.
+//!
+//! Every call takes the client handle once, when it begins, and keeps it to the end:
+//! `close` drops the log's handle, so later calls get `Closed` while an append under
+//! way still reads its batch back and reports it.
 //!
 //! `read_all` reads `$all` with a server-side filter on Caseline's stream grammar and
 //! skips anything Caseline did not write (system events, link events, other
@@ -31,7 +40,7 @@
 //! Never logged or put in an error: event data or metadata values (only stream names,
 //! case ids, event ids and positions), nor the connection URL (it may hold a password).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -41,6 +50,7 @@ use ::kurrentdb::{
     ResolvedEvent, StreamPosition, StreamState, SubscriptionFilter,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -64,6 +74,10 @@ pub const RETRY_HORIZON: Duration = Duration::from_secs(15 * 60);
 /// The most events an `Any` append reads back looking for a stored copy of its batch.
 pub const MAX_LOOKBACK: usize = 1000;
 const LOOKBACK_PAGE: usize = 100;
+/// How many event ids of recent appends this process remembers (with what is stored
+/// under them), so that a retry through it is decided without reading the stream. The
+/// oldest remembered id is forgotten first.
+pub const REMEMBERED_IDS: usize = 4096;
 const READ_DEADLINE: Duration = Duration::from_secs(30);
 const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 /// How long `read_case` waits for `$by_correlation_id` to link this process's writes.
@@ -82,6 +96,8 @@ pub struct KurrentDbEventLog {
     /// Per case, the position of the last event this process appended to it whose link
     /// in `$bc-<case>` has not been seen yet.
     unlinked: Mutex<HashMap<Uuid, Position>>,
+    /// What this process stored, or found stored, under recent event ids.
+    recent: Mutex<Recent>,
 }
 
 impl fmt::Debug for KurrentDbEventLog {
@@ -107,6 +123,7 @@ impl KurrentDbEventLog {
             client: Mutex::new(Some(client)),
             signal: watch::channel(Position::START).0,
             unlinked: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent::default()),
         };
         log.head_position().await?;
         Ok(log)
@@ -139,16 +156,16 @@ impl KurrentDbEventLog {
     }
 
     /// Up to `count` events of `stream` as the server returns them; an absent stream is
-    /// empty. Backwards from `None` is from the end.
+    /// empty. Backwards from `None` is from the end. `client` is the handle the calling
+    /// operation took when it began, so an operation under way finishes after `close`.
     async fn read_raw(
-        &self,
+        client: &Client,
         stream: &str,
         direction: Direction,
         from: Option<u64>,
         count: usize,
         resolve_links: bool,
     ) -> Result<Vec<ResolvedEvent>, Error> {
-        let client = self.client()?;
         let start = match (direction, from) {
             (_, Some(v)) if v <= MAX_VERSION => StreamPosition::Position(v),
             (Direction::Forwards, None) => StreamPosition::Start,
@@ -180,13 +197,13 @@ impl KurrentDbEventLog {
     /// Events of a Caseline stream, decoded; anything Caseline did not write there is
     /// corruption.
     async fn read_events(
-        &self,
+        client: &Client,
         stream: &StreamName,
         direction: Direction,
         from: Option<u64>,
         count: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
-        self.read_raw(stream.as_str(), direction, from, count, false)
+        Self::read_raw(client, stream.as_str(), direction, from, count, false)
             .await?
             .iter()
             .map(|resolved| {
@@ -202,34 +219,49 @@ impl KurrentDbEventLog {
             .collect()
     }
 
-    /// The stream's head and what is stored under the batch's event ids, as far as this
-    /// backend looks for them (see the module docs).
+    /// Reads what `look` does not know yet of the stream: on the first call the head
+    /// (and, for `Any`, the stream's recent past), afterwards only the events appended
+    /// above the head seen last time. Stored copies of the batch are kept in `look`.
     async fn look_up(
-        &self,
+        client: &Client,
         stream: &StreamName,
         expected: ExpectedVersion,
         events: &[NewEvent],
-    ) -> Result<(Option<Head>, Vec<Option<StoredCopy>>), Error> {
-        let mut copies = Copies::new(events);
+        look: &mut Lookup,
+    ) -> Result<(), Error> {
+        if !look.read {
+            look.read = true;
+            Self::first_look(client, stream, expected, events, look).await
+        } else {
+            Self::look_above_head(client, stream, look).await
+        }
+    }
 
-        // The head; for `Any`, also the stream's recent past, newest first.
+    /// The head; for `Any`, also the stream's recent past, newest first. A retry carries
+    /// the expected version of its first try: where that put the batch, it is looked for
+    /// at any age.
+    async fn first_look(
+        client: &Client,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        look: &mut Lookup,
+    ) -> Result<(), Error> {
         let horizon = now_micros().saturating_sub(RETRY_HORIZON.as_micros() as i64);
-        let mut head = None;
         let (mut from, mut page_size, mut scanned) = (None, 1, 0);
         loop {
-            let page = self
-                .read_events(stream, Direction::Backwards, from, page_size)
-                .await?;
+            let page =
+                Self::read_events(client, stream, Direction::Backwards, from, page_size).await?;
             let (full, lowest) = (page.len() == page_size, page.last().map(|e| e.version));
             let mut reached_old = false;
             for event in page {
-                head.get_or_insert(Head {
+                look.head.get_or_insert(Head {
                     version: event.version,
                     hash: event.hash,
                 });
                 reached_old = to_micros(event.recorded_at) < horizon;
                 scanned += 1;
-                copies.keep(event);
+                look.copies.keep(event);
                 if reached_old {
                     break;
                 }
@@ -244,44 +276,133 @@ impl KurrentDbEventLog {
             page_size = LOOKBACK_PAGE.min(MAX_LOOKBACK - scanned);
         }
 
-        // A retry carries the expected version of its first try: where that put the
-        // batch, it is found at any age.
         let at = match expected {
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(v) => v.checked_add(1),
             ExpectedVersion::Any => None,
         };
-        if let (Some(at), Some(h)) = (at, head)
+        if let (Some(at), Some(h)) = (at, look.head)
             && h.version >= at
-            && !copies.complete()
+            && !look.copies.complete()
         {
-            for event in self
-                .read_events(stream, Direction::Forwards, Some(at), events.len())
-                .await?
+            for event in
+                Self::read_events(client, stream, Direction::Forwards, Some(at), events.len())
+                    .await?
             {
-                copies.keep(event);
+                look.copies.keep(event);
             }
         }
-        Ok((head, copies.slots))
+        Ok(())
+    }
+
+    /// After a lost race: the events appended since the head seen last time, and the
+    /// new head. What lies below that head was looked at already.
+    async fn look_above_head(
+        client: &Client,
+        stream: &StreamName,
+        look: &mut Lookup,
+    ) -> Result<(), Error> {
+        loop {
+            let from = look.head.map_or(Some(0), |h| h.version.checked_add(1));
+            let Some(from) = from else {
+                return Ok(());
+            };
+            let page = Self::read_events(
+                client,
+                stream,
+                Direction::Forwards,
+                Some(from),
+                LOOKBACK_PAGE,
+            )
+            .await?;
+            let full = page.len() == LOOKBACK_PAGE;
+            for event in page {
+                if look.head.is_some_and(|h| event.version <= h.version) {
+                    continue;
+                }
+                look.head = Some(Head {
+                    version: event.version,
+                    hash: event.hash,
+                });
+                look.copies.keep(event);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// When some of the batch's ids were found in this stream but not all (a batch
+    /// reaching below the look-back, or remembered only in part), reads where the whole
+    /// batch would lie if the found copy is where a faithful retry puts it, so the
+    /// decision is taken on the full set.
+    async fn complete_found(
+        client: &Client,
+        stream: &StreamName,
+        events: &[NewEvent],
+        copies: &mut Copies,
+    ) -> Result<(), Error> {
+        if copies.complete() {
+            return Ok(());
+        }
+        let Some(start) = copies.batch_start(stream) else {
+            return Ok(());
+        };
+        for event in Self::read_events(
+            client,
+            stream,
+            Direction::Forwards,
+            Some(start),
+            events.len(),
+        )
+        .await?
+        {
+            copies.keep(event);
+        }
+        Ok(())
+    }
+
+    /// What this process remembers stored under the batch's event ids.
+    fn recall(&self, events: &[NewEvent]) -> Vec<Option<StoredCopy>> {
+        let recent = self.recent.lock().ok();
+        events
+            .iter()
+            .map(|event| {
+                recent
+                    .as_ref()
+                    .and_then(|r| r.get(&event.event_id))
+                    .map(|r| r.copy_for(event))
+            })
+            .collect()
+    }
+
+    /// Remembers what is stored under these ids, for retries through this process.
+    fn remember(&self, stored: impl IntoIterator<Item = (Uuid, Remembered)>) {
+        if let Ok(mut recent) = self.recent.lock() {
+            for (event_id, copy) in stored {
+                recent.insert(event_id, copy);
+            }
+        }
     }
 
     /// Reads the batch just appended back: its `$all` positions exist only once stored.
     async fn stored(
         &self,
+        client: &Client,
         stream: &StreamName,
         events: &[NewEvent],
         links: &[Link],
     ) -> Result<AppendResult, Error> {
         let (first_version, head) = chain::span(links);
-        let read = self
-            .read_raw(
-                stream.as_str(),
-                Direction::Forwards,
-                Some(first_version),
-                events.len(),
-                false,
-            )
-            .await?;
+        let read = Self::read_raw(
+            client,
+            stream.as_str(),
+            Direction::Forwards,
+            Some(first_version),
+            events.len(),
+            false,
+        )
+        .await?;
         let unexpected = || {
             Error::Unavailable(format!(
                 "{stream} did not read back the {} events appended at version {first_version}",
@@ -293,6 +414,7 @@ impl KurrentDbEventLog {
         }
         let mut last_position = Position::START;
         let mut cases = Vec::new();
+        let mut remembered = Vec::with_capacity(events.len());
         for (resolved, sent) in read.iter().zip(events) {
             let record = resolved.event.as_ref().ok_or_else(unexpected)?;
             if record.id != sent.event_id {
@@ -303,7 +425,12 @@ impl KurrentDbEventLog {
             if let Some(case_id) = sent.metadata.case_id {
                 cases.push((case_id, position));
             }
+            remembered.push((
+                sent.event_id,
+                Remembered::of_sent(stream, record.revision, position, sent),
+            ));
         }
+        self.remember(remembered);
         self.remember_unlinked(cases);
         announce(&self.signal, last_position);
         Ok(AppendResult {
@@ -329,7 +456,7 @@ impl KurrentDbEventLog {
 
     /// Waits until `$bc-<case>` links the last event this process appended to the case,
     /// so that a read shows the caller's own writes.
-    async fn await_links(&self, case_id: Uuid, bc: &str) -> Result<(), Error> {
+    async fn await_links(&self, client: &Client, case_id: Uuid, bc: &str) -> Result<(), Error> {
         let wanted = self
             .unlinked
             .lock()
@@ -341,7 +468,7 @@ impl KurrentDbEventLog {
         let deadline = tokio::time::Instant::now() + LINK_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            if let Some((_, linked)) = self.link_at(bc, None).await?
+            if let Some((_, linked)) = Self::link_at(client, bc, None).await?
                 && linked >= wanted
             {
                 if let Ok(mut unlinked) = self.unlinked.lock()
@@ -366,13 +493,17 @@ impl KurrentDbEventLog {
 
     /// The revision in `$bc-…` and the resolved event's position of the first link at or
     /// after revision `at`, or of the last link when `at` is `None`.
-    async fn link_at(&self, bc: &str, at: Option<u64>) -> Result<Option<(u64, Position)>, Error> {
+    async fn link_at(
+        client: &Client,
+        bc: &str,
+        at: Option<u64>,
+    ) -> Result<Option<(u64, Position)>, Error> {
         let direction = if at.is_some() {
             Direction::Forwards
         } else {
             Direction::Backwards
         };
-        let page = self.read_raw(bc, direction, at, 1, true).await?;
+        let page = Self::read_raw(client, bc, direction, at, 1, true).await?;
         let Some(resolved) = page.first() else {
             return Ok(None);
         };
@@ -388,8 +519,8 @@ impl KurrentDbEventLog {
 
     /// The first revision of `$bc-…` whose event lies after `after`, by bisection: the
     /// projection links events in `$all` order, so positions grow with revisions.
-    async fn first_after(&self, bc: &str, after: Position) -> Result<Option<u64>, Error> {
-        let Some((last, position)) = self.link_at(bc, None).await? else {
+    async fn first_after(client: &Client, bc: &str, after: Position) -> Result<Option<u64>, Error> {
+        let Some((last, position)) = Self::link_at(client, bc, None).await? else {
             return Ok(None);
         };
         if position <= after {
@@ -398,7 +529,7 @@ impl KurrentDbEventLog {
         let (mut lo, mut hi) = (0, last);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.link_at(bc, Some(mid)).await? {
+            match Self::link_at(client, bc, Some(mid)).await? {
                 Some((revision, position)) if position <= after => lo = revision.max(mid) + 1,
                 _ => hi = mid,
             }
@@ -423,19 +554,32 @@ impl EventLog for KurrentDbEventLog {
             ));
         }
         let client = self.client()?;
+        // What this process stored under these ids itself answers most retries without
+        // a read; what it does not know is looked for in the stream.
+        let mut look = Lookup::new(&events, self.recall(&events));
         for attempt in 0..MAX_RACES {
-            let (head, copies) = self.look_up(stream, expected, &events).await?;
+            if !look.copies.any() {
+                Self::look_up(&client, stream, expected, &events, &mut look).await?;
+            }
+            Self::complete_found(&client, stream, &events, &mut look.copies).await?;
             // A retry is recognised before the expected version: it carries the version
             // it expected the first time.
-            if let Some(original) = resolve_retry(stream, &events, &copies)? {
+            if let Some(original) = resolve_retry(stream, &events, &look.copies.slots)? {
+                let found = look.copies.slots.iter().flatten();
                 self.remember_unlinked(
-                    copies
-                        .iter()
-                        .flatten()
+                    found
+                        .clone()
                         .filter_map(|c| c.case_id.map(|case_id| (case_id, c.position))),
+                );
+                self.remember(
+                    events
+                        .iter()
+                        .zip(found)
+                        .map(|(e, c)| (e.event_id, Remembered::of_copy(c))),
                 );
                 return Ok(original);
             }
+            let head = look.head;
             let actual = head.map(|h| h.version);
             if !expected.accepts(actual) {
                 return Err(Error::WrongExpectedVersion {
@@ -469,7 +613,7 @@ impl EventLog for KurrentDbEventLog {
                 .append_to_stream(stream.as_str(), &options, proposed)
                 .await
             {
-                Ok(_) => return self.stored(stream, &events, &links).await,
+                Ok(_) => return self.stored(&client, stream, &events, &links).await,
                 Err(::kurrentdb::Error::WrongExpectedVersion { .. }) => {
                     tracing::debug!(%stream, attempt, "append lost a race; deciding again");
                 }
@@ -488,8 +632,8 @@ impl EventLog for KurrentDbEventLog {
         from: Option<u64>,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
-        self.read_events(stream, direction, from, clamp_limit(limit))
-            .await
+        let client = self.client()?;
+        Self::read_events(&client, stream, direction, from, clamp_limit(limit)).await
     }
 
     async fn read_case(
@@ -499,17 +643,17 @@ impl EventLog for KurrentDbEventLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
         kurrent_position(after)?;
-        self.client()?;
+        let client = self.client()?;
         let limit = clamp_limit(limit);
         let bc = format!("$bc-{case_id}");
-        self.await_links(case_id, &bc).await?;
+        self.await_links(&client, case_id, &bc).await?;
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut revision = if after == Position::START {
             0
         } else {
-            match self.first_after(&bc, after).await? {
+            match Self::first_after(&client, &bc, after).await? {
                 Some(revision) => revision,
                 None => return Ok(Vec::new()),
             }
@@ -519,9 +663,15 @@ impl EventLog for KurrentDbEventLog {
         let mut seen = after;
         loop {
             let want = limit - out.len();
-            let page = self
-                .read_raw(&bc, Direction::Forwards, Some(revision), want, true)
-                .await?;
+            let page = Self::read_raw(
+                &client,
+                &bc,
+                Direction::Forwards,
+                Some(revision),
+                want,
+                true,
+            )
+            .await?;
             let got = page.len();
             for resolved in &page {
                 let Some(link) = resolved.link.as_ref() else {
@@ -654,7 +804,7 @@ fn failed(e: ::kurrentdb::Error, what: &(dyn fmt::Display + Sync)) -> Error {
         }
         K::Grpc { message, .. } if message.contains("Maximum Append") => Error::TooLarge {
             field: "events",
-            limit: "the server's maximum append size (1 MiB by default)",
+            limit: "the server's maximum append size (MaxAppendSize, 1 MiB by default)",
         },
         K::AccessDenied => Error::Unavailable(format!(
             "kurrentdb denied access to {what}: the user needs to read and write its streams, \
@@ -690,13 +840,16 @@ fn kurrent_position(p: Position) -> Result<Option<::kurrentdb::Position>, Error>
     Ok((p != Position::START).then_some(::kurrentdb::Position { commit, prepare }))
 }
 
-/// An event's `$all` position; the server reports none (all ones) for events of legacy
-/// explicit transactions, which Caseline never writes.
+/// An event's `$all` position. The server reports none (all ones) for events of legacy
+/// explicit transactions, which Caseline never writes, and on stream reads before
+/// EventStoreDB 22.6, which this backend does not support (docs/kurrentdb.md).
 fn known_position(record: &::kurrentdb::RecordedEvent) -> Result<Position, Error> {
     if record.position.commit == u64::MAX {
         return Err(Error::Corrupt {
             position: format!("{}@{}", record.stream_id(), record.revision),
-            reason: "the event has no $all position".into(),
+            reason: "the server reported no $all position for the event (EventStoreDB \
+                     before 22.6 reports none on stream reads)"
+                .into(),
         });
     }
     Ok(to_position(record.position))
@@ -869,9 +1022,138 @@ impl Copies {
         }
     }
 
+    fn any(&self) -> bool {
+        self.slots.iter().any(Option::is_some)
+    }
+
     fn complete(&self) -> bool {
         self.slots.iter().all(Option::is_some)
     }
+
+    /// Where in `stream` the batch starts if the first copy found there is where a
+    /// faithful retry puts it: that copy's version less its index in the batch.
+    fn batch_start(&self, stream: &StreamName) -> Option<u64> {
+        self.slots.iter().enumerate().find_map(|(i, slot)| {
+            slot.as_ref()
+                .filter(|c| c.stream == stream.as_str())
+                .and_then(|c| c.version.checked_sub(i as u64))
+        })
+    }
+}
+
+/// What one append has learnt of its stream, kept across the races it loses.
+struct Lookup {
+    copies: Copies,
+    /// Whether the stream has been read yet.
+    read: bool,
+    /// The head as last read (`None`: no stream, or not read yet).
+    head: Option<Head>,
+}
+
+impl Lookup {
+    /// `recalled[i]`: what this process remembers stored under `events[i]`'s id.
+    fn new(events: &[NewEvent], recalled: Vec<Option<StoredCopy>>) -> Self {
+        let mut copies = Copies::new(events);
+        for (slot, copy) in copies.slots.iter_mut().zip(recalled) {
+            *slot = copy;
+        }
+        Self {
+            copies,
+            read: false,
+            head: None,
+        }
+    }
+}
+
+/// What is stored under one event id, as far as deciding a retry needs it: the payload
+/// is kept as its SHA-256 only.
+#[derive(Debug, Clone, PartialEq)]
+struct Remembered {
+    stream: String,
+    version: u64,
+    event_type: String,
+    data_sha256: [u8; 32],
+    position: Position,
+    actor: String,
+    agency: String,
+    case_id: Option<Uuid>,
+}
+
+impl Remembered {
+    fn of_sent(stream: &StreamName, version: u64, position: Position, sent: &NewEvent) -> Self {
+        Self {
+            stream: stream.as_str().to_owned(),
+            version,
+            event_type: sent.event_type.clone(),
+            data_sha256: sha256(&sent.data),
+            position,
+            actor: sent.metadata.actor.clone(),
+            agency: sent.metadata.agency.clone(),
+            case_id: sent.metadata.case_id,
+        }
+    }
+
+    fn of_copy(copy: &StoredCopy) -> Self {
+        Self {
+            stream: copy.stream.clone(),
+            version: copy.version,
+            event_type: copy.event_type.clone(),
+            data_sha256: sha256(&copy.data),
+            position: copy.position,
+            actor: copy.actor.clone(),
+            agency: copy.agency.clone(),
+            case_id: copy.case_id,
+        }
+    }
+
+    /// The stored copy as `resolve_retry` compares it with `event` (the event under the
+    /// same id in the batch): its payload is `event`'s when the digests match, and
+    /// otherwise differs from it.
+    fn copy_for(&self, event: &NewEvent) -> StoredCopy {
+        let mut data = event.data.clone();
+        if sha256(&event.data) != self.data_sha256 {
+            data.push(0);
+        }
+        StoredCopy {
+            stream: self.stream.clone(),
+            version: self.version,
+            event_type: self.event_type.clone(),
+            data,
+            position: self.position,
+            actor: self.actor.clone(),
+            agency: self.agency.clone(),
+            case_id: self.case_id,
+        }
+    }
+}
+
+/// The ids this process remembers, at most [`REMEMBERED_IDS`]; the one inserted first
+/// is forgotten first.
+#[derive(Debug, Default)]
+struct Recent {
+    entries: HashMap<Uuid, Remembered>,
+    order: VecDeque<Uuid>,
+}
+
+impl Recent {
+    fn insert(&mut self, event_id: Uuid, copy: Remembered) {
+        if self.entries.insert(event_id, copy).is_none() {
+            self.order.push_back(event_id);
+        }
+        while self.order.len() > REMEMBERED_IDS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.entries.remove(&oldest);
+            }
+        }
+    }
+
+    fn get(&self, event_id: &Uuid) -> Option<&Remembered> {
+        self.entries.get(event_id)
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 fn stored_copy(event: RecordedEvent) -> StoredCopy {
@@ -1157,5 +1439,151 @@ mod tests {
         ] {
             assert_eq!(unhex(&bad), None, "{bad}");
         }
+    }
+
+    fn remembered(stream: &StreamName, first_version: u64, batch: &[NewEvent]) -> Recent {
+        let mut recent = Recent::default();
+        for (i, sent) in batch.iter().enumerate() {
+            let version = first_version + i as u64;
+            let position = Position::from_parts(1000 + version, 1000 + version);
+            recent.insert(
+                sent.event_id,
+                Remembered::of_sent(stream, version, position, sent),
+            );
+        }
+        recent
+    }
+
+    fn recall(recent: &Recent, batch: &[NewEvent]) -> Vec<Option<StoredCopy>> {
+        batch
+            .iter()
+            .map(|e| recent.get(&e.event_id).map(|r| r.copy_for(e)))
+            .collect()
+    }
+
+    /// A batch this process stored is answered from memory exactly as `resolve_retry`
+    /// answers it from the stream: the original result for a faithful retry, a conflict
+    /// for anything else reusing the ids.
+    #[test]
+    fn a_remembered_batch_is_decided_as_a_stored_one() {
+        let stream = StreamName::new("access-global").unwrap();
+        let batch = vec![new_event(None, None), new_event(Some(Uuid::new_v4()), None)];
+        let recent = remembered(&stream, 5, &batch);
+
+        let copies = recall(&recent, &batch);
+        assert!(copies.iter().all(Option::is_some));
+        assert_eq!(
+            resolve_retry(&stream, &batch, &copies).unwrap(),
+            Some(AppendResult {
+                first_version: 5,
+                last_version: 6,
+                last_position: Position::from_parts(1006, 1006),
+            })
+        );
+        // Round trip through a stored copy: the same answer.
+        let mut again = Recent::default();
+        for (e, c) in batch.iter().zip(copies.iter().flatten()) {
+            again.insert(e.event_id, Remembered::of_copy(c));
+        }
+        assert_eq!(
+            again.get(&batch[1].event_id),
+            recent.get(&batch[1].event_id)
+        );
+
+        let mut changed = batch.clone();
+        changed[1].data = b"different".to_vec();
+        assert!(matches!(
+            resolve_retry(&stream, &changed, &recall(&recent, &changed)),
+            Err(Error::EventIdConflict { event_id }) if event_id == batch[1].event_id
+        ));
+        let mut longer = batch.clone();
+        longer[0].data.push(0);
+        assert!(matches!(
+            resolve_retry(&stream, &longer, &recall(&recent, &longer)),
+            Err(Error::EventIdConflict { event_id }) if event_id == batch[0].event_id
+        ));
+        let elsewhere = StreamName::new("access-other").unwrap();
+        assert!(matches!(
+            resolve_retry(&elsewhere, &batch, &recall(&recent, &batch)),
+            Err(Error::EventIdConflict { .. })
+        ));
+        let partial = vec![batch[1].clone(), new_event(None, None)];
+        assert!(matches!(
+            resolve_retry(&stream, &partial, &recall(&recent, &partial)),
+            Err(Error::EventIdConflict { .. })
+        ));
+        // Nothing remembered: nothing decided.
+        let fresh = vec![new_event(None, None)];
+        assert_eq!(
+            resolve_retry(&stream, &fresh, &recall(&recent, &fresh)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn remembered_ids_are_bounded_and_the_oldest_go_first() {
+        let stream = StreamName::new("access-global").unwrap();
+        let batch: Vec<_> = (0..REMEMBERED_IDS + 10)
+            .map(|_| new_event(None, None))
+            .collect();
+        let mut recent = remembered(&stream, 0, &batch);
+        assert_eq!(recent.entries.len(), REMEMBERED_IDS);
+        assert_eq!(recent.order.len(), REMEMBERED_IDS);
+        assert!(
+            batch[..10]
+                .iter()
+                .all(|e| recent.get(&e.event_id).is_none())
+        );
+        assert!(
+            batch[10..]
+                .iter()
+                .all(|e| recent.get(&e.event_id).is_some())
+        );
+
+        // Remembering an id again replaces its entry, it is not counted twice.
+        let again = &batch[10];
+        let copy = Remembered::of_sent(&stream, 99, Position::from_parts(7, 7), again);
+        recent.insert(again.event_id, copy.clone());
+        assert_eq!(recent.order.len(), REMEMBERED_IDS);
+        assert_eq!(recent.get(&again.event_id), Some(&copy));
+    }
+
+    /// Where a batch starts is the first copy found in the stream less its index; copies
+    /// of another stream, or below version 0, say nothing.
+    #[test]
+    fn a_batch_found_in_part_is_looked_for_where_it_starts() {
+        let stream = StreamName::new("access-global").unwrap();
+        let batch: Vec<_> = (0..4).map(|_| new_event(None, None)).collect();
+        let recent = remembered(&stream, 10, &batch);
+        let at = |found: &[usize], s: &StreamName| {
+            let recalled = batch
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    found
+                        .contains(&i)
+                        .then(|| recent.get(&e.event_id).unwrap().copy_for(e))
+                })
+                .collect();
+            let look = Lookup::new(&batch, recalled);
+            assert_eq!(look.copies.any(), !found.is_empty());
+            assert_eq!(look.copies.complete(), found.len() == batch.len());
+            look.copies.batch_start(s)
+        };
+        assert_eq!(at(&[2, 3], &stream), Some(10));
+        assert_eq!(at(&[3], &stream), Some(10));
+        assert_eq!(at(&[], &stream), None);
+        assert_eq!(at(&[1], &StreamName::new("access-other").unwrap()), None);
+
+        let low = remembered(&stream, 0, &batch[2..]);
+        let recalled = batch
+            .iter()
+            .map(|e| low.get(&e.event_id).map(|r| r.copy_for(e)))
+            .collect();
+        // The batch's third event at version 0: no faithful retry puts it there.
+        assert_eq!(
+            Lookup::new(&batch, recalled).copies.batch_start(&stream),
+            None
+        );
     }
 }
