@@ -329,6 +329,10 @@ impl<A: Listed> Fold for Category<A> {
             return Ok(());
         };
         let item = self.items.entry(id).or_default();
+        if item.version.is_some_and(|v| event.version <= v) {
+            // Delivered again (catch-up is at-least-once): applied already.
+            return Ok(());
+        }
         if item.version.is_none() {
             self.order.insert(event.position, id);
         }
@@ -387,9 +391,58 @@ pub fn page_of<T>(visible: Vec<(Position, T)>, size: usize) -> (Vec<T>, String) 
 
 #[cfg(test)]
 mod tests {
-    use caseline_eventlog::Position;
+    use caseline_eventlog::{Metadata, Position, RecordedEvent, StreamName, Uuid};
+    use caseline_projection::Fold;
 
-    use super::page_of;
+    use super::{Aggregate, ApiError, Category, Listed, LogError, page_of};
+
+    /// Counts the events applied to it.
+    #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+    struct Tally(u64);
+
+    impl Aggregate for Tally {
+        type Command = ();
+        type Event = ();
+        fn apply(&mut self, _: &RecordedEvent) -> Result<(), LogError> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn decide(&self, _: Uuid, _: ()) -> Result<Vec<()>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn encode(_: &()) -> (&'static str, Vec<u8>) {
+            ("caseline.v1.events.Tallied", Vec::new())
+        }
+    }
+
+    impl Listed for Tally {
+        const CATEGORY: &'static str = "tally";
+        const FORMAT: u32 = 1;
+    }
+
+    #[test]
+    fn an_event_delivered_twice_is_applied_once() {
+        let id = Uuid::new_v4();
+        let event = |version: u64, position: &str| RecordedEvent {
+            event_id: Uuid::new_v4(),
+            stream: StreamName::for_id("tally", id).expect("a stream name"),
+            version,
+            position: position.parse().expect("a position"),
+            event_type: "caseline.v1.events.Tallied".into(),
+            data: Vec::new(),
+            metadata: Metadata::default(),
+            recorded_at: std::time::SystemTime::now(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let mut category = Category::<Tally>::default();
+        for e in [event(0, "1"), event(1, "2"), event(1, "2"), event(0, "1")] {
+            category.apply(&e).expect("applies");
+        }
+        let item = &category.items[&id];
+        assert_eq!((item.aggregate.0, item.version), (2, Some(1)));
+        assert_eq!(category.order.len(), 1);
+    }
 
     #[test]
     fn a_page_says_whether_more_follow() {

@@ -19,7 +19,7 @@
 //!   log together, or drop the `caseline_projection_checkpoints` table to rebuild;
 //! - each event applied runs in a span joined to the trace that wrote it (the
 //!   `traceparent` in its metadata), so a projection's work in another service shows in
-//!   the writer's trace.
+//!   the writer's trace; events older than a quarter of an hour (a rebuild) get no span.
 #![forbid(unsafe_code)]
 
 pub mod positions;
@@ -202,16 +202,20 @@ impl<S: Fold> Followed<S> {
             let page = self.log.read_all(inner.after, PAGE).await?;
             for event in &page {
                 if S::reads(event) {
-                    let span = tracing::info_span!(
-                        "projection.apply",
-                        projection = self.name,
-                        event_type = %event.event_type,
-                        position = %event.position,
-                    );
-                    if let Some(traceparent) = &event.metadata.traceparent {
-                        caseline_telemetry::join_trace(&span, traceparent);
+                    if is_recent(event) {
+                        let span = tracing::info_span!(
+                            "projection.apply",
+                            projection = self.name,
+                            event_type = %event.event_type,
+                            position = %event.position,
+                        );
+                        if let Some(traceparent) = &event.metadata.traceparent {
+                            caseline_telemetry::join_trace(&span, traceparent);
+                        }
+                        span.in_scope(|| inner.state.apply(event))?;
+                    } else {
+                        inner.state.apply(event)?;
                     }
-                    span.in_scope(|| inner.state.apply(event))?;
                 }
                 inner.after = event.position;
                 inner.read += 1;
@@ -260,6 +264,18 @@ impl<S: Fold> Followed<S> {
         }
         inner.started = true;
         Ok(())
+    }
+}
+
+/// Events older than this are applied without a span: a rebuild from the log would
+/// otherwise add a span to every trace ever recorded.
+const TRACED_FOR: Duration = Duration::from_secs(15 * 60);
+
+fn is_recent(event: &RecordedEvent) -> bool {
+    // An event stamped ahead of this clock is recent too.
+    match std::time::SystemTime::now().duration_since(event.recorded_at) {
+        Ok(age) => age <= TRACED_FOR,
+        Err(_) => true,
     }
 }
 
