@@ -205,6 +205,17 @@ impl Check {
             None
         }
     }
+
+    /// A required calendar date on or before today (UTC, by `now`): something that has
+    /// happened. Returns it when valid.
+    pub fn past_date(&mut self, field: &str, value: &str, now: SystemTime) -> Option<String> {
+        let date = self.date(field, value, true)?;
+        if date > date_of(now) {
+            self.fail(field, "must not be in the future");
+            return None;
+        }
+        Some(date)
+    }
 }
 
 /// An ISO 8601 calendar date `YYYY-MM-DD` that exists.

@@ -521,11 +521,7 @@ impl CompensationService for CompensationApi {
             r.expected_version,
             &r,
         );
-        if let Some(on) = check.date("submitted_on", &r.submitted_on, true)
-            && on > date_of(call.now())
-        {
-            check.fail("submitted_on", "must not be in the future");
-        }
+        check.past_date("submitted_on", &r.submitted_on, call.now());
         check.text("reference", &r.reference, MAX_LABEL_CHARS, false);
         check.done(())?;
         self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
@@ -594,11 +590,7 @@ impl CompensationService for CompensationApi {
             r.expected_version,
             &r,
         );
-        if let Some(on) = check.date("lodged_on", &r.lodged_on, true)
-            && on > date_of(call.now())
-        {
-            check.fail("lodged_on", "must not be in the future");
-        }
+        check.past_date("lodged_on", &r.lodged_on, call.now());
         check.text("grounds", &r.grounds, MAX_TEXT_CHARS, true);
         check.done(())?;
         self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
@@ -627,11 +619,7 @@ impl CompensationService for CompensationApi {
             &r,
         );
         amount(&mut check, "amount", r.amount.as_ref());
-        if let Some(on) = check.date("paid_on", &r.paid_on, true)
-            && on > date_of(call.now())
-        {
-            check.fail("paid_on", "must not be in the future");
-        }
+        check.past_date("paid_on", &r.paid_on, call.now());
         check.done(())?;
         self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
             let request = RequestKey::new(&call, case_id, t.request_id, &t.encoded).await?;

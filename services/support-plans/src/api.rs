@@ -564,11 +564,7 @@ impl SupportPlanService for PlanApi {
         );
         let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
         check.id_label("provider", &r.provider);
-        if let Some(on) = check.date("delivered_on", &r.delivered_on, true)
-            && on > date_of(call.now())
-        {
-            check.fail("delivered_on", "must not be in the future");
-        }
+        check.past_date("delivered_on", &r.delivered_on, call.now());
         check.text("note", &r.note, MAX_TEXT_CHARS, false);
         check.done(())?;
         self.goal_write(&call, &t, &goal_id, async |case_id| {
