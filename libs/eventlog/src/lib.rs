@@ -121,6 +121,39 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     /// Closes the log: pending appends finish, later calls get [`Error::Closed`].
     async fn close(&self);
 
+    /// The first event that the request `request_id` appended to `stream`, if any: how a
+    /// command recognises a retry of a request older than the ones it remembers. This
+    /// default reads the stream backwards (time grows with the stream); SQLite and
+    /// PostgreSQL answer from an index on `(stream, request_id)`.
+    async fn find_request(
+        &self,
+        stream: &StreamName,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedEvent>, Error> {
+        const PAGE: usize = 1000;
+        let mut from = None;
+        let mut found = None;
+        loop {
+            let page = self
+                .read_stream(stream, Direction::Backwards, from, PAGE)
+                .await?;
+            for event in &page {
+                if event.metadata.request_id == Some(request_id) {
+                    found = Some(event.clone());
+                } else if found.is_some() {
+                    // A request's events are consecutive: this is the one before them.
+                    return Ok(found);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE && last.version > 0 => {
+                    from = Some(last.version - 1)
+                }
+                _ => return Ok(found),
+            }
+        }
+    }
+
     /// The version of the stream's last event, or `None` if it does not exist.
     async fn stream_version(&self, stream: &StreamName) -> Result<Option<u64>, Error> {
         let last = self

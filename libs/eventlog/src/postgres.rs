@@ -71,6 +71,8 @@ CREATE INDEX IF NOT EXISTS caseline_events_by_case
 CREATE INDEX IF NOT EXISTS caseline_events_of_case
     ON caseline_events (case_id, tx, id)
     WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
+CREATE INDEX IF NOT EXISTS caseline_events_by_request
+    ON caseline_events (stream, request_id) WHERE request_id IS NOT NULL;
 CREATE OR REPLACE FUNCTION caseline_events_immutable() RETURNS trigger
     LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'caseline events are immutable'; END $$;
 CREATE OR REPLACE TRIGGER caseline_events_no_change
@@ -84,7 +86,11 @@ CREATE OR REPLACE TRIGGER caseline_events_no_truncate
 /// Serialises schema creation between services starting together.
 const MIGRATION_LOCK: i64 = 0x00ca_5e11_0e00_0001;
 
-const COLUMNS: &str = "tx::text, id, event_id, stream, version, event_type, data, case_id, \
+/// The columns of a recorded event, in the order [`decode`] reads them. The transaction
+/// id is read as text (tokio-postgres has no `xid8` type) under a name of its own: an
+/// output column called `tx` would shadow the table's in `ORDER BY tx`, which would
+/// then sort the text, putting `100000` before `99999`.
+const COLUMNS: &str = "tx::text AS tx_text, id, event_id, stream, version, event_type, data, case_id, \
      actor, actor_role, agency, request_id, correlation_id, causation_id, traceparent, call, \
      recorded_at, prev_hash, hash";
 
@@ -499,6 +505,24 @@ impl EventLog for PostgresEventLog {
             .await
     }
 
+    async fn find_request(
+        &self,
+        stream: &StreamName,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedEvent>, Error> {
+        Ok(self
+            .query_events(
+                &format!(
+                    "SELECT {COLUMNS} FROM caseline_events \
+                     WHERE stream = $1 AND request_id = $2 ORDER BY version ASC LIMIT 1"
+                ),
+                &[&stream.as_str(), &request_id],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
     async fn read_case(
         &self,
         case_id: Uuid,
@@ -696,5 +720,199 @@ impl Drop for ScratchSchema {
             });
         })
         .join();
+    }
+}
+
+/// A PostgreSQL server of its own, made with `initdb` in a fresh directory and started on
+/// a free loopback port, whose next transaction id is set with `pg_resetwal -x`: for
+/// tests of what happens when transaction ids grow past a boundary (a power of ten, say)
+/// that a long-lived server crosses after some months, and a fresh one never reaches in
+/// a test. Stopped (immediately) and removed when dropped.
+///
+/// The server's programs are looked for in `CASELINE_TEST_PG_BINDIR`, then in the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian's layout), then on `PATH`. Run as root, the
+/// programs run as the `postgres` user (through `runuser`), since PostgreSQL refuses to
+/// run as root.
+#[derive(Debug)]
+pub struct ScratchCluster {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    run_as: Option<&'static str>,
+    port: u16,
+}
+
+impl ScratchCluster {
+    /// Makes and starts a server whose next transaction id is `next_xid` (at least 3).
+    /// The error says what was missing or failed, and how to provide it.
+    pub fn start(next_xid: u32) -> Result<Self, String> {
+        use std::os::unix::fs::MetadataExt;
+        let bin = Self::bindir()?;
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let dir = std::env::temp_dir().join(format!("caseline-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).map_err(|e| format!("scratch directory: {e}"))?;
+        let mut cluster = Self {
+            bin,
+            dir,
+            run_as: root.then_some("postgres"),
+            port: 0,
+        };
+        if root {
+            // As root itself: the directory becomes the server user's.
+            let mut owner = cluster.shallow();
+            owner.run_as = None;
+            owner.run("chown", &["postgres:", &cluster.dir_str()], false)?;
+        }
+        let data = cluster.data_str();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-N",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
+            true,
+        )?;
+        cluster.run(
+            "pg_resetwal",
+            &["-x", &next_xid.to_string(), "-D", &data],
+            true,
+        )?;
+        // The commit log's segment holding `next_xid` must exist, whole: 32 pages of 8 KiB,
+        // each covering 32 768 transactions (zeros: none of them ever ran).
+        let segment = format!("{data}/pg_xact/{:04X}", next_xid / (32 * 32_768));
+        cluster.run("truncate", &["-s", "262144", &segment], false)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("a free port: {e}"))?
+            .port();
+        cluster.port = port;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            cluster.dir_str()
+        );
+        let log = format!("{}/server.log", cluster.dir_str());
+        cluster.run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start",
+            ],
+            true,
+        )?;
+        Ok(cluster)
+    }
+
+    /// The same server, to run a program differently; it stops nothing when dropped.
+    fn shallow(&self) -> Self {
+        Self {
+            bin: self.bin.clone(),
+            dir: std::path::PathBuf::new(),
+            run_as: self.run_as,
+            port: 0,
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn dir_str(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn data_str(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn bindir() -> Result<std::path::PathBuf, String> {
+        use std::path::PathBuf;
+        let has_initdb = |dir: &PathBuf| dir.join("initdb").is_file();
+        if let Some(dir) = std::env::var_os("CASELINE_TEST_PG_BINDIR").map(PathBuf::from) {
+            return if has_initdb(&dir) {
+                Ok(dir)
+            } else {
+                Err("CASELINE_TEST_PG_BINDIR holds no initdb".into())
+            };
+        }
+        let newest_debian = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version: u32 = e.file_name().to_str()?.parse().ok()?;
+                Some((version, e.path().join("bin")))
+            })
+            .filter(|(_, bin)| has_initdb(bin))
+            .max();
+        if let Some((_, bin)) = newest_debian {
+            return Ok(bin);
+        }
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .find(|dir| has_initdb(dir) && dir.join("pg_resetwal").is_file())
+            .ok_or_else(|| {
+                "the PostgreSQL server programs (initdb, pg_resetwal, pg_ctl) were not found: \
+                 install them (Debian: apt-get install postgresql) or set \
+                 CASELINE_TEST_PG_BINDIR to their directory"
+                    .into()
+            })
+    }
+
+    /// Runs `program` (from the server's directory if `server`), as `postgres` when this
+    /// process is root.
+    fn run(&self, program: &str, args: &[&str], server: bool) -> Result<(), String> {
+        let path = if server {
+            self.bin.join(program).display().to_string()
+        } else {
+            program.to_owned()
+        };
+        let mut command = match self.run_as {
+            Some(user) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", user, "--", &path]);
+                c
+            }
+            None => std::process::Command::new(&path),
+        };
+        let output = command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{program} did not run: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} failed ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for ScratchCluster {
+    fn drop(&mut self) {
+        if self.dir.as_os_str().is_empty() {
+            return;
+        }
+        if self.port != 0 {
+            let data = self.data_str();
+            let _ = self.run(
+                "pg_ctl",
+                &["-D", &data, "-m", "immediate", "-w", "stop"],
+                true,
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_of_case ON events (case_id, position)
     WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
+CREATE INDEX IF NOT EXISTS events_by_request ON events (stream, request_id)
+    WHERE request_id IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'caseline events are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -597,6 +599,28 @@ impl EventLog for SqliteEventLog {
             };
             let from = from.min(MAX_VERSION) as i64;
             collect(conn, &sql, params![stream, from, limit])
+        })
+        .await
+    }
+
+    async fn find_request(
+        &self,
+        stream: &StreamName,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedEvent>, Error> {
+        let stream = stream.as_str().to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND request_id = ?2 \
+                 ORDER BY version ASC LIMIT 1"
+            );
+            Ok(collect(
+                conn,
+                &sql,
+                params![stream, request_id.as_bytes().as_slice()],
+            )?
+            .into_iter()
+            .next())
         })
         .await
     }

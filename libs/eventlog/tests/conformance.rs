@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use caseline_eventlog::{
     AppendResult, BrokenKind, Direction, Error, EventLog, ExpectedVersion, GENESIS,
     MAX_CALL_CONTEXT_BYTES, MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent,
-    StreamName, subscribe,
+    StreamName, catch_up, subscribe,
 };
 use uuid::Uuid;
 
@@ -875,6 +875,201 @@ pub mod suite {
         h.reopen().await;
         assert_eq!(h.log().stream_version(&s).await.unwrap(), Some(0));
     }
+
+    /// A request's first event is found by its request id, in its stream only.
+    pub async fn find_request_finds_the_first_event_of_a_request(h: &mut dyn Harness) {
+        let log = h.log();
+        let s = stream("case");
+        let other = stream("case");
+        let request = Uuid::new_v4();
+        let with_request = |data: &[u8]| {
+            let mut e = event(None, data);
+            e.metadata.request_id = Some(request);
+            e
+        };
+        log.append(&s, ExpectedVersion::NoStream, vec![event(None, b"before")])
+            .await
+            .unwrap();
+        let batch = vec![with_request(b"one"), with_request(b"two")];
+        let first_id = batch[0].event_id;
+        log.append(&s, ExpectedVersion::Exact(0), batch)
+            .await
+            .unwrap();
+        log.append(&s, ExpectedVersion::Exact(2), vec![event(None, b"after")])
+            .await
+            .unwrap();
+        let found = log.find_request(&s, request).await.unwrap().expect("found");
+        assert_eq!((found.event_id, found.version), (first_id, 1));
+        assert!(log.find_request(&other, request).await.unwrap().is_none());
+        assert!(
+            log.find_request(&s, Uuid::new_v4())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// Every read returns every event once, in the order appended, on a log whose
+    /// ordering key changes width (a power of ten) while this runs: whole log, per case,
+    /// per case without access records, per stream both ways, each paged with small
+    /// pages, and a subscription started before and one resumed in the middle. Appends
+    /// `appends` times in sequence (so append order is global order) and returns what
+    /// it appended, in order, for the caller to check that the boundary was crossed.
+    pub async fn every_read_in_order_across(
+        log: Arc<dyn EventLog>,
+        appends: usize,
+    ) -> Vec<RecordedEvent> {
+        let cases: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let mut sub = subscribe(log.clone(), Position::START);
+        let mut streams: Vec<StreamName> = Vec::new();
+        let mut appended: Vec<Uuid> = Vec::new();
+        for i in 0..appends {
+            let case = cases[i % cases.len()];
+            let (s, case_id, batch) = match i % 5 {
+                0 => (StreamName::for_id("access", case).unwrap(), Some(case), 1),
+                1 => (stream("contact"), None, 1),
+                2 => (stream("referral"), Some(case), 2),
+                _ => (StreamName::for_id("case", case).unwrap(), Some(case), 1),
+            };
+            let events: Vec<NewEvent> = (0..batch).map(|_| event(case_id, &[i as u8])).collect();
+            appended.extend(events.iter().map(|e| e.event_id));
+            log.append(&s, ExpectedVersion::Any, events).await.unwrap();
+            if !streams.contains(&s) {
+                streams.push(s);
+            }
+        }
+        let ids = |events: &[RecordedEvent]| events.iter().map(|e| e.event_id).collect::<Vec<_>>();
+        let whole = all_events(&*log, appended.len()).await;
+        assert_eq!(
+            ids(&whole),
+            appended,
+            "read_all: every event once, in order"
+        );
+
+        for size in [1, 3, 64] {
+            let mut paged = Vec::new();
+            let mut after = Position::START;
+            loop {
+                let page = log.read_all(after, size).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = last.position;
+                paged.extend(page);
+            }
+            assert_eq!(ids(&paged), appended, "read_all in pages of {size}");
+            assert!(paged.windows(2).all(|w| w[0].position < w[1].position));
+        }
+        let mut caught = Vec::new();
+        let mut after = Position::START;
+        catch_up::<Error>(&*log, &mut after, |e| {
+            caught.push(e.event_id);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(caught, appended, "catch_up");
+
+        for case in &cases {
+            let of_case: Vec<Uuid> = ids(&whole
+                .iter()
+                .filter(|e| e.metadata.case_id == Some(*case))
+                .cloned()
+                .collect::<Vec<_>>());
+            let without_access: Vec<Uuid> = whole
+                .iter()
+                .filter(|e| {
+                    e.metadata.case_id == Some(*case) && !e.stream.as_str().starts_with("access-")
+                })
+                .map(|e| e.event_id)
+                .collect();
+            for (events, want) in [(false, &of_case), (true, &without_access)] {
+                let mut paged = Vec::new();
+                let mut after = Position::START;
+                loop {
+                    let page = if events {
+                        log.read_case_events(*case, after, 2).await.unwrap()
+                    } else {
+                        log.read_case(*case, after, 2).await.unwrap()
+                    };
+                    let Some(last) = page.last() else { break };
+                    after = last.position;
+                    paged.extend(page);
+                }
+                assert_eq!(
+                    &ids(&paged),
+                    want,
+                    "read_case (without access: {events}) in pages of 2"
+                );
+            }
+        }
+
+        for s in &streams {
+            let want: Vec<Uuid> = whole
+                .iter()
+                .filter(|e| &e.stream == s)
+                .map(|e| e.event_id)
+                .collect();
+            let mut forwards = Vec::new();
+            let mut from = 0;
+            loop {
+                let page = log
+                    .read_stream(s, Direction::Forwards, Some(from), 2)
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                from = last.version + 1;
+                forwards.extend(page);
+            }
+            assert_eq!(ids(&forwards), want, "read_stream forwards of {s}");
+            let mut backwards = Vec::new();
+            let mut from = None;
+            loop {
+                let page = log
+                    .read_stream(s, Direction::Backwards, from, 2)
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                let done = last.version == 0;
+                from = last.version.checked_sub(1);
+                backwards.extend(page);
+                if done {
+                    break;
+                }
+            }
+            backwards.reverse();
+            assert_eq!(ids(&backwards), want, "read_stream backwards of {s}");
+        }
+
+        let mut live = Vec::new();
+        while live.len() < appended.len() {
+            let e = timeout(sub.next())
+                .await
+                .expect("subscriber stalled")
+                .unwrap()
+                .unwrap();
+            live.push(e.event_id);
+        }
+        assert_eq!(
+            live, appended,
+            "a subscription from the start, live while appending"
+        );
+        let middle = appended.len() / 2;
+        let mut resumed = subscribe(log.clone(), whole[middle - 1].position);
+        let mut tail = Vec::new();
+        while tail.len() < appended.len() - middle {
+            let e = timeout(resumed.next())
+                .await
+                .expect("resumed subscriber stalled")
+                .unwrap()
+                .unwrap();
+            tail.push(e.event_id);
+        }
+        assert_eq!(
+            tail,
+            appended[middle..],
+            "a subscription resumed in the middle"
+        );
+        whole
+    }
 }
 
 macro_rules! conformance_tests {
@@ -907,6 +1102,7 @@ macro_rules! common_suite {
             tampered_call_is_reported,
             bad_input_is_typed_and_stores_nothing,
             closed_log_refuses_calls,
+            find_request_finds_the_first_event_of_a_request,
         );
     };
 }
@@ -1081,6 +1277,27 @@ mod sqlite {
         ));
     }
 
+    /// Positions that change width (999 999 → 1 000 000) while a reader follows them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_read_in_order_across_a_power_of_ten() {
+        let mut h = SqliteHarness::new().await;
+        h.log.close().await;
+        let raw = rusqlite::Connection::open(h.dir.path().join("events.sqlite")).unwrap();
+        raw.execute(
+            "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('events', 999900)",
+            [],
+        )
+        .unwrap();
+        drop(raw);
+        super::Harness::reopen(&mut h).await;
+        let events = super::suite::every_read_in_order_across(super::Harness::log(&h), 160).await;
+        let (first, last) = (&events[0].position, &events[events.len() - 1].position);
+        assert!(
+            first.to_string().len() < last.to_string().len(),
+            "the test must cross a power of ten: {first} .. {last}"
+        );
+    }
+
     common_suite!(SqliteHarness::new().await);
 }
 
@@ -1213,6 +1430,37 @@ mod postgres {
     }
 
     common_suite!(PgHarness::new().await);
+
+    /// Transaction ids that change width (999 999 → 1 000 000) while the log is written
+    /// and read: a server of its own, made with its next transaction id just below.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_read_in_order_across_a_power_of_ten_in_transaction_ids() {
+        let cluster = caseline_eventlog::postgres::ScratchCluster::start(999_900)
+            .unwrap_or_else(|e| panic!("a scratch PostgreSQL server is needed: {e}"));
+        let log: Arc<dyn EventLog> = Arc::new(
+            PostgresEventLog::connect(&cluster.url())
+                .await
+                .expect("the scratch server answers"),
+        );
+        super::suite::every_read_in_order_across(log.clone(), 200).await;
+        let (admin, conn) = tokio_postgres::connect(&cluster.url(), NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let row = admin
+            .query_one(
+                "SELECT min(tx)::text, max(tx)::text FROM caseline_events",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (min, max): (String, String) = (row.get(0), row.get(1));
+        assert!(
+            min.len() < max.len(),
+            "the test must cross a power of ten in transaction ids: {min} .. {max}"
+        );
+        log.close().await;
+    }
 
     /// A table made before `call` existed is refused by name when connecting, not failed
     /// on every append later.
@@ -1568,6 +1816,7 @@ mod kurrentdb {
         reopen_keeps_everything,
         bad_input_is_typed_and_stores_nothing,
         closed_log_refuses_calls,
+        find_request_finds_the_first_event_of_a_request,
     );
 
     #[tokio::test]
