@@ -400,3 +400,124 @@ async fn after_shredding_sealed_fields_read_as_erased_and_the_chains_still_verif
     assert_eq!(uses[0].reason, "(erased)");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn timestamps_outside_the_protobuf_range_and_oversized_pages_name_the_field() {
+    use caseline_proto::prost_types::Timestamp;
+    use caseline_proto::v1::GetTimelineAsOfRequest;
+    use caseline_proto::v1::get_timeline_as_of_request::Viewer;
+
+    let server = TestServer::start().await;
+    let auditor = server.token("auditor-1", Role::Auditor, "oversight-board");
+    let mut client = AuditServiceClient::new(server.channel().await);
+    let field_of = |status: caseline_proto::tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let violations = status
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .clone();
+        assert_eq!(violations.len(), 1, "{status:?}");
+        violations[0].field.clone()
+    };
+    let at = |seconds: i64, nanos: i32| Some(Timestamp { seconds, nanos });
+    // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range of a Timestamp.
+    let (first, last) = (-62_135_596_800, 253_402_300_799);
+    let outside = [
+        at(10_000_000_000_000, 0),
+        at(i64::MAX, 0),
+        at(last + 1, 0),
+        at(first - 1, 0),
+        at(0, 1_000_000_000),
+        at(0, -1),
+    ];
+
+    for as_of in outside {
+        let err = client
+            .get_timeline_as_of(authed(
+                GetTimelineAsOfRequest {
+                    case_id: Uuid::new_v4().to_string(),
+                    as_of,
+                    viewer: Some(Viewer::Role("social_worker".into())),
+                    ..GetTimelineAsOfRequest::default()
+                },
+                &auditor,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(err), "as_of", "as_of {as_of:?}");
+    }
+    for t in outside {
+        for (request, field) in [
+            (
+                ReplayAccessHistoryRequest {
+                    from: t,
+                    ..Default::default()
+                },
+                "from",
+            ),
+            (
+                ReplayAccessHistoryRequest {
+                    to: t,
+                    ..Default::default()
+                },
+                "to",
+            ),
+        ] {
+            let err = client
+                .replay_access_history(authed(request, &auditor))
+                .await
+                .unwrap_err();
+            assert_eq!(field_of(err), field, "{field} {t:?}");
+        }
+        let err = client
+            .list_break_glass_uses(authed(
+                ListBreakGlassUsesRequest {
+                    since: t,
+                    ..Default::default()
+                },
+                &auditor,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(err), "since", "since {t:?}");
+    }
+    // The ends of the range are instants like any other.
+    let all = replay(
+        &server,
+        &auditor,
+        ReplayAccessHistoryRequest {
+            from: at(first, 0),
+            to: at(last, 999_999_999),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!all.is_empty());
+
+    for page_size in [501, u32::MAX] {
+        let err = client
+            .list_break_glass_uses(authed(
+                ListBreakGlassUsesRequest {
+                    page_size,
+                    ..Default::default()
+                },
+                &auditor,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(err), "page_size", "page_size {page_size}");
+    }
+    client
+        .list_break_glass_uses(authed(
+            ListBreakGlassUsesRequest {
+                page_size: 500,
+                ..Default::default()
+            },
+            &auditor,
+        ))
+        .await
+        .unwrap();
+    server.stop().await;
+}

@@ -2415,3 +2415,49 @@ async fn no_one_adds_themselves_to_a_team() {
         .unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_date_of_birth_in_the_future_or_before_1900_is_refused_saying_why() {
+    let server = TestServer::start().await;
+    let mut c = client(&server).await;
+    let counsellor = User::new(
+        &server,
+        "hc-1",
+        Role::HelplineCounsellor,
+        "helpline-central",
+    );
+    let born = |date: &str| OpenCaseRequest {
+        identity: Some(ChildIdentity {
+            name: CHILD_NAME.into(),
+            date_of_birth: date.into(),
+            contact_details: String::new(),
+        }),
+        ..opening("Child B-1", "", RiskLevel::Low)
+    };
+    // Two days ahead: still the future if the date changes during the test.
+    let soon = caseline_e2e::date_in(2);
+    for (date, why) in [
+        ("2999-01-01", "future"),
+        (soon.as_str(), "future"),
+        ("1800-01-01", "1900"),
+        ("1899-12-31", "1900"),
+        ("2013-02-29", "YYYY-MM-DD"),
+    ] {
+        let status = expect_err(
+            c.open_case(authed(born(date), &counsellor.token)).await,
+            Code::InvalidArgument,
+            date,
+        );
+        assert_eq!(fields_of(&status, date), ["identity.date_of_birth"]);
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        let description = &details.bad_request().unwrap().field_violations[0].description;
+        assert!(description.contains(why), "{date}: {description:?}");
+        assert!(!description.contains(date), "{date}: {description:?}");
+    }
+    for date in ["1900-01-01", "2011-04-03", &caseline_e2e::date_in(-1)] {
+        c.open_case(authed(born(date), &counsellor.token))
+            .await
+            .unwrap_or_else(|e| panic!("born {date}: {e:?}"));
+    }
+    server.stop().await;
+}

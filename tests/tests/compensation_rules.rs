@@ -2601,3 +2601,44 @@ async fn a_retried_claim_command_answers_as_the_first_and_a_stale_version_is_abo
     assert_eq!(claim_events(&server, &second).await.len() as u64, v + 2);
     server.stop().await;
 }
+
+/// The description of the one violation of an INVALID_ARGUMENT naming `field` alone.
+#[track_caller]
+fn why_refused<T: Debug>(result: Result<T, Status>, field: &str, what: &str) -> String {
+    let status = expect_err(result, Code::InvalidArgument, what);
+    assert_eq!(fields_of(&status, what), [field], "{what}");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    details.bad_request().unwrap().field_violations[0]
+        .description
+        .clone()
+}
+
+#[tokio::test]
+async fn dates_outside_a_plausible_range_are_refused_saying_why() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    let cast = Cast::new(&server);
+    let case_id = team_case(&mut c, &cast, "Child V-30").await;
+    let va = cast.advocate.clone();
+    for (deadline, why) in [("1800-01-01", "1900"), ("2999-01-01", "years")] {
+        let request = FileClaimRequest {
+            filing_deadline: deadline.into(),
+            ..claim_request(&case_id, 10_000, "EUR")
+        };
+        let description = why_refused(
+            file(&mut c, &va, request).await,
+            "filing_deadline",
+            deadline,
+        );
+        assert!(description.contains(why), "{deadline}: {description:?}");
+        assert!(!description.contains("YYYY"), "{deadline}: {description:?}");
+    }
+    let claim = new_claim(&mut c, &va, &case_id, 10_000, "EUR").await;
+    let description = why_refused(
+        submit(&mut c, &va, submit_request(&claim, "1800-01-01")).await,
+        "submitted_on",
+        "submitted in 1800",
+    );
+    assert!(description.contains("1900"), "{description:?}");
+    server.stop().await;
+}

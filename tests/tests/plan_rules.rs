@@ -2149,3 +2149,63 @@ async fn a_retried_command_answers_as_the_first_and_a_stale_version_is_aborted()
     assert_eq!(plan_events(&server, &plan).await.len(), 3);
     server.stop().await;
 }
+
+/// The description of the one violation of an INVALID_ARGUMENT naming `field` alone.
+#[track_caller]
+fn why_refused<T: Debug>(result: Result<T, Status>, field: &str, what: &str) -> String {
+    let status = expect_err(result, Code::InvalidArgument, what);
+    assert_eq!(fields_of(&status, what), [field], "{what}");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    details.bad_request().unwrap().field_violations[0]
+        .description
+        .clone()
+}
+
+#[tokio::test]
+async fn dates_outside_a_plausible_range_are_refused_saying_why() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    let cast = Cast::new(&server);
+    let case_id = team_case(&mut c, &cast, "Child V-30").await;
+    let plan = new_plan(&mut c, &cast.sw, &case_id).await;
+    let education = goal(&mut c, &cast.sw, &plan, GoalDomain::Education).await;
+    let sw = cast.sw.clone();
+    for (target, why) in [("1800-01-01", "1900"), ("2999-01-01", "years")] {
+        let request = AddGoalRequest {
+            target_date: target.into(),
+            ..goal_request(&plan, GoalDomain::Family)
+        };
+        let description = why_refused(add_goal(&mut c, &sw, request).await, "target_date", target);
+        assert!(description.contains(why), "{target}: {description:?}");
+        assert!(!description.contains("YYYY"), "{target}: {description:?}");
+    }
+    let description = why_refused(
+        schedule(&mut c, &sw, &plan, "2999-01-01").await,
+        "review_date",
+        "a review in 2999",
+    );
+    assert!(description.contains("years"), "{description:?}");
+    let description = why_refused(
+        review(
+            &mut c,
+            &sw,
+            review_request(&plan, RiskLevel::Low, "2999-01-01"),
+        )
+        .await,
+        "next_review_date",
+        "the next review in 2999",
+    );
+    assert!(description.contains("years"), "{description:?}");
+    let description = why_refused(
+        deliver(
+            &mut c,
+            &sw,
+            delivery_request(&plan, &education, "council-a", "1800-01-01"),
+        )
+        .await,
+        "delivered_on",
+        "delivered in 1800",
+    );
+    assert!(description.contains("1900"), "{description:?}");
+    server.stop().await;
+}

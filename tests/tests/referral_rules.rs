@@ -1326,3 +1326,65 @@ async fn a_decline_tells_the_referrer_why_and_what_else() {
     );
     server.stop().await;
 }
+
+/// The code docs/security.md's referral table gives complaints officers.
+fn documented_code_for_complaints_officers() -> Code {
+    let guide = include_str!("../../docs/security.md");
+    let section = guide
+        .split("### Referrals:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("the guide's section on referrals");
+    let row = section
+        .lines()
+        .find(|l| l.starts_with('|') && l.contains("complaints officers"))
+        .expect("a row of the referral table naming complaints officers");
+    match (row.contains("PERMISSION_DENIED"), row.contains("NOT_FOUND")) {
+        (true, false) => Code::PermissionDenied,
+        (false, true) => Code::NotFound,
+        _ => panic!("the row does not name one code: {row}"),
+    }
+}
+
+/// Complaints officers stand outside every team and have no business with referrals:
+/// they get what the security guide says, the same for a referral that exists and one
+/// that does not, and never the case it is about.
+#[tokio::test]
+async fn a_complaints_officer_is_answered_as_the_security_guide_says_whatever_the_referral() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-a");
+    let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-b");
+    let officer = User::new(
+        &server,
+        "co-1",
+        Role::ComplaintsOfficer,
+        "complaints-office",
+    );
+    let case_id = open_case(&mut c, &hc, "Child N-7", "").await;
+    let id = refer(&mut c, &hc, &case_id, &police).await;
+    let random = Uuid::new_v4().to_string();
+    let documented = documented_code_for_complaints_officers();
+
+    let existing = expect_err(
+        get(&mut c, &officer, &id).await,
+        documented,
+        "GetReferral of a referral by a complaints officer",
+    );
+    let absent = expect_err(
+        get(&mut c, &officer, &random).await,
+        documented,
+        "GetReferral of a random id by a complaints officer",
+    );
+    assert_eq!(shape(&existing, &id), shape(&absent, &random));
+    assert!(!existing.message().contains(&case_id), "{existing:?}");
+    for (what, referral_id) in [("a referral", &id), ("a random id", &random)] {
+        let s = expect_err(
+            accept(&mut c, &officer, referral_id).await,
+            documented,
+            &format!("AcceptReferral of {what} by a complaints officer"),
+        );
+        assert!(!s.message().contains(&case_id), "{s:?}");
+    }
+    server.stop().await;
+}

@@ -3,10 +3,25 @@
 //! Handlers return [`ApiError`]; its `From` impl is the only place a `Status` is made
 //! from an error. Callers get a precise code and a message naming the field or id at
 //! fault; internal detail (storage messages) is logged here, server-side, and never sent.
+//!
+//! Every answer is small whatever the request: at most [`MAX_VIOLATIONS`] field
+//! violations (one more counts the rest), each field path, description and message cut
+//! to a few hundred bytes. Standard gRPC clients accept 16 KiB of metadata; an answer
+//! past that reaches them as RESOURCE_EXHAUSTED instead of the refusal.
 
 use caseline_eventlog::Error as LogError;
 use caseline_proto::tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+/// Most field violations one answer lists; the rest are counted in one more
+/// ([`FieldViolation::omitted`]).
+pub const MAX_VIOLATIONS: usize = 10;
+/// Longest field path an answer carries, in bytes.
+const MAX_FIELD_BYTES: usize = 100;
+/// Longest description of a violation an answer carries, in bytes.
+const MAX_DESCRIPTION_BYTES: usize = 200;
+/// Longest status message, in bytes.
+const MAX_MESSAGE_BYTES: usize = 300;
 
 /// One bad field of a request, as `google.rpc.BadRequest.FieldViolation`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +38,12 @@ impl FieldViolation {
             field: field.into(),
             description: description.into(),
         }
+    }
+
+    /// Stands for `n` faults an answer leaves out. It names no field: it is about the
+    /// request as a whole.
+    pub fn omitted(n: usize) -> Self {
+        Self::new("", format!("and {n} more faults not listed"))
     }
 }
 
@@ -62,10 +83,16 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(violations) => bad_request(violations),
             ApiError::Unauthenticated(msg) => Status::unauthenticated(msg),
             ApiError::PermissionDenied(msg) => Status::permission_denied(msg),
-            e @ ApiError::NotFound { .. } => Status::not_found(e.to_string()),
-            ApiError::FailedPrecondition(msg) => Status::failed_precondition(msg),
-            ApiError::AlreadyExists(msg) => Status::already_exists(msg),
-            ApiError::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+            e @ ApiError::NotFound { .. } => {
+                Status::not_found(clip(e.to_string(), MAX_MESSAGE_BYTES))
+            }
+            ApiError::FailedPrecondition(msg) => {
+                Status::failed_precondition(clip(msg, MAX_MESSAGE_BYTES))
+            }
+            ApiError::AlreadyExists(msg) => Status::already_exists(clip(msg, MAX_MESSAGE_BYTES)),
+            ApiError::ResourceExhausted(msg) => {
+                Status::resource_exhausted(clip(msg, MAX_MESSAGE_BYTES))
+            }
             ApiError::Unavailable(msg) => Status::unavailable(msg),
             ApiError::Internal(msg) => Status::internal(msg),
             ApiError::Log(e) => from_log(e),
@@ -74,9 +101,40 @@ impl From<ApiError> for Status {
 }
 
 fn bad_request(violations: Vec<FieldViolation>) -> Status {
+    let total = violations.len();
+    // A list from `Check` is bounded already, its last entry perhaps counting the rest.
+    let listed = if total > MAX_VIOLATIONS + 1 {
+        MAX_VIOLATIONS
+    } else {
+        total
+    };
+    let mut violations: Vec<FieldViolation> = violations
+        .into_iter()
+        .take(listed)
+        .map(|v| FieldViolation {
+            field: clip(v.field, MAX_FIELD_BYTES),
+            description: clip(v.description, MAX_DESCRIPTION_BYTES),
+        })
+        .collect();
+    if total > listed {
+        violations.push(FieldViolation::omitted(total - listed));
+    }
     let message = match violations.as_slice() {
         [one] => format!("invalid {}: {}", one.field, one.description),
-        _ => format!("{} invalid fields", violations.len()),
+        many => {
+            let mut fields: Vec<&str> = Vec::new();
+            for v in many.iter().filter(|v| !v.field.is_empty()) {
+                if !fields.contains(&v.field.as_str()) {
+                    fields.push(&v.field);
+                }
+            }
+            let more = if many.iter().any(|v| v.field.is_empty()) {
+                " and more"
+            } else {
+                ""
+            };
+            format!("invalid fields: {}{more}", fields.join(", "))
+        }
     };
     let details = ErrorDetails::with_bad_request(
         violations
@@ -84,7 +142,25 @@ fn bad_request(violations: Vec<FieldViolation>) -> Status {
             .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
             .collect::<Vec<_>>(),
     );
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    Status::with_error_details(
+        Code::InvalidArgument,
+        clip(message, MAX_MESSAGE_BYTES),
+        details,
+    )
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, an ellipsis marking a cut.
+fn clip(mut text: String, max: usize) -> String {
+    const ELLIPSIS: char = '…';
+    if text.len() > max {
+        let mut at = max.saturating_sub(ELLIPSIS.len_utf8());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push(ELLIPSIS);
+    }
+    text
 }
 
 fn from_log(error: LogError) -> Status {
@@ -137,6 +213,72 @@ mod tests {
             .field_violations;
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].field, "identity.date_of_birth");
+    }
+
+    #[test]
+    fn an_answer_stays_small_whatever_the_violations() {
+        let violations: Vec<FieldViolation> = (0..100_000)
+            .map(|i| FieldViolation::new(format!("statuses[{i}]"), "is not a known value"))
+            .collect();
+        let status = Status::from(ApiError::InvalidArgument(violations));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.details().len() < 4 * 1024,
+            "details of {} bytes",
+            status.details().len()
+        );
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(listed[0].field, "statuses[0]");
+        assert_eq!(
+            listed[MAX_VIOLATIONS].description,
+            format!("and {} more faults not listed", 100_000 - MAX_VIOLATIONS)
+        );
+        assert!(
+            status
+                .message()
+                .starts_with("invalid fields: statuses[0], ")
+        );
+        assert!(
+            status.message().ends_with(" and more"),
+            "{}",
+            status.message()
+        );
+
+        // Long paths and descriptions, in any script, are cut at a character boundary.
+        let long = FieldViolation::new("é".repeat(100_000), "ü".repeat(100_000));
+        let status = Status::from(ApiError::InvalidArgument(vec![long; 50]));
+        assert!(
+            status.details().len() < 4 * 1024,
+            "details of {} bytes",
+            status.details().len()
+        );
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        let status = Status::from(ApiError::FailedPrecondition("x".repeat(1 << 20)));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        let status = Status::from(ApiError::NotFound {
+            kind: "stream",
+            id: "y".repeat(1 << 20),
+        });
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(status.message().starts_with("stream yyy"));
+    }
+
+    #[test]
+    fn a_bounded_list_passes_unchanged() {
+        let mut violations: Vec<FieldViolation> = (0..MAX_VIOLATIONS)
+            .map(|i| FieldViolation::new(format!("f{i}"), "is required"))
+            .collect();
+        violations.push(FieldViolation::omitted(3));
+        let status = Status::from(ApiError::InvalidArgument(violations.clone()));
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        let listed: Vec<FieldViolation> = listed
+            .iter()
+            .map(|v| FieldViolation::new(v.field.clone(), v.description.clone()))
+            .collect();
+        assert_eq!(listed, violations);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use caseline_proto::v1::events::AccessRecorded;
 use caseline_proto::v1::{
     GetTimelineAsOfRequest, GetTimelineAsOfResponse, Visibility, get_timeline_as_of_request,
 };
-use caseline_server::ApiError;
+use caseline_server::{ApiError, Check};
 use caseline_timeline::{Item, Render};
 
 use crate::{from_timestamp, invalid, parse_case_id};
@@ -137,20 +137,12 @@ pub(crate) async fn timeline_as_of(
     call: &Call,
     request: GetTimelineAsOfRequest,
 ) -> Result<GetTimelineAsOfResponse, ApiError> {
-    let size = match request.page_size {
-        0 => PAGE.0,
-        n if n > PAGE.1 => return Err(invalid("page_size", "must be at most 1000")),
-        n => n,
-    } as usize;
-    let after = match request.page_token.as_str() {
-        "" => Position::START,
-        token => token.parse::<Position>().map_err(|_| {
-            invalid(
-                "page_token",
-                "must be a next_page_token from a previous answer",
-            )
-        })?,
-    };
+    let mut check = Check::new();
+    let size = check.page_size(request.page_size, PAGE);
+    let after = check
+        .page_token(&request.page_token)
+        .unwrap_or(Position::START);
+    check.done(())?;
     let q = Question::try_from(request)?;
     call.concerns(q.case_id);
 

@@ -10,13 +10,13 @@ use caseline_projection::{Fold, Followed};
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::BreakGlassGranted;
 use caseline_proto::v1::{BreakGlassUse, ListBreakGlassUsesRequest, ListBreakGlassUsesResponse};
-use caseline_server::ApiError;
+use caseline_server::{ApiError, Check};
 use caseline_vault::{Opened, Sealed};
 
-use crate::{from_timestamp, invalid, to_timestamp};
+use crate::to_timestamp;
 
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
+/// Default and largest page of the review list.
+const PAGE: (u32, u32) = (50, 500);
 
 /// Every break-glass grant in the log, in log order: the projection behind the review
 /// list, checkpointed (`caseline_projection`).
@@ -75,21 +75,13 @@ impl BreakGlassLog {
         call: &Call,
         request: ListBreakGlassUsesRequest,
     ) -> Result<ListBreakGlassUsesResponse, ApiError> {
-        let since = request
-            .since
-            .as_ref()
-            .map(|t| from_timestamp("since", t))
-            .transpose()?;
-        let size = match request.page_size {
-            0 => DEFAULT_PAGE,
-            n => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
-        };
-        let cursor = match request.page_token.as_str() {
-            "" => Position::START,
-            token => token
-                .parse::<Position>()
-                .map_err(|_| invalid("page_token", "must be a token from a previous response"))?,
-        };
+        let mut check = Check::new();
+        let since = check.timestamp("since", request.since.as_ref());
+        let size = check.page_size(request.page_size, PAGE);
+        let cursor = check
+            .page_token(&request.page_token)
+            .unwrap_or(Position::START);
+        check.done(())?;
 
         let candidates: Vec<(Position, Uuid, Grant)> = {
             let state = self.grants.view().await?;

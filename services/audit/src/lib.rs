@@ -12,7 +12,7 @@ mod history;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use caseline_audit::{Call, Kind, MethodSpec, Scope};
 use caseline_auth::Role;
@@ -188,13 +188,9 @@ pub(crate) fn parse_case_id(field: &str, value: &str) -> Result<Uuid, ApiError> 
 
 pub(crate) use caseline_timeline::timestamp as to_timestamp;
 
+/// A request's `Timestamp`, held to the range of the type (the shared check).
 pub(crate) fn from_timestamp(field: &str, t: &Timestamp) -> Result<SystemTime, ApiError> {
-    let secs = u64::try_from(t.seconds).map_err(|_| invalid(field, "must not be before 1970"))?;
-    let nanos = u32::try_from(t.nanos)
-        .ok()
-        .filter(|n| *n < 1_000_000_000)
-        .ok_or_else(|| invalid(field, "nanos must be within 0..1e9"))?;
-    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
+    caseline_server::validate::instant(field, t).map_err(|v| ApiError::InvalidArgument(vec![v]))
 }
 
 /// Mounts AuditService on a server: its methods with the trust layer, its gRPC service.

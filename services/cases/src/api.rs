@@ -31,9 +31,7 @@ use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
 use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
-use caseline_server::validate::{
-    Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, is_date,
-};
+use caseline_server::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 
 /// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
 const CONCERN_CATEGORIES: usize = 7;
@@ -147,10 +145,8 @@ fn concerns(check: &mut Check, field: &str, values: &[i32]) {
         check.fail(field, "name at least one concern category");
         return;
     }
-    // More than there are categories must repeat one; refused before each is checked,
-    // so a huge list costs one violation, not one per value.
-    if values.len() > CONCERN_CATEGORIES {
-        check.fail(field, "must not repeat a category");
+    // More than there are categories must repeat one.
+    if !check.repeated(field, values.len(), CONCERN_CATEGORIES) {
         return;
     }
     let mut seen = HashSet::new();
@@ -311,9 +307,11 @@ impl CaseService for CaseApi {
         check.text("pseudonym", &r.pseudonym, 100, true);
         let identity = r.identity.clone().unwrap_or_default();
         check.text("identity.name", &identity.name, MAX_LABEL_CHARS, false);
-        if !identity.date_of_birth.is_empty() && !is_date(&identity.date_of_birth) {
-            check.fail("identity.date_of_birth", "must be a date, YYYY-MM-DD");
-        }
+        check.date_of_birth(
+            "identity.date_of_birth",
+            &identity.date_of_birth,
+            call.now(),
+        );
         check.text(
             "identity.contact_details",
             &identity.contact_details,

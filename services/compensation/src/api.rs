@@ -484,7 +484,7 @@ impl CompensationService for CompensationApi {
         check.text("jurisdiction", &r.jurisdiction, MAX_LABEL_CHARS, true);
         let _: Claimant = check.known("claimant", r.claimant);
         amount(&mut check, "amount_claimed", r.amount_claimed.as_ref());
-        check.date("filing_deadline", &r.filing_deadline, true);
+        check.planned_date("filing_deadline", &r.filing_deadline, true, call.now());
         check.done(())?;
         self.create::<Claim>(
             &call,
@@ -685,11 +685,7 @@ impl CompensationService for CompensationApi {
         let r = request.into_inner();
         let mut check = Check::new();
         let case_id = check.optional_uuid("case_id", &r.case_id);
-        let wanted: HashSet<ClaimStatus> = r
-            .statuses
-            .iter()
-            .map(|s| check.known::<ClaimStatus>("statuses", *s))
-            .collect();
+        let wanted: HashSet<ClaimStatus> = check.known_set("statuses", &r.statuses);
         let size = check.page_size(r.page_size, LIST_PAGE);
         let after = check.page_token(&r.page_token);
         check.done(())?;
@@ -972,11 +968,7 @@ impl CompensationService for CompensationApi {
         let call = Call::of(&request)?;
         let r = request.into_inner();
         let mut check = Check::new();
-        let wanted: HashSet<ComplaintStatus> = r
-            .statuses
-            .iter()
-            .map(|s| check.known::<ComplaintStatus>("statuses", *s))
-            .collect();
+        let wanted: HashSet<ComplaintStatus> = check.known_set("statuses", &r.statuses);
         let size = check.page_size(r.page_size, LIST_PAGE);
         let after = check.page_token(&r.page_token);
         check.done(())?;

@@ -94,10 +94,7 @@ async fn seal(call: &Call, owner: Owner, text: &str) -> Result<Vec<u8>, ApiError
 }
 
 fn statuses(check: &mut Check, field: &str, values: &[i32]) -> HashSet<ReferralStatus> {
-    values
-        .iter()
-        .map(|v| check.known::<ReferralStatus>(field, *v))
-        .collect()
+    check.known_set(field, values)
 }
 
 fn known_service(check: &mut Check, field: &str, value: i32, required: bool) {

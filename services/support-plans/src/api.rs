@@ -494,7 +494,7 @@ impl SupportPlanService for PlanApi {
         let _: GoalDomain = check.known("domain", r.domain);
         let _: PlanPhase = check.known("phase", r.phase);
         check.text("description", &r.description, MAX_TEXT_CHARS, true);
-        check.date("target_date", &r.target_date, true);
+        check.planned_date("target_date", &r.target_date, true, call.now());
         check.done(())?;
         let health = is_health_goal(r.domain);
         let mut goal_id = None;
@@ -677,7 +677,7 @@ impl SupportPlanService for PlanApi {
             r.expected_version,
             &r,
         );
-        if let Some(on) = check.date("review_date", &r.review_date, true)
+        if let Some(on) = check.planned_date("review_date", &r.review_date, true, call.now())
             && on < date_of(call.now())
         {
             check.fail("review_date", "must not be in the past");
@@ -707,7 +707,8 @@ impl SupportPlanService for PlanApi {
         );
         check.text("summary", &r.summary, MAX_TEXT_CHARS, true);
         let _: RiskLevel = check.known("risk_level", r.risk_level);
-        if let Some(next) = check.date("next_review_date", &r.next_review_date, false)
+        if let Some(next) =
+            check.planned_date("next_review_date", &r.next_review_date, false, call.now())
             && next <= date_of(call.now())
         {
             check.fail("next_review_date", "must be after today");
