@@ -281,6 +281,13 @@ impl Process {
     /// Sends SIGTERM and waits for the process to exit (and its output to be read);
     /// panics if it is still running after [`STOP_TIMEOUT`].
     pub async fn stop(&mut self) -> ExitStatus {
+        self.terminate().await;
+        self.wait_stopped().await
+    }
+
+    /// Sends SIGTERM, without waiting for the process to exit: the test can still talk
+    /// to it and read its log while it stops; [`Process::wait_stopped`] then waits.
+    pub async fn terminate(&self) {
         let pid = self.pid();
         // The workspace forbids unsafe code (libc::kill): the `kill` command sends it.
         let sent = Command::new("kill")
@@ -290,6 +297,12 @@ impl Process {
             .await
             .expect("the kill command runs");
         assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+    }
+
+    /// Waits for the process [`Process::terminate`] signalled to exit (and its output to
+    /// be read); panics if it is still running after [`STOP_TIMEOUT`].
+    pub async fn wait_stopped(&mut self) -> ExitStatus {
+        let pid = self.pid();
         let mut run = self.run.take().expect("running");
         let status = match tokio::time::timeout(STOP_TIMEOUT, run.child.wait()).await {
             Ok(status) => status.expect("the exit status"),

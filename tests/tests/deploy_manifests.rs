@@ -1134,6 +1134,57 @@ fn every_flag_and_variable_given_is_one_the_binary_takes() {
     problems.finish("flags and environment variables");
 }
 
+/// The variable that sets a server's drain limit (`--drain-seconds` as a flag).
+const DRAIN_VARIABLE: &str = "CASELINE_DRAIN_SECONDS";
+
+/// What a server may need between its drain limit and its exit: cutting off the calls
+/// still open (at most 1 s), saving the projections' checkpoints (at most 5 s) and
+/// exporting the last spans (a few seconds), with room to spare.
+const AFTER_DRAIN_SECONDS: u64 = 15;
+
+#[test]
+fn the_grace_period_outlasts_each_drain_limit() {
+    let mut problems = Problems::default();
+    let k8s = Kube::load();
+    for deployment in k8s.of_kind("Deployment") {
+        // Kubernetes' default when unset.
+        let grace = deployment.doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30);
+        for container in k8s.caseline_containers(deployment) {
+            check_drain(
+                &mut problems,
+                &deployment.origin(),
+                &kube_command(container),
+                k8s.env_value(container, DRAIN_VARIABLE),
+                u64::try_from(grace).ok(),
+                "terminationGracePeriodSeconds",
+            );
+        }
+    }
+    let compose = Compose::load();
+    for (name, service) in &compose.services {
+        let command = compose_command(service);
+        if command_binary(&command).is_err() {
+            continue;
+        }
+        // Compose's default when unset.
+        let grace = match str_at(service, &["stop_grace_period"]) {
+            None => Some(10),
+            Some(text) => duration_seconds(&text),
+        };
+        check_drain(
+            &mut problems,
+            &format!("compose service `{name}`"),
+            &command,
+            compose_env(service).remove(DRAIN_VARIABLE),
+            grace,
+            "stop_grace_period",
+        );
+    }
+    problems.finish("deploy/: grace periods and drain limits");
+}
+
 // ---------------------------------------------------------------------------------------
 // What the tests share
 // ---------------------------------------------------------------------------------------
@@ -1405,6 +1456,94 @@ fn listen_port(command: &[String], env: &BTreeMap<String, String>) -> Option<u16
         .contains(&host)
         .then(|| port_of_addr(&addr))
         .flatten()
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in a command.
+fn flag_value(command: &[String], flag: &str) -> Option<String> {
+    command
+        .iter()
+        .enumerate()
+        .find_map(|(i, word)| match word.strip_prefix(flag) {
+            Some(rest) if rest.starts_with('=') => Some(rest[1..].to_string()),
+            Some("") => command.get(i + 1).cloned(),
+            _ => None,
+        })
+}
+
+/// A server's drain limit is given in the deployment itself (so that a configuration
+/// file cannot change it unseen: the flag and the variable win over the file), is one the
+/// binary accepts, and ends [`AFTER_DRAIN_SECONDS`] before the orchestrator's SIGKILL.
+fn check_drain(
+    problems: &mut Problems,
+    origin: &str,
+    command: &[String],
+    variable: Option<String>,
+    grace: Option<u64>,
+    grace_name: &str,
+) {
+    let Some(given) = flag_value(command, "--drain-seconds").or(variable) else {
+        problems.add(format!(
+            "{origin} must name its drain limit ({DRAIN_VARIABLE} or --drain-seconds)"
+        ));
+        return;
+    };
+    let Ok(drain) = given.parse::<u64>() else {
+        problems.add(format!(
+            "{origin}'s drain limit `{given}` is not a whole number of seconds"
+        ));
+        return;
+    };
+    let max = caseline_server::MAX_DRAIN.as_secs();
+    ensure!(
+        problems,
+        drain <= max,
+        "{origin}'s drain limit, {drain} s, is above the most a server accepts ({max} s)"
+    );
+    match grace {
+        None => problems.add(format!(
+            "{origin}'s {grace_name} is not a duration such as 30s or 1m30s"
+        )),
+        Some(grace) => ensure!(
+            problems,
+            grace >= drain + AFTER_DRAIN_SECONDS,
+            "{origin} has {grace} s from SIGTERM to SIGKILL ({grace_name}): its drain limit is \
+             {drain} s, and the stop needs up to {AFTER_DRAIN_SECONDS} s after that"
+        ),
+    }
+}
+
+/// Whole seconds of a compose duration (`30s`, `1m30s`, `2m`, `1h`, `500ms`).
+fn duration_seconds(text: &str) -> Option<u64> {
+    let mut millis: u64 = 0;
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3_600_000,
+            "m" => 60_000,
+            "s" => 1_000,
+            "ms" => 1,
+            _ => return None,
+        };
+        millis = millis.checked_add(number.checked_mul(scale)?)?;
+        rest = &rest[unit..];
+    }
+    Some(millis / 1_000)
+}
+
+#[test]
+fn compose_durations_are_read() {
+    assert_eq!(duration_seconds("30s"), Some(30));
+    assert_eq!(duration_seconds("1m30s"), Some(90));
+    assert_eq!(duration_seconds("2m"), Some(120));
+    assert_eq!(duration_seconds("1500ms"), Some(1));
+    assert_eq!(duration_seconds("30"), None);
+    assert_eq!(duration_seconds("thirty"), None);
 }
 
 /// Every event log URL the deployments give a server, with where it is given.
@@ -1824,6 +1963,33 @@ impl Kube {
                 .flat_map(|k| keys(&object.doc[*k]))
                 .collect(),
         )
+    }
+
+    /// The value a container's variable `name` gets from deploy/k8s: a literal `value`,
+    /// or a ConfigMap's key (`valueFrom.configMapKeyRef`, or `envFrom` a ConfigMap).
+    fn env_value(&self, container: &Yaml, name: &str) -> Option<String> {
+        let config_map = |map: &str, key: &str| {
+            let object = self
+                .of_kind("ConfigMap")
+                .into_iter()
+                .find(|o| o.name() == map)?;
+            str_at(&object.doc, &["data", key])
+        };
+        if let Some(var) = list(&container["env"])
+            .into_iter()
+            .find(|v| str_at(v, &["name"]).as_deref() == Some(name))
+        {
+            if let Some(value) = str_at(var, &["value"]) {
+                return Some(value);
+            }
+            let source = &var["valueFrom"]["configMapKeyRef"];
+            return config_map(&str_at(source, &["name"])?, &str_at(source, &["key"])?);
+        }
+        list(&container["envFrom"]).into_iter().find_map(|from| {
+            let prefix = str_at(from, &["prefix"]).unwrap_or_default();
+            let key = name.strip_prefix(prefix.as_str())?;
+            config_map(&str_at(from, &["configMapRef", "name"])?, key)
+        })
     }
 
     /// The variables with a literal `value` in a container's `env`.

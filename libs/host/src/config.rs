@@ -8,6 +8,7 @@
 //! event_log = "postgres://caseline@db/caseline"
 //! state_store = "postgres://caseline@db/caseline"
 //! instance = "caseline-1"
+//! drain_seconds = 10                  # calls in flight get this long after SIGTERM
 //!
 //! [auth]
 //! leeway_seconds = 30
@@ -40,6 +41,9 @@ pub struct FileConfig {
     pub state_store: Option<String>,
     /// Names this server in access records; default `<binary>@<HOSTNAME>/<pid>`.
     pub instance: Option<String>,
+    /// Seconds the calls in flight may run after SIGTERM or SIGINT before they are cut
+    /// off; default 10, at most 300.
+    pub drain_seconds: Option<u64>,
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
@@ -107,6 +111,7 @@ mod tests {
         assert_eq!(config.auth.issuers[0].roles_claim, "realm_access.roles");
         assert_eq!(config.leeway(), Duration::from_secs(30));
         assert!(config.vault.master_key_file.is_some());
+        assert_eq!(config.drain_seconds, Some(10));
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub struct HostArgs {
     /// Configuration file (TOML): token issuers, master key file, and the settings above.
     #[arg(long, env = "CASELINE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Seconds the calls in flight may run after SIGTERM or SIGINT before they are cut
+    /// off (open streams included), at most 300 [default: 10]
+    #[arg(
+        long,
+        env = "CASELINE_DRAIN_SECONDS",
+        value_parser = clap::value_parser!(u64).range(0..=caseline_server::MAX_DRAIN.as_secs()),
+    )]
+    pub drain_seconds: Option<u64>,
 }
 
 impl HostArgs {
@@ -115,6 +123,7 @@ pub struct Host {
     log: Arc<dyn EventLog>,
     trust: Trust,
     clockwork: Clockwork,
+    drain: Duration,
     checkpoints: Arc<dyn CheckpointStore>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     projections: Mutex<Vec<Arc<dyn Checkpointed>>>,
@@ -126,6 +135,10 @@ pub struct Host {
 const PROJECTION_POLL: Duration = Duration::from_secs(1);
 /// How often a projection that changed saves its checkpoint.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// How long the checkpoint saves at a stop may take (milliseconds, normally). Past it the
+/// stop goes on without them, so that it ends before the orchestrator's SIGKILL: the
+/// next start then reads more of the log, nothing is lost.
+const CHECKPOINTS_AT_STOP: Duration = Duration::from_secs(5);
 
 /// What a service adds to a server: it registers its methods with the trust layer,
 /// starts its background work on the host, and adds its gRPC service.
@@ -159,6 +172,17 @@ impl Host {
                     .into(),
             );
         }
+        let drain = match args.drain_seconds.or(file.drain_seconds) {
+            None => caseline_server::DEFAULT_DRAIN,
+            Some(seconds) if seconds > caseline_server::MAX_DRAIN.as_secs() => {
+                return Err(format!(
+                    "drain_seconds must be at most {}",
+                    caseline_server::MAX_DRAIN.as_secs()
+                )
+                .into());
+            }
+            Some(seconds) => Duration::from_secs(seconds),
+        };
         let listen = match args.listen.or(file.listen) {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse()?,
@@ -222,6 +246,7 @@ impl Host {
             log,
             trust,
             clockwork,
+            drain,
             checkpoints,
             tasks: Mutex::new(Vec::new()),
             projections: Mutex::new(Vec::new()),
@@ -273,7 +298,9 @@ impl Host {
         for mount in mounts {
             services = mount(&self, services);
         }
-        let server = GrpcServer::build(self.listen, services).await?;
+        let server = GrpcServer::build(self.listen, services)
+            .await?
+            .with_drain(self.drain);
         Ok(Bound { host: self, server })
     }
 }
@@ -298,8 +325,9 @@ impl Bound {
         &self.host.trust
     }
 
-    /// Serves until `shutdown` completes, then stops the background tasks and closes the
-    /// event log.
+    /// Serves until `shutdown` completes and the calls in flight have finished or been
+    /// cut off at the drain limit, then stops the background tasks, saves the
+    /// projections' checkpoints and closes the event log.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -315,11 +343,7 @@ impl Bound {
         }
         let projections =
             std::mem::take(&mut *host.projections.lock().unwrap_or_else(|p| p.into_inner()));
-        for projection in projections {
-            if let Err(e) = projection.checkpoint().await {
-                tracing::warn!(projection = projection.name(), error = %e, "checkpoint not saved at stop");
-            }
-        }
+        save_checkpoints(projections).await;
         host.log.close().await;
         tracing::info!("stopped");
         Ok(served?)
@@ -385,6 +409,48 @@ pub fn main(name: &'static str, about: &'static str, mounts: &[Mount]) -> ExitCo
             }
         }
     })
+}
+
+/// Saves each projection's checkpoint, within [`CHECKPOINTS_AT_STOP`], and logs the
+/// outcome: `checkpoints saved` when none failed, with how many were written and how
+/// many were already current.
+async fn save_checkpoints(projections: Vec<Arc<dyn Checkpointed>>) {
+    let total = projections.len();
+    let (mut written, mut current, mut failed) = (0usize, 0usize, 0usize);
+    let saving = async {
+        for projection in &projections {
+            match projection.checkpoint().await {
+                Ok(true) => written += 1,
+                Ok(false) => current += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(projection = projection.name(), error = %e, "checkpoint not saved at stop");
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(CHECKPOINTS_AT_STOP, saving)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            written,
+            already_current = current,
+            failed,
+            not_tried = total - written - current - failed,
+            limit_seconds = CHECKPOINTS_AT_STOP.as_secs(),
+            "checkpoints not all saved within the limit; the next start reads more of the log"
+        );
+    } else if failed > 0 {
+        tracing::warn!(
+            written,
+            already_current = current,
+            failed,
+            "checkpoints not all saved"
+        );
+    } else {
+        tracing::info!(written, already_current = current, "checkpoints saved");
+    }
 }
 
 /// Where data keys (and projections' checkpoints) are kept: never in the log, because
@@ -516,4 +582,23 @@ fn warn_dev_mode() {
 ################################################################################";
     eprintln!("{banner}");
     tracing::warn!("development identity mode is on");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_drain_limit_above_the_maximum_is_refused_before_anything_opens() {
+        let dir = std::env::temp_dir().join(format!("caseline-host-drain-{}", std::process::id()));
+        let args = HostArgs {
+            drain_seconds: Some(caseline_server::MAX_DRAIN.as_secs() + 1),
+            ..HostArgs::dev("127.0.0.1:0".parse().expect("an address"), dir.clone())
+        };
+        let err = Host::open("caseline", &args, Clockwork::default())
+            .await
+            .expect_err("a drain limit above the maximum");
+        assert!(err.to_string().contains("drain_seconds"), "{err}");
+        assert!(!dir.exists(), "nothing was created");
+    }
 }

@@ -3,11 +3,13 @@
 //! Startup is split in two, so tests and the all-in-one can bind port 0 and learn the
 //! address before serving: [`GrpcServer::build`] binds and registers, then
 //! [`GrpcServer::run_until_stopped`] serves until the shutdown future completes, draining
-//! calls in flight. Every server carries `grpc.health.v1` (each registered service
-//! reported SERVING, NOT_SERVING once shutdown starts) and server reflection, v1 and
-//! v1alpha, over Caseline's descriptor set.
+//! calls in flight for at most the drain limit ([`GrpcServer::with_drain`]) and cutting
+//! off the ones still open then. Every server carries `grpc.health.v1` (each registered
+//! service reported SERVING, NOT_SERVING once shutdown starts) and server reflection, v1
+//! and v1alpha, over Caseline's descriptor set.
 #![forbid(unsafe_code)]
 
+mod drain;
 mod guard;
 mod status;
 pub mod validate;
@@ -16,14 +18,18 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use caseline_proto::tonic;
+use tokio_stream::StreamExt;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+use crate::drain::{Calls, Cutter, Severable};
 
 pub use guard::{BoxFuture, Guard, Guarded, Next};
 pub use status::{ApiError, FieldViolation};
@@ -85,6 +91,19 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How long calls in flight may run after the shutdown signal, unless configured: well
+/// inside the 30 s Kubernetes and Docker give a container between SIGTERM and SIGKILL,
+/// leaving time for what follows the drain (checkpoints, span export).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// The longest drain limit a server accepts. A longer one would only postpone the
+/// orchestrator's SIGKILL, which skips the checkpoints and the span export.
+pub const MAX_DRAIN: Duration = Duration::from_secs(300);
+
+/// How long connections may take to close once cut off at the drain limit. Cutting fails
+/// their sockets, so they close at once; this only keeps a stop from hanging if not.
+const CLOSE_AFTER_CUT: Duration = Duration::from_secs(1);
+
 /// A bound, configured server that has not started serving yet.
 #[derive(Debug)]
 pub struct GrpcServer {
@@ -93,6 +112,7 @@ pub struct GrpcServer {
     health: HealthReporter,
     names: Vec<&'static str>,
     routes: tonic::service::Routes,
+    drain: Duration,
 }
 
 impl GrpcServer {
@@ -147,7 +167,15 @@ impl GrpcServer {
             health,
             names,
             routes: routes.routes(),
+            drain: DEFAULT_DRAIN,
         })
+    }
+
+    /// How long calls in flight may run after the shutdown signal before they are cut
+    /// off ([`DEFAULT_DRAIN`] unless set).
+    pub fn with_drain(mut self, limit: Duration) -> Self {
+        self.drain = limit;
+        self
     }
 
     /// The address actually bound.
@@ -155,8 +183,11 @@ impl GrpcServer {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then reports NOT_SERVING and lets calls in
-    /// flight finish.
+    /// Serves until `shutdown` completes, then reports NOT_SERVING, refuses new calls
+    /// and lets the calls in flight run until they end or the drain limit passes,
+    /// whichever comes first. At the limit the connections still open are cut: their
+    /// calls are cancelled (a stream's client sees it fail) and this returns `Ok`, so
+    /// that the caller's stop (checkpoints, span export) still runs.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -166,8 +197,10 @@ impl GrpcServer {
             health,
             names,
             routes,
+            drain,
             ..
         } = self;
+        let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             for name in names {
@@ -178,11 +211,53 @@ impl GrpcServer {
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            let _ = draining.send(());
         };
-        tonic::transport::Server::builder()
+        let calls = Calls::default();
+        let cutter = Cutter::default();
+        let incoming = {
+            let cutter = cutter.clone();
+            incoming.map(move |accepted| accepted.map(|socket| Severable::new(socket, &cutter)))
+        };
+        let serve = tonic::transport::Server::builder()
+            .layer(calls.clone())
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, signal)
-            .await?;
+            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serve);
+        let limit = async {
+            if drain_started.await.is_err() {
+                // The server ended before any signal: `serve` is ready, nothing to time.
+                std::future::pending::<()>().await;
+            }
+            tracing::info!(
+                calls = calls.open(),
+                drain_seconds = drain.as_secs_f64(),
+                "draining: calls in flight may finish, new calls are refused"
+            );
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            served = &mut serve => {
+                served?;
+                tracing::info!("drained: every call finished");
+                return Ok(());
+            }
+            () = limit => {}
+        }
+        // Only a count: which calls, and whose, is in the access history.
+        tracing::warn!(
+            calls = calls.open(),
+            drain_seconds = drain.as_secs_f64(),
+            "drain limit reached: cutting off the calls still open"
+        );
+        cutter.cut();
+        match tokio::time::timeout(CLOSE_AFTER_CUT, &mut serve).await {
+            Ok(served) => served?,
+            Err(_) => tracing::warn!(
+                calls = calls.open(),
+                "connections still open after being cut off; stopping without them"
+            ),
+        }
         Ok(())
     }
 }
