@@ -37,6 +37,13 @@ const MAX_GROUP: usize = 512;
 /// were committed last time, or the queue stays quiet for [`QUIET`].
 const LINGER: Duration = Duration::from_micros(400);
 const QUIET: Duration = Duration::from_micros(60);
+/// Read-only connections at most: reads beyond these wait for one. Two cores gain
+/// nothing from more, and each connection holds a page cache of its own.
+pub const MAX_READERS: usize = 4;
+/// Each read-only connection's page cache, in KiB (SQLite's own default size, stated so
+/// the readers' memory is bounded: [`MAX_READERS`] × this). The operating system's file
+/// cache serves the rest.
+const READER_CACHE_KIB: usize = 2048;
 /// Stream heads remembered by the writer; beyond this the cache starts afresh.
 const HEAD_CACHE: usize = 65_536;
 
@@ -141,6 +148,7 @@ impl SqliteEventLog {
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 closed: AtomicBool::new(false),
             }),
             appended,
@@ -158,9 +166,16 @@ impl SqliteEventLog {
             return Err(Error::Closed);
         }
         let pool = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || pool.with(f))
+        let permit = Arc::clone(&pool.permits)
+            .acquire_owned()
             .await
-            .map_err(|e| Error::Unavailable(format!("sqlite reader task failed: {e}")))?
+            .map_err(|_| Error::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pool.with(f)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("sqlite reader task failed: {e}")))?
     }
 }
 
@@ -693,6 +708,7 @@ impl EventLog for SqliteEventLog {
 
     async fn close(&self) {
         self.readers.closed.store(true, Ordering::Release);
+        self.readers.permits.close();
         let _ = self.writer.send(WriterCommand::Shutdown);
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
@@ -780,11 +796,13 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, Error> {
     })
 }
 
-/// Read-only connections, opened on demand and kept for reuse.
+/// Read-only connections, opened on demand and kept for reuse: never more than
+/// [`MAX_READERS`], since a read holds one of as many permits while it runs.
 #[derive(Debug)]
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
     closed: AtomicBool,
 }
 
@@ -799,7 +817,10 @@ impl ReaderPool {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 // Readers never write, even by mistake.
-                conn.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")?;
+                conn.execute_batch(&format!(
+                    "PRAGMA query_only=ON; PRAGMA busy_timeout=5000; \
+                     PRAGMA cache_size=-{READER_CACHE_KIB};"
+                ))?;
                 stable_plans(&conn)?;
                 conn
             }
@@ -809,5 +830,56 @@ impl ReaderPool {
             idle.push(conn);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{MAX_READERS, SqliteEventLog};
+    use crate::{Direction, EventLog, ExpectedVersion, Metadata, NewEvent, StreamName};
+
+    /// However many reads run at once, the log keeps at most [`MAX_READERS`]
+    /// connections (each with its page cache).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_share_a_bounded_pool_of_connections() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let log = Arc::new(
+            SqliteEventLog::open(dir.path().join("events.sqlite"))
+                .await
+                .expect("opens"),
+        );
+        let stream = StreamName::for_id("case", uuid::Uuid::new_v4()).expect("a name");
+        let event = NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "caseline.v1.events.TestHappened".into(),
+            data: vec![1],
+            metadata: Metadata {
+                actor: "u".into(),
+                actor_role: "r".into(),
+                agency: "a".into(),
+                ..Metadata::default()
+            },
+        };
+        log.append(&stream, ExpectedVersion::NoStream, vec![event])
+            .await
+            .expect("appends");
+        let reads: Vec<_> = (0..64)
+            .map(|_| {
+                let (log, stream) = (Arc::clone(&log), stream.clone());
+                tokio::spawn(async move {
+                    log.read_stream(&stream, Direction::Forwards, None, 10)
+                        .await
+                        .map(|e| e.len())
+                })
+            })
+            .collect();
+        for read in reads {
+            assert_eq!(read.await.expect("joins").expect("reads"), 1);
+        }
+        let kept = log.readers.idle.lock().expect("the pool").len();
+        assert!((1..=MAX_READERS).contains(&kept), "{kept} connections kept");
+        log.close().await;
     }
 }

@@ -207,7 +207,12 @@ pub fn from_unix_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// The case-team projection over a log, shared by every handler of a process.
+/// Cases whose team is kept between calls; beyond this the projection starts afresh
+/// (each case's team is then read again from its streams when next asked about).
+pub const TEAMS_CACHED: usize = 10_000;
+
+/// The case-team projection over a log, shared by every handler of a process. It keeps
+/// at most [`TEAMS_CACHED`] cases.
 #[derive(Debug)]
 pub struct CaseTeams {
     log: Arc<dyn EventLog>,
@@ -229,6 +234,9 @@ impl CaseTeams {
     ) -> Result<Option<CaseTeam>, caseline_eventlog::Error> {
         let slot = {
             let mut cases = self.cases.lock().unwrap_or_else(|p| p.into_inner());
+            if cases.len() >= TEAMS_CACHED && !cases.contains_key(&case_id) {
+                cases.clear();
+            }
             Arc::clone(cases.entry(case_id).or_default())
         };
         // One refresh per case at a time, so events are applied once and in order.
