@@ -3,7 +3,8 @@
 //! `expected_version`, authorised again on the very state it is decided on, and appended
 //! at the version read (deciding again when another command won the race).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry as Slot;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -19,10 +20,7 @@ use caseline_policy::{Action, Entry};
 
 use crate::Call;
 use crate::request::{Request, reused};
-
-/// How often a command without `expected_version` is decided again after another
-/// command on the same stream won the race.
-const RACE_RETRIES: usize = 8;
+use crate::turns::{Retry, turn};
 
 /// What a service's aggregate is: its state folds the events of its stream, and it
 /// decides commands into new events.
@@ -50,12 +48,162 @@ pub trait Gate<A>: Sync {
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 }
 
+/// Requests remembered per aggregate in memory: the most recent ones. A request older
+/// than these is looked up in the log ([`EventLog::find_request`], an index), so the
+/// answer is the same either way; memory per aggregate stays bounded however long its
+/// stream grows.
+pub const REQUESTS_REMEMBERED: usize = 32;
+
 /// A request already applied to the stream.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug)]
 struct Applied {
     first_event_id: Uuid,
     last_version: u64,
 }
+
+/// Bits of the filter of every request a stream has applied (1 KiB): about 2 % of
+/// requests never seen are taken for seen at 1 000 requests, a third at 3 000.
+const SEEN_BITS: usize = 8192;
+/// Bits set per request.
+const SEEN_HASHES: u64 = 4;
+
+/// The requests a stream has applied: the last [`REQUESTS_REMEMBERED`] in memory, and a
+/// fixed-size filter of all of them (a Bloom filter: a request it says was never seen
+/// was not; one it says may have been is looked up in the log). Memory stays the same
+/// however long the stream grows, and a command asks the log only about a request it
+/// may have seen, so a new request on a long stream costs no lookup.
+#[derive(Clone, Debug)]
+pub struct Requests {
+    recent: HashMap<Uuid, Applied>,
+    order: VecDeque<Uuid>,
+    /// Allocated with the first request recorded.
+    seen: Option<Box<[u64; SEEN_BITS / 64]>>,
+    /// Requests left out of `recent`: older ones are only in the filter.
+    forgotten: bool,
+    /// Whether every request of the stream up to its version went through `record`.
+    /// Not so for a state restored from a checkpoint or folded by a projection: about
+    /// those, every question goes to the log.
+    complete: bool,
+}
+
+impl Default for Requests {
+    /// The requests of an empty stream, tracked from its first event.
+    fn default() -> Self {
+        Self {
+            recent: HashMap::new(),
+            order: VecDeque::new(),
+            seen: None,
+            forgotten: false,
+            complete: true,
+        }
+    }
+}
+
+impl Requests {
+    /// Requests not tracked: every question about one goes to the log.
+    pub fn unknown() -> Self {
+        Self {
+            complete: false,
+            ..Self::default()
+        }
+    }
+
+    /// The filter's bits for `id` (double hashing of the id's two halves).
+    fn bits(id: Uuid) -> impl Iterator<Item = usize> {
+        let (high, low) = id.as_u64_pair();
+        (0..SEEN_HASHES)
+            .map(move |i| (low.wrapping_add(i.wrapping_mul(high | 1)) % SEEN_BITS as u64) as usize)
+    }
+
+    fn may_have_seen(&self, id: Uuid) -> bool {
+        self.seen
+            .as_ref()
+            .is_some_and(|seen| Self::bits(id).all(|b| seen[b / 64] & (1 << (b % 64)) != 0))
+    }
+
+    /// Notes the request behind the next event of the stream, if it has one.
+    pub fn record(&mut self, event: &RecordedEvent) {
+        let Some(request_id) = event.metadata.request_id else {
+            return;
+        };
+        let seen = self
+            .seen
+            .get_or_insert_with(|| Box::new([0; SEEN_BITS / 64]));
+        for b in Self::bits(request_id) {
+            seen[b / 64] |= 1 << (b % 64);
+        }
+        match self.recent.entry(request_id) {
+            Slot::Occupied(mut applied) => applied.get_mut().last_version = event.version,
+            Slot::Vacant(slot) => {
+                slot.insert(Applied {
+                    first_event_id: event.event_id,
+                    last_version: event.version,
+                });
+                self.order.push_back(request_id);
+                if self.order.len() > REQUESTS_REMEMBERED
+                    && let Some(oldest) = self.order.pop_front()
+                {
+                    self.recent.remove(&oldest);
+                    self.forgotten = true;
+                }
+            }
+        }
+    }
+
+    /// What `stream` already answered `request`: the version after it if it was
+    /// applied, ALREADY_EXISTS if its id was used there for a different request, `None`
+    /// if it has not seen it.
+    pub async fn answered(
+        &self,
+        log: &dyn EventLog,
+        stream: &StreamName,
+        request: &Request,
+    ) -> Result<Option<u64>, ApiError> {
+        match self.recent.get(&request.id) {
+            Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(a.last_version)),
+            Some(_) => Err(reused()),
+            None if self.complete && !self.forgotten => Ok(None),
+            None if self.complete && !self.may_have_seen(request.id) => Ok(None),
+            None => {
+                let Some(first) = log.find_request(stream, request.id).await? else {
+                    return Ok(None);
+                };
+                if first.event_id != request.event_id(0) {
+                    return Err(reused());
+                }
+                // The request's events are consecutive from its first.
+                let mut last = first.version;
+                let mut from = first.version;
+                loop {
+                    let page = log
+                        .read_stream(stream, Direction::Forwards, Some(from), PAGE)
+                        .await?;
+                    let ours = page
+                        .iter()
+                        .take_while(|e| e.metadata.request_id == Some(request.id))
+                        .count();
+                    if let Some(e) = page[..ours].last() {
+                        last = e.version;
+                    }
+                    if ours < PAGE {
+                        return Ok(Some(last));
+                    }
+                    from = last + 1;
+                }
+            }
+        }
+    }
+}
+
+/// One shared value for every state whose requests are not tracked.
+fn unknown_requests() -> Arc<Requests> {
+    static UNKNOWN: std::sync::LazyLock<Arc<Requests>> =
+        std::sync::LazyLock::new(|| Arc::new(Requests::unknown()));
+    Arc::clone(&UNKNOWN)
+}
+
+/// Events read per page when folding a stream.
+const PAGE: usize = 1000;
 
 /// An aggregate as its stream says, up to `version`, with the requests applied to it.
 /// Derefs to the aggregate.
@@ -64,11 +212,11 @@ pub struct Loaded<A> {
     pub aggregate: A,
     /// `None`: the stream holds nothing.
     pub version: Option<u64>,
-    /// Shared with copies, so handing out a snapshot does not copy one entry per
-    /// request the stream has seen. Not kept in projections' checkpoints: lists never
-    /// answer requests (commands load their stream).
-    #[serde(skip)]
-    requests: Arc<HashMap<Uuid, Applied>>,
+    /// Shared with copies, so handing out a snapshot does not copy it. Not kept in
+    /// projections' checkpoints, nor by lists at all: lists never answer requests
+    /// (commands load their stream); restored or folded, it asks the log.
+    #[serde(skip, default = "unknown_requests")]
+    requests: Arc<Requests>,
 }
 
 impl<A> Deref for Loaded<A> {
@@ -83,28 +231,31 @@ impl<A: Aggregate> Loaded<A> {
     /// Applies the next event of the stream.
     pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
         self.aggregate.apply(event)?;
-        if let Some(request_id) = event.metadata.request_id {
-            Arc::make_mut(&mut self.requests)
-                .entry(request_id)
-                .and_modify(|a| a.last_version = event.version)
-                .or_insert(Applied {
-                    first_event_id: event.event_id,
-                    last_version: event.version,
-                });
-        }
         self.version = Some(event.version);
+        Arc::make_mut(&mut self.requests).record(event);
         Ok(())
     }
 
-    /// What the stream already answered `request`: the version after it if it was
-    /// applied, ALREADY_EXISTS if its id was used here for a different request, `None`
-    /// if it has not seen it.
-    pub fn answered(&self, request: &Request) -> Result<Option<u64>, ApiError> {
-        match self.requests.get(&request.id) {
-            None => Ok(None),
-            Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(a.last_version)),
-            Some(_) => Err(reused()),
+    /// Applies the next event of the stream to the aggregate only, remembering no
+    /// request: for projections, which never answer requests (if asked, it asks the
+    /// log).
+    pub fn fold(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
+        self.aggregate.apply(event)?;
+        self.version = Some(event.version);
+        if self.requests.complete {
+            self.requests = unknown_requests();
         }
+        Ok(())
+    }
+
+    /// What `stream` already answered `request` (see [`Requests::answered`]).
+    pub async fn answered(
+        &self,
+        log: &dyn EventLog,
+        stream: &StreamName,
+        request: &Request,
+    ) -> Result<Option<u64>, ApiError> {
+        self.requests.answered(log, stream, request).await
     }
 
     /// Brings it up to date with what `stream` holds after its version.
@@ -113,7 +264,6 @@ impl<A: Aggregate> Loaded<A> {
         log: &dyn EventLog,
         stream: &StreamName,
     ) -> Result<(), ApiError> {
-        const PAGE: usize = 1000;
         loop {
             let from = self.version.map_or(0, |v| v + 1);
             let page = log
@@ -151,9 +301,10 @@ pub struct Intent<'a> {
 
 /// Runs `command` for `intent.request`: a retry gets its first answer; `expected` must
 /// still stand (else ABORTED with the current version); `gate` is asked on every state
-/// decided on; the events are appended at the version read, so a conflicting command
-/// that landed meanwhile makes this one decide again on the new state. `first`, if
-/// given, is the state the caller was authorised on, used for the first attempt.
+/// decided on; the events are appended at the version read, in the stream's turn
+/// ([`crate::turns`]), so a conflicting command that landed meanwhile (from another
+/// process) makes this one decide again on the new state. `first`, if given, is the
+/// state the caller was authorised on, brought up to date for the first attempt.
 /// Returns the stream's version after the command.
 pub async fn execute<A: Aggregate>(
     log: &dyn EventLog,
@@ -170,15 +321,19 @@ pub async fn execute<A: Aggregate>(
         expected,
         case_id,
     } = intent;
+    let _turn = turn(&stream).await;
     let mut first = first;
-    let mut attempt = 0;
+    let mut retry = Retry::new();
     loop {
-        attempt += 1;
         let loaded = match first.take() {
-            Some(loaded) => loaded,
+            // Commands before this one in the turn may have moved the stream on.
+            Some(mut loaded) => {
+                loaded.follow(log, &stream).await?;
+                loaded
+            }
             None => Loaded::<A>::load(log, &stream).await?,
         };
-        if let Some(version) = loaded.answered(request)? {
+        if let Some(version) = loaded.answered(log, &stream, request).await? {
             return Ok(version);
         }
         gate.check(call, id, &loaded).await?;
@@ -212,7 +367,7 @@ pub async fn execute<A: Aggregate>(
         match log.append(&stream, at, new).await {
             Ok(result) => return Ok(result.last_version),
             Err(LogError::WrongExpectedVersion { .. })
-                if expected.is_none() && attempt < RACE_RETRIES =>
+                if expected.is_none() && retry.again().await =>
             {
                 continue;
             }
@@ -227,7 +382,10 @@ pub async fn execute<A: Aggregate>(
                 // The same request raced itself (a client retry while the first attempt
                 // was in flight): the stored one is the answer.
                 let loaded = Loaded::<A>::load(log, &stream).await?;
-                return loaded.answered(request)?.ok_or_else(reused);
+                return loaded
+                    .answered(log, &stream, request)
+                    .await?
+                    .ok_or_else(reused);
             }
             Err(e) => return Err(e.into()),
         }
@@ -336,7 +494,7 @@ impl<A: Listed> Fold for Category<A> {
         if item.version.is_none() {
             self.order.insert(event.position, id);
         }
-        item.apply(event)?;
+        item.fold(event)?;
         Ok(())
     }
 }
@@ -442,6 +600,83 @@ mod tests {
         let item = &category.items[&id];
         assert_eq!((item.aggregate.0, item.version), (2, Some(1)));
         assert_eq!(category.order.len(), 1);
+    }
+
+    /// A stream of 100 requests (the 50th of two events): a retry of any of them gets
+    /// the version after it, from memory for the last 32 and from the log for older
+    /// ones; an old request id reused for another request is ALREADY_EXISTS; a new
+    /// request is new. A state whose requests were not tracked (folded by a list) asks
+    /// the log and answers the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_of_old_requests_get_their_first_answer() {
+        use caseline_eventlog::sqlite::SqliteEventLog;
+        use caseline_eventlog::{EventLog, ExpectedVersion, NewEvent};
+
+        use super::{Loaded, REQUESTS_REMEMBERED};
+        use crate::request::Request;
+
+        let dir = tempfile::tempdir().expect("a directory");
+        let log = SqliteEventLog::open(dir.path().join("events.sqlite"))
+            .await
+            .expect("opens");
+        let stream = StreamName::for_id("tally", Uuid::new_v4()).expect("a name");
+        let requests: Vec<Request> = (0..100u8)
+            .map(|i| Request::with_fingerprint(Uuid::new_v4(), [i; 32]))
+            .collect();
+        let mut after = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            let events = (0..if i == 50 { 2 } else { 1 })
+                .map(|n| NewEvent {
+                    event_id: request.event_id(n),
+                    event_type: "caseline.v1.events.Tallied".into(),
+                    data: Vec::new(),
+                    metadata: Metadata {
+                        actor: "u".into(),
+                        actor_role: "r".into(),
+                        agency: "a".into(),
+                        request_id: Some(request.id),
+                        ..Metadata::default()
+                    },
+                })
+                .collect();
+            let result = log
+                .append(&stream, ExpectedVersion::Any, events)
+                .await
+                .expect("appends");
+            after.push(result.last_version);
+        }
+        let loaded = Loaded::<Tally>::load(&log, &stream).await.expect("loads");
+        assert_eq!(loaded.requests.recent.len(), REQUESTS_REMEMBERED);
+        let mut folded = Loaded::<Tally>::default();
+        for e in log
+            .read_stream(&stream, caseline_eventlog::Direction::Forwards, None, 1000)
+            .await
+            .expect("reads")
+        {
+            folded.fold(&e).expect("folds");
+        }
+        for state in [&loaded, &folded] {
+            for (request, version) in requests.iter().zip(&after) {
+                assert_eq!(
+                    state
+                        .answered(&log, &stream, request)
+                        .await
+                        .expect("answers"),
+                    Some(*version)
+                );
+            }
+            let reused = Request::with_fingerprint(requests[3].id, [200; 32]);
+            assert!(matches!(
+                state.answered(&log, &stream, &reused).await,
+                Err(ApiError::AlreadyExists(_))
+            ));
+            let new = Request::with_fingerprint(Uuid::new_v4(), [201; 32]);
+            assert_eq!(
+                state.answered(&log, &stream, &new).await.expect("answers"),
+                None
+            );
+        }
+        log.close().await;
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod request;
 pub mod spec;
 mod trace;
 mod trust;
+pub mod turns;
 
 pub use call::{Call, CallContext, CaseAccess, vault_error};
 pub use record::ACCESS_RECORDED;

@@ -51,6 +51,12 @@ impl Request {
         })
     }
 
+    /// A request with a given fingerprint, for tests of what is done with its ids.
+    #[cfg(test)]
+    pub(crate) fn with_fingerprint(id: Uuid, fingerprint: [u8; 32]) -> Self {
+        Self { id, fingerprint }
+    }
+
     /// The id of the `index`th event this request appends.
     pub fn event_id(&self, index: usize) -> Uuid {
         let mut name = self.fingerprint.to_vec();

@@ -30,7 +30,7 @@ use caseline_timeline::{Item, Render, note_compartment, timestamp};
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
-use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
+use crate::store::{self, CaseStore, Done, Intent, new_aggregate_id};
 use caseline_server::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 
 /// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
@@ -179,7 +179,6 @@ impl CaseApi {
         t: &Target,
         request: &store::Request,
         action: Action,
-        loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         self.cases
@@ -191,7 +190,6 @@ impl CaseApi {
                     expected: t.expected,
                     action: Some(action),
                 },
-                loaded,
                 command,
             )
             .await
@@ -207,10 +205,10 @@ impl CaseApi {
         action: Action,
         build: impl AsyncFnOnce(&store::Request) -> Result<(Command, Option<Uuid>), ApiError>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
-        let loaded = self.authorise(call, t, action).await?;
+        self.authorise(call, t, action).await?;
         let request = t.request(call).await?;
         let (command, entry) = build(&request).await?;
-        let done = self.run(call, t, &request, action, loaded, command).await?;
+        let done = self.run(call, t, &request, action, command).await?;
         Ok(answer(t.case_id, done, entry))
     }
 
@@ -233,22 +231,16 @@ impl CaseApi {
     /// to, one read); only a refusal asks again with everything the policy knows (a
     /// break-glass holder learns that break-glass is read-only, not that the case is
     /// absent). The command is decided again on the state it is appended to.
-    async fn authorise(
-        &self,
-        call: &Call,
-        t: &Target,
-        action: Action,
-    ) -> Result<Option<Loaded>, ApiError> {
+    async fn authorise(&self, call: &Call, t: &Target, action: Action) -> Result<(), ApiError> {
         let loaded = self.cases.load(t.case_id).await?;
         let team = loaded.version.map(|_| loaded.team());
         let decision = call.decide_for(team.as_ref(), action, Entry::default());
         if decision.is_allowed() {
-            call.enforce(t.case_id, decision)?;
-            return Ok(Some(loaded));
+            return call.enforce(t.case_id, decision);
         }
-        call.case(t.case_id, action).await?;
-        // Allowed after all: the team changed meanwhile; the command reloads.
-        Ok(None)
+        // Allowed after all if the team changed meanwhile (the command decides again on
+        // the state it appends to).
+        call.case(t.case_id, action).await.map(drop)
     }
 }
 
@@ -340,7 +332,10 @@ impl CaseService for CaseApi {
         // opening is refused before it marks another contact as opened into this case
         // (which would leave that contact claimed by a case that never held it).
         let loaded = self.cases.load(case_id).await?;
-        if let Some(done) = loaded.answered(&request)? {
+        if let Some(done) = loaded
+            .answered(call.log().as_ref(), case_id, &request)
+            .await?
+        {
             return Ok(Response::new(OpenCaseResponse {
                 case_id: case_id.to_string(),
                 version: done.version,
@@ -381,7 +376,6 @@ impl CaseService for CaseApi {
                     expected: None,
                     action: None,
                 },
-                Some(loaded),
                 Command::Open(Box::new(Opening {
                     opened,
                     opener,
@@ -573,7 +567,10 @@ impl CaseService for CaseApi {
         let _linking = self.linking.lock().await;
         // Read under the lock. A retry gets its first answer, whatever was linked since.
         let loaded = self.cases.load(t.case_id).await?;
-        if let Some(done) = loaded.answered(&request)? {
+        if let Some(done) = loaded
+            .answered(call.log().as_ref(), t.case_id, &request)
+            .await?
+        {
             return Ok(answer(t.case_id, done, Some(link_id)));
         }
         // A link made from the other side already links the two. Read from the other
@@ -589,9 +586,7 @@ impl CaseService for CaseApi {
         {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
-        let done = self
-            .run(&call, &t, &request, action, Some(loaded), command)
-            .await?;
+        let done = self.run(&call, &t, &request, action, command).await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
 

@@ -3,6 +3,7 @@
 //! accepted, and helpline contacts. Always the case's own rules ([`domain::decide`]),
 //! never a copy.
 
+use caseline_audit::turns::{Retry, turn};
 use caseline_eventlog::{
     Direction, Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid,
 };
@@ -14,9 +15,6 @@ use caseline_server::ApiError;
 use crate::contacts::contact_stream;
 use crate::domain::{self, CaseState, Command, DomainError, Event};
 use crate::store::case_stream;
-
-/// How often joining is tried again when another command on the case landed first.
-const RACE_RETRIES: usize = 8;
 
 /// The case as its stream says now, with its version (`None`: no such case).
 pub async fn read_case(
@@ -108,8 +106,9 @@ pub async fn assess_risk(
     .map(|_| ())
 }
 
-/// Runs `command` on the case as the event `event_id`, at the version read (deciding
-/// again if another command landed first), unless `already` says the case has what it
+/// Runs `command` on the case as the event `event_id`, in the case stream's turn
+/// ([`caseline_audit::turns`]), at the version read (deciding again if another process
+/// landed a command first), unless `already` says the case has what it
 /// would bring. True if it was appended (now or by an earlier try with the same id).
 async fn run_on_case(
     log: &dyn EventLog,
@@ -120,7 +119,9 @@ async fn run_on_case(
     metadata: Metadata,
 ) -> Result<bool, ApiError> {
     let stream = case_stream(case_id)?;
-    for _ in 0..RACE_RETRIES {
+    let _turn = turn(&stream).await;
+    let mut retry = Retry::new();
+    loop {
         let (state, version) = read_case(log, case_id).await?;
         if already(&state) {
             return Ok(false);
@@ -150,15 +151,10 @@ async fn run_on_case(
         let at = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         match log.append(&stream, at, new).await {
             Ok(_) => return Ok(true),
-            Err(LogError::WrongExpectedVersion { .. }) => continue,
+            Err(LogError::WrongExpectedVersion { .. }) if retry.again().await => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Log(LogError::WrongExpectedVersion {
-        stream,
-        expected: ExpectedVersion::Any,
-        actual: None,
-    }))
 }
 
 /// A helpline contact, as its stream says.

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use caseline_audit::Call;
+use caseline_audit::aggregate::Requests;
 pub(crate) use caseline_audit::request::{Request, new_aggregate_id, reused};
+use caseline_audit::turns::{Retry, turn};
 use caseline_eventlog::{
     Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
     Uuid,
@@ -19,16 +21,6 @@ use crate::domain::{self, CaseState, Command, DomainError, Event};
 
 /// Cases whose state is kept between commands; beyond this the cache starts afresh.
 const CACHE_CASES: usize = 10_000;
-/// How often a command without `expected_version` is decided again after another
-/// command on the same case won the race.
-const RACE_RETRIES: usize = 8;
-
-/// A request already applied to the case.
-#[derive(Clone, Copy, Debug)]
-struct Applied {
-    first_event_id: Uuid,
-    last_version: u64,
-}
 
 /// A case as its stream says, up to `version`.
 #[derive(Clone, Debug, Default)]
@@ -37,25 +29,28 @@ pub struct Loaded {
     pub version: Option<u64>,
     pub opened_at: Option<SystemTime>,
     pub opened_by_agency: String,
-    /// Every request applied, by id. Shared with the cached copy, so handing out a
-    /// snapshot does not copy one entry per command the case has seen.
-    requests: Arc<HashMap<Uuid, Applied>>,
+    /// The requests applied, the most recent in memory (the log is asked about older
+    /// ones). Shared with the cached copy, so handing out a snapshot does not copy it.
+    requests: Arc<Requests>,
 }
 
 impl Loaded {
-    /// What the case already answered `request`: its first answer if it was applied,
-    /// ALREADY_EXISTS if its id was used here for a different request, `None` if the
-    /// case has not seen it. Also for what a command does outside the case's stream
-    /// before [`CaseStore::execute`] (claiming a contact, the other side of a link),
-    /// which a retry must neither redo nor be refused by.
-    pub fn answered(&self, request: &Request) -> Result<Option<Done>, ApiError> {
-        match self.requests.get(&request.id) {
-            None => Ok(None),
-            Some(a) if a.first_event_id == request.event_id(0) => Ok(Some(Done {
-                version: a.last_version,
-            })),
-            Some(_) => Err(reused()),
-        }
+    /// What the case `case_id` already answered `request`: its first answer if it was
+    /// applied, ALREADY_EXISTS if its id was used here for a different request, `None`
+    /// if the case has not seen it. Also for what a command does outside the case's
+    /// stream before [`CaseStore::execute`] (claiming a contact, the other side of a
+    /// link), which a retry must neither redo nor be refused by.
+    pub async fn answered(
+        &self,
+        log: &dyn EventLog,
+        case_id: Uuid,
+        request: &Request,
+    ) -> Result<Option<Done>, ApiError> {
+        Ok(self
+            .requests
+            .answered(log, &case_stream(case_id)?, request)
+            .await?
+            .map(|version| Done { version }))
     }
 
     /// The team as the policy sees it, at this version.
@@ -81,15 +76,7 @@ impl Loaded {
             }
             self.state = domain::evolve(std::mem::take(&mut self.state), &e);
         }
-        if let Some(request_id) = event.metadata.request_id {
-            Arc::make_mut(&mut self.requests)
-                .entry(request_id)
-                .and_modify(|a| a.last_version = event.version)
-                .or_insert(Applied {
-                    first_event_id: event.event_id,
-                    last_version: event.version,
-                });
-        }
+        Arc::make_mut(&mut self.requests).record(event);
         self.version = Some(event.version);
         Ok(())
     }
@@ -155,21 +142,20 @@ impl CaseStore {
         Ok(loaded.clone())
     }
 
-    /// Runs `command` on the case for `request`: a retry of a request already applied
-    /// gets its first answer; `expected` (the version the client saw) must still stand;
-    /// the events are appended at the version read, so a conflicting command that
-    /// landed meanwhile makes this one decide again on the new state (or, with
+    /// Runs `command` on the case for `request`, in the case stream's turn
+    /// ([`caseline_audit::turns`]): a retry of a request already applied gets its first
+    /// answer; `expected` (the version the client saw) must still stand; the events are
+    /// appended at the version read, so a conflicting command that landed meanwhile from
+    /// another process makes this one decide again on the new state (or, with
     /// `expected`, answer ABORTED).
     ///
     /// `action` (what the command does, for the policy; `None` only for opening) is
     /// decided again on the team of the very state the events are appended to, so a
-    /// caller removed after their first check never writes. `loaded`, if given, is the
-    /// state the caller was authorised on, used for the first attempt.
+    /// caller removed after their first check never writes.
     pub async fn execute(
         &self,
         call: &Call,
         intent: Intent<'_>,
-        loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         let Intent {
@@ -179,15 +165,12 @@ impl CaseStore {
             action,
         } = intent;
         let stream = case_stream(case_id)?;
-        let mut attempts = 0;
-        let mut first = loaded;
+        let _turn = turn(&stream).await;
+        let mut retry = Retry::new();
         loop {
-            attempts += 1;
-            let loaded = match first.take() {
-                Some(loaded) => loaded,
-                None => self.load(case_id).await?,
-            };
-            if let Some(done) = loaded.answered(request)? {
+            // Read in the turn: commands before this one may have moved the case on.
+            let loaded = self.load(case_id).await?;
+            if let Some(done) = loaded.answered(&*self.log, case_id, request).await? {
                 return Ok(done);
             }
             if let Some(action) = action {
@@ -234,7 +217,7 @@ impl CaseStore {
                     });
                 }
                 Err(LogError::WrongExpectedVersion { .. })
-                    if expected.is_none() && attempts < RACE_RETRIES =>
+                    if expected.is_none() && retry.again().await =>
                 {
                     continue;
                 }
@@ -249,7 +232,7 @@ impl CaseStore {
                     // The same request raced itself (a client retry while the first
                     // attempt was in flight): the stored one is the answer.
                     let loaded = self.load(case_id).await?;
-                    return match loaded.answered(request)? {
+                    return match loaded.answered(&*self.log, case_id, request).await? {
                         Some(done) => Ok(done),
                         None => Err(reused()),
                     };

@@ -398,7 +398,14 @@ impl ReferralService for ReferralApi {
         // since (closed, opened into a case).
         let request = RequestKey::new(&call, owner.id(), request_id, &r.encode_to_vec()).await?;
         let existing = self.store.load(referral_id).await?;
-        if let Some(version) = existing.answered(&request)? {
+        if let Some(version) = existing
+            .answered(
+                self.log.as_ref(),
+                &crate::store::referral_stream(referral_id)?,
+                &request,
+            )
+            .await?
+        {
             let mut answer = self.answer(referral_id, version);
             answer.get_mut().due_by = existing
                 .state

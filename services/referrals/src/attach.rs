@@ -8,6 +8,7 @@
 //! stands accepted (or completed), the one who accepted joins the case's team; a
 //! withdrawn or declined one brings no one.
 
+use caseline_audit::turns::Retry;
 use caseline_cases::shared::{join_team, read_case, read_contact};
 use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
 use caseline_policy::teams::to_unix_ms;
@@ -51,13 +52,16 @@ pub(crate) async fn attach(
     referral_id: Uuid,
     case_id: Uuid,
 ) -> Result<bool, ApiError> {
-    const RACE_RETRIES: usize = 8;
     // The contact is claimed before the case's first event is appended: attach only to
     // a case that exists.
     if !read_case(log, case_id).await?.0.exists() {
         return Ok(false);
     }
-    for _ in 0..RACE_RETRIES {
+    // Not in the referral's turn: joining the case below takes the case's, and a
+    // command holds one turn at a time. A race with a command on the referral is
+    // caught by the version and decided again.
+    let mut retry = Retry::new();
+    loop {
         let loaded = store.load(referral_id).await?;
         let (Some(made), Some(Owner::Contact(contact_id))) = (&loaded.state.made, loaded.owner())
         else {
@@ -141,14 +145,13 @@ pub(crate) async fn attach(
             .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         match log.append(&referral_stream(referral_id)?, at, new).await {
             Ok(_) => {}
-            Err(LogError::WrongExpectedVersion { .. }) => continue,
+            Err(LogError::WrongExpectedVersion { .. }) if retry.again().await => continue,
             // Attached by another process meanwhile, with the same content.
             Err(LogError::EventIdConflict { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         return Ok(true);
     }
-    Ok(false)
 }
 
 fn system(case_id: Uuid, causation_id: Option<Uuid>) -> Metadata {

@@ -118,7 +118,7 @@ impl caseline_projection::Fold for State {
         };
         let referral = self.referrals.entry(referral_id).or_default();
         let existed = referral.state.exists();
-        referral.apply(event)?;
+        referral.fold(event)?;
         if !existed && referral.state.exists() {
             self.made.insert(event.position, referral_id);
         }

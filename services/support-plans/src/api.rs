@@ -154,7 +154,10 @@ impl PlanApi {
         let gate = plan_gate(case_id, action, health(&loaded));
         gate.admit(call, Some(t.plan_id)).await?;
         let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
-        if loaded.answered(&request)?.is_none()
+        if loaded
+            .answered(self.log.as_ref(), &plan_stream(t.plan_id)?, &request)
+            .await?
+            .is_none()
             && read_case(self.log.as_ref(), case_id).await?.0.stage == Stage::Closed
         {
             return Err(ApiError::FailedPrecondition(
@@ -397,8 +400,12 @@ impl SupportPlanService for PlanApi {
         let mut n = 0;
         let (plan_id, loaded) = loop {
             let plan_id = nth_plan_id(case_id, n);
-            let loaded = Loaded::load(self.log.as_ref(), &plan_stream(plan_id)?).await?;
-            if let Some(version) = loaded.answered(&request)? {
+            let stream = plan_stream(plan_id)?;
+            let loaded = Loaded::load(self.log.as_ref(), &stream).await?;
+            if let Some(version) = loaded
+                .answered(self.log.as_ref(), &stream, &request)
+                .await?
+            {
                 return Ok(answer(plan_id, version, None));
             }
             if !loaded.state.exists() {

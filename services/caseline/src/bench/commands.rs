@@ -44,6 +44,12 @@ pub struct CommandsArgs {
     /// Seconds each side (baseline, commands) runs.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Cases the callers share (caller i writes to case i mod N), without
+    /// `expected_version`, so commands contend for the same streams; default one case
+    /// per caller. ABORTED answers are counted rather than ending the run: there
+    /// should be none.
+    #[arg(long)]
+    cases: Option<usize>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -52,6 +58,10 @@ pub struct CommandsArgs {
 pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
     if args.in_flight == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
         return Err("--in-flight and --seconds must be positive".into());
+    }
+    let case_count = args.cases.unwrap_or(args.in_flight);
+    if case_count == 0 || case_count > args.in_flight {
+        return Err("--cases must be between 1 and --in-flight".into());
     }
     let duration = Duration::from_secs_f64(args.seconds);
     let dir = ScratchDir::new("bench")?;
@@ -64,9 +74,9 @@ pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
     )?;
     let client = CaseServiceClient::new(server.channel().await?);
 
-    // One case per caller, opened through the API.
+    // The cases, opened through the API.
     let mut opening = tokio::task::JoinSet::new();
-    for i in 0..args.in_flight {
+    for i in 0..case_count {
         let mut client = client.clone();
         let request = authed(
             OpenCaseRequest {
@@ -88,7 +98,7 @@ pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
             Ok::<_, tonic::Status>((i, case_id))
         });
     }
-    let mut cases = vec![String::new(); args.in_flight];
+    let mut cases = vec![String::new(); case_count];
     while let Some(opened) = opening.join_next().await {
         let (i, case_id) = opened??;
         cases[i] = case_id;
@@ -116,11 +126,14 @@ pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
     bare.await??;
 
     let cases = std::sync::Arc::new(cases);
+    let aborted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rss_before = rss_mib();
+    let counted = std::sync::Arc::clone(&aborted);
     let measured = callers(args.in_flight, duration, move |i| {
         let mut client = client.clone();
         let request = authed(
             AddNoteRequest {
-                case_id: cases[i].clone(),
+                case_id: cases[i % cases.len()].clone(),
                 request_id: request_id(),
                 compartment: NoteCompartment::Social as i32,
                 text: NOTE.into(),
@@ -128,10 +141,22 @@ pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
             },
             &bearer,
         );
-        async move { client.add_note(request).await.map(drop) }
+        let aborted = std::sync::Arc::clone(&counted);
+        async move {
+            match client.add_note(request).await {
+                Ok(_) => Ok(()),
+                Err(s) if s.code() == tonic::Code::Aborted => {
+                    aborted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(s) => Err(s),
+            }
+        }
     })
     .await?;
+    let rss_after = rss_mib();
     server.stop().await?;
+    let aborted = aborted.load(std::sync::atomic::Ordering::Relaxed);
 
     let ratio = measured.per_sec() / baseline.per_sec();
     let p99 = measured.percentile_ms(0.99);
@@ -153,6 +178,13 @@ pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
         verdict(ratio >= TARGET_RATIO),
         verdict(p99 <= TARGET_P99_MS),
     );
+    println!(
+        "cases     {case_count:>10}            ({} ABORTED of {} commands; resident memory of this process {} MiB before, {} MiB after)",
+        aborted,
+        measured.events + aborted,
+        rss_before.map_or("?".into(), |m| format!("{m:.1}")),
+        rss_after.map_or("?".into(), |m| format!("{m:.1}")),
+    );
     if args.json {
         let report = serde_json::json!({
             "bench": "commands",
@@ -170,6 +202,10 @@ pub(super) async fn commands(args: CommandsArgs) -> Result<(), BoxError> {
             "p50_ms": round3(measured.percentile_ms(0.50)),
             "p99_ms": round3(p99),
             "target_p99_ms": TARGET_P99_MS,
+            "cases": case_count,
+            "aborted": aborted,
+            "rss_mib_before": rss_before,
+            "rss_mib_after": rss_after,
         });
         println!("{report}");
     }
@@ -203,4 +239,18 @@ async fn bare_server() -> Result<
             .await
     });
     Ok((task, addr, stop))
+}
+
+/// This process's resident memory in MiB, where `/proc` tells it.
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
