@@ -455,20 +455,21 @@ impl Schema {
     /// Creates the schema; panics, saying how to start a server, if PostgreSQL does not
     /// answer.
     pub async fn create() -> Self {
-        let admin_url = database_url();
-        let scratch = caseline_eventlog::postgres::ScratchSchema::create(
-            &admin_url,
-            "caseline_e2e",
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is needed for this test and did not answer at {admin_url}: {e}. \
+        Self::create_on(&database_url()).await
+    }
+
+    /// Creates the schema on the server at `admin_url`.
+    pub async fn create_on(admin_url: &str) -> Self {
+        let scratch = caseline_eventlog::postgres::ScratchSchema::create(admin_url, "caseline_e2e")
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is needed for this test and did not answer at {admin_url}: {e}. \
                      Start one (e.g. `pg_ctlcluster 15 main start`, or `docker run -p \
                      5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`) or point \
                      CASELINE_TEST_DATABASE_URL at a server."
-            )
-        });
+                )
+            });
         let name = scratch.name().to_owned();
         let url = scratch.url();
         // The services parse the URL with tokio-postgres too: it must decode the option.
@@ -500,11 +501,16 @@ pub struct Deployment {
 impl Deployment {
     /// A fresh schema, issuer and master key.
     pub async fn create() -> Self {
+        Self::create_on(&database_url()).await
+    }
+
+    /// A fresh schema on the PostgreSQL server at `server_url`, issuer and master key.
+    pub async fn create_on(server_url: &str) -> Self {
         Self {
             identity: Identity::create(),
             master_key: caseline_vault::MasterKey::generate_base64().expect("a master key"),
             workdir: tempfile::tempdir().expect("a working directory"),
-            schema: Schema::create().await,
+            schema: Schema::create_on(server_url).await,
         }
     }
 
