@@ -297,6 +297,13 @@ pub fn date_of(t: SystemTime) -> String {
 pub const EARLIEST_DATE: &str = "1900-01-01";
 /// The latest date a filter may name (e.g. reviews due on or before it).
 pub const LATEST_DATE: &str = "2999-12-31";
+/// Today's date where it is latest on Earth (UTC+14) at `now`. Dates are entered in
+/// local time: a social worker in Nairobi recording a visit at 01:00 writes a date that
+/// in UTC is still tomorrow, and it must not be refused as the future.
+fn latest_today(now: SystemTime) -> String {
+    date_of(now + Duration::from_secs(14 * 3600))
+}
+
 /// How far ahead of today a deadline, a target or a review may be set, in years.
 pub const MAX_YEARS_AHEAD: i64 = 50;
 
@@ -312,24 +319,25 @@ impl Check {
         )
     }
 
-    /// A required calendar date from [`EARLIEST_DATE`] to today (UTC, by `now`):
-    /// something that has happened. Returns it when valid.
+    /// A required calendar date from [`EARLIEST_DATE`] to today (anywhere: see
+    /// [`latest_today`]): something that has happened. Returns it when valid.
     pub fn past_date(&mut self, field: &str, value: &str, now: SystemTime) -> Option<String> {
         self.date_within(
             field,
             value,
             true,
-            (&date_of(now), "must not be in the future"),
+            (&latest_today(now), "must not be in the future"),
         )
     }
 
-    /// An optional date of birth: from [`EARLIEST_DATE`] to today (UTC, by `now`).
+    /// An optional date of birth: from [`EARLIEST_DATE`] to today (anywhere: see
+    /// [`latest_today`]).
     pub fn date_of_birth(&mut self, field: &str, value: &str, now: SystemTime) -> Option<String> {
         self.date_within(
             field,
             value,
             false,
-            (&date_of(now), "must not be in the future"),
+            (&latest_today(now), "must not be in the future"),
         )
     }
 
@@ -417,6 +425,26 @@ pub fn is_date(value: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// At 20:00 UTC it is already tomorrow east of UTC+4: tomorrow is not the future;
+    /// the day after is.
+    #[test]
+    fn today_is_the_latest_date_on_earth() {
+        // 2026-12-06T20:00:00Z.
+        let evening = UNIX_EPOCH + Duration::from_secs(1_796_587_200);
+        assert_eq!(date_of(evening), "2026-12-06");
+        let mut check = Check::new();
+        assert!(check.past_date("on", "2026-12-07", evening).is_some());
+        assert!(check.date_of_birth("born", "2026-12-07", evening).is_some());
+        assert!(check.done(()).is_ok());
+        let mut check = Check::new();
+        check.past_date("on", "2026-12-08", evening);
+        check.date_of_birth("born", "2026-12-08", evening);
+        match check.done(()) {
+            Err(ApiError::InvalidArgument(v)) => assert_eq!(v.len(), 2, "{v:?}"),
+            other => panic!("expected both refused, got {other:?}"),
+        }
+    }
+
     #[test]
     fn dates_of_instants() {
         use std::time::Duration;
@@ -473,7 +501,8 @@ mod tests {
                 "must not be in the future",
             ),
             (
-                "2026-11-23",
+                // Already the 23rd east of UTC+12: the 24th is the future everywhere.
+                "2026-11-24",
                 |c, v, now| c.date_of_birth("dob", v, now),
                 "must not be in the future",
             ),
@@ -488,7 +517,7 @@ mod tests {
                 "must be a date, YYYY-MM-DD",
             ),
             (
-                "2026-11-23",
+                "2026-11-24",
                 |c, v, now| c.past_date("on", v, now),
                 "must not be in the future",
             ),

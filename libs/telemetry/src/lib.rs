@@ -135,13 +135,25 @@ fn export_configured() -> bool {
     set("OTEL_EXPORTER_OTLP_ENDPOINT") && !disabled
 }
 
+/// How long one export to the collector may take (the exporter's default is 10 s).
+const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn tracer_provider(service_name: &str) -> Result<SdkTracerProvider, InitError> {
+    use opentelemetry_otlp::WithExportConfig;
     // tonic's channel spawns its connection tasks here; without a runtime it would panic.
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(InitError::NoRuntime);
     }
+    // A stop must end within the deployment's grace period even when the collector is
+    // unreachable: each export (the last one included) waits at most this long, unless
+    // OTEL_EXPORTER_OTLP_TIMEOUT says otherwise.
+    let timeout = std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT")
+        .ok()
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(EXPORT_TIMEOUT, std::time::Duration::from_millis);
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
+        .with_timeout(timeout)
         .build()
         .map_err(|e| InitError::Exporter(e.to_string()))?;
     let service_name = std::env::var("OTEL_SERVICE_NAME")

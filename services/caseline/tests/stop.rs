@@ -118,8 +118,19 @@ fn assert_cut_off_at_the_limit(status: ExitStatus, took: Duration, log: &str) {
         took <= limit + AFTER_DRAIN,
         "stopped {took:?} after SIGTERM, drain limit {limit:?}; log:\n{log}"
     );
-    let (cut_at, _) = line_with(log, &["drain limit reached", "calls=1"])
+    let (cut_at, _) = log
+        .lines()
+        .enumerate()
+        .find(|(_, line)| {
+            line.contains("drain limit reached")
+                && line.split_whitespace().any(|word| word == "calls=1")
+        })
         .unwrap_or_else(|| panic!("no line says one call was cut off; log:\n{log}"));
+    // The cut itself ended the connection: the server did not fall back to leaving it.
+    assert!(
+        line_with(log, &["still open after being cut off"]).is_none(),
+        "the cut did not end the connection; log:\n{log}"
+    );
     let (saved_at, _) = line_with(log, &["checkpoints saved"])
         .unwrap_or_else(|| panic!("no line says the checkpoints were saved; log:\n{log}"));
     assert!(
