@@ -33,6 +33,13 @@ struct Answers {
 }
 
 impl Answers {
+    /// Every one of `notes` applied: none ABORTED, none refused.
+    fn assert_all_applied(&self, notes: usize) {
+        assert_eq!(self.aborted, 0, "notes answered ABORTED: {self:?}");
+        assert!(self.other.is_empty(), "notes refused: {:?}", self.other);
+        assert_eq!(self.ok, notes);
+    }
+
     fn add(&mut self, other: Answers) {
         self.ok += other.ok;
         self.aborted += other.aborted;
@@ -141,13 +148,7 @@ async fn notes_on_shared_cases_are_never_aborted() {
     let cases = open_cases(channel.clone(), &token, 4).await;
 
     let answers = add_notes(&[channel], &token, &cases, WRITERS, PER_WRITER).await;
-    assert_eq!(answers.aborted, 0, "notes answered ABORTED: {answers:?}");
-    assert!(
-        answers.other.is_empty(),
-        "notes refused: {:?}",
-        answers.other
-    );
-    assert_eq!(answers.ok, WRITERS * PER_WRITER);
+    answers.assert_all_applied(WRITERS * PER_WRITER);
     let per_case = WRITERS / cases.len() * PER_WRITER;
     assert_eq!(
         notes_per_case(&*server.log, &cases).await,
@@ -179,13 +180,7 @@ async fn notes_raced_by_two_processes_are_never_aborted() {
     let cases = open_cases(channels[0].clone(), &worker.token, 2).await;
 
     let answers = add_notes(&channels, &worker.token, &cases, WRITERS, PER_WRITER).await;
-    assert_eq!(answers.aborted, 0, "notes answered ABORTED: {answers:?}");
-    assert!(
-        answers.other.is_empty(),
-        "notes refused: {:?}",
-        answers.other
-    );
-    assert_eq!(answers.ok, WRITERS * PER_WRITER);
+    answers.assert_all_applied(WRITERS * PER_WRITER);
     let log = caseline_eventlog::open(&deployment.schema.url)
         .await
         .unwrap();

@@ -48,10 +48,10 @@ pub trait Gate<A>: Sync {
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 }
 
-/// Requests remembered per aggregate in memory: the most recent ones. A request older
-/// than these is looked up in the log ([`EventLog::find_request`], an index), so the
-/// answer is the same either way; memory per aggregate stays bounded however long its
-/// stream grows.
+/// Requests remembered per aggregate in memory: the most recent ones. A retry of an
+/// older request is found in the log ([`EventLog::find_event`] of its first event, an
+/// index), so it gets the same answer either way; memory per aggregate stays bounded
+/// however long its stream grows.
 pub const REQUESTS_REMEMBERED: usize = 32;
 
 /// A request already applied to the stream.
@@ -71,7 +71,9 @@ const SEEN_HASHES: u64 = 4;
 /// fixed-size filter of all of them (a Bloom filter: a request it says was never seen
 /// was not; one it says may have been is looked up in the log). Memory stays the same
 /// however long the stream grows, and a command asks the log only about a request it
-/// may have seen, so a new request on a long stream costs no lookup.
+/// may have seen, so a new request on a long stream seldom costs a lookup. A request id
+/// reused for a different request is ALREADY_EXISTS while the first is among the last
+/// [`REQUESTS_REMEMBERED`]; further back it is taken for a new request.
 #[derive(Clone, Debug)]
 pub struct Requests {
     recent: HashMap<Uuid, Applied>,
@@ -165,30 +167,32 @@ impl Requests {
             None if self.complete && !self.forgotten => Ok(None),
             None if self.complete && !self.may_have_seen(request.id) => Ok(None),
             None => {
-                let Some(first) = log.find_request(stream, request.id).await? else {
+                // A retry carries the same request, so its first event has the same id.
+                // (A request id reused for another request this far back is taken for
+                // a new request: the ids of its events differ, so nothing is mixed up.)
+                let Some(first) = log.find_event(stream, request.event_id(0)).await? else {
                     return Ok(None);
                 };
-                if first.event_id != request.event_id(0) {
-                    return Err(reused());
-                }
-                // The request's events are consecutive from its first.
+                // The request's events are consecutive from its first, with the ids it
+                // derives in order.
                 let mut last = first.version;
-                let mut from = first.version;
+                let mut n = 1;
                 loop {
                     let page = log
-                        .read_stream(stream, Direction::Forwards, Some(from), PAGE)
+                        .read_stream(stream, Direction::Forwards, Some(last + 1), PAGE)
                         .await?;
                     let ours = page
                         .iter()
-                        .take_while(|e| e.metadata.request_id == Some(request.id))
+                        .zip(n..)
+                        .take_while(|(e, i)| e.event_id == request.event_id(*i))
                         .count();
                     if let Some(e) = page[..ours].last() {
                         last = e.version;
                     }
+                    n += ours;
                     if ours < PAGE {
                         return Ok(Some(last));
                     }
-                    from = last + 1;
                 }
             }
         }
@@ -321,12 +325,13 @@ pub async fn execute<A: Aggregate>(
         expected,
         case_id,
     } = intent;
-    let _turn = turn(&stream).await;
+    let turn = turn(&stream).await;
     let mut first = first;
     let mut retry = Retry::new();
     loop {
         let loaded = match first.take() {
-            // Commands before this one in the turn may have moved the stream on.
+            Some(loaded) if turn.still_current(loaded.version) => loaded,
+            // Commands before this one in the turn moved the stream on.
             Some(mut loaded) => {
                 loaded.follow(log, &stream).await?;
                 loaded
@@ -365,7 +370,10 @@ pub async fn execute<A: Aggregate>(
             .version
             .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         match log.append(&stream, at, new).await {
-            Ok(result) => return Ok(result.last_version),
+            Ok(result) => {
+                turn.appended(result.last_version);
+                return Ok(result.last_version);
+            }
             Err(LogError::WrongExpectedVersion { .. })
                 if expected.is_none() && retry.again().await =>
             {
@@ -604,8 +612,8 @@ mod tests {
 
     /// A stream of 100 requests (the 50th of two events): a retry of any of them gets
     /// the version after it, from memory for the last 32 and from the log for older
-    /// ones; an old request id reused for another request is ALREADY_EXISTS; a new
-    /// request is new. A state whose requests were not tracked (folded by a list) asks
+    /// ones; a request id of the last 32 reused for another request is ALREADY_EXISTS;
+    /// a new request is new. A state whose requests were not tracked (folded by a list) asks
     /// the log and answers the same.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retries_of_old_requests_get_their_first_answer() {
@@ -665,17 +673,28 @@ mod tests {
                     Some(*version)
                 );
             }
-            let reused = Request::with_fingerprint(requests[3].id, [200; 32]);
-            assert!(matches!(
-                state.answered(&log, &stream, &reused).await,
-                Err(ApiError::AlreadyExists(_))
-            ));
+            // An id reused this far back is taken for a new request (its events get
+            // ids of their own).
+            let reused_long_ago = Request::with_fingerprint(requests[3].id, [200; 32]);
+            assert_eq!(
+                state
+                    .answered(&log, &stream, &reused_long_ago)
+                    .await
+                    .expect("answers"),
+                None
+            );
             let new = Request::with_fingerprint(Uuid::new_v4(), [201; 32]);
             assert_eq!(
                 state.answered(&log, &stream, &new).await.expect("answers"),
                 None
             );
         }
+        // Among the last ones remembered, a reused id is ALREADY_EXISTS.
+        let reused = Request::with_fingerprint(requests[99].id, [202; 32]);
+        assert!(matches!(
+            loaded.answered(&log, &stream, &reused).await,
+            Err(ApiError::AlreadyExists(_))
+        ));
         log.close().await;
     }
 

@@ -29,8 +29,16 @@ pub const RACE_BUDGET: Duration = Duration::from_secs(10);
 /// The longest pause between two tries.
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
-/// Per stream: its lock, and how many commands hold or wait for it.
-type Table = Mutex<HashMap<String, (Arc<AsyncMutex<()>>, usize)>>;
+/// One stream's entry: its lock, how many commands hold or wait for it, and the version
+/// the last of them appended up to.
+#[derive(Debug, Default)]
+struct Entry {
+    lock: Arc<AsyncMutex<()>>,
+    interested: usize,
+    appended: Option<u64>,
+}
+
+type Table = Mutex<HashMap<String, Entry>>;
 
 /// Every process has one table: in the all-in-one, every service writing a case's
 /// stream (cases, and referrals joining its team) takes the same turn.
@@ -48,9 +56,9 @@ pub struct Turn {
 pub async fn turn(stream: &StreamName) -> Turn {
     let slot = {
         let mut table = TURNS.lock().unwrap_or_else(|p| p.into_inner());
-        let (slot, interested) = table.entry(stream.as_str().to_owned()).or_default();
-        *interested += 1;
-        Arc::clone(slot)
+        let entry = table.entry(stream.as_str().to_owned()).or_default();
+        entry.interested += 1;
+        Arc::clone(&entry.lock)
     };
     // Counted from here: if the wait is cancelled (the caller went away), dropping the
     // turn still gives up its interest in the stream.
@@ -66,11 +74,33 @@ impl Drop for Turn {
     fn drop(&mut self) {
         drop(self.guard.take());
         let mut table = TURNS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, interested)) = table.get_mut(&self.stream) {
-            *interested -= 1;
-            if *interested == 0 {
+        if let Some(entry) = table.get_mut(&self.stream) {
+            entry.interested -= 1;
+            if entry.interested == 0 {
                 table.remove(&self.stream);
             }
+        }
+    }
+}
+
+impl Turn {
+    /// Whether a state of the stream read at `version`, before this turn began, may
+    /// still be current: no command of this process appended past it since anyone
+    /// began waiting for the stream. (Another process may have: the append's version
+    /// check catches that, and the command decides again.)
+    pub fn still_current(&self, version: Option<u64>) -> bool {
+        let table = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .get(&self.stream)
+            .and_then(|entry| entry.appended)
+            .is_none_or(|appended| version.is_some_and(|v| v >= appended))
+    }
+
+    /// Notes that this command appended the stream up to `version`.
+    pub fn appended(&self, version: u64) {
+        let mut table = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = table.get_mut(&self.stream) {
+            entry.appended = Some(entry.appended.map_or(version, |v| v.max(version)));
         }
     }
 }
@@ -144,7 +174,7 @@ mod tests {
             .lock()
             .expect("table")
             .get(stream.as_str())
-            .is_none_or(|(_, n)| *n < 2)
+            .is_none_or(|entry| entry.interested < 2)
         {
             tokio::task::yield_now().await;
         }

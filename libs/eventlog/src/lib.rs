@@ -121,35 +121,29 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     /// Closes the log: pending appends finish, later calls get [`Error::Closed`].
     async fn close(&self);
 
-    /// The first event that the request `request_id` appended to `stream`, if any: how a
-    /// command recognises a retry of a request older than the ones it remembers. This
-    /// default reads the stream backwards (time grows with the stream); SQLite and
-    /// PostgreSQL answer from an index on `(stream, request_id)`.
-    async fn find_request(
+    /// The event `event_id` of `stream`, if it is stored there: how a command recognises
+    /// a retry of a request older than the ones it remembers (event ids derive from the
+    /// request). This default reads the stream backwards (time grows with the stream);
+    /// SQLite and PostgreSQL answer from the unique index on event ids.
+    async fn find_event(
         &self,
         stream: &StreamName,
-        request_id: Uuid,
+        event_id: Uuid,
     ) -> Result<Option<RecordedEvent>, Error> {
         const PAGE: usize = 1000;
         let mut from = None;
-        let mut found = None;
         loop {
             let page = self
                 .read_stream(stream, Direction::Backwards, from, PAGE)
                 .await?;
-            for event in &page {
-                if event.metadata.request_id == Some(request_id) {
-                    found = Some(event.clone());
-                } else if found.is_some() {
-                    // A request's events are consecutive: this is the one before them.
-                    return Ok(found);
-                }
+            if let Some(found) = page.iter().find(|e| e.event_id == event_id) {
+                return Ok(Some(found.clone()));
             }
             match page.last() {
                 Some(last) if page.len() == PAGE && last.version > 0 => {
                     from = Some(last.version - 1)
                 }
-                _ => return Ok(found),
+                _ => return Ok(None),
             }
         }
     }

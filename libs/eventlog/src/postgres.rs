@@ -71,8 +71,6 @@ CREATE INDEX IF NOT EXISTS caseline_events_by_case
 CREATE INDEX IF NOT EXISTS caseline_events_of_case
     ON caseline_events (case_id, tx, id)
     WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
-CREATE INDEX IF NOT EXISTS caseline_events_by_request
-    ON caseline_events (stream, request_id) WHERE request_id IS NOT NULL;
 CREATE OR REPLACE FUNCTION caseline_events_immutable() RETURNS trigger
     LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'caseline events are immutable'; END $$;
 CREATE OR REPLACE TRIGGER caseline_events_no_change
@@ -505,18 +503,17 @@ impl EventLog for PostgresEventLog {
             .await
     }
 
-    async fn find_request(
+    async fn find_event(
         &self,
         stream: &StreamName,
-        request_id: Uuid,
+        event_id: Uuid,
     ) -> Result<Option<RecordedEvent>, Error> {
         Ok(self
             .query_events(
                 &format!(
-                    "SELECT {COLUMNS} FROM caseline_events \
-                     WHERE stream = $1 AND request_id = $2 ORDER BY version ASC LIMIT 1"
+                    "SELECT {COLUMNS} FROM caseline_events WHERE event_id = $1 AND stream = $2"
                 ),
-                &[&stream.as_str(), &request_id],
+                &[&event_id, &stream.as_str()],
             )
             .await?
             .into_iter()

@@ -39,7 +39,7 @@ const LINGER: Duration = Duration::from_micros(400);
 const QUIET: Duration = Duration::from_micros(60);
 /// Read-only connections at most: reads beyond these wait for one. Two cores gain
 /// nothing from more, and each connection holds a page cache of its own.
-pub const MAX_READERS: usize = 4;
+pub const MAX_READERS: usize = 8;
 /// Each read-only connection's page cache, in KiB (SQLite's own default size, stated so
 /// the readers' memory is bounded: [`MAX_READERS`] × this). The operating system's file
 /// cache serves the rest.
@@ -72,8 +72,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_of_case ON events (case_id, position)
     WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
-CREATE INDEX IF NOT EXISTS events_by_request ON events (stream, request_id)
-    WHERE request_id IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'caseline events are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -618,24 +616,19 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn find_request(
+    async fn find_event(
         &self,
         stream: &StreamName,
-        request_id: Uuid,
+        event_id: Uuid,
     ) -> Result<Option<RecordedEvent>, Error> {
         let stream = stream.as_str().to_owned();
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND request_id = ?2 \
-                 ORDER BY version ASC LIMIT 1"
-            );
-            Ok(collect(
-                conn,
-                &sql,
-                params![stream, request_id.as_bytes().as_slice()],
-            )?
-            .into_iter()
-            .next())
+            let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = ?1 AND stream = ?2");
+            Ok(
+                collect(conn, &sql, params![event_id.as_bytes().as_slice(), stream])?
+                    .into_iter()
+                    .next(),
+            )
         })
         .await
     }

@@ -876,37 +876,27 @@ pub mod suite {
         assert_eq!(h.log().stream_version(&s).await.unwrap(), Some(0));
     }
 
-    /// A request's first event is found by its request id, in its stream only.
-    pub async fn find_request_finds_the_first_event_of_a_request(h: &mut dyn Harness) {
+    /// An event is found by its id, in its stream only.
+    pub async fn find_event_finds_a_stored_event_in_its_stream(h: &mut dyn Harness) {
         let log = h.log();
         let s = stream("case");
         let other = stream("case");
-        let request = Uuid::new_v4();
-        let with_request = |data: &[u8]| {
-            let mut e = event(None, data);
-            e.metadata.request_id = Some(request);
-            e
-        };
-        log.append(&s, ExpectedVersion::NoStream, vec![event(None, b"before")])
+        let batch = vec![
+            event(None, b"before"),
+            event(None, b"one"),
+            event(None, b"two"),
+        ];
+        let wanted = batch[1].event_id;
+        log.append(&s, ExpectedVersion::NoStream, batch)
             .await
             .unwrap();
-        let batch = vec![with_request(b"one"), with_request(b"two")];
-        let first_id = batch[0].event_id;
-        log.append(&s, ExpectedVersion::Exact(0), batch)
+        log.append(&other, ExpectedVersion::NoStream, vec![event(None, b"x")])
             .await
             .unwrap();
-        log.append(&s, ExpectedVersion::Exact(2), vec![event(None, b"after")])
-            .await
-            .unwrap();
-        let found = log.find_request(&s, request).await.unwrap().expect("found");
-        assert_eq!((found.event_id, found.version), (first_id, 1));
-        assert!(log.find_request(&other, request).await.unwrap().is_none());
-        assert!(
-            log.find_request(&s, Uuid::new_v4())
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let found = log.find_event(&s, wanted).await.unwrap().expect("found");
+        assert_eq!((found.event_id, found.version), (wanted, 1));
+        assert!(log.find_event(&other, wanted).await.unwrap().is_none());
+        assert!(log.find_event(&s, Uuid::new_v4()).await.unwrap().is_none());
     }
 
     /// Every read returns every event once, in the order appended, on a log whose
@@ -1102,7 +1092,7 @@ macro_rules! common_suite {
             tampered_call_is_reported,
             bad_input_is_typed_and_stores_nothing,
             closed_log_refuses_calls,
-            find_request_finds_the_first_event_of_a_request,
+            find_event_finds_a_stored_event_in_its_stream,
         );
     };
 }
@@ -1816,7 +1806,7 @@ mod kurrentdb {
         reopen_keeps_everything,
         bad_input_is_typed_and_stores_nothing,
         closed_log_refuses_calls,
-        find_request_finds_the_first_event_of_a_request,
+        find_event_finds_a_stored_event_in_its_stream,
     );
 
     #[tokio::test]

@@ -30,7 +30,7 @@ use caseline_timeline::{Item, Render, note_compartment, timestamp};
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use crate::domain::{Actor, Command, Opening};
-use crate::store::{self, CaseStore, Done, Intent, new_aggregate_id};
+use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
 use caseline_server::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 
 /// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
@@ -179,6 +179,7 @@ impl CaseApi {
         t: &Target,
         request: &store::Request,
         action: Action,
+        loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         self.cases
@@ -190,6 +191,7 @@ impl CaseApi {
                     expected: t.expected,
                     action: Some(action),
                 },
+                loaded,
                 command,
             )
             .await
@@ -205,10 +207,10 @@ impl CaseApi {
         action: Action,
         build: impl AsyncFnOnce(&store::Request) -> Result<(Command, Option<Uuid>), ApiError>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
-        self.authorise(call, t, action).await?;
+        let loaded = self.authorise(call, t, action).await?;
         let request = t.request(call).await?;
         let (command, entry) = build(&request).await?;
-        let done = self.run(call, t, &request, action, command).await?;
+        let done = self.run(call, t, &request, action, loaded, command).await?;
         Ok(answer(t.case_id, done, entry))
     }
 
@@ -231,16 +233,22 @@ impl CaseApi {
     /// to, one read); only a refusal asks again with everything the policy knows (a
     /// break-glass holder learns that break-glass is read-only, not that the case is
     /// absent). The command is decided again on the state it is appended to.
-    async fn authorise(&self, call: &Call, t: &Target, action: Action) -> Result<(), ApiError> {
+    async fn authorise(
+        &self,
+        call: &Call,
+        t: &Target,
+        action: Action,
+    ) -> Result<Option<Loaded>, ApiError> {
         let loaded = self.cases.load(t.case_id).await?;
         let team = loaded.version.map(|_| loaded.team());
         let decision = call.decide_for(team.as_ref(), action, Entry::default());
         if decision.is_allowed() {
-            return call.enforce(t.case_id, decision);
+            call.enforce(t.case_id, decision)?;
+            return Ok(Some(loaded));
         }
-        // Allowed after all if the team changed meanwhile (the command decides again on
-        // the state it appends to).
-        call.case(t.case_id, action).await.map(drop)
+        call.case(t.case_id, action).await?;
+        // Allowed after all: the team changed meanwhile; the command reloads.
+        Ok(None)
     }
 }
 
@@ -376,6 +384,7 @@ impl CaseService for CaseApi {
                     expected: None,
                     action: None,
                 },
+                Some(loaded),
                 Command::Open(Box::new(Opening {
                     opened,
                     opener,
@@ -586,7 +595,9 @@ impl CaseService for CaseApi {
         {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
-        let done = self.run(&call, &t, &request, action, command).await?;
+        let done = self
+            .run(&call, &t, &request, action, Some(loaded), command)
+            .await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
 

@@ -151,11 +151,14 @@ impl CaseStore {
     ///
     /// `action` (what the command does, for the policy; `None` only for opening) is
     /// decided again on the team of the very state the events are appended to, so a
-    /// caller removed after their first check never writes.
+    /// caller removed after their first check never writes. `first`, if given, is the
+    /// state the caller was authorised on, used for the first attempt unless a command
+    /// of this process appended past it meanwhile.
     pub async fn execute(
         &self,
         call: &Call,
         intent: Intent<'_>,
+        first: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         let Intent {
@@ -165,11 +168,15 @@ impl CaseStore {
             action,
         } = intent;
         let stream = case_stream(case_id)?;
-        let _turn = turn(&stream).await;
+        let turn = turn(&stream).await;
+        let mut first = first;
         let mut retry = Retry::new();
         loop {
-            // Read in the turn: commands before this one may have moved the case on.
-            let loaded = self.load(case_id).await?;
+            let loaded = match first.take() {
+                Some(loaded) if turn.still_current(loaded.version) => loaded,
+                // Read in the turn: commands before this one moved the case on.
+                _ => self.load(case_id).await?,
+            };
             if let Some(done) = loaded.answered(&*self.log, case_id, request).await? {
                 return Ok(done);
             }
@@ -212,6 +219,7 @@ impl CaseStore {
                 .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
             match self.log.append(&stream, at, new).await {
                 Ok(result) => {
+                    turn.appended(result.last_version);
                     return Ok(Done {
                         version: result.last_version,
                     });
