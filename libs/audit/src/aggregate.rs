@@ -10,8 +10,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use caseline_eventlog::{
-    Direction, Error as LogError, EventLog, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    StreamName, Uuid,
+    Direction, Error as LogError, EventLog, ExpectedVersion, MAX_BATCH_EVENTS, NewEvent, Position,
+    RecordedEvent, StreamName, Uuid,
 };
 use caseline_projection::{Fold, Followed};
 use caseline_server::ApiError;
@@ -166,36 +166,38 @@ impl Requests {
             Some(_) => Err(reused()),
             None if self.complete && !self.forgotten => Ok(None),
             None if self.complete && !self.may_have_seen(request.id) => Ok(None),
-            None => {
-                // A retry carries the same request, so its first event has the same id.
-                // (A request id reused for another request this far back is taken for
-                // a new request: the ids of its events differ, so nothing is mixed up.)
-                let Some(first) = log.find_event(stream, request.event_id(0)).await? else {
-                    return Ok(None);
-                };
-                // The request's events are consecutive from its first, with the ids it
-                // derives in order.
-                let mut last = first.version;
-                let mut n = 1;
-                loop {
-                    let page = log
-                        .read_stream(stream, Direction::Forwards, Some(last + 1), PAGE)
-                        .await?;
-                    let ours = page
-                        .iter()
-                        .zip(n..)
-                        .take_while(|(e, i)| e.event_id == request.event_id(*i))
-                        .count();
-                    if let Some(e) = page[..ours].last() {
-                        last = e.version;
-                    }
-                    n += ours;
-                    if ours < PAGE {
-                        return Ok(Some(last));
-                    }
-                }
-            }
+            None => Self::from_log(log, stream, request).await,
         }
+    }
+
+    /// What the log says `stream` answered `request`. A retry carries the same request,
+    /// so its first event has the same id. (A request id reused for another request this
+    /// far back is taken for a new request: its events' ids differ, so nothing is mixed
+    /// up.)
+    async fn from_log(
+        log: &dyn EventLog,
+        stream: &StreamName,
+        request: &Request,
+    ) -> Result<Option<u64>, ApiError> {
+        let Some(first) = log.find_event(stream, request.event_id(0)).await? else {
+            return Ok(None);
+        };
+        // A request appends one batch: consecutive versions, with the ids it derives in
+        // order, at most MAX_BATCH_EVENTS of them.
+        let rest = log
+            .read_stream(
+                stream,
+                Direction::Forwards,
+                Some(first.version + 1),
+                MAX_BATCH_EVENTS,
+            )
+            .await?;
+        let more = rest
+            .iter()
+            .zip(1..)
+            .take_while(|(e, i)| e.event_id == request.event_id(*i))
+            .count();
+        Ok(Some(first.version + more as u64))
     }
 }
 

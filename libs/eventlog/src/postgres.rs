@@ -755,9 +755,7 @@ impl ScratchCluster {
         };
         if root {
             // As root itself: the directory becomes the server user's.
-            let mut owner = cluster.shallow();
-            owner.run_as = None;
-            owner.run("chown", &["postgres:", &cluster.dir_str()], false)?;
+            run_program("chown", &["postgres:", &cluster.dir_str()], None)?;
         }
         let data = cluster.data_str();
         cluster.run(
@@ -803,16 +801,6 @@ impl ScratchCluster {
             true,
         )?;
         Ok(cluster)
-    }
-
-    /// The same server, to run a program differently; it stops nothing when dropped.
-    fn shallow(&self) -> Self {
-        Self {
-            bin: self.bin.clone(),
-            dir: std::path::PathBuf::new(),
-            run_as: self.run_as,
-            port: 0,
-        }
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
@@ -871,37 +859,40 @@ impl ScratchCluster {
         } else {
             program.to_owned()
         };
-        let mut command = match self.run_as {
-            Some(user) => {
-                let mut c = std::process::Command::new("runuser");
-                c.args(["-u", user, "--", &path]);
-                c
-            }
-            None => std::process::Command::new(&path),
-        };
-        let output = command
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("{program} did not run: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{program} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
+        run_program(&path, args, self.run_as)
+    }
+}
+
+/// Runs `path` with `args`, as `user` if given (through `runuser`); the error quotes
+/// its output.
+fn run_program(path: &str, args: &[&str], user: Option<&str>) -> Result<(), String> {
+    let mut command = match user {
+        Some(user) => {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", user, "--", path]);
+            c
         }
+        None => std::process::Command::new(path),
+    };
+    let output = command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{path} did not run: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 }
 
 impl Drop for ScratchCluster {
     fn drop(&mut self) {
-        if self.dir.as_os_str().is_empty() {
-            return;
-        }
         if self.port != 0 {
             let data = self.data_str();
             let _ = self.run(
