@@ -6,7 +6,7 @@
 //! [`Sight`] ([`Item::render`]). It decides nothing: callers ask
 //! `caseline_policy::decide` for the sight of each entry and pass it in. Events that are
 //! not part of what happened to the child (access records, break-glass grants,
-//! bookkeeping of contacts) have no [`Item`].
+//! bookkeeping of contacts) have no [`Item`]; [`NOT_ON_TIMELINES`] names each, with why.
 //!
 //! - `Full`: everything, sealed fields opened (`erased` when the case's key is gone);
 //!   the child's identity only when the caller may see it ([`Render::identity`]).
@@ -46,6 +46,33 @@ use caseline_proto::v1::{
     remedy_view, timeline_entry,
 };
 use caseline_vault::{Opened, Vault};
+
+/// The event types of Caseline that are on no timeline, each with why. Every other event
+/// type of the protos (`caseline.v1.events`) has an [`Item`]: a test enumerates them all,
+/// so that a new event type is either shown on timelines or listed here with its reason,
+/// and never left out of every child's timeline without anyone deciding so.
+pub const NOT_ON_TIMELINES: &[(&str, &str)] = &[
+    (
+        types::CONTACT_RECORDED,
+        "a helpline contact on its own stream, sealed with the contact's key: a case opened \
+         from it gets the contact as `ContactAttached`, sealed again with the case's key",
+    ),
+    (
+        types::CONTACT_CASE_OPENED,
+        "the contact's claim by the case opened from it: `CaseOpened` and `ContactAttached` \
+         tell that on the case's timeline",
+    ),
+    (
+        types::ACCESS_RECORDED,
+        "a call that read, was refused or failed: the case's access history, the audit of \
+         its timeline rather than part of it",
+    ),
+    (
+        types::BREAK_GLASS_GRANTED,
+        "emergency access for someone outside the team: access history, reviewed by \
+         supervisors and auditors, not something that happened to the child",
+    ),
+];
 
 /// The payload of an event that belongs on a timeline, decoded.
 #[derive(Clone, Debug)]
@@ -130,8 +157,10 @@ fn corrupt(event: &RecordedEvent, reason: &str) -> caseline_eventlog::Error {
 }
 
 impl<'e> Item<'e> {
-    /// The timeline item of `event`, or `None` if the event is not shown on timelines.
-    /// A payload that does not decode is corruption, reported rather than skipped.
+    /// The timeline item of `event`, or `None` if the event is not shown on timelines:
+    /// one of [`NOT_ON_TIMELINES`], or a type this build does not know (so that an event
+    /// a newer build wrote leaves the rest of the timeline readable). A payload that does
+    /// not decode is corruption, reported rather than skipped.
     pub fn of(event: &'e RecordedEvent) -> Result<Option<Self>, caseline_eventlog::Error> {
         let payload = match event.event_type.as_str() {
             types::CONTACT_ATTACHED => Payload::Contact(decode(event)?),
@@ -184,6 +213,7 @@ impl<'e> Item<'e> {
             types::COMPLAINT_FINDING_RECORDED => Payload::ComplaintFinding(decode(event)?),
             types::COMPLAINT_ESCALATED => Payload::ComplaintEscalated(decode(event)?),
             types::COMPLAINT_CLOSED => Payload::ComplaintClosed(decode(event)?),
+            // `NOT_ON_TIMELINES`, and types that are none of ours.
             _ => return Ok(None),
         };
         Ok(Some(Self { event, payload }))
