@@ -120,7 +120,7 @@ pub async fn assert_reflection_lists_everything(channel: Channel) {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub log: std::sync::Arc<dyn caseline_eventlog::EventLog>,
-    pub trust: caseline_audit::Trust,
+    pub trust: caseline_trust::Trust,
     pub dir: tempfile::TempDir,
     dev_key: caseline_auth::DevKey,
     stop: Option<tokio::sync::oneshot::Sender<()>>,

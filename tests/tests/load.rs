@@ -156,7 +156,7 @@ async fn notes_on_shared_cases_are_never_aborted() {
         "every note stored once"
     );
     assert_eq!(
-        caseline_audit::turns::streams_in_turn(),
+        caseline_aggregate::turns::streams_in_turn(),
         0,
         "every turn is handed back"
     );

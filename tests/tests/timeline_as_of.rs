@@ -5,7 +5,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use caseline_audit::{BREAK_GLASS_HEADER, PURPOSE_HEADER};
 use caseline_auth::Role;
 use caseline_e2e::{TestServer, authed, rid, ts};
 use caseline_proto::tonic::Code;
@@ -17,6 +16,7 @@ use caseline_proto::v1::{
     GetTimelineAsOfRequest, GetTimelineAsOfResponse, GetTimelineRequest, NoteCompartment,
     OpenCaseRequest, RemoveTeamMemberRequest, RiskLevel, Viewer, Visibility,
 };
+use caseline_trust::{BREAK_GLASS_HEADER, PURPOSE_HEADER};
 use tonic_types::StatusExt;
 
 const HELPLINE: &str = "childline-east";

@@ -18,11 +18,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use caseline_audit::{Clock, Trust, TrustConfig};
 use caseline_auth::{AuthConfig, Authenticator, DevKey};
 use caseline_eventlog::EventLog;
 use caseline_projection::{CheckpointStore, Checkpointed, Fold, Followed};
 use caseline_server::{GrpcServer, Services};
+use caseline_trust::{Clock, Trust, TrustConfig};
 use caseline_vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
 use tokio::task::JoinHandle;
 

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use caseline_audit::{ACCESS_RECORDED, Call, CallContext, vault_error};
 use caseline_auth::Role;
 use caseline_eventlog::{Direction, Position, RecordedEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_CATEGORY, CASE_CATEGORY};
@@ -20,6 +19,7 @@ use caseline_proto::v1::{
 };
 use caseline_server::{ApiError, Check};
 use caseline_timeline::{Item, Render};
+use caseline_trust::{ACCESS_RECORDED, Call, CallContext, vault_error};
 
 use crate::{from_timestamp, invalid, parse_case_id};
 

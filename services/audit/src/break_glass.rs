@@ -1,7 +1,7 @@
 //! The review list of break-glass use, followed from the log.
 
-use caseline_audit::Call;
 use caseline_auth::Role;
+use caseline_trust::Call;
 use std::sync::Arc;
 
 use caseline_eventlog::{Position, RecordedEvent, Uuid};

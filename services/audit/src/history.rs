@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use caseline_audit::{ACCESS_RECORDED, CallContext};
 use caseline_eventlog::{Direction, EventLog, Position, RecordedEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_GLOBAL_STREAM, BREAK_GLASS_GRANTED};
 use caseline_proto::prost::Message;
@@ -13,6 +12,7 @@ use caseline_proto::tonic::Status;
 use caseline_proto::v1::events::{AccessOutcome, AccessRecorded, BreakGlassGranted};
 use caseline_proto::v1::{AccessHistoryEntry, EntryKind, Outcome, ReplayAccessHistoryRequest};
 use caseline_server::ApiError;
+use caseline_trust::{ACCESS_RECORDED, CallContext};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 

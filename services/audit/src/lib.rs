@@ -14,7 +14,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use caseline_audit::{Call, Kind, MethodSpec, Scope};
 use caseline_auth::Role;
 use caseline_eventlog::{BrokenKind, StreamName, Uuid};
 use caseline_projection::Followed;
@@ -27,6 +26,7 @@ use caseline_proto::v1::{
     VerifyIntegrityRequest, VerifyIntegrityResponse, verify_integrity_request,
 };
 use caseline_server::{ApiError, FieldViolation};
+use caseline_trust::{Call, Kind, MethodSpec, Scope};
 use tokio_stream::Stream;
 
 use crate::break_glass::BreakGlassLog;

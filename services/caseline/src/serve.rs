@@ -4,9 +4,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use caseline_audit::Trust;
 use caseline_eventlog::EventLog;
 use caseline_host::{Bound, BoxError, Host, Mount};
+use caseline_trust::Trust;
 
 pub use caseline_host::{Clockwork, HostArgs as ServeArgs};
 

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use caseline_audit::{Call, vault_error};
 use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, CaseTeam, Compartment, Decision, Entry, Operation, Sight, Via};
@@ -26,12 +25,15 @@ use caseline_proto::v1::{
 };
 use caseline_server::ApiError;
 use caseline_timeline::{Item, Render, note_compartment, timestamp};
+use caseline_trust::{Call, vault_error};
 
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
-use crate::domain::{Actor, Command, Opening};
-use crate::store::{self, CaseStore, Done, Intent, Loaded, new_aggregate_id};
+use caseline_aggregate::{Done, Gate, Intent, Request as Asked, Store};
+use caseline_case::Loaded;
+use caseline_case::domain::{Actor, Command, Opening};
 use caseline_server::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
+use caseline_trust::request::new_aggregate_id;
 
 /// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
 const CONCERN_CATEGORIES: usize = 7;
@@ -46,7 +48,7 @@ const TIMELINE_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// The gRPC handlers of CaseService.
 #[derive(Debug)]
 pub struct CaseApi {
-    cases: CaseStore,
+    cases: Store<caseline_case::Case>,
     directory: Directory,
     /// Held while a link is checked against the other case and recorded: the two
     /// sides of a link are two streams, which no single append checks together, so
@@ -57,10 +59,29 @@ pub struct CaseApi {
 impl CaseApi {
     pub(crate) fn new(log: Arc<dyn EventLog>, directory: Arc<crate::directory::Followed>) -> Self {
         Self {
-            cases: CaseStore::new(Arc::clone(&log)),
+            cases: Store::new(Arc::clone(&log)),
             directory: Directory::new(directory),
             linking: tokio::sync::Mutex::new(()),
         }
+    }
+}
+
+/// The gate of a command on a case: `action` decided with the team of the very state
+/// the events are appended to, so a caller taken off the team after their first check
+/// never writes.
+struct OnTheTeam<'a> {
+    call: &'a Call,
+    action: Action,
+}
+
+impl Gate<caseline_case::Case> for OnTheTeam<'_> {
+    async fn check(&self, case_id: Uuid, loaded: &Loaded) -> Result<(), ApiError> {
+        let team = loaded.version.map(|_| loaded.team());
+        self.call.enforce(
+            case_id,
+            self.call
+                .decide_for(team.as_ref(), self.action, Entry::default()),
+        )
     }
 }
 
@@ -76,8 +97,9 @@ struct Target {
 impl Target {
     /// The request's identity, once the caller may act on the case (the fingerprint
     /// uses the case's key, which must not be made for a case that does not exist).
-    async fn request(&self, call: &Call) -> Result<store::Request, ApiError> {
-        store::Request::new(call, self.case_id, self.request_id, &self.encoded).await
+    async fn request(&self, call: &Call) -> Result<Asked, ApiError> {
+        call.request(self.case_id, self.request_id, &self.encoded)
+            .await
     }
 }
 
@@ -177,22 +199,22 @@ impl CaseApi {
         &self,
         call: &Call,
         t: &Target,
-        request: &store::Request,
+        request: &Asked,
         action: Action,
         loaded: Option<Loaded>,
         command: Command,
     ) -> Result<Done, ApiError> {
         self.cases
             .execute(
-                call,
                 Intent {
-                    case_id: t.case_id,
+                    id: t.case_id,
                     request,
                     expected: t.expected,
-                    action: Some(action),
+                    metadata: call.event_metadata(Some(t.case_id), None),
                 },
                 loaded,
                 command,
+                &OnTheTeam { call, action },
             )
             .await
     }
@@ -205,7 +227,7 @@ impl CaseApi {
         call: &Call,
         t: &Target,
         action: Action,
-        build: impl AsyncFnOnce(&store::Request) -> Result<(Command, Option<Uuid>), ApiError>,
+        build: impl AsyncFnOnce(&Asked) -> Result<(Command, Option<Uuid>), ApiError>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let loaded = self.authorise(call, t, action).await?;
         let request = t.request(call).await?;
@@ -277,8 +299,9 @@ impl CaseService for CaseApi {
         }
         check.done(())?;
         let contact_id = new_aggregate_id(&call, "contact", request_id);
-        let request =
-            store::Request::new(&call, contact_id, request_id, &r.encode_to_vec()).await?;
+        let request = call
+            .request(contact_id, request_id, &r.encode_to_vec())
+            .await?;
         let contact = ContactRecorded {
             channel: r.channel,
             caller_kind: r.caller_kind,
@@ -335,15 +358,14 @@ impl CaseService for CaseApi {
         check.done(())?;
 
         let case_id = new_aggregate_id(&call, "case", request_id);
-        let request = store::Request::new(&call, case_id, request_id, &r.encode_to_vec()).await?;
+        let request = call
+            .request(case_id, request_id, &r.encode_to_vec())
+            .await?;
         // A retry answers before anything is claimed; a request id reused for another
         // opening is refused before it marks another contact as opened into this case
         // (which would leave that contact claimed by a case that never held it).
         let loaded = self.cases.load(case_id).await?;
-        if let Some(done) = loaded
-            .answered(call.log().as_ref(), case_id, &request)
-            .await?
-        {
+        if let Some(done) = self.cases.answered(&loaded, case_id, &request).await? {
             return Ok(Response::new(OpenCaseResponse {
                 case_id: case_id.to_string(),
                 version: done.version,
@@ -377,12 +399,11 @@ impl CaseService for CaseApi {
         let done = self
             .cases
             .execute(
-                &call,
                 Intent {
-                    case_id,
+                    id: case_id,
                     request: &request,
                     expected: None,
-                    action: None,
+                    metadata: call.event_metadata(Some(case_id), None),
                 },
                 Some(loaded),
                 Command::Open(Box::new(Opening {
@@ -390,6 +411,8 @@ impl CaseService for CaseApi {
                     opener,
                     contact,
                 })),
+                // Opening is authorised by role alone (the case has no team yet).
+                &(),
             )
             .await?;
         Ok(Response::new(OpenCaseResponse {
@@ -576,10 +599,7 @@ impl CaseService for CaseApi {
         let _linking = self.linking.lock().await;
         // Read under the lock. A retry gets its first answer, whatever was linked since.
         let loaded = self.cases.load(t.case_id).await?;
-        if let Some(done) = loaded
-            .answered(call.log().as_ref(), t.case_id, &request)
-            .await?
-        {
+        if let Some(done) = self.cases.answered(&loaded, t.case_id, &request).await? {
             return Ok(answer(t.case_id, done, Some(link_id)));
         }
         // A link made from the other side already links the two. Read from the other

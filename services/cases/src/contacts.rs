@@ -2,28 +2,20 @@
 //! one: then the contact is marked as leading to that case, and its content is copied
 //! into the case (sealed again with the case's key) so that it is on the timeline.
 
-use caseline_audit::{Call, vault_error};
-use caseline_eventlog::{
-    Direction, Error as LogError, ExpectedVersion, NewEvent, StreamName, Uuid,
-};
+use caseline_eventlog::{Direction, Error as LogError, ExpectedVersion, NewEvent, Uuid};
 use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::{ContactAttached, ContactCaseOpened, ContactRecorded};
 use caseline_server::ApiError;
+use caseline_trust::{Call, vault_error};
 use caseline_vault::Opened;
 
-use crate::store::Request;
-
-/// Stream category of helpline contacts.
-pub(crate) const CONTACT_CATEGORY: &str = "contact";
+use caseline_aggregate::{Request, reused};
+use caseline_case::contact_stream;
 
 /// Index of the claim event among a request's event ids (the case's own events use
 /// the low indices).
 const CLAIM_INDEX: usize = 1_000;
-
-pub(crate) fn contact_stream(contact_id: Uuid) -> Result<StreamName, ApiError> {
-    Ok(StreamName::for_id(CONTACT_CATEGORY, contact_id)?)
-}
 
 /// Records a contact; a retry of the same request answers as the first.
 pub(crate) async fn record(
@@ -47,7 +39,7 @@ pub(crate) async fn record(
         Ok(_) => Ok(()),
         // Same event id: the same request (its fingerprint made the id), sealed anew.
         Err(LogError::EventIdConflict { .. }) => Ok(()),
-        Err(LogError::WrongExpectedVersion { .. }) => Err(crate::store::reused()),
+        Err(LogError::WrongExpectedVersion { .. }) => Err(reused()),
         Err(e) => Err(e.into()),
     }
 }

@@ -17,7 +17,8 @@ use caseline_proto::event_types as types;
 use caseline_proto::v1::{RiskLevel, Stage};
 use caseline_server::ApiError;
 
-use crate::domain::Event;
+use caseline_aggregate::EventCodec;
+use caseline_case::domain::Event;
 
 /// What lists show of a case.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -11,16 +11,13 @@
 mod api;
 mod contacts;
 mod directory;
-pub mod domain;
-pub mod shared;
-mod store;
 
 use std::sync::Arc;
 
-use caseline_audit::{CASE_ROLES, Kind, MethodSpec, Scope};
 use caseline_auth::Role;
 use caseline_policy::CASE_OPENERS;
 use caseline_proto::v1::case_service_server::CaseServiceServer;
+use caseline_trust::{CASE_ROLES, Kind, MethodSpec, Scope};
 
 pub use api::CaseApi;
 pub use caseline_server::validate::{MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};

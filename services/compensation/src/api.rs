@@ -9,9 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use caseline_audit::aggregate::{self, Aggregate, CaseGate, Intent, Loaded, Projection, page_of};
-use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
-use caseline_audit::{Call, vault_error};
+use caseline_aggregate::{Aggregate, Intent, Loaded, Projection, Store, page_of};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, Compartment, Entry, Via};
 use caseline_proto::prost::Message;
@@ -36,22 +34,25 @@ use caseline_server::ApiError;
 use caseline_server::validate::{
     Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of,
 };
+use caseline_trust::CaseGate;
+use caseline_trust::request::new_aggregate_id;
+use caseline_trust::{Call, vault_error};
 use caseline_vault::Opened;
 
 use crate::domain::{ClaimCommand, ComplaintCommand, money};
 use crate::money::{ByCurrency, Totals, add, fault};
-use crate::store::{
-    CLAIM_CATEGORY, COMPLAINT_CATEGORY, Claim, Complaint, LoadedClaim, LoadedComplaint, stream,
-};
+use crate::store::{Claim, Complaint, LoadedClaim, LoadedComplaint};
 
 const LIST_PAGE: (u32, u32) = (50, 500);
 
 /// The gRPC handlers of CompensationService.
 #[derive(Debug)]
 pub struct CompensationApi {
-    log: Arc<dyn EventLog>,
-    claims: Projection<Claim>,
-    complaints: Projection<Complaint>,
+    claims: Store<Claim>,
+    complaints: Store<Complaint>,
+    /// Every claim and every complaint, for lists.
+    claim_list: Projection<Claim>,
+    complaint_list: Projection<Complaint>,
 }
 
 impl CompensationApi {
@@ -61,27 +62,25 @@ impl CompensationApi {
         complaints: Projection<Complaint>,
     ) -> Self {
         Self {
-            log,
-            claims,
-            complaints,
+            claims: Store::new(Arc::clone(&log)),
+            complaints: Store::new(log),
+            claim_list: claims,
+            complaint_list: complaints,
         }
     }
 }
 
-/// What a kind of record is: its stream category, its compartment, its name.
+/// What a kind of record is: its compartment, its name.
 struct Kind {
-    category: &'static str,
     compartment: Compartment,
     name: &'static str,
 }
 
 const CLAIMS: Kind = Kind {
-    category: CLAIM_CATEGORY,
     compartment: Compartment::CompensationClaims,
     name: "claim",
 };
 const COMPLAINTS: Kind = Kind {
-    category: COMPLAINT_CATEGORY,
     compartment: Compartment::Complaints,
     name: "complaint",
 };
@@ -163,11 +162,28 @@ fn target(
     }
 }
 
+/// A claim or a complaint: an aggregate of a case, with its store.
+trait Remedy: Aggregate {
+    fn store(api: &CompensationApi) -> &Store<Self>;
+}
+
+impl Remedy for Claim {
+    fn store(api: &CompensationApi) -> &Store<Self> {
+        &api.claims
+    }
+}
+
+impl Remedy for Complaint {
+    fn store(api: &CompensationApi) -> &Store<Self> {
+        &api.complaints
+    }
+}
+
 impl CompensationApi {
     /// A command on an existing claim or complaint: load, authorise writing its
     /// compartment on its case, identify the request, let `build` seal and make the
     /// command, run it on the shared path.
-    async fn act<A: Aggregate>(
+    async fn act<A: Remedy>(
         &self,
         call: &Call,
         kind: &Kind,
@@ -176,40 +192,38 @@ impl CompensationApi {
         build: impl AsyncFnOnce(Uuid, &Loaded<A>) -> Result<A::Command, ApiError>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         call.returned([t.id]);
-        let stream = stream(kind.category, t.id)?;
-        let loaded = Loaded::<A>::load(self.log.as_ref(), &stream).await?;
+        let loaded = A::store(self).load(t.id).await?;
         let Some(case_id) = case_of(&loaded) else {
             return Err(not_found(kind, t.id).into());
         };
         let gate = CaseGate {
+            call,
             case_id,
             action: Action::Write(kind.compartment),
             health_goal: false,
             kind: kind.name,
         };
-        gate.admit(call, Some(t.id)).await?;
-        let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
+        gate.admit(Some(t.id)).await?;
+        let request = call.request(case_id, t.request_id, &t.encoded).await?;
         let command = build(case_id, &loaded).await?;
-        let version = aggregate::execute(
-            self.log.as_ref(),
-            call,
-            Intent {
-                id: t.id,
-                stream,
-                request: &request,
-                expected: t.expected,
-                case_id: Some(case_id),
-            },
-            Some(loaded),
-            command,
-            &gate,
-        )
-        .await?;
-        Ok(answer(t.id, version))
+        let done = A::store(self)
+            .execute(
+                Intent {
+                    id: t.id,
+                    request: &request,
+                    expected: t.expected,
+                    metadata: call.event_metadata(Some(case_id), None),
+                },
+                Some(loaded),
+                command,
+                &gate,
+            )
+            .await?;
+        Ok(answer(t.id, done.version))
     }
 
     /// Creates a claim or complaint on `case_id`.
-    async fn create<A: Aggregate>(
+    async fn create<A: Remedy>(
         &self,
         call: &Call,
         kind: &Kind,
@@ -219,31 +233,30 @@ impl CompensationApi {
         build: impl AsyncFnOnce(Uuid) -> Result<A::Command, ApiError>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let gate = CaseGate {
+            call,
             case_id,
             action: Action::Write(kind.compartment),
             health_goal: false,
             kind: kind.name,
         };
-        gate.admit(call, None).await?;
+        gate.admit(None).await?;
         let id = new_aggregate_id(call, kind.name, request_id);
-        let request = RequestKey::new(call, case_id, request_id, encoded).await?;
+        let request = call.request(case_id, request_id, encoded).await?;
         let command = build(id).await?;
-        let version = aggregate::execute::<A>(
-            self.log.as_ref(),
-            call,
-            Intent {
-                id,
-                stream: stream(kind.category, id)?,
-                request: &request,
-                expected: None,
-                case_id: Some(case_id),
-            },
-            None,
-            command,
-            &gate,
-        )
-        .await?;
-        Ok(answer(id, version))
+        let done = A::store(self)
+            .execute(
+                Intent {
+                    id,
+                    request: &request,
+                    expected: None,
+                    metadata: call.event_metadata(Some(case_id), None),
+                },
+                None,
+                command,
+                &gate,
+            )
+            .await?;
+        Ok(answer(id, done.version))
     }
 
     /// Whether the caller reads `kind` on `case_id` in a list; the decision is not
@@ -393,7 +406,7 @@ impl CompensationApi {
         after: Option<Position>,
         include: impl Fn(&LoadedClaim) -> bool,
     ) -> Result<ListClaimsResponse, ApiError> {
-        let candidates = self.claims.select(after, include).await?;
+        let candidates = self.claim_list.select(after, include).await?;
         let visible = self.visible(call, &CLAIMS, candidates, size).await?;
         let (page, next_page_token) = page_of(visible, size);
         let mut claims = Vec::new();
@@ -622,7 +635,7 @@ impl CompensationService for CompensationApi {
         check.past_date("paid_on", &r.paid_on, call.now());
         check.done(())?;
         self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
-            let request = RequestKey::new(&call, case_id, t.request_id, &t.encoded).await?;
+            let request = call.request(case_id, t.request_id, &t.encoded).await?;
             Ok(ClaimCommand::Pay(PaymentRecorded {
                 claim_id: t.id.to_string(),
                 payment_id: request.entry_id().to_string(),
@@ -669,7 +682,7 @@ impl CompensationService for CompensationApi {
         let id = check.uuid("claim_id", &r.claim_id);
         check.done(())?;
         call.returned([id]);
-        let l = LoadedClaim::load(self.log.as_ref(), &stream(CLAIM_CATEGORY, id)?).await?;
+        let l = self.claims.load(id).await?;
         let Some(case_id) = claim_case(&l) else {
             return Err(not_found(&CLAIMS, id).into());
         };
@@ -751,7 +764,7 @@ impl CompensationService for CompensationApi {
             .await
             .map_err(|e| case_refusal(e, case_id))?;
         let claims = self
-            .claims
+            .claim_list
             .select(None, |l| claim_case(l) == Some(case_id))
             .await?;
         let overflow =
@@ -953,7 +966,7 @@ impl CompensationService for CompensationApi {
         let id = check.uuid("complaint_id", &r.complaint_id);
         check.done(())?;
         call.returned([id]);
-        let l = LoadedComplaint::load(self.log.as_ref(), &stream(COMPLAINT_CATEGORY, id)?).await?;
+        let l = self.complaints.load(id).await?;
         let Some(case_id) = complaint_case(&l) else {
             return Err(not_found(&COMPLAINTS, id).into());
         };
@@ -973,7 +986,7 @@ impl CompensationService for CompensationApi {
         let after = check.page_token(&r.page_token);
         check.done(())?;
         let candidates = self
-            .complaints
+            .complaint_list
             .select(after, |l| {
                 complaint_case(l).is_some()
                     && (wanted.is_empty() || wanted.contains(&l.state.status))

@@ -8,7 +8,6 @@
 //! with a remedy), perhaps escalated to an independent body, and closed.
 
 use caseline_proto::event_types as types;
-use caseline_proto::prost::{self, Message};
 use caseline_proto::v1::events::{
     AppealLodged, ClaimClosed, ClaimDecided, ClaimFiled, ClaimSubmitted, ComplaintAcknowledged,
     ComplaintClosed, ComplaintEscalated, ComplaintFindingRecorded, ComplaintLodged,
@@ -16,71 +15,35 @@ use caseline_proto::v1::events::{
 };
 use caseline_proto::v1::{ClaimOutcome, ClaimStatus, ComplaintFinding, ComplaintStatus, Money};
 
-/// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DomainError {
-    /// No such claim or complaint (NOT_FOUND).
-    Missing,
-    /// A field breaks a rule (INVALID_ARGUMENT).
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-    },
-    /// A rule of the claim's or complaint's life (FAILED_PRECONDITION).
-    Precondition(&'static str),
-}
+/// Why a command was refused: no such claim or complaint (`Missing`), a field
+/// breaking a rule (`Invalid`), or a rule of the claim's or complaint's life
+/// (`Precondition`).
+pub use caseline_aggregate::Refusal as DomainError;
 
 use DomainError::{Invalid, Precondition};
 
-macro_rules! events {
-    ($name:ident { $($variant:ident($ty:ty) => $code:ident),* $(,)? }) => {
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum $name {
-            $($variant($ty),)*
-        }
-
-        impl $name {
-            /// The stored event type: the payload's full protobuf name.
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $($name::$variant(_) => types::$code,)*
-                }
-            }
-
-            pub fn encode(&self) -> Vec<u8> {
-                match self {
-                    $($name::$variant(e) => e.encode_to_vec(),)*
-                }
-            }
-
-            /// The event stored as `event_type` with payload `data`; `None` for a type
-            /// this stream does not hold.
-            pub fn decode(event_type: &str, data: &[u8]) -> Result<Option<Self>, prost::DecodeError> {
-                Ok(Some(match event_type {
-                    $(types::$code => $name::$variant(Message::decode(data)?),)*
-                    _ => return Ok(None),
-                }))
-            }
-        }
-    };
+caseline_aggregate::events! {
+    /// Everything that happens to a claim, in its stream `claim-<id>`.
+    pub enum ClaimEvent for ClaimState {
+        Filed(ClaimFiled) = types::CLAIM_FILED,
+        Submitted(ClaimSubmitted) = types::CLAIM_SUBMITTED,
+        Decided(ClaimDecided) = types::CLAIM_DECIDED,
+        Appealed(AppealLodged) = types::APPEAL_LODGED,
+        Paid(PaymentRecorded) = types::PAYMENT_RECORDED,
+        Closed(ClaimClosed) = types::CLAIM_CLOSED,
+    }
 }
 
-events!(ClaimEvent {
-    Filed(ClaimFiled) => CLAIM_FILED,
-    Submitted(ClaimSubmitted) => CLAIM_SUBMITTED,
-    Decided(ClaimDecided) => CLAIM_DECIDED,
-    Appealed(AppealLodged) => APPEAL_LODGED,
-    Paid(PaymentRecorded) => PAYMENT_RECORDED,
-    Closed(ClaimClosed) => CLAIM_CLOSED,
-});
-
-events!(ComplaintEvent {
-    Lodged(ComplaintLodged) => COMPLAINT_LODGED,
-    Acknowledged(ComplaintAcknowledged) => COMPLAINT_ACKNOWLEDGED,
-    Found(ComplaintFindingRecorded) => COMPLAINT_FINDING_RECORDED,
-    Escalated(ComplaintEscalated) => COMPLAINT_ESCALATED,
-    Closed(ComplaintClosed) => COMPLAINT_CLOSED,
-});
+caseline_aggregate::events! {
+    /// Everything that happens to a complaint, in its stream `complaint-<id>`.
+    pub enum ComplaintEvent for ComplaintState {
+        Lodged(ComplaintLodged) = types::COMPLAINT_LODGED,
+        Acknowledged(ComplaintAcknowledged) = types::COMPLAINT_ACKNOWLEDGED,
+        Found(ComplaintFindingRecorded) = types::COMPLAINT_FINDING_RECORDED,
+        Escalated(ComplaintEscalated) = types::COMPLAINT_ESCALATED,
+        Closed(ComplaintClosed) = types::COMPLAINT_CLOSED,
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Claims
@@ -469,4 +432,30 @@ pub fn evolve_complaint(mut state: ComplaintState, event: &ComplaintEvent) -> Co
         ComplaintEvent::Closed(_) => state.status = ComplaintStatus::Closed,
     }
     state
+}
+
+impl caseline_aggregate::Rules for ClaimState {
+    type Command = ClaimCommand;
+    type Event = ClaimEvent;
+
+    fn decide(&self, command: ClaimCommand) -> Result<Vec<ClaimEvent>, DomainError> {
+        decide_claim(self, command)
+    }
+
+    fn evolve(self, event: &ClaimEvent, _: &str) -> Self {
+        evolve_claim(self, event)
+    }
+}
+
+impl caseline_aggregate::Rules for ComplaintState {
+    type Command = ComplaintCommand;
+    type Event = ComplaintEvent;
+
+    fn decide(&self, command: ComplaintCommand) -> Result<Vec<ComplaintEvent>, DomainError> {
+        decide_complaint(self, command)
+    }
+
+    fn evolve(self, event: &ComplaintEvent, _: &str) -> Self {
+        evolve_complaint(self, event)
+    }
 }

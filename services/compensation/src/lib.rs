@@ -14,10 +14,10 @@ mod store;
 
 use std::sync::Arc;
 
-use caseline_audit::aggregate::Projection;
-use caseline_audit::{Kind, MethodSpec, Scope};
+use caseline_aggregate::Projection;
 use caseline_auth::Role;
 use caseline_proto::v1::compensation_service_server::CompensationServiceServer;
+use caseline_trust::{Kind, MethodSpec, Scope};
 
 pub use api::CompensationApi;
 pub use store::{CLAIM_CATEGORY, COMPLAINT_CATEGORY};

@@ -4,9 +4,10 @@
 //! non-empty bytes, dates are fixed calendar dates and every amount is in euro minor
 //! units unless a test says otherwise.
 
+use caseline_aggregate::EventCodec;
+use caseline_aggregate::testing::{assert_invalid, given, missing, refused, then_state, when};
 use caseline_compensation::domain::{
-    ClaimCommand, ClaimEvent, ClaimState, ComplaintCommand, ComplaintEvent, ComplaintState,
-    DomainError, decide_claim, decide_complaint, evolve_claim, evolve_complaint, money,
+    ClaimCommand, ClaimEvent, ComplaintCommand, ComplaintEvent, DomainError, money,
 };
 use caseline_proto::event_types as types;
 use caseline_proto::v1::events::{
@@ -18,62 +19,9 @@ use caseline_proto::v1::{
     ClaimOutcome, ClaimScheme, ClaimStatus, Claimant, ComplainantKind, ComplaintChannel,
     ComplaintFinding, ComplaintStatus, Money,
 };
-use std::fmt::Debug;
 
 // ---------------------------------------------------------------------------------------
 // Given / when / then
-
-/// The claim after `events`, folded from nothing.
-fn given(events: &[ClaimEvent]) -> ClaimState {
-    events.iter().fold(ClaimState::default(), evolve_claim)
-}
-
-/// What `command` does to the claim in `state`.
-fn when(state: &ClaimState, command: ClaimCommand) -> Result<Vec<ClaimEvent>, DomainError> {
-    decide_claim(state, command)
-}
-
-/// The claim after `events` are applied to `state`.
-fn then_state(state: ClaimState, events: &[ClaimEvent]) -> ClaimState {
-    events.iter().fold(state, evolve_claim)
-}
-
-/// The complaint after `events`, folded from nothing.
-fn given_complaint(events: &[ComplaintEvent]) -> ComplaintState {
-    events
-        .iter()
-        .fold(ComplaintState::default(), evolve_complaint)
-}
-
-/// What `command` does to the complaint in `state`.
-fn when_complaint(
-    state: &ComplaintState,
-    command: ComplaintCommand,
-) -> Result<Vec<ComplaintEvent>, DomainError> {
-    decide_complaint(state, command)
-}
-
-/// The complaint after `events` are applied to `state`.
-fn then_complaint(state: ComplaintState, events: &[ComplaintEvent]) -> ComplaintState {
-    events.iter().fold(state, evolve_complaint)
-}
-
-fn refused<E>(rule: &'static str) -> Result<Vec<E>, DomainError> {
-    Err(DomainError::Precondition(rule))
-}
-
-fn missing<E>() -> Result<Vec<E>, DomainError> {
-    Err(DomainError::Missing)
-}
-
-/// Asserts that `result` is an `Invalid` refusal naming `field`.
-#[track_caller]
-fn assert_invalid<E: Debug>(result: Result<Vec<E>, DomainError>, field: &str) {
-    match result {
-        Err(DomainError::Invalid { field: named, .. }) => assert_eq!(named, field),
-        other => panic!("expected Invalid {{ field: {field:?}, .. }}, got {other:?}"),
-    }
-}
 
 const CLAIM_EXISTS: &str = "the claim already exists";
 const CLAIM_CLOSED: &str = "the claim is closed";
@@ -475,7 +423,7 @@ fn every_complaint_command_but_lodge() -> Vec<ComplaintCommand> {
 
 #[test]
 fn filing_a_claim_for_a_positive_amount_records_it() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
 
     let events = when(&state, file(filing()));
 
@@ -484,7 +432,7 @@ fn filing_a_claim_for_a_positive_amount_records_it() {
 
 #[test]
 fn a_filed_claim_knows_what_it_claims_and_has_nothing_awarded_or_paid() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
 
     let events = when(&state, file(filing())).expect("a valid claim is filed");
     let state = then_state(state, &events);
@@ -505,7 +453,7 @@ fn a_filed_claim_knows_what_it_claims_and_has_nothing_awarded_or_paid() {
 
 #[test]
 fn a_claim_for_a_single_minor_unit_is_filed() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
     let asked = filing_for(Some(eur(1)));
 
     assert_eq!(
@@ -516,7 +464,7 @@ fn a_claim_for_a_single_minor_unit_is_filed() {
 
 #[test]
 fn a_claim_for_nothing_is_refused_naming_amount_claimed_minor_units() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
 
     assert_invalid(
         when(&state, file(filing_for(Some(eur(0))))),
@@ -526,7 +474,7 @@ fn a_claim_for_nothing_is_refused_naming_amount_claimed_minor_units() {
 
 #[test]
 fn a_claim_for_a_negative_amount_is_refused_naming_amount_claimed_minor_units() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
 
     for minor_units in [-1, -CLAIMED, i64::MIN] {
         assert_invalid(
@@ -538,7 +486,7 @@ fn a_claim_for_a_negative_amount_is_refused_naming_amount_claimed_minor_units() 
 
 #[test]
 fn a_claim_without_an_amount_is_refused_naming_amount_claimed() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
 
     assert_invalid(when(&state, file(filing_for(None))), "amount_claimed");
 }
@@ -566,7 +514,7 @@ fn filing_over_a_claim_further_on_is_refused_as_existing() {
 
 #[test]
 fn every_command_but_file_on_a_missing_claim_is_refused_as_missing() {
-    let state = given(&[]);
+    let state = given::<ClaimEvent>(&[]);
 
     for command in every_claim_command_but_file() {
         assert_eq!(when(&state, command.clone()), missing(), "{command:?}");
@@ -1263,12 +1211,12 @@ fn filing_over_a_closed_claim_is_refused_as_existing() {
 
 #[test]
 fn lodging_a_complaint_with_a_description_records_it() {
-    let state = given_complaint(&[]);
+    let state = given::<ComplaintEvent>(&[]);
 
-    let events = when_complaint(&state, lodge(lodging()));
+    let events = when(&state, lodge(lodging()));
 
     assert_eq!(events, Ok(vec![lodged()]));
-    let state = then_complaint(state, &events.expect("lodged"));
+    let state = then_state(state, &events.expect("lodged"));
     assert!(state.exists());
     assert_eq!(state.lodged, Some(lodging()));
     assert_eq!(state.status, ComplaintStatus::Lodged);
@@ -1278,22 +1226,22 @@ fn lodging_a_complaint_with_a_description_records_it() {
 
 #[test]
 fn a_complaint_without_a_description_is_refused_naming_description() {
-    let state = given_complaint(&[]);
+    let state = given::<ComplaintEvent>(&[]);
     let asked = ComplaintLodged {
         description_sealed: Vec::new(),
         ..lodging()
     };
 
-    assert_invalid(when_complaint(&state, lodge(asked)), "description");
+    assert_invalid(when(&state, lodge(asked)), "description");
 }
 
 #[test]
 fn lodging_a_complaint_twice_is_refused() {
     for events in [lodged_complaint(), found_complaint(), closed_complaint()] {
-        let state = given_complaint(&events);
+        let state = given(&events);
 
         assert_eq!(
-            when_complaint(&state, lodge(lodging())),
+            when(&state, lodge(lodging())),
             refused(COMPLAINT_EXISTS),
             "{:?}",
             state.status
@@ -1303,14 +1251,10 @@ fn lodging_a_complaint_twice_is_refused() {
 
 #[test]
 fn every_command_but_lodge_on_a_missing_complaint_is_refused_as_missing() {
-    let state = given_complaint(&[]);
+    let state = given::<ComplaintEvent>(&[]);
 
     for command in every_complaint_command_but_lodge() {
-        assert_eq!(
-            when_complaint(&state, command.clone()),
-            missing(),
-            "{command:?}"
-        );
+        assert_eq!(when(&state, command.clone()), missing(), "{command:?}");
     }
 }
 
@@ -1319,21 +1263,21 @@ fn every_command_but_lodge_on_a_missing_complaint_is_refused_as_missing() {
 
 #[test]
 fn acknowledging_a_lodged_complaint_records_it() {
-    let state = given_complaint(&lodged_complaint());
+    let state = given(&lodged_complaint());
 
-    let events = when_complaint(&state, ComplaintCommand::Acknowledge);
+    let events = when(&state, ComplaintCommand::Acknowledge);
 
     assert_eq!(events, Ok(vec![acknowledged()]));
-    let state = then_complaint(state, &events.expect("acknowledged"));
+    let state = then_state(state, &events.expect("acknowledged"));
     assert_eq!(state.status, ComplaintStatus::Acknowledged);
 }
 
 #[test]
 fn acknowledging_a_complaint_twice_is_refused() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
     assert_eq!(
-        when_complaint(&state, ComplaintCommand::Acknowledge),
+        when(&state, ComplaintCommand::Acknowledge),
         refused(ALREADY_ACKNOWLEDGED)
     );
 }
@@ -1341,10 +1285,10 @@ fn acknowledging_a_complaint_twice_is_refused() {
 #[test]
 fn acknowledging_a_complaint_past_lodged_is_refused() {
     for events in [found_complaint(), escalated_complaint()] {
-        let state = given_complaint(&events);
+        let state = given(&events);
 
         assert_eq!(
-            when_complaint(&state, ComplaintCommand::Acknowledge),
+            when(&state, ComplaintCommand::Acknowledge),
             refused("the complaint is past acknowledgement"),
             "{:?}",
             state.status
@@ -1357,15 +1301,15 @@ fn acknowledging_a_complaint_past_lodged_is_refused() {
 
 #[test]
 fn an_upheld_finding_with_a_remedy_is_recorded() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
-    let events = when_complaint(
+    let events = when(
         &state,
         record_finding(ComplaintFinding::Upheld, sealed("remedy")),
     );
 
     assert_eq!(events, Ok(vec![upheld()]));
-    let state = then_complaint(state, &events.expect("found"));
+    let state = then_state(state, &events.expect("found"));
     assert_eq!(state.status, ComplaintStatus::Found);
     assert_eq!(
         state.finding,
@@ -1378,10 +1322,10 @@ fn an_upheld_finding_with_a_remedy_is_recorded() {
 
 #[test]
 fn a_partly_upheld_finding_with_a_remedy_is_recorded() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
     assert_eq!(
-        when_complaint(
+        when(
             &state,
             record_finding(ComplaintFinding::PartlyUpheld, sealed("apology"))
         ),
@@ -1394,10 +1338,10 @@ fn a_partly_upheld_finding_with_a_remedy_is_recorded() {
 
 #[test]
 fn a_not_upheld_finding_needs_no_remedy() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
     assert_eq!(
-        when_complaint(
+        when(
             &state,
             record_finding(ComplaintFinding::NotUpheld, Vec::new())
         ),
@@ -1407,7 +1351,7 @@ fn a_not_upheld_finding_needs_no_remedy() {
 
 #[test]
 fn a_finding_without_a_finding_is_refused_naming_finding() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
     let unknown = ComplaintFindingRecorded {
         finding: 99,
         ..finding_of(ComplaintFinding::Upheld, sealed("remedy"))
@@ -1418,7 +1362,7 @@ fn a_finding_without_a_finding_is_refused_naming_finding() {
         unknown,
     ] {
         assert_invalid(
-            when_complaint(&state, ComplaintCommand::RecordFinding(asked)),
+            when(&state, ComplaintCommand::RecordFinding(asked)),
             "finding",
         );
     }
@@ -1426,22 +1370,19 @@ fn a_finding_without_a_finding_is_refused_naming_finding() {
 
 #[test]
 fn an_upheld_or_partly_upheld_finding_without_a_remedy_is_refused_naming_remedy() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
     for finding in [ComplaintFinding::Upheld, ComplaintFinding::PartlyUpheld] {
-        assert_invalid(
-            when_complaint(&state, record_finding(finding, Vec::new())),
-            "remedy",
-        );
+        assert_invalid(when(&state, record_finding(finding, Vec::new())), "remedy");
     }
 }
 
 #[test]
 fn recording_a_second_finding_is_refused() {
-    let state = given_complaint(&found_complaint());
+    let state = given(&found_complaint());
 
     assert_eq!(
-        when_complaint(
+        when(
             &state,
             record_finding(ComplaintFinding::NotUpheld, Vec::new())
         ),
@@ -1454,12 +1395,12 @@ fn recording_a_second_finding_is_refused() {
 
 #[test]
 fn escalating_a_complaint_to_a_body_records_it() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
-    let events = when_complaint(&state, escalate(BODY));
+    let events = when(&state, escalate(BODY));
 
     assert_eq!(events, Ok(vec![escalated()]));
-    let state = then_complaint(state, &events.expect("escalated"));
+    let state = then_state(state, &events.expect("escalated"));
     assert_eq!(state.status, ComplaintStatus::Escalated);
     assert_eq!(
         state.escalation,
@@ -1472,27 +1413,24 @@ fn escalating_a_complaint_to_a_body_records_it() {
 
 #[test]
 fn a_complaint_found_on_can_be_escalated() {
-    let state = given_complaint(&found_complaint());
+    let state = given(&found_complaint());
 
-    assert_eq!(
-        when_complaint(&state, escalate(BODY)),
-        Ok(vec![escalated()])
-    );
+    assert_eq!(when(&state, escalate(BODY)), Ok(vec![escalated()]));
 }
 
 #[test]
 fn escalating_without_a_body_is_refused_naming_body() {
-    let state = given_complaint(&acknowledged_complaint());
+    let state = given(&acknowledged_complaint());
 
-    assert_invalid(when_complaint(&state, escalate("")), "body");
+    assert_invalid(when(&state, escalate("")), "body");
 }
 
 #[test]
 fn escalating_a_complaint_twice_is_refused() {
-    let state = given_complaint(&escalated_complaint());
+    let state = given(&escalated_complaint());
 
     assert_eq!(
-        when_complaint(&state, escalate("inspectorate")),
+        when(&state, escalate("inspectorate")),
         refused(ALREADY_ESCALATED)
     );
 }
@@ -1503,10 +1441,10 @@ fn escalating_a_complaint_twice_is_refused() {
 #[test]
 fn closing_a_complaint_without_a_finding_or_an_escalation_is_refused() {
     for events in [lodged_complaint(), acknowledged_complaint()] {
-        let state = given_complaint(&events);
+        let state = given(&events);
 
         assert_eq!(
-            when_complaint(&state, close_complaint()),
+            when(&state, close_complaint()),
             refused(CLOSE_NEEDS_AN_END),
             "{:?}",
             state.status
@@ -1517,13 +1455,13 @@ fn closing_a_complaint_without_a_finding_or_an_escalation_is_refused() {
 #[test]
 fn a_complaint_is_closed_after_a_finding_or_an_escalation() {
     for events in [found_complaint(), escalated_complaint()] {
-        let state = given_complaint(&events);
+        let state = given(&events);
         let status = state.status;
 
-        let closing = when_complaint(&state, close_complaint());
+        let closing = when(&state, close_complaint());
 
         assert_eq!(closing, Ok(vec![complaint_closed()]), "{status:?}");
-        let state = then_complaint(state, &closing.expect("closed"));
+        let state = then_state(state, &closing.expect("closed"));
         assert_eq!(state.status, ComplaintStatus::Closed, "{status:?}");
     }
 }
@@ -1534,11 +1472,11 @@ fn every_command_on_a_closed_complaint_is_refused_as_closed() {
     escalated_then_closed.push(complaint_closed());
 
     for events in [closed_complaint(), escalated_then_closed] {
-        let state = given_complaint(&events);
+        let state = given(&events);
 
         for command in every_complaint_command_but_lodge() {
             assert_eq!(
-                when_complaint(&state, command.clone()),
+                when(&state, command.clone()),
                 refused(COMPLAINT_CLOSED),
                 "{command:?} after {events:?}"
             );

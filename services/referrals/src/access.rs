@@ -1,10 +1,10 @@
 //! The caller's standing on a referral, asked of the one policy and recorded on the
 //! access history of the referral's case (or contact).
 
-use caseline_audit::Call;
 use caseline_eventlog::Uuid;
 use caseline_policy::{CaseTeam, Decision, ReferralFacts, ReferralStep};
 use caseline_server::ApiError;
+use caseline_trust::Call;
 
 use crate::store::{Loaded, Owner};
 

@@ -9,10 +9,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use caseline_audit::aggregate::page_of;
-use caseline_audit::request::{Request as RequestKey, new_aggregate_id};
-use caseline_audit::{Call, vault_error};
-use caseline_cases::shared::{Joined, join_team, read_case, read_contact};
+use caseline_aggregate::{Request as RequestKey, Store, page_of};
+use caseline_case::{Case, Joined, join_team, read_contact};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::teams::to_unix_ms;
 use caseline_policy::{ReferralStep, Via};
@@ -30,13 +28,15 @@ use caseline_proto::v1::{
 use caseline_server::ApiError;
 use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 use caseline_timeline::{from_unix_ms, timestamp};
+use caseline_trust::request::new_aggregate_id;
+use caseline_trust::{Call, vault_error};
 use caseline_vault::Opened;
 
 use crate::access::{Authorise, admit, referral_not_found, standing};
 use crate::attach;
 use crate::directory::Directory;
 use crate::domain::Command;
-use crate::store::{Intent, Loaded, Owner, ReferralStore};
+use crate::store::{self, Intent, Loaded, Owner, Referral};
 
 /// Default and largest page of the lists.
 const LIST_PAGE: (u32, u32) = (50, 500);
@@ -48,14 +48,18 @@ const JOIN_INDEX: usize = 1_000;
 #[derive(Debug)]
 pub struct ReferralApi {
     log: Arc<dyn EventLog>,
-    store: ReferralStore,
+    store: Store<Referral>,
+    /// Cases, for their state and the rules every service applies to them (joining
+    /// the team).
+    cases: Store<Case>,
     directory: Directory,
 }
 
 impl ReferralApi {
     pub(crate) fn new(log: Arc<dyn EventLog>, directory: Directory) -> Self {
         Self {
-            store: ReferralStore::new(Arc::clone(&log)),
+            store: Store::new(Arc::clone(&log)),
+            cases: Store::new(Arc::clone(&log)),
             directory,
             log,
         }
@@ -124,23 +128,22 @@ impl ReferralApi {
             return Err(referral_not_found(t.referral_id));
         };
         let origin = loaded.origin().unwrap_or(owner.id());
-        let request = RequestKey::new(call, origin, t.request_id, &t.encoded).await?;
+        let request = call.request(origin, t.request_id, &t.encoded).await?;
         let command = build(owner).await?;
-        let version = self
-            .store
-            .execute(
-                call,
-                Intent {
-                    referral_id: t.referral_id,
-                    request: &request,
-                    expected: t.expected,
-                    owner,
-                },
-                Some(loaded),
-                command,
-                Authorise::Step(step),
-            )
-            .await?;
+        let version = store::execute(
+            &self.store,
+            call,
+            Intent {
+                referral_id: t.referral_id,
+                request: &request,
+                expected: t.expected,
+                owner,
+            },
+            Some(loaded),
+            command,
+            Authorise::Step(step),
+        )
+        .await?;
         Ok((version, owner, request))
     }
 
@@ -149,7 +152,7 @@ impl ReferralApi {
     /// referral is answered as it stands (the background process tries again), so the
     /// failure tells the caller nothing.
     async fn current(&self, call: &Call, referral_id: Uuid) -> Result<Loaded, ApiError> {
-        match attach::current(call.log().as_ref(), call.vault(), &self.store, referral_id).await {
+        match attach::current(call.vault(), &self.cases, &self.store, referral_id).await {
             Ok(loaded) => Ok(loaded),
             Err(e) => {
                 tracing::warn!(error = %e, "attaching a referral to its case failed; answering as it stands");
@@ -212,7 +215,7 @@ impl ReferralApi {
         {
             match owner {
                 Owner::Case(case_id) => {
-                    let (state, _) = read_case(self.log.as_ref(), case_id).await?;
+                    let state = &self.cases.load(case_id).await?.state;
                     referred_case = state.opened.as_ref().map(|o| ReferredCase {
                         pseudonym: o.pseudonym.clone(),
                         age_band: o.age_band,
@@ -396,17 +399,16 @@ impl ReferralService for ReferralApi {
             .await?;
         // A retry answers as the first time, whatever happened to the case or contact
         // since (closed, opened into a case).
-        let request = RequestKey::new(&call, owner.id(), request_id, &r.encode_to_vec()).await?;
+        let request = call
+            .request(owner.id(), request_id, &r.encode_to_vec())
+            .await?;
         let existing = self.store.load(referral_id).await?;
-        if let Some(version) = existing
-            .answered(
-                self.log.as_ref(),
-                &crate::store::referral_stream(referral_id)?,
-                &request,
-            )
+        if let Some(done) = self
+            .store
+            .answered(&existing, referral_id, &request)
             .await?
         {
-            let mut answer = self.answer(referral_id, version);
+            let mut answer = self.answer(referral_id, done.version);
             answer.get_mut().due_by = existing
                 .state
                 .made
@@ -416,8 +418,8 @@ impl ReferralService for ReferralApi {
         }
         match owner {
             Owner::Case(case_id) => {
-                let (state, _) = read_case(call.log().as_ref(), case_id).await?;
-                if state.stage == caseline_proto::v1::Stage::Closed {
+                if self.cases.load(case_id).await?.state.stage == caseline_proto::v1::Stage::Closed
+                {
                     return Err(ApiError::FailedPrecondition(
                         "the case is closed: reopen it before referring the child".into(),
                     )
@@ -449,21 +451,20 @@ impl ReferralService for ReferralApi {
             legal_basis_sealed: seal(&call, owner, &r.legal_basis).await?,
         };
         let now_ms = to_unix_ms(call.now());
-        let version = self
-            .store
-            .execute(
-                &call,
-                Intent {
-                    referral_id,
-                    request: &request,
-                    expected: None,
-                    owner,
-                },
-                None,
-                Command::Make { made, now_ms },
-                authorise,
-            )
-            .await?;
+        let version = store::execute(
+            &self.store,
+            &call,
+            Intent {
+                referral_id,
+                request: &request,
+                expected: None,
+                owner,
+            },
+            None,
+            Command::Make { made, now_ms },
+            authorise,
+        )
+        .await?;
         let loaded = self.store.load(referral_id).await?;
         let mut answer = self.answer(referral_id, version);
         answer.get_mut().due_by = loaded
@@ -512,11 +513,10 @@ impl ReferralService for ReferralApi {
             &r,
         );
         check.done(())?;
-        let log = call.log().clone();
         let (version, owner, request) = self
             .act(&call, &t, ReferralStep::Accept, async |owner| {
                 if let Owner::Case(case_id) = owner {
-                    let (state, _) = read_case(log.as_ref(), case_id).await?;
+                    let state = &self.cases.load(case_id).await?.state;
                     if state.stage == caseline_proto::v1::Stage::Closed {
                         return Err(ApiError::FailedPrecondition(
                             "the case is closed: it must be reopened before the referral is accepted"
@@ -549,7 +549,7 @@ impl ReferralService for ReferralApi {
             let mut metadata = call.event_metadata(Some(case_id), Some(request.id));
             metadata.causation_id = Some(request.event_id(0));
             let joined = join_team(
-                log.as_ref(),
+                &self.cases,
                 case_id,
                 TeamMemberAdded {
                     subject: call.subject().to_owned(),

@@ -2,24 +2,25 @@
 //!
 //! A referral made from a helpline contact before any case existed is sealed with the
 //! contact's key and has no case. Once a case is opened from that contact, the referral
-//! belongs to the case: a `ReferralAttached` event (by the system actor, once, with an
-//! id derived from the referral) copies everything sealed so far under the case's key,
+//! belongs to the case: a `ReferralAttached` event (by the system actor, once, as a
+//! request derived from the referral) copies everything sealed so far under the case's key,
 //! so the case's timeline shows it, and later steps carry the case id. If the referral
 //! stands accepted (or completed), the one who accepted joins the case's team; a
 //! withdrawn or declined one brings no one.
 
-use caseline_audit::turns::Retry;
-use caseline_cases::shared::{join_team, read_case, read_contact};
-use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
+use caseline_aggregate::turns::Retry;
+use caseline_aggregate::{Intent, Request, Store};
+use caseline_case::{Case, join_team, read_contact};
+use caseline_eventlog::{Error as LogError, Uuid};
 use caseline_policy::teams::to_unix_ms;
 use caseline_proto::v1::ReferralStatus;
 use caseline_proto::v1::events::{ReferralAttached, TeamMemberAdded};
 use caseline_server::ApiError;
 use caseline_vault::{Opened, Vault};
 
-use crate::domain::{self, Command};
-use crate::escalation::{SYSTEM, SYSTEM_ACTOR};
-use crate::store::{Loaded, Owner, ReferralStore, referral_stream};
+use crate::domain::Command;
+use crate::escalation::system;
+use crate::store::{Loaded, Owner, Referral};
 
 /// Namespace of the ids of attachment events (UUIDv5 of the referral id).
 const ATTACH_NAMESPACE: Uuid = Uuid::from_u128(0x2a77_ac4e_d5e1_4f0a_b1c2_3d4e_5f60_7182);
@@ -27,42 +28,45 @@ const ATTACH_NAMESPACE: Uuid = Uuid::from_u128(0x2a77_ac4e_d5e1_4f0a_b1c2_3d4e_5
 /// The referral as the log says now, attached first to the case opened from its
 /// contact if that happened and it is not attached yet.
 pub(crate) async fn current(
-    log: &dyn EventLog,
     vault: &Vault,
-    store: &ReferralStore,
+    cases: &Store<Case>,
+    referrals: &Store<Referral>,
     referral_id: Uuid,
 ) -> Result<Loaded, ApiError> {
-    let loaded = store.load(referral_id).await?;
+    let loaded = referrals.load(referral_id).await?;
     let Some(Owner::Contact(contact_id)) = loaded.owner() else {
         return Ok(loaded);
     };
-    let Some(case_id) = read_contact(log, contact_id).await?.and_then(|c| c.case_id) else {
+    let Some(case_id) = read_contact(referrals.log(), contact_id)
+        .await?
+        .and_then(|c| c.case_id)
+    else {
         return Ok(loaded);
     };
-    attach(log, vault, store, referral_id, case_id).await?;
-    store.load(referral_id).await
+    attach(vault, cases, referrals, referral_id, case_id).await?;
+    referrals.load(referral_id).await
 }
 
 /// Attaches the referral to `case_id` (once; a referral already attached is left as
-/// it is). Returns true if this call recorded the attachment.
+/// it is). Returns true if it stands attached by the system's request now.
 pub(crate) async fn attach(
-    log: &dyn EventLog,
     vault: &Vault,
-    store: &ReferralStore,
+    cases: &Store<Case>,
+    referrals: &Store<Referral>,
     referral_id: Uuid,
     case_id: Uuid,
 ) -> Result<bool, ApiError> {
     // The contact is claimed before the case's first event is appended: attach only to
     // a case that exists.
-    if !read_case(log, case_id).await?.0.exists() {
+    if !cases.load(case_id).await?.state.exists() {
         return Ok(false);
     }
-    // Not in the referral's turn: joining the case below takes the case's, and a
-    // command holds one turn at a time. A race with a command on the referral is
-    // caught by the version and decided again.
+    let request = Request::system(Uuid::new_v5(&ATTACH_NAMESPACE, referral_id.as_bytes()));
+    // The attachment copies what the referral holds when it is read: decided on that
+    // very version (a step landing meanwhile makes it read and seal again).
     let mut retry = Retry::new();
     loop {
-        let loaded = store.load(referral_id).await?;
+        let loaded = referrals.load(referral_id).await?;
         let (Some(made), Some(Owner::Contact(contact_id))) = (&loaded.state.made, loaded.owner())
         else {
             return Ok(false);
@@ -71,12 +75,12 @@ pub(crate) async fn attach(
             match vault
                 .open_field(contact_id, bytes)
                 .await
-                .map_err(caseline_audit::vault_error)?
+                .map_err(caseline_trust::vault_error)?
             {
                 Opened::Plain(text) => vault
                     .seal_field(case_id, text.expose())
                     .await
-                    .map_err(caseline_audit::vault_error),
+                    .map_err(caseline_trust::vault_error),
                 Opened::Erased => Ok(Vec::new()),
             }
         };
@@ -99,21 +103,8 @@ pub(crate) async fn attach(
             .await?,
             ..ReferralAttached::default()
         };
-        let Ok(events) = domain::decide(&loaded.state, Command::Attach(Box::new(attached))) else {
-            return Ok(false);
-        };
-        let event_id = Uuid::new_v5(&ATTACH_NAMESPACE, referral_id.as_bytes());
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                event_id,
-                event_type: e.event_type().to_owned(),
-                data: e.encode(),
-                metadata: system(case_id, None),
-            })
-            .collect();
         // The one who accepted joins first: if the attachment below fails, the next
-        // try joins again (same event id, nothing twice) and then attaches.
+        // try joins again (the same request, nothing twice) and then attaches.
         let accepted = matches!(
             loaded.state.status,
             ReferralStatus::Accepted | ReferralStatus::Completed
@@ -122,7 +113,7 @@ pub(crate) async fn attach(
             let mut name = referral_id.as_bytes().to_vec();
             name.extend_from_slice(b"join");
             match join_team(
-                log,
+                cases,
                 case_id,
                 TeamMemberAdded {
                     subject: subject.clone(),
@@ -130,7 +121,7 @@ pub(crate) async fn attach(
                     role: role.clone(),
                 },
                 Uuid::new_v5(&ATTACH_NAMESPACE, &name),
-                system(case_id, Some(event_id)),
+                system(Some(case_id), Some(request.event_id(0))),
             )
             .await
             {
@@ -140,27 +131,29 @@ pub(crate) async fn attach(
                 Err(e) => return Err(e),
             }
         }
-        let at = loaded
-            .version
-            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        match log.append(&referral_stream(referral_id)?, at, new).await {
-            Ok(_) => {}
-            Err(LogError::WrongExpectedVersion { .. }) if retry.again().await => continue,
-            // Attached by another process meanwhile, with the same content.
-            Err(LogError::EventIdConflict { .. }) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        let version = loaded.version;
+        match referrals
+            .execute(
+                Intent {
+                    id: referral_id,
+                    request: &request,
+                    expected: version,
+                    metadata: system(Some(case_id), None),
+                },
+                Some(loaded),
+                Command::Attach(Box::new(attached)),
+                &(),
+            )
+            .await
+        {
+            Ok(done) => return Ok(done.changed),
+            // Another step landed since it was read: read and seal again.
+            Err(ApiError::Log(LogError::WrongExpectedVersion { .. })) if retry.again().await => {}
+            // Not attachable (no longer from a contact, or attached meanwhile).
+            Err(ApiError::FailedPrecondition(_) | ApiError::InvalidArgument(_)) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
         }
-        return Ok(true);
-    }
-}
-
-fn system(case_id: Uuid, causation_id: Option<Uuid>) -> Metadata {
-    Metadata {
-        case_id: Some(case_id),
-        actor: SYSTEM_ACTOR.to_owned(),
-        actor_role: SYSTEM.to_owned(),
-        agency: SYSTEM.to_owned(),
-        causation_id,
-        ..Metadata::default()
     }
 }

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use caseline_proto::event_types as types;
-use caseline_proto::prost::{self, Message};
 use caseline_proto::v1::events::{
     ReferralAccepted, ReferralAcknowledged, ReferralAttached, ReferralDeclined, ReferralEscalated,
     ReferralMade, ReferralOutcomeRecorded, ReferralWithdrawn,
@@ -34,61 +33,17 @@ pub fn due_by(urgency: ReferralUrgency, made_at_ms: i64) -> Option<i64> {
     made_at_ms.checked_add(allowed)
 }
 
-/// Everything that happens to a referral, in its stream `referral-<id>`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    Made(ReferralMade),
-    Acknowledged(ReferralAcknowledged),
-    Accepted(ReferralAccepted),
-    Declined(ReferralDeclined),
-    OutcomeRecorded(ReferralOutcomeRecorded),
-    Withdrawn(ReferralWithdrawn),
-    Escalated(ReferralEscalated),
-    Attached(ReferralAttached),
-}
-
-impl Event {
-    /// The stored event type: the payload's full protobuf name.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Event::Made(_) => types::REFERRAL_MADE,
-            Event::Acknowledged(_) => types::REFERRAL_ACKNOWLEDGED,
-            Event::Accepted(_) => types::REFERRAL_ACCEPTED,
-            Event::Declined(_) => types::REFERRAL_DECLINED,
-            Event::OutcomeRecorded(_) => types::REFERRAL_OUTCOME_RECORDED,
-            Event::Withdrawn(_) => types::REFERRAL_WITHDRAWN,
-            Event::Escalated(_) => types::REFERRAL_ESCALATED,
-            Event::Attached(_) => types::REFERRAL_ATTACHED,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Event::Made(e) => e.encode_to_vec(),
-            Event::Acknowledged(e) => e.encode_to_vec(),
-            Event::Accepted(e) => e.encode_to_vec(),
-            Event::Declined(e) => e.encode_to_vec(),
-            Event::OutcomeRecorded(e) => e.encode_to_vec(),
-            Event::Withdrawn(e) => e.encode_to_vec(),
-            Event::Escalated(e) => e.encode_to_vec(),
-            Event::Attached(e) => e.encode_to_vec(),
-        }
-    }
-
-    /// The event stored as `event_type` with payload `data`; `None` for a type a
-    /// referral stream does not hold.
-    pub fn decode(event_type: &str, data: &[u8]) -> Result<Option<Event>, prost::DecodeError> {
-        Ok(Some(match event_type {
-            types::REFERRAL_MADE => Event::Made(Message::decode(data)?),
-            types::REFERRAL_ACKNOWLEDGED => Event::Acknowledged(Message::decode(data)?),
-            types::REFERRAL_ACCEPTED => Event::Accepted(Message::decode(data)?),
-            types::REFERRAL_DECLINED => Event::Declined(Message::decode(data)?),
-            types::REFERRAL_OUTCOME_RECORDED => Event::OutcomeRecorded(Message::decode(data)?),
-            types::REFERRAL_WITHDRAWN => Event::Withdrawn(Message::decode(data)?),
-            types::REFERRAL_ESCALATED => Event::Escalated(Message::decode(data)?),
-            types::REFERRAL_ATTACHED => Event::Attached(Message::decode(data)?),
-            _ => return Ok(None),
-        }))
+caseline_aggregate::events! {
+    /// Everything that happens to a referral, in its stream `referral-<id>`.
+    pub enum Event for ReferralState {
+        Made(ReferralMade) = types::REFERRAL_MADE,
+        Acknowledged(ReferralAcknowledged) = types::REFERRAL_ACKNOWLEDGED,
+        Accepted(ReferralAccepted) = types::REFERRAL_ACCEPTED,
+        Declined(ReferralDeclined) = types::REFERRAL_DECLINED,
+        OutcomeRecorded(ReferralOutcomeRecorded) = types::REFERRAL_OUTCOME_RECORDED,
+        Withdrawn(ReferralWithdrawn) = types::REFERRAL_WITHDRAWN,
+        Escalated(ReferralEscalated) = types::REFERRAL_ESCALATED,
+        Attached(ReferralAttached) = types::REFERRAL_ATTACHED,
     }
 }
 
@@ -164,18 +119,21 @@ pub enum Command {
     Attach(Box<ReferralAttached>),
 }
 
-/// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DomainError {
-    /// No such referral (NOT_FOUND).
-    NoReferral,
-    /// A field of the command breaks a rule of referrals (INVALID_ARGUMENT).
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-    },
-    /// A rule of the referral's life (FAILED_PRECONDITION).
-    Precondition(&'static str),
+/// Why a command cannot apply: no such referral (`Missing`), a field breaking a rule
+/// of referrals (`Invalid`), or a rule of the referral's life (`Precondition`).
+pub use caseline_aggregate::Refusal as DomainError;
+
+impl caseline_aggregate::Rules for ReferralState {
+    type Command = Command;
+    type Event = Event;
+
+    fn decide(&self, command: Command) -> Result<Vec<Event>, DomainError> {
+        decide(self, command)
+    }
+
+    fn evolve(self, event: &Event, _: &str) -> Self {
+        evolve(self, event)
+    }
 }
 
 use DomainError::{Invalid, Precondition};
@@ -200,7 +158,7 @@ pub fn decide(state: &ReferralState, command: Command) -> Result<Vec<Event>, Dom
         return make(made, now_ms).map(|m| vec![Event::Made(m)]);
     }
     let Some(made) = &state.made else {
-        return Err(DomainError::NoReferral);
+        return Err(DomainError::Missing);
     };
     let (referral_id, from_agency, to_agency) = (
         made.referral_id.clone(),

@@ -5,21 +5,24 @@
 //! instead of waiting.
 //!
 //! Escalations are events of the referral's stream, written by the system actor
-//! [`SYSTEM_ACTOR`] with an id derived from the referral, so two processes (or a
-//! restarted one) sweeping at once record each escalation once.
+//! [`SYSTEM_ACTOR`] through the one command path as a request derived from the
+//! referral, so two processes (or a restarted one) sweeping at once record each
+//! escalation once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use caseline_audit::Clock;
-use caseline_eventlog::{Error as LogError, EventLog, ExpectedVersion, Metadata, NewEvent, Uuid};
+use caseline_aggregate::{Intent, Request, Store};
+use caseline_eventlog::{EventLog, Metadata, Uuid};
 use caseline_policy::teams::to_unix_ms;
 use caseline_server::ApiError;
+use caseline_trust::Clock;
 use caseline_vault::Vault;
 
 use crate::directory::Directory;
-use crate::domain::{self, Command};
-use crate::store::{ReferralStore, referral_stream};
+use crate::domain::Command;
+use crate::store::Referral;
+use caseline_case::Case;
 
 /// The actor of the events the referral service writes on its own (escalations,
 /// attachments).
@@ -31,10 +34,10 @@ const ESCALATION_NAMESPACE: Uuid = Uuid::from_u128(0x7e5c_a1a7_e0d1_4b8e_9c3f_5a
 
 /// The escalation process over a log.
 pub struct Escalation {
-    log: Arc<dyn EventLog>,
     vault: Vault,
     directory: Directory,
-    store: ReferralStore,
+    store: Store<Referral>,
+    cases: Store<Case>,
     clock: Clock,
 }
 
@@ -54,8 +57,8 @@ impl Escalation {
         Self {
             vault,
             directory,
-            store: ReferralStore::new(Arc::clone(&log)),
-            log,
+            store: Store::new(Arc::clone(&log)),
+            cases: Store::new(Arc::clone(&log)),
             clock,
         }
     }
@@ -87,14 +90,8 @@ impl Escalation {
         let mut attached = 0;
         for (referral_id, case_id) in pending {
             // One that fails is tried again at the next tick; the others go on.
-            match crate::attach::attach(
-                self.log.as_ref(),
-                &self.vault,
-                &self.store,
-                referral_id,
-                case_id,
-            )
-            .await
+            match crate::attach::attach(&self.vault, &self.cases, &self.store, referral_id, case_id)
+                .await
             {
                 Ok(true) => attached += 1,
                 Ok(false) => {}
@@ -125,47 +122,48 @@ impl Escalation {
         Ok(escalated)
     }
 
-    /// Escalates one referral if it still needs it; true if this call recorded it.
+    /// Escalates one referral if it still needs it, through the one command path as
+    /// the system's request (one per referral: a second sweep, here or in another
+    /// process, appends nothing twice); true if it stands escalated by the system now.
     async fn escalate(&self, referral_id: Uuid, now_ms: i64) -> Result<bool, ApiError> {
         let loaded = self.store.load(referral_id).await?;
-        let Ok(events) = domain::decide(&loaded.state, Command::Escalate { now_ms }) else {
-            // Decided, withdrawn or escalated meanwhile.
+        if loaded.state.escalation.is_some() {
             return Ok(false);
-        };
-        let metadata = Metadata {
-            case_id: loaded.owner().and_then(|o| o.case_id()),
-            actor: SYSTEM_ACTOR.to_owned(),
-            actor_role: SYSTEM.to_owned(),
-            agency: SYSTEM.to_owned(),
-            request_id: None,
-            correlation_id: None,
-            causation_id: None,
-            traceparent: None,
-            call: None,
-        };
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                event_id: Uuid::new_v5(&ESCALATION_NAMESPACE, referral_id.as_bytes()),
-                event_type: e.event_type().to_owned(),
-                data: e.encode(),
-                metadata: metadata.clone(),
-            })
-            .collect();
-        let at = loaded
-            .version
-            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        }
+        let request = Request::system(Uuid::new_v5(&ESCALATION_NAMESPACE, referral_id.as_bytes()));
+        let case_id = loaded.owner().and_then(|o| o.case_id());
         match self
-            .log
-            .append(&referral_stream(referral_id)?, at, new)
+            .store
+            .execute(
+                Intent {
+                    id: referral_id,
+                    request: &request,
+                    expected: None,
+                    metadata: system(case_id, None),
+                },
+                Some(loaded),
+                Command::Escalate { now_ms },
+                &(),
+            )
             .await
         {
-            Ok(_) => Ok(true),
-            // Another step (or another sweeper) landed first: the next sweep looks again.
-            Err(LogError::WrongExpectedVersion { .. } | LogError::EventIdConflict { .. }) => {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
+            Ok(done) => Ok(done.changed),
+            // Decided, withdrawn or escalated meanwhile.
+            Err(ApiError::FailedPrecondition(_)) => Ok(false),
+            Err(e) => Err(e),
         }
+    }
+}
+
+/// The envelope of the events the referral service writes on its own, about `case_id`
+/// if the referral has one, caused by `causation_id` if something caused it.
+pub(crate) fn system(case_id: Option<Uuid>, causation_id: Option<Uuid>) -> Metadata {
+    Metadata {
+        case_id,
+        actor: SYSTEM_ACTOR.to_owned(),
+        actor_role: SYSTEM.to_owned(),
+        agency: SYSTEM.to_owned(),
+        causation_id,
+        ..Metadata::default()
     }
 }

@@ -19,10 +19,10 @@ mod store;
 use std::sync::Arc;
 
 use crate::directory::Directory;
-use caseline_audit::{Kind, MethodSpec, Scope};
 use caseline_auth::Role;
 use caseline_policy::REFERRAL_RECEIVERS;
 use caseline_proto::v1::referral_service_server::ReferralServiceServer;
+use caseline_trust::{Kind, MethodSpec, Scope};
 
 pub use api::ReferralApi;
 pub use escalation::{Escalation, SYSTEM_ACTOR};

@@ -1,20 +1,16 @@
 //! Loading a referral from its stream and running a command on it: idempotent by
 //! `request_id`, checked against `expected_version`, appended at the version read.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use caseline_audit::Call;
-use caseline_audit::aggregate::{self, Aggregate, Gate};
-use caseline_audit::request::Request;
-use caseline_eventlog::{
-    Error as LogError, EventLog, ExpectedVersion, RecordedEvent, StreamName, Uuid,
-};
+use caseline_aggregate::{Aggregate, Gate, Refusal, Request, Store};
+use caseline_eventlog::{Error as LogError, ExpectedVersion, RecordedEvent, StreamName, Uuid};
 use caseline_proto::v1::events::{ReferralDeclined, ReferralOutcomeRecorded, ReferralWithdrawn};
 use caseline_server::ApiError;
+use caseline_trust::Call;
 
 use crate::access::Authorise;
-use crate::domain::{self, Command, DomainError, Event, ReferralState};
+use crate::domain::{self, Command, Event, ReferralState};
 
 /// Stream category of referrals (`referral-<id>`).
 pub const REFERRAL_CATEGORY: &str = "referral";
@@ -48,7 +44,7 @@ pub struct Referral {
 }
 
 /// A referral loaded from its stream, with its version and the requests applied.
-pub type Loaded = caseline_audit::aggregate::Loaded<Referral>;
+pub type Loaded = caseline_aggregate::Loaded<Referral>;
 
 /// Where a referral belongs: its case, or the helpline contact it was made from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,68 +93,52 @@ impl Referral {
 }
 
 impl Aggregate for Referral {
+    const CATEGORY: &'static str = REFERRAL_CATEGORY;
+    const KIND: &'static str = "referral";
     type Command = Command;
     type Event = Event;
 
-    fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
-        let decoded =
-            Event::decode(&event.event_type, &event.data).map_err(|_| LogError::Corrupt {
-                position: event.position.to_string(),
-                reason: format!("{} payload does not decode", event.event_type),
-            })?;
-        if let Some(e) = decoded {
-            let at = Some(event.recorded_at);
-            match &e {
-                Event::Made(_) => {
-                    self.made_by = event.metadata.actor.clone();
-                    self.times.made = at;
+    fn apply(&mut self, e: &Event, event: &RecordedEvent) {
+        let at = Some(event.recorded_at);
+        match e {
+            Event::Made(_) => {
+                self.made_by = event.metadata.actor.clone();
+                self.times.made = at;
+            }
+            Event::Acknowledged(_) => self.times.acknowledged = at,
+            Event::Accepted(_) => self.times.accepted = at,
+            Event::Declined(d) => {
+                self.times.declined = at;
+                self.declined = Some(d.clone());
+            }
+            Event::OutcomeRecorded(o) => {
+                self.times.completed = at;
+                self.outcome = Some(o.clone());
+            }
+            Event::Withdrawn(w) => {
+                self.times.withdrawn = at;
+                self.withdrawn = Some(w.clone());
+            }
+            Event::Escalated(_) => self.times.escalated = at,
+            Event::Attached(a) => {
+                // From now on the case's key opens the referral.
+                if let Some(d) = &mut self.declined {
+                    d.reason_sealed = a.decline_reason_sealed.clone();
                 }
-                Event::Acknowledged(_) => self.times.acknowledged = at,
-                Event::Accepted(_) => self.times.accepted = at,
-                Event::Declined(d) => {
-                    self.times.declined = at;
-                    self.declined = Some(d.clone());
+                if let Some(o) = &mut self.outcome {
+                    o.outcome_sealed = a.outcome_sealed.clone();
                 }
-                Event::OutcomeRecorded(o) => {
-                    self.times.completed = at;
-                    self.outcome = Some(o.clone());
-                }
-                Event::Withdrawn(w) => {
-                    self.times.withdrawn = at;
-                    self.withdrawn = Some(w.clone());
-                }
-                Event::Escalated(_) => self.times.escalated = at,
-                Event::Attached(a) => {
-                    // From now on the case's key opens the referral.
-                    if let Some(d) = &mut self.declined {
-                        d.reason_sealed = a.decline_reason_sealed.clone();
-                    }
-                    if let Some(o) = &mut self.outcome {
-                        o.outcome_sealed = a.outcome_sealed.clone();
-                    }
-                    if let Some(w) = &mut self.withdrawn {
-                        w.reason_sealed = a.withdraw_reason_sealed.clone();
-                    }
+                if let Some(w) = &mut self.withdrawn {
+                    w.reason_sealed = a.withdraw_reason_sealed.clone();
                 }
             }
-            self.state = domain::evolve(std::mem::take(&mut self.state), &e);
         }
-        Ok(())
+        self.state = domain::evolve(std::mem::take(&mut self.state), e);
     }
 
-    fn decide(&self, id: Uuid, command: Command) -> Result<Vec<Event>, ApiError> {
-        domain::decide(&self.state, command).map_err(|e| domain_error(e, id))
+    fn decide(&self, command: Command) -> Result<Vec<Event>, Refusal> {
+        domain::decide(&self.state, command)
     }
-
-    fn encode(event: &Event) -> (&'static str, Vec<u8>) {
-        (event.event_type(), event.encode())
-    }
-}
-
-/// Reads referrals from the log.
-#[derive(Debug)]
-pub(crate) struct ReferralStore {
-    log: Arc<dyn EventLog>,
 }
 
 /// What a command on a referral is.
@@ -170,63 +150,56 @@ pub(crate) struct Intent<'a> {
     pub owner: Owner,
 }
 
-impl ReferralStore {
-    pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Self { log }
-    }
-
-    /// The referral as the log says now (`version` `None`: no such referral).
-    pub async fn load(&self, referral_id: Uuid) -> Result<Loaded, ApiError> {
-        Loaded::load(self.log.as_ref(), &referral_stream(referral_id)?).await
-    }
-
-    /// Runs `command` for `intent.request` through the shared command path
-    /// ([`caseline_audit::aggregate::execute`]): `authorise` is asked on every state
-    /// decided on, and a referral that moved onto its case since the command was sealed
-    /// under its contact's key is ABORTED (nothing stored; a retry seals anew).
-    /// Returns the referral's version after the command.
-    pub async fn execute(
-        &self,
-        call: &Call,
-        intent: Intent<'_>,
-        first: Option<Loaded>,
-        command: Command,
-        authorise: Authorise<'_>,
-    ) -> Result<u64, ApiError> {
-        let Intent {
-            referral_id,
-            request,
-            expected,
-            owner,
-        } = intent;
-        aggregate::execute(
-            self.log.as_ref(),
-            call,
-            aggregate::Intent {
+/// Runs `command` for `intent.request` through the one command path
+/// ([`Store::execute`]): `authorise` is asked on every state decided on, and a referral
+/// that moved onto its case since the command was sealed under its contact's key is
+/// ABORTED (nothing stored; a retry seals anew). Returns the referral's version after
+/// the command.
+pub(crate) async fn execute(
+    store: &Store<Referral>,
+    call: &Call,
+    intent: Intent<'_>,
+    first: Option<Loaded>,
+    command: Command,
+    authorise: Authorise<'_>,
+) -> Result<u64, ApiError> {
+    let Intent {
+        referral_id,
+        request,
+        expected,
+        owner,
+    } = intent;
+    let done = store
+        .execute(
+            caseline_aggregate::Intent {
                 id: referral_id,
-                stream: referral_stream(referral_id)?,
                 request,
                 expected,
-                case_id: owner.case_id(),
+                metadata: call.event_metadata(owner.case_id(), None),
             },
             first,
             command,
-            &OwnedBy { authorise, owner },
+            &OwnedBy {
+                call,
+                authorise,
+                owner,
+            },
         )
-        .await
-    }
+        .await?;
+    Ok(done.version)
 }
 
 /// The gate of a command on a referral: the caller's standing, on a referral that
 /// still belongs where the command's text was sealed for.
 struct OwnedBy<'a> {
+    call: &'a Call,
     authorise: Authorise<'a>,
     owner: Owner,
 }
 
 impl Gate<Referral> for OwnedBy<'_> {
-    async fn check(&self, call: &Call, id: Uuid, loaded: &Loaded) -> Result<(), ApiError> {
-        self.authorise.check(call, id, loaded).await?;
+    async fn check(&self, id: Uuid, loaded: &Loaded) -> Result<(), ApiError> {
+        self.authorise.check(self.call, id, loaded).await?;
         if loaded.state.exists() && loaded.owner() != Some(self.owner) {
             return Err(ApiError::Log(LogError::WrongExpectedVersion {
                 stream: referral_stream(id)?,
@@ -235,19 +208,5 @@ impl Gate<Referral> for OwnedBy<'_> {
             }));
         }
         Ok(())
-    }
-}
-
-/// The status a domain refusal answers with.
-pub(crate) fn domain_error(e: DomainError, referral_id: Uuid) -> ApiError {
-    match e {
-        DomainError::NoReferral => ApiError::NotFound {
-            kind: "referral",
-            id: referral_id.to_string(),
-        },
-        DomainError::Invalid { field, reason } => {
-            ApiError::InvalidArgument(vec![caseline_server::FieldViolation::new(field, reason)])
-        }
-        DomainError::Precondition(why) => ApiError::FailedPrecondition(why.to_owned()),
     }
 }

@@ -3,6 +3,8 @@
 //! store, no vault, no clock: "now" is a fixed instant and sealed fields are plain
 //! non-empty bytes.
 
+use caseline_aggregate::EventCodec;
+use caseline_aggregate::testing::{assert_invalid, given, refused, then_state, when};
 use caseline_proto::event_types as types;
 use caseline_proto::v1::events::{
     ReferralAccepted, ReferralAcknowledged, ReferralAttached, ReferralDeclined, ReferralEscalated,
@@ -12,40 +14,12 @@ use caseline_proto::v1::{
     ConsentBasis, EscalationCause, ReferralStatus, ReferralUrgency, ServiceType,
 };
 use caseline_referrals::domain::{
-    Command, DomainError, Event, ReferralState, decide, due_by, evolve, time_allowed,
+    Command, DomainError, Event, ReferralState, due_by, time_allowed,
 };
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------
 // Given / when / then
-
-/// The referral after `events`, folded from nothing.
-fn given(events: &[Event]) -> ReferralState {
-    events.iter().fold(ReferralState::default(), evolve)
-}
-
-/// What `command` does to `state`.
-fn when(state: &ReferralState, command: Command) -> Result<Vec<Event>, DomainError> {
-    decide(state, command)
-}
-
-/// The referral after `events` are applied to `state`.
-fn then_state(state: ReferralState, events: &[Event]) -> ReferralState {
-    events.iter().fold(state, evolve)
-}
-
-fn refused(rule: &'static str) -> Result<Vec<Event>, DomainError> {
-    Err(DomainError::Precondition(rule))
-}
-
-/// Asserts that `result` is an `Invalid` refusal naming `field`.
-#[track_caller]
-fn assert_invalid(result: Result<Vec<Event>, DomainError>, field: &str) {
-    match result {
-        Err(DomainError::Invalid { field: named, .. }) => assert_eq!(named, field),
-        other => panic!("expected Invalid {{ field: {field:?}, .. }}, got {other:?}"),
-    }
-}
 
 const ALREADY_ACCEPTED: &str = "the referral was already accepted";
 const ALREADY_COMPLETED: &str = "the referral is already completed";
@@ -260,7 +234,7 @@ fn every_command_but_make() -> Vec<Command> {
 
 #[test]
 fn making_a_referral_about_a_case_records_it_due_by_its_urgency() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, make(request()));
 
@@ -269,7 +243,7 @@ fn making_a_referral_about_a_case_records_it_due_by_its_urgency() {
 
 #[test]
 fn making_a_referral_about_a_contact_records_it_due_by_its_urgency() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, make(request_about_contact()));
 
@@ -281,7 +255,7 @@ fn making_a_referral_about_a_contact_records_it_due_by_its_urgency() {
 
 #[test]
 fn an_emergency_referral_is_due_24_hours_after_it_is_made() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, make(request_at(ReferralUrgency::Emergency)));
 
@@ -296,7 +270,7 @@ fn an_emergency_referral_is_due_24_hours_after_it_is_made() {
 
 #[test]
 fn an_urgent_referral_is_due_72_hours_after_it_is_made() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, make(request_at(ReferralUrgency::Urgent)));
 
@@ -311,7 +285,7 @@ fn an_urgent_referral_is_due_72_hours_after_it_is_made() {
 
 #[test]
 fn a_routine_referral_is_due_10_days_after_it_is_made() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, make(request_at(ReferralUrgency::Routine)));
 
@@ -348,7 +322,7 @@ fn the_time_allowed_follows_the_urgency_and_unspecified_has_none() {
 
 #[test]
 fn a_due_time_sent_by_the_caller_is_replaced_by_the_one_its_urgency_sets() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let mut asked = request_at(ReferralUrgency::Emergency);
     asked.due_by_unix_ms = NOW + 365 * DAY_MS;
 
@@ -365,7 +339,7 @@ fn a_due_time_sent_by_the_caller_is_replaced_by_the_one_its_urgency_sets() {
 
 #[test]
 fn a_made_referral_awaits_the_receiving_agencys_decision() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, make(request())).expect("a valid referral is made");
     let state = then_state(state, &events);
@@ -385,7 +359,7 @@ fn a_made_referral_awaits_the_receiving_agencys_decision() {
 
 #[test]
 fn a_referral_with_consent_given_by_a_guardian_is_made() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: ConsentBasis::GivenByGuardian as i32,
         ..request()
@@ -399,7 +373,7 @@ fn a_referral_with_consent_given_by_a_guardian_is_made() {
 
 #[test]
 fn a_referral_that_needs_no_consent_is_made_with_its_legal_basis() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: ConsentBasis::NotRequired as i32,
         legal_basis_sealed: sealed("legal basis"),
@@ -414,7 +388,7 @@ fn a_referral_that_needs_no_consent_is_made_with_its_legal_basis() {
 
 #[test]
 fn a_referral_without_a_consent_basis_is_refused_naming_consent() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: ConsentBasis::Unspecified as i32,
         ..request()
@@ -425,7 +399,7 @@ fn a_referral_without_a_consent_basis_is_refused_naming_consent() {
 
 #[test]
 fn a_referral_with_an_unknown_consent_basis_is_refused_naming_consent() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: 99,
         ..request()
@@ -436,7 +410,7 @@ fn a_referral_with_an_unknown_consent_basis_is_refused_naming_consent() {
 
 #[test]
 fn consent_not_required_without_a_legal_basis_is_refused_naming_legal_basis() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: ConsentBasis::NotRequired as i32,
         legal_basis_sealed: Vec::new(),
@@ -448,7 +422,7 @@ fn consent_not_required_without_a_legal_basis_is_refused_naming_legal_basis() {
 
 #[test]
 fn a_legal_basis_with_consent_given_by_the_child_is_refused_naming_legal_basis() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: ConsentBasis::GivenByChild as i32,
         legal_basis_sealed: sealed("legal basis"),
@@ -460,7 +434,7 @@ fn a_legal_basis_with_consent_given_by_the_child_is_refused_naming_legal_basis()
 
 #[test]
 fn a_legal_basis_with_consent_given_by_a_guardian_is_refused_naming_legal_basis() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         consent: ConsentBasis::GivenByGuardian as i32,
         legal_basis_sealed: sealed("legal basis"),
@@ -472,7 +446,7 @@ fn a_legal_basis_with_consent_given_by_a_guardian_is_refused_naming_legal_basis(
 
 #[test]
 fn a_referral_without_an_urgency_is_refused_naming_urgency() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     assert_invalid(
         when(&state, make(request_at(ReferralUrgency::Unspecified))),
@@ -482,7 +456,7 @@ fn a_referral_without_an_urgency_is_refused_naming_urgency() {
 
 #[test]
 fn a_referral_with_an_unknown_urgency_is_refused_naming_urgency() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         urgency: 99,
         ..request()
@@ -493,7 +467,7 @@ fn a_referral_with_an_unknown_urgency_is_refused_naming_urgency() {
 
 #[test]
 fn a_referral_without_a_service_is_refused_naming_service() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         service: ServiceType::Unspecified as i32,
         ..request()
@@ -504,7 +478,7 @@ fn a_referral_without_a_service_is_refused_naming_service() {
 
 #[test]
 fn a_referral_to_an_unknown_service_is_refused_naming_service() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         service: 99,
         ..request()
@@ -515,7 +489,7 @@ fn a_referral_to_an_unknown_service_is_refused_naming_service() {
 
 #[test]
 fn a_referral_without_a_reason_is_refused_naming_reason() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         reason_sealed: Vec::new(),
         ..request()
@@ -526,7 +500,7 @@ fn a_referral_without_a_reason_is_refused_naming_reason() {
 
 #[test]
 fn a_referral_about_both_a_case_and_a_contact_is_refused_naming_case_id() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         contact_id: CONTACT_ID.into(),
         ..request()
@@ -537,7 +511,7 @@ fn a_referral_about_both_a_case_and_a_contact_is_refused_naming_case_id() {
 
 #[test]
 fn a_referral_about_neither_a_case_nor_a_contact_is_refused_naming_case_id() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         case_id: String::new(),
         contact_id: String::new(),
@@ -549,7 +523,7 @@ fn a_referral_about_neither_a_case_nor_a_contact_is_refused_naming_case_id() {
 
 #[test]
 fn a_referral_to_the_referring_agency_itself_is_refused_naming_to_agency() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         to_agency: FROM.into(),
         ..request()
@@ -560,7 +534,7 @@ fn a_referral_to_the_referring_agency_itself_is_refused_naming_to_agency() {
 
 #[test]
 fn a_referral_to_no_agency_is_refused_naming_to_agency() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
     let asked = ReferralMade {
         to_agency: String::new(),
         ..request()
@@ -591,7 +565,7 @@ fn making_a_completed_referral_again_is_refused_because_it_exists() {
 
 #[test]
 fn a_referral_that_was_never_made_does_not_exist() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     assert!(!state.exists());
     assert_eq!(state.made, None);
@@ -600,15 +574,11 @@ fn a_referral_that_was_never_made_does_not_exist() {
 
 #[test]
 fn every_command_but_make_on_a_missing_referral_is_no_referral() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     for command in every_command_but_make() {
         let name = format!("{command:?}");
-        assert_eq!(
-            when(&state, command),
-            Err(DomainError::NoReferral),
-            "{name}"
-        );
+        assert_eq!(when(&state, command), Err(DomainError::Missing), "{name}");
     }
 }
 
@@ -1161,7 +1131,7 @@ fn a_settled_referral_is_never_overdue() {
 
 #[test]
 fn a_referral_that_does_not_exist_is_neither_open_nor_overdue() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     assert!(!state.awaiting_decision());
     assert!(!state.is_open());
@@ -1320,7 +1290,7 @@ fn a_referral_is_attached_once_and_only_from_a_contact() {
     );
     assert_eq!(
         when(&ReferralState::default(), attach()),
-        Err(DomainError::NoReferral)
+        Err(DomainError::Missing)
     );
 }
 

@@ -8,10 +8,8 @@
 
 use std::sync::Arc;
 
-use caseline_audit::aggregate::{self, CaseGate, Intent, Projection, page_of};
-use caseline_audit::request::Request as RequestKey;
-use caseline_audit::{Call, vault_error};
-use caseline_cases::shared::{assess_risk, read_case};
+use caseline_aggregate::{Intent, Projection, Request as RequestKey, Store, page_of};
+use caseline_case::{Case, assess_risk};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, CaseTeam, Compartment, Entry, Operation, Sight, Via};
 use caseline_proto::prost::Message;
@@ -32,10 +30,12 @@ use caseline_proto::v1::{
 use caseline_server::ApiError;
 use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of};
 use caseline_timeline::timestamp;
+use caseline_trust::CaseGate;
+use caseline_trust::{Call, vault_error};
 use caseline_vault::Opened;
 
 use crate::domain::{Command, is_health_goal};
-use crate::store::{Loaded, Plan, nth_plan_id, plan_stream};
+use crate::store::{Loaded, Plan, nth_plan_id};
 
 /// Default and largest page of the lists.
 const LIST_PAGE: (u32, u32) = (50, 500);
@@ -45,13 +45,19 @@ const RISK_INDEX: usize = 1_000;
 /// The gRPC handlers of SupportPlanService.
 #[derive(Debug)]
 pub struct PlanApi {
-    log: Arc<dyn EventLog>,
+    plans: Store<Plan>,
+    /// Cases, for their state and the risk a review assesses on them.
+    cases: Store<Case>,
     directory: Projection<Plan>,
 }
 
 impl PlanApi {
     pub fn new(log: Arc<dyn EventLog>, directory: Projection<Plan>) -> Self {
-        Self { log, directory }
+        Self {
+            plans: Store::new(Arc::clone(&log)),
+            cases: Store::new(log),
+            directory,
+        }
     }
 }
 
@@ -63,8 +69,9 @@ fn plan_not_found(plan_id: Uuid) -> ApiError {
 }
 
 /// The gate of a command on a plan: `action` on its case.
-fn plan_gate(case_id: Uuid, action: Action, health_goal: bool) -> CaseGate {
+fn plan_gate(call: &Call, case_id: Uuid, action: Action, health_goal: bool) -> CaseGate<'_> {
     CaseGate {
+        call,
         case_id,
         action,
         health_goal,
@@ -145,41 +152,42 @@ impl PlanApi {
         health: impl Fn(&Loaded) -> bool,
         build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
     ) -> Result<(u64, Uuid, RequestKey), ApiError> {
-        let loaded = Loaded::load(self.log.as_ref(), &plan_stream(t.plan_id)?).await?;
+        let loaded = self.plans.load(t.plan_id).await?;
         let Some(case_id) = loaded.case_id() else {
             call.returned([t.plan_id]);
             return Err(plan_not_found(t.plan_id));
         };
         call.returned([t.plan_id]);
-        let gate = plan_gate(case_id, action, health(&loaded));
-        gate.admit(call, Some(t.plan_id)).await?;
-        let request = RequestKey::new(call, case_id, t.request_id, &t.encoded).await?;
-        if loaded
-            .answered(self.log.as_ref(), &plan_stream(t.plan_id)?, &request)
+        let gate = plan_gate(call, case_id, action, health(&loaded));
+        gate.admit(Some(t.plan_id)).await?;
+        let request = call.request(case_id, t.request_id, &t.encoded).await?;
+        if self
+            .plans
+            .answered(&loaded, t.plan_id, &request)
             .await?
             .is_none()
-            && read_case(self.log.as_ref(), case_id).await?.0.stage == Stage::Closed
+            && self.cases.load(case_id).await?.state.stage == Stage::Closed
         {
             return Err(ApiError::FailedPrecondition(
                 "the case is closed: reopen it before changing its plan".into(),
             ));
         }
         let command = build(case_id).await?;
-        let version = aggregate::execute(
-            self.log.as_ref(),
-            call,
-            Intent {
-                id: t.plan_id,
-                stream: plan_stream(t.plan_id)?,
-                request: &request,
-                expected: t.expected,
-                case_id: Some(case_id),
-            },
-            Some(loaded),
-            command,
-            &gate,
-        )
-        .await?;
+        let version = self
+            .plans
+            .execute(
+                Intent {
+                    id: t.plan_id,
+                    request: &request,
+                    expected: t.expected,
+                    metadata: call.event_metadata(Some(case_id), None),
+                },
+                Some(loaded),
+                command,
+                &gate,
+            )
+            .await?
+            .version;
         Ok((version, case_id, request))
     }
 
@@ -392,21 +400,24 @@ impl SupportPlanService for PlanApi {
         let request_id = check.uuid("request_id", &r.request_id);
         let case_id = check.uuid("case_id", &r.case_id);
         check.done(())?;
-        let gate = plan_gate(case_id, Action::Write(Compartment::SupportPlan), false);
-        gate.admit(&call, None).await?;
-        let request = RequestKey::new(&call, case_id, request_id, &r.encode_to_vec()).await?;
+        let gate = plan_gate(
+            &call,
+            case_id,
+            Action::Write(Compartment::SupportPlan),
+            false,
+        );
+        gate.admit(None).await?;
+        let request = call
+            .request(case_id, request_id, &r.encode_to_vec())
+            .await?;
         // The case's plans, oldest first: a retry answers as the first time; an open
         // plan refuses a second; the first free slot takes the new one.
         let mut n = 0;
         let (plan_id, loaded) = loop {
             let plan_id = nth_plan_id(case_id, n);
-            let stream = plan_stream(plan_id)?;
-            let loaded = Loaded::load(self.log.as_ref(), &stream).await?;
-            if let Some(version) = loaded
-                .answered(self.log.as_ref(), &stream, &request)
-                .await?
-            {
-                return Ok(answer(plan_id, version, None));
+            let loaded = self.plans.load(plan_id).await?;
+            if let Some(done) = self.plans.answered(&loaded, plan_id, &request).await? {
+                return Ok(answer(plan_id, done.version, None));
             }
             if !loaded.state.exists() {
                 break (plan_id, loaded);
@@ -419,43 +430,43 @@ impl SupportPlanService for PlanApi {
             }
             n += 1;
         };
-        let (case, _) = read_case(self.log.as_ref(), case_id).await?;
-        if case.stage == Stage::Closed {
+        let case = self.cases.load(case_id).await?;
+        if case.state.stage == Stage::Closed {
             return Err(ApiError::FailedPrecondition(
                 "the case is closed: reopen it before planning support".into(),
             )
             .into());
         }
-        let version = aggregate::execute(
-            self.log.as_ref(),
-            &call,
-            Intent {
-                id: plan_id,
-                stream: plan_stream(plan_id)?,
-                request: &request,
-                expected: None,
-                case_id: Some(case_id),
-            },
-            Some(loaded),
-            Command::Create {
-                created: PlanCreated {
-                    plan_id: plan_id.to_string(),
-                    case_id: case_id.to_string(),
-                    author: String::new(),
+        let version = self
+            .plans
+            .execute(
+                Intent {
+                    id: plan_id,
+                    request: &request,
+                    expected: None,
+                    metadata: call.event_metadata(Some(case_id), None),
                 },
-                author: call.subject().to_owned(),
-                case_assessed: case.assessed,
-            },
-            &gate,
-        )
-        .await
-        .map_err(|e| match e {
-            // Another creation took this slot meanwhile.
-            ApiError::FailedPrecondition(why) if why == "the plan already exists" => {
-                ApiError::FailedPrecondition("the case already has an open plan".into())
-            }
-            e => e,
-        })?;
+                Some(loaded),
+                Command::Create {
+                    created: PlanCreated {
+                        plan_id: plan_id.to_string(),
+                        case_id: case_id.to_string(),
+                        author: String::new(),
+                    },
+                    author: call.subject().to_owned(),
+                    case_assessed: case.state.assessed,
+                },
+                &gate,
+            )
+            .await
+            .map(|done| done.version)
+            .map_err(|e| match e {
+                // Another creation took this slot meanwhile.
+                ApiError::FailedPrecondition(why) if why == "the plan already exists" => {
+                    ApiError::FailedPrecondition("the case already has an open plan".into())
+                }
+                e => e,
+            })?;
         Ok(answer(plan_id, version, None))
     }
 
@@ -512,7 +523,7 @@ impl SupportPlanService for PlanApi {
                 Action::Write(Compartment::SupportPlan),
                 |_| health,
                 async |case_id| {
-                    let request = RequestKey::new(&call, case_id, t.request_id, &t.encoded).await?;
+                    let request = call.request(case_id, t.request_id, &t.encoded).await?;
                     let id = request.entry_id();
                     goal_id = Some(id);
                     Ok(Command::AddGoal(GoalAdded {
@@ -745,7 +756,7 @@ impl SupportPlanService for PlanApi {
         let mut metadata = call.event_metadata(Some(case_id), Some(request.id));
         metadata.causation_id = Some(request.event_id(0));
         match assess_risk(
-            self.log.as_ref(),
+            &self.cases,
             case_id,
             // The level only: the review's text stays in the support plan, where its
             // readers are; the link is the causation id. The same bytes on every try,
@@ -803,7 +814,7 @@ impl SupportPlanService for PlanApi {
         let plan_id = check.uuid("plan_id", &r.plan_id);
         check.done(())?;
         call.returned([plan_id]);
-        let loaded = Loaded::load(self.log.as_ref(), &plan_stream(plan_id)?).await?;
+        let loaded = self.plans.load(plan_id).await?;
         let Some(case_id) = loaded.case_id() else {
             return Err(plan_not_found(plan_id).into());
         };

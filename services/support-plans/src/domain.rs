@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use caseline_proto::event_types as types;
-use caseline_proto::prost::{self, Message};
 use caseline_proto::v1::events::{
     GoalAdded, GoalStatusUpdated, PlanApproved, PlanChangesRequested, PlanClosed, PlanCreated,
     PlanReviewed, PlanSubmitted, ProviderAssigned, ReviewScheduled, SafetyPlanRecorded,
@@ -19,64 +18,22 @@ use caseline_proto::v1::events::{
 };
 use caseline_proto::v1::{GoalDomain, GoalStatus, PlanClosure, PlanStatus};
 
-/// Everything that happens to a plan, in its stream `plan-<id>`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    Created(PlanCreated),
-    SafetyPlan(SafetyPlanRecorded),
-    GoalAdded(GoalAdded),
-    ProviderAssigned(ProviderAssigned),
-    ServiceDelivered(ServiceDelivered),
-    GoalStatus(GoalStatusUpdated),
-    Submitted(PlanSubmitted),
-    Approved(PlanApproved),
-    ChangesRequested(PlanChangesRequested),
-    ReviewScheduled(ReviewScheduled),
-    Reviewed(PlanReviewed),
-    Closed(PlanClosed),
-}
-
-macro_rules! events {
-    ($($variant:ident => $ty:ident),* $(,)?) => {
-        impl Event {
-            /// The stored event type: the payload's full protobuf name.
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $(Event::$variant(_) => types::$ty,)*
-                }
-            }
-
-            pub fn encode(&self) -> Vec<u8> {
-                match self {
-                    $(Event::$variant(e) => e.encode_to_vec(),)*
-                }
-            }
-
-            /// The event stored as `event_type` with payload `data`; `None` for a type
-            /// a plan stream does not hold.
-            pub fn decode(event_type: &str, data: &[u8]) -> Result<Option<Event>, prost::DecodeError> {
-                Ok(Some(match event_type {
-                    $(types::$ty => Event::$variant(Message::decode(data)?),)*
-                    _ => return Ok(None),
-                }))
-            }
-        }
-    };
-}
-
-events! {
-    Created => PLAN_CREATED,
-    SafetyPlan => SAFETY_PLAN_RECORDED,
-    GoalAdded => GOAL_ADDED,
-    ProviderAssigned => PROVIDER_ASSIGNED,
-    ServiceDelivered => SERVICE_DELIVERED,
-    GoalStatus => GOAL_STATUS_UPDATED,
-    Submitted => PLAN_SUBMITTED,
-    Approved => PLAN_APPROVED,
-    ChangesRequested => PLAN_CHANGES_REQUESTED,
-    ReviewScheduled => REVIEW_SCHEDULED,
-    Reviewed => PLAN_REVIEWED,
-    Closed => PLAN_CLOSED,
+caseline_aggregate::events! {
+    /// Everything that happens to a plan, in its stream `plan-<id>`.
+    pub enum Event for PlanState {
+        Created(PlanCreated) = types::PLAN_CREATED,
+        SafetyPlan(SafetyPlanRecorded) = types::SAFETY_PLAN_RECORDED,
+        GoalAdded(GoalAdded) = types::GOAL_ADDED,
+        ProviderAssigned(ProviderAssigned) = types::PROVIDER_ASSIGNED,
+        ServiceDelivered(ServiceDelivered) = types::SERVICE_DELIVERED,
+        GoalStatus(GoalStatusUpdated) = types::GOAL_STATUS_UPDATED,
+        Submitted(PlanSubmitted) = types::PLAN_SUBMITTED,
+        Approved(PlanApproved) = types::PLAN_APPROVED,
+        ChangesRequested(PlanChangesRequested) = types::PLAN_CHANGES_REQUESTED,
+        ReviewScheduled(ReviewScheduled) = types::REVIEW_SCHEDULED,
+        Reviewed(PlanReviewed) = types::PLAN_REVIEWED,
+        Closed(PlanClosed) = types::PLAN_CLOSED,
+    }
 }
 
 pub use caseline_timeline::is_health_goal;
@@ -172,20 +129,28 @@ pub enum Command {
     Close(PlanClosed),
 }
 
-/// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DomainError {
-    /// No such plan (NOT_FOUND).
-    NoPlan,
-    /// No such goal in the plan (NOT_FOUND).
-    NoGoal,
-    /// A field breaks a rule of plans (INVALID_ARGUMENT).
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-    },
-    /// A rule of the plan's life (FAILED_PRECONDITION).
-    Precondition(&'static str),
+/// Why a command cannot apply: no such plan (`Missing`), a field breaking a rule of
+/// plans (`Invalid`, [`NO_GOAL`] among them), or a rule of the plan's life
+/// (`Precondition`).
+pub use caseline_aggregate::Refusal as DomainError;
+
+/// The goal named is not a goal of this plan.
+pub const NO_GOAL: DomainError = DomainError::Invalid {
+    field: "goal_id",
+    reason: "is not a goal of this plan",
+};
+
+impl caseline_aggregate::Rules for PlanState {
+    type Command = Command;
+    type Event = Event;
+
+    fn decide(&self, command: Command) -> Result<Vec<Event>, DomainError> {
+        decide(self, command)
+    }
+
+    fn evolve(self, event: &Event, actor: &str) -> Self {
+        evolve(self, event, actor)
+    }
 }
 
 use DomainError::{Invalid, Precondition};
@@ -211,13 +176,13 @@ pub fn decide(state: &PlanState, command: Command) -> Result<Vec<Event>, DomainE
         return Ok(vec![Event::Created(PlanCreated { author, ..created })]);
     }
     let Some(created) = &state.created else {
-        return Err(DomainError::NoPlan);
+        return Err(DomainError::Missing);
     };
     if state.status == PlanStatus::Closed {
         return Err(Precondition(CLOSED));
     }
     let plan_id = created.plan_id.clone();
-    let goal = |goal_id: &str| state.goals.get(goal_id).ok_or(DomainError::NoGoal);
+    let goal = |goal_id: &str| state.goals.get(goal_id).ok_or(NO_GOAL);
     let event = match command {
         Command::Create { .. } => return Err(Precondition("the plan already exists")),
         Command::RecordSafetyPlan(s) => {

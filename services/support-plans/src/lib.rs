@@ -15,10 +15,10 @@ mod store;
 
 use std::sync::Arc;
 
-use caseline_audit::aggregate::Projection;
-use caseline_audit::{Kind, MethodSpec, Scope};
+use caseline_aggregate::Projection;
 use caseline_auth::Role;
 use caseline_proto::v1::support_plan_service_server::SupportPlanServiceServer;
+use caseline_trust::{Kind, MethodSpec, Scope};
 
 pub use api::PlanApi;
 pub use store::PLAN_CATEGORY;

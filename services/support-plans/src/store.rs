@@ -2,11 +2,10 @@
 
 use std::time::SystemTime;
 
-use caseline_audit::aggregate::Aggregate;
-use caseline_eventlog::{Error as LogError, RecordedEvent, StreamName, Uuid};
-use caseline_server::{ApiError, FieldViolation};
+use caseline_aggregate::{Aggregate, Refusal};
+use caseline_eventlog::{RecordedEvent, Uuid};
 
-use crate::domain::{self, Command, DomainError, Event, PlanState};
+use crate::domain::{self, Command, Event, PlanState};
 
 /// Stream category of support plans.
 pub const PLAN_CATEGORY: &str = "plan";
@@ -14,10 +13,6 @@ pub const PLAN_CATEGORY: &str = "plan";
 /// Namespace of plan ids: the `n`th plan of a case is UUIDv5(case id, n), so two
 /// creations racing for a case's next plan meet on one stream and one of them wins.
 const PLAN_NAMESPACE: Uuid = Uuid::from_u128(0x91a4_57c3_8b2e_4d6f_a0c1_e2f3_0415_2637);
-
-pub(crate) fn plan_stream(plan_id: Uuid) -> Result<StreamName, ApiError> {
-    Ok(StreamName::for_id(PLAN_CATEGORY, plan_id)?)
-}
 
 /// The id of the `n`th plan of a case.
 pub(crate) fn nth_plan_id(case_id: Uuid, n: u64) -> Uuid {
@@ -45,52 +40,28 @@ impl Plan {
 }
 
 /// A plan loaded from its stream, with its version and the requests applied.
-pub type Loaded = caseline_audit::aggregate::Loaded<Plan>;
+pub type Loaded = caseline_aggregate::Loaded<Plan>;
 
-impl caseline_audit::aggregate::Listed for Plan {
-    const CATEGORY: &'static str = PLAN_CATEGORY;
+impl caseline_aggregate::Listed for Plan {
     const FORMAT: u32 = caseline_proto::snapshot_format(1);
 }
 
 impl Aggregate for Plan {
+    const CATEGORY: &'static str = PLAN_CATEGORY;
+    const KIND: &'static str = "plan";
     type Command = Command;
     type Event = Event;
 
-    fn apply(&mut self, event: &RecordedEvent) -> Result<(), LogError> {
-        let decoded =
-            Event::decode(&event.event_type, &event.data).map_err(|_| LogError::Corrupt {
-                position: event.position.to_string(),
-                reason: format!("{} payload does not decode", event.event_type),
-            })?;
-        if let Some(e) = decoded {
-            match &e {
-                Event::Created(_) => self.created_at = Some(event.recorded_at),
-                Event::Reviewed(_) => self.last_review_at = Some(event.recorded_at),
-                _ => {}
-            }
-            self.state = domain::evolve(std::mem::take(&mut self.state), &e, &event.metadata.actor);
+    fn apply(&mut self, e: &Event, event: &RecordedEvent) {
+        match e {
+            Event::Created(_) => self.created_at = Some(event.recorded_at),
+            Event::Reviewed(_) => self.last_review_at = Some(event.recorded_at),
+            _ => {}
         }
-        Ok(())
+        self.state = domain::evolve(std::mem::take(&mut self.state), e, &event.metadata.actor);
     }
 
-    fn decide(&self, id: Uuid, command: Command) -> Result<Vec<Event>, ApiError> {
-        domain::decide(&self.state, command).map_err(|e| match e {
-            DomainError::NoPlan => ApiError::NotFound {
-                kind: "plan",
-                id: id.to_string(),
-            },
-            DomainError::NoGoal => ApiError::InvalidArgument(vec![FieldViolation::new(
-                "goal_id",
-                "is not a goal of this plan",
-            )]),
-            DomainError::Invalid { field, reason } => {
-                ApiError::InvalidArgument(vec![FieldViolation::new(field, reason)])
-            }
-            DomainError::Precondition(why) => ApiError::FailedPrecondition(why.to_owned()),
-        })
-    }
-
-    fn encode(event: &Event) -> (&'static str, Vec<u8>) {
-        (event.event_type(), event.encode())
+    fn decide(&self, command: Command) -> Result<Vec<Event>, Refusal> {
+        domain::decide(&self.state, command)
     }
 }

@@ -3,6 +3,10 @@
 //! (or exactly this refusal). Pure: no store, no vault, no clock: sealed fields are plain
 //! non-empty bytes and dates are fixed calendar dates.
 
+use caseline_aggregate::EventCodec;
+use caseline_aggregate::testing::{
+    assert_invalid, given, given_by, refused, then_state, then_state_by, when,
+};
 use caseline_proto::event_types as types;
 use caseline_proto::v1::events::{
     GoalAdded, GoalStatusUpdated, PlanApproved, PlanChangesRequested, PlanClosed, PlanCreated,
@@ -11,51 +15,11 @@ use caseline_proto::v1::events::{
 };
 use caseline_proto::v1::{GoalDomain, GoalStatus, PlanClosure, PlanPhase, PlanStatus, RiskLevel};
 use caseline_support_plans::domain::{
-    Command, DomainError, Event, Goal, PlanState, decide, evolve, is_health_goal,
+    Command, DomainError, Event, Goal, NO_GOAL, PlanState, is_health_goal,
 };
 
 // ---------------------------------------------------------------------------------------
 // Given / when / then
-
-/// The plan after `events`, folded from nothing, every one written by `actor`.
-fn given_by(actor: &str, events: &[Event]) -> PlanState {
-    then_state_by(actor, PlanState::default(), events)
-}
-
-/// The plan after `events`, folded from nothing, written by its author.
-fn given(events: &[Event]) -> PlanState {
-    given_by(AUTHOR, events)
-}
-
-/// What `command` does to `state`.
-fn when(state: &PlanState, command: Command) -> Result<Vec<Event>, DomainError> {
-    decide(state, command)
-}
-
-/// The plan after `actor` applies `events` to `state`.
-fn then_state_by(actor: &str, state: PlanState, events: &[Event]) -> PlanState {
-    events
-        .iter()
-        .fold(state, |state, event| evolve(state, event, actor))
-}
-
-/// The plan after its author applies `events` to `state`.
-fn then_state(state: PlanState, events: &[Event]) -> PlanState {
-    then_state_by(AUTHOR, state, events)
-}
-
-fn refused(rule: &'static str) -> Result<Vec<Event>, DomainError> {
-    Err(DomainError::Precondition(rule))
-}
-
-/// Asserts that `result` is an `Invalid` refusal naming `field`.
-#[track_caller]
-fn assert_invalid(result: Result<Vec<Event>, DomainError>, field: &str) {
-    match result {
-        Err(DomainError::Invalid { field: named, .. }) => assert_eq!(named, field),
-        other => panic!("expected Invalid {{ field: {field:?}, .. }}, got {other:?}"),
-    }
-}
 
 const NOT_ASSESSED: &str = "the case has no risk assessment: record one before planning support";
 const ALREADY_EXISTS: &str = "the plan already exists";
@@ -75,7 +39,9 @@ const OPEN_GOALS: &str = "every goal must be achieved or discontinued before the
 const PLAN_ID: &str = "0000000b-0000-0000-0000-000000000001";
 const CASE_ID: &str = "0000000a-0000-0000-0000-000000000001";
 /// The social worker who drafts the plan.
-const AUTHOR: &str = "worker-7";
+/// The author of the plans of these tests: who appends their events unless a test
+/// says otherwise.
+const AUTHOR: &str = caseline_aggregate::testing::ACTOR;
 /// The supervisor who decides on it.
 const SUPERVISOR: &str = "supervisor-3";
 const PROVIDER: &str = "child-advocacy-centre";
@@ -383,7 +349,7 @@ fn every_command_but_create() -> Vec<Command> {
 
 #[test]
 fn creating_a_plan_for_an_assessed_case_records_it() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, create(true));
 
@@ -392,14 +358,14 @@ fn creating_a_plan_for_an_assessed_case_records_it() {
 
 #[test]
 fn creating_a_plan_for_a_case_without_a_risk_assessment_is_refused() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     assert_eq!(when(&state, create(false)), refused(NOT_ASSESSED));
 }
 
 #[test]
 fn a_created_plan_is_an_open_draft_without_goals_by_its_author() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, create(true)).expect("created");
     let state = then_state_by(AUTHOR, state, &events);
@@ -461,7 +427,7 @@ fn creating_a_plan_that_exists_is_refused() {
 
 #[test]
 fn a_plan_never_created_does_not_exist() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     assert!(!state.exists());
     assert!(!state.is_open());
@@ -471,11 +437,11 @@ fn a_plan_never_created_does_not_exist() {
 
 #[test]
 fn every_command_but_create_on_a_missing_plan_is_no_plan() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     for command in every_command_but_create() {
         let name = format!("{command:?}");
-        assert_eq!(when(&state, command), Err(DomainError::NoPlan), "{name}");
+        assert_eq!(when(&state, command), Err(DomainError::Missing), "{name}");
     }
 }
 
@@ -490,7 +456,7 @@ fn goal_commands_naming_an_unknown_goal_are_no_goal() {
         update("goal-unknown", GoalStatus::Discontinued, sealed("why")),
     ] {
         let name = format!("{command:?}");
-        assert_eq!(when(&state, command), Err(DomainError::NoGoal), "{name}");
+        assert_eq!(when(&state, command), Err(NO_GOAL), "{name}");
     }
 }
 

@@ -2,9 +2,9 @@
 //! command is decided, then exactly these events (or exactly this refusal). Pure: no
 //! store, no vault, no clock.
 
-use caseline_cases::domain::{
-    Actor, CaseState, Command, DomainError, Event, Opening, decide, evolve,
-};
+use caseline_aggregate::EventCodec;
+use caseline_aggregate::testing::{given, refused, then_state, when};
+use caseline_case::domain::{Actor, Command, DomainError, Event, Opening};
 use caseline_eventlog::Uuid;
 use caseline_proto::event_types as types;
 use caseline_proto::v1::events::{
@@ -19,25 +19,6 @@ use caseline_proto::v1::{
 
 // ---------------------------------------------------------------------------------------
 // Given / when / then
-
-/// The case after `events`, folded from nothing.
-fn given(events: &[Event]) -> CaseState {
-    events.iter().fold(CaseState::default(), evolve)
-}
-
-/// What `command` does to `state`.
-fn when(state: &CaseState, command: Command) -> Result<Vec<Event>, DomainError> {
-    decide(state, command)
-}
-
-/// The case after `events` are applied to `state`.
-fn then_state(state: CaseState, events: &[Event]) -> CaseState {
-    events.iter().fold(state, evolve)
-}
-
-fn refused(rule: &'static str) -> Result<Vec<Event>, DomainError> {
-    Err(DomainError::Precondition(rule))
-}
 
 const CLOSED: &str = "the case is closed: reopen it first";
 
@@ -302,7 +283,7 @@ fn every_command_but_open(with_reopen: bool) -> Vec<Command> {
 
 #[test]
 fn opening_records_the_opening_then_the_opener_as_first_member() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, opening(None));
 
@@ -317,7 +298,7 @@ fn opening_records_the_opening_then_the_opener_as_first_member() {
 
 #[test]
 fn opening_from_a_contact_attaches_the_contact_after_the_opener() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, opening(Some(contact())));
 
@@ -335,7 +316,7 @@ fn opening_from_a_contact_attaches_the_contact_after_the_opener() {
 
 #[test]
 fn an_opened_case_is_in_intake_at_its_initial_risk_with_the_opener_on_its_team() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     let events = when(&state, opening(Some(contact()))).unwrap();
     let state = then_state(state, &events);
@@ -358,7 +339,7 @@ fn an_opened_case_is_in_intake_at_its_initial_risk_with_the_opener_on_its_team()
 
 #[test]
 fn a_case_that_was_never_opened_does_not_exist() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     assert!(!state.exists());
     assert_eq!(state.opened, None);
@@ -389,11 +370,11 @@ fn opening_a_closed_case_is_refused_because_it_exists() {
 
 #[test]
 fn every_command_but_open_on_a_missing_case_is_no_case() {
-    let state = given(&[]);
+    let state = given::<Event>(&[]);
 
     for command in every_command_but_open(true) {
         let name = format!("{command:?}");
-        assert_eq!(when(&state, command), Err(DomainError::NoCase), "{name}");
+        assert_eq!(when(&state, command), Err(DomainError::Missing), "{name}");
     }
 }
 
@@ -548,6 +529,34 @@ fn adding_a_member_already_on_the_team_is_refused() {
     assert_eq!(
         when(&state, Command::AddMember(again)),
         refused("already a member of the team")
+    );
+}
+
+#[test]
+fn joining_puts_a_newcomer_on_the_team_and_changes_nothing_for_a_member() {
+    let state = given(&open_case());
+    let newcomer = member("shelter-worker-3", "safe-house", "social_worker");
+
+    assert_eq!(
+        when(&state, Command::Join(newcomer.clone())),
+        Ok(vec![Event::MemberAdded(newcomer)])
+    );
+    // Already on the team, in whatever role: nothing to append, and no refusal.
+    let again = member("counsellor-1", "helpline", "supervisor");
+    assert_eq!(when(&state, Command::Join(again)), Ok(vec![]));
+}
+
+#[test]
+fn nobody_joins_a_closed_or_missing_case() {
+    let newcomer = member("shelter-worker-3", "safe-house", "social_worker");
+
+    assert_eq!(
+        when(&given(&closed_case()), Command::Join(newcomer.clone())),
+        refused(CLOSED)
+    );
+    assert_eq!(
+        when(&given::<Event>(&[]), Command::Join(newcomer)),
+        Err(DomainError::Missing)
     );
 }
 

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use caseline_eventlog::Uuid;
 use caseline_proto::event_types as types;
-use caseline_proto::prost::{self, Message};
 use caseline_proto::v1::events::{
     CaseOpened, CaseReopened, CasesLinked, CasesUnlinked, ClosureDecided, ClosureRequested,
     ContactAttached, JusticeMilestoneRecorded, NoteAdded, RiskAssessed, StageChanged,
@@ -15,81 +14,22 @@ use caseline_proto::v1::events::{
 };
 use caseline_proto::v1::{MilestoneKind, RiskLevel, Stage};
 
-/// Everything that happens to a case, in its stream `case-<id>`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    Opened(CaseOpened),
-    ContactAttached(ContactAttached),
-    MemberAdded(TeamMemberAdded),
-    MemberRemoved(TeamMemberRemoved),
-    RiskAssessed(RiskAssessed),
-    NoteAdded(NoteAdded),
-    Linked(CasesLinked),
-    Unlinked(CasesUnlinked),
-    StageChanged(StageChanged),
-    ClosureRequested(ClosureRequested),
-    ClosureDecided(ClosureDecided),
-    Reopened(CaseReopened),
-    MilestoneRecorded(JusticeMilestoneRecorded),
-}
-
-impl Event {
-    /// The stored event type: the payload's full protobuf name.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Event::Opened(_) => types::CASE_OPENED,
-            Event::ContactAttached(_) => types::CONTACT_ATTACHED,
-            Event::MemberAdded(_) => types::TEAM_MEMBER_ADDED,
-            Event::MemberRemoved(_) => types::TEAM_MEMBER_REMOVED,
-            Event::RiskAssessed(_) => types::RISK_ASSESSED,
-            Event::NoteAdded(_) => types::NOTE_ADDED,
-            Event::Linked(_) => types::CASES_LINKED,
-            Event::Unlinked(_) => types::CASES_UNLINKED,
-            Event::StageChanged(_) => types::STAGE_CHANGED,
-            Event::ClosureRequested(_) => types::CLOSURE_REQUESTED,
-            Event::ClosureDecided(_) => types::CLOSURE_DECIDED,
-            Event::Reopened(_) => types::CASE_REOPENED,
-            Event::MilestoneRecorded(_) => types::JUSTICE_MILESTONE_RECORDED,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Event::Opened(e) => e.encode_to_vec(),
-            Event::ContactAttached(e) => e.encode_to_vec(),
-            Event::MemberAdded(e) => e.encode_to_vec(),
-            Event::MemberRemoved(e) => e.encode_to_vec(),
-            Event::RiskAssessed(e) => e.encode_to_vec(),
-            Event::NoteAdded(e) => e.encode_to_vec(),
-            Event::Linked(e) => e.encode_to_vec(),
-            Event::Unlinked(e) => e.encode_to_vec(),
-            Event::StageChanged(e) => e.encode_to_vec(),
-            Event::ClosureRequested(e) => e.encode_to_vec(),
-            Event::ClosureDecided(e) => e.encode_to_vec(),
-            Event::Reopened(e) => e.encode_to_vec(),
-            Event::MilestoneRecorded(e) => e.encode_to_vec(),
-        }
-    }
-
-    /// The event stored as `event_type` with payload `data`; `None` for a type the
-    /// case stream does not hold.
-    pub fn decode(event_type: &str, data: &[u8]) -> Result<Option<Event>, prost::DecodeError> {
-        Ok(Some(match event_type {
-            types::CASE_OPENED => Event::Opened(Message::decode(data)?),
-            types::CONTACT_ATTACHED => Event::ContactAttached(Message::decode(data)?),
-            types::TEAM_MEMBER_ADDED => Event::MemberAdded(Message::decode(data)?),
-            types::TEAM_MEMBER_REMOVED => Event::MemberRemoved(Message::decode(data)?),
-            types::RISK_ASSESSED => Event::RiskAssessed(Message::decode(data)?),
-            types::NOTE_ADDED => Event::NoteAdded(Message::decode(data)?),
-            types::CASES_LINKED => Event::Linked(Message::decode(data)?),
-            types::CASES_UNLINKED => Event::Unlinked(Message::decode(data)?),
-            types::STAGE_CHANGED => Event::StageChanged(Message::decode(data)?),
-            types::CLOSURE_REQUESTED => Event::ClosureRequested(Message::decode(data)?),
-            types::CLOSURE_DECIDED => Event::ClosureDecided(Message::decode(data)?),
-            types::CASE_REOPENED => Event::Reopened(Message::decode(data)?),
-            types::JUSTICE_MILESTONE_RECORDED => Event::MilestoneRecorded(Message::decode(data)?),
-            _ => return Ok(None),
-        }))
+caseline_aggregate::events! {
+    /// Everything that happens to a case, in its stream `case-<id>`.
+    pub enum Event for CaseState {
+        Opened(CaseOpened) = types::CASE_OPENED,
+        ContactAttached(ContactAttached) = types::CONTACT_ATTACHED,
+        MemberAdded(TeamMemberAdded) = types::TEAM_MEMBER_ADDED,
+        MemberRemoved(TeamMemberRemoved) = types::TEAM_MEMBER_REMOVED,
+        RiskAssessed(RiskAssessed) = types::RISK_ASSESSED,
+        NoteAdded(NoteAdded) = types::NOTE_ADDED,
+        Linked(CasesLinked) = types::CASES_LINKED,
+        Unlinked(CasesUnlinked) = types::CASES_UNLINKED,
+        StageChanged(StageChanged) = types::STAGE_CHANGED,
+        ClosureRequested(ClosureRequested) = types::CLOSURE_REQUESTED,
+        ClosureDecided(ClosureDecided) = types::CLOSURE_DECIDED,
+        Reopened(CaseReopened) = types::CASE_REOPENED,
+        MilestoneRecorded(JusticeMilestoneRecorded) = types::JUSTICE_MILESTONE_RECORDED,
     }
 }
 
@@ -156,6 +96,9 @@ pub enum Command {
     Open(Box<Opening>),
     AssessRisk(RiskAssessed),
     AddMember(TeamMemberAdded),
+    /// Join the team on another service's step (a referral accepted): nothing to do
+    /// for someone already on it, in whatever role.
+    Join(TeamMemberAdded),
     RemoveMember(TeamMemberRemoved),
     AddNote(NoteAdded),
     Link {
@@ -190,18 +133,24 @@ pub enum Command {
     RecordMilestone(JusticeMilestoneRecorded),
 }
 
-/// Why a command cannot apply.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DomainError {
-    /// There is no such case.
-    #[error("no such case")]
-    NoCase,
-    /// A rule of the domain refuses the command now.
-    #[error("{0}")]
-    Precondition(&'static str),
-}
+/// Why a command cannot apply: no such case (`Missing`), or a rule refuses it now
+/// (`Precondition`).
+pub use caseline_aggregate::Refusal as DomainError;
 
 use DomainError::Precondition;
+
+impl caseline_aggregate::Rules for CaseState {
+    type Command = Command;
+    type Event = Event;
+
+    fn decide(&self, command: Command) -> Result<Vec<Event>, DomainError> {
+        decide(self, command)
+    }
+
+    fn evolve(self, event: &Event, _: &str) -> Self {
+        evolve(self, event)
+    }
+}
 
 /// Decides what a command does to the case: the events to append, or why not.
 pub fn decide(state: &CaseState, command: Command) -> Result<Vec<Event>, DomainError> {
@@ -219,7 +168,7 @@ pub fn decide(state: &CaseState, command: Command) -> Result<Vec<Event>, DomainE
         return Ok(events);
     }
     if !state.exists() {
-        return Err(DomainError::NoCase);
+        return Err(DomainError::Missing);
     }
     let closed = state.stage == Stage::Closed;
     // A closed case takes nothing new but its reopening; a member can still be taken
@@ -242,6 +191,15 @@ pub fn decide(state: &CaseState, command: Command) -> Result<Vec<Event>, DomainE
                 .contains_key(&(m.subject.clone(), m.agency.clone()))
             {
                 return Err(Precondition("already a member of the team"));
+            }
+            Event::MemberAdded(m)
+        }
+        Command::Join(m) => {
+            if state
+                .team
+                .contains_key(&(m.subject.clone(), m.agency.clone()))
+            {
+                return Ok(Vec::new());
             }
             Event::MemberAdded(m)
         }

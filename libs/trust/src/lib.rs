@@ -14,16 +14,16 @@
 //!   audited by the events they append, whose envelope [`Call::event_metadata`] fills.
 #![forbid(unsafe_code)]
 
-pub mod aggregate;
 mod call;
+mod gate;
 mod record;
 pub mod request;
 pub mod spec;
 mod trace;
 mod trust;
-pub mod turns;
 
 pub use call::{Call, CallContext, CaseAccess, vault_error};
+pub use gate::CaseGate;
 pub use record::ACCESS_RECORDED;
 pub use spec::{CASE_ROLES, Kind, MethodSpec, Scope};
 pub use trace::TraceContext;

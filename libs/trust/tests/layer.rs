@@ -13,10 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use caseline_audit::{
-    ACCESS_RECORDED, BREAK_GLASS_HEADER, CASE_ROLES, Call, Clock, Kind, MethodSpec, PURPOSE_HEADER,
-    ROLE_HEADER, Scope, Trust, TrustConfig,
-};
 use caseline_auth::{AuthConfig, Authenticator, DevKey, Role};
 use caseline_eventlog::sqlite::SqliteEventLog;
 use caseline_eventlog::{
@@ -29,6 +25,10 @@ use caseline_proto::v1::events::{
     AccessOutcome, AccessRecorded, BreakGlassGranted, TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_server::{ApiError, FieldViolation, GrpcServer, ServerError, Services};
+use caseline_trust::{
+    ACCESS_RECORDED, BREAK_GLASS_HEADER, CASE_ROLES, Call, Clock, Kind, MethodSpec, PURPOSE_HEADER,
+    ROLE_HEADER, Scope, Trust, TrustConfig,
+};
 use caseline_vault::{KEY_STORE_FILE, MasterKey, Opened, Sealed, SqliteKeyStore, Vault};
 use prost::Message as _;
 use tonic::body::Body;
@@ -917,7 +917,7 @@ async fn a_successful_write_appends_no_access_record_and_its_event_says_who_and_
     assert_eq!(note.metadata.agency, "police-north");
     assert_eq!(note.metadata.traceparent.as_deref(), Some(TRACEPARENT));
     // Where, why and under which rules: the rest of what an access record would hold.
-    let call = caseline_audit::CallContext::from_json(note.metadata.call.as_deref().unwrap())
+    let call = caseline_trust::CallContext::from_json(note.metadata.call.as_deref().unwrap())
         .expect("the write carries its call context");
     assert_eq!(call.rpc, WRITE_NOTE);
     assert!(call.peer.starts_with("127.0.0.1:"), "{call:?}");

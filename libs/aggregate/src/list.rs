@@ -1,0 +1,164 @@
+//! Lists: every aggregate of one stream category, followed from the log in global
+//! order, and the pages cut from them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_projection::{Fold, Followed};
+use caseline_server::ApiError;
+
+use crate::{Aggregate, Loaded};
+
+/// An aggregate that lists are made of: the format of its state in projections'
+/// checkpoints (bump it when the state changes).
+pub trait Listed: Aggregate + serde::Serialize + serde::de::DeserializeOwned {
+    const FORMAT: u32;
+}
+
+/// Every aggregate of one stream category, in the order each began.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "A: Listed")]
+pub struct Category<A> {
+    items: HashMap<Uuid, Loaded<A>>,
+    /// By the position of each one's first event.
+    #[serde(with = "caseline_projection::positions::keys")]
+    order: BTreeMap<Position, Uuid>,
+}
+
+impl<A> std::fmt::Debug for Category<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Category")
+            .field("items", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A> Default for Category<A> {
+    fn default() -> Self {
+        Self {
+            items: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+}
+
+impl<A: Listed> Fold for Category<A> {
+    const FORMAT: u32 = A::FORMAT;
+    type Error = ApiError;
+
+    fn reads(event: &RecordedEvent) -> bool {
+        caseline_projection::category_of(event) == Some(A::CATEGORY)
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApiError> {
+        let Some(id) = event
+            .stream
+            .as_str()
+            .split_once('-')
+            .and_then(|(_, id)| Uuid::parse_str(id).ok())
+        else {
+            return Ok(());
+        };
+        let item = self.items.entry(id).or_default();
+        if item.version.is_some_and(|v| event.version <= v) {
+            // Delivered again (catch-up is at-least-once): applied already.
+            return Ok(());
+        }
+        if item.version.is_none() {
+            self.order.insert(event.position, id);
+        }
+        item.fold(event)?;
+        Ok(())
+    }
+}
+
+/// Every aggregate of one stream category, followed from the log in global order, for
+/// lists. Commands never read it (they load their own stream). It catches up before
+/// every query, so what a caller just wrote is listed on their next call.
+#[derive(Debug)]
+pub struct Projection<A> {
+    followed: Arc<Followed<Category<A>>>,
+}
+
+impl<A: Listed> Projection<A> {
+    /// Lists over `followed` (see `caseline_host::Host::projection`).
+    pub fn new(followed: Arc<Followed<Category<A>>>) -> Self {
+        Self { followed }
+    }
+
+    /// The aggregates begun after `after` that `include` admits, oldest first, each with
+    /// the position that pages them.
+    pub async fn select(
+        &self,
+        after: Option<Position>,
+        include: impl Fn(&Loaded<A>) -> bool,
+    ) -> Result<Vec<(Position, Uuid, Loaded<A>)>, ApiError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let state = self.followed.view().await?;
+        let from = after.map_or(Unbounded, Excluded);
+        Ok(state
+            .order
+            .range((from, Unbounded))
+            .filter_map(|(p, id)| state.items.get(id).map(|l| (*p, *id, l)))
+            .filter(|(_, _, l)| include(l))
+            .map(|(p, id, l)| (p, id, l.clone()))
+            .collect())
+    }
+}
+
+/// A list's page from the items the caller may see, in order, each with the position
+/// that pages it: at most `size` of them, and the next page's token when more follow
+/// (empty on the last page). Gather `size + 1` visible items at most: the one past the
+/// page only says that there is a next page.
+pub fn page_of<T>(visible: Vec<(Position, T)>, size: usize) -> (Vec<T>, String) {
+    let more = visible.len() > size;
+    let mut items: Vec<_> = visible.into_iter().take(size).collect();
+    let next = match items.last() {
+        Some((position, _)) if more => position.to_string(),
+        _ => String::new(),
+    };
+    (items.drain(..).map(|(_, item)| item).collect(), next)
+}
+
+#[cfg(test)]
+mod tests {
+    use caseline_eventlog::{Metadata, Position, RecordedEvent, StreamName, Uuid};
+    use caseline_projection::Fold;
+
+    use super::{Category, page_of};
+    use crate::fixtures::Tally;
+
+    #[test]
+    fn an_event_delivered_twice_is_applied_once() {
+        let id = Uuid::new_v4();
+        let event = |version: u64, position: &str| RecordedEvent {
+            event_id: Uuid::new_v4(),
+            stream: StreamName::for_id("tally", id).expect("a stream name"),
+            version,
+            position: position.parse().expect("a position"),
+            event_type: crate::fixtures::TALLIED.into(),
+            data: Vec::new(),
+            metadata: Metadata::default(),
+            recorded_at: std::time::SystemTime::now(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let mut category = Category::<Tally>::default();
+        for e in [event(0, "1"), event(1, "2"), event(1, "2"), event(0, "1")] {
+            category.apply(&e).expect("applies");
+        }
+        let item = &category.items[&id];
+        assert_eq!((item.aggregate.0, item.version), (2, Some(1)));
+        assert_eq!(category.order.len(), 1);
+    }
+
+    #[test]
+    fn a_page_says_whether_more_follow() {
+        let at = |n: &str| n.parse::<Position>().expect("a position");
+        let items = |n: usize| (1..=n).map(|i| (at(&i.to_string()), i)).collect::<Vec<_>>();
+        assert_eq!(page_of(items(3), 2), (vec![1, 2], at("2").to_string()));
+        assert_eq!(page_of(items(2), 2), (vec![1, 2], String::new()));
+        assert_eq!(page_of(items(0), 2), (vec![], String::new()));
+    }
+}
