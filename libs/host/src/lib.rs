@@ -353,13 +353,14 @@ impl Bound {
     /// serves until SIGINT or SIGTERM.
     pub async fn announce_and_run(self) -> Result<(), BoxError> {
         let addr = self.local_addr();
+        // Ready for a signal before anyone is told the server listens.
+        let stop = caseline_server::shutdown_signal();
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}")?;
         stdout.flush()?;
         drop(stdout);
         tracing::info!(%addr, server = self.host.name, "serving");
-        self.run_until_stopped(caseline_server::shutdown_signal())
-            .await
+        self.run_until_stopped(stop).await
     }
 }
 

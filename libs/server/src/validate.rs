@@ -30,6 +30,15 @@ pub const MAX_ID_BYTES: usize = 256;
 /// enum of the API has this many values.
 pub const MAX_REPEATED: usize = 32;
 
+/// A request as received at `now`: what its conversion into a typed command
+/// (`TryFrom<At<Request>>`) checks against when a field's plausible range ends today (a
+/// date of birth, a review date, a payment date).
+#[derive(Clone, Debug)]
+pub struct At<R> {
+    pub request: R,
+    pub now: SystemTime,
+}
+
 /// Collects the bad fields of one request, so the caller learns them at once. It keeps
 /// at most [`MAX_VIOLATIONS`] and counts the others, so a request with a million
 /// faults costs no more memory, and gets no longer an answer, than one with eleven.
