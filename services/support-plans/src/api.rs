@@ -1,10 +1,11 @@
 //! The gRPC handlers of SupportPlanService.
 //!
-//! Every command: validate (naming each bad field) → load the plan → the caller's
-//! standing on its case, from the one policy (`support_plan` row; a health goal's
-//! commands carry `health_goal`; approval is `Operation::DecidePlan`), recorded on the
-//! case's access history → seal with the case's key → decide → append at the version
-//! read (the shared command path), the standing asked again on that state.
+//! Every command: the request converted into its typed command (`crate::command`,
+//! naming each bad field) → load the plan → the caller's standing on its case, from the
+//! one policy (`support_plan` row; a health goal's commands carry `health_goal`;
+//! approval is `Operation::DecidePlan`), recorded on the case's access history → seal
+//! with the case's key → decide → append at the version read (the shared command path),
+//! the standing asked again on that state.
 
 use std::sync::Arc;
 
@@ -12,7 +13,6 @@ use caseline_aggregate::{Intent, Projection, Request as RequestKey, Store, page_
 use caseline_case::{Case, assess_risk};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, CaseTeam, Compartment, Entry, Operation, Sight, Via};
-use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::events::{
     GoalAdded, PlanClosed, PlanCreated, PlanReviewed, RiskAssessed, SafetyPlanRecorded,
@@ -20,25 +20,27 @@ use caseline_proto::v1::events::{
 use caseline_proto::v1::support_plan_service_server::SupportPlanService;
 use caseline_proto::v1::{
     AddGoalRequest, ApprovePlanRequest, AssignProviderRequest, ClosePlanRequest, CreatePlanRequest,
-    Delivery, GetPlanRequest, Goal, GoalDomain, GoalStatus, ListPlansRequest, ListPlansResponse,
-    ListReviewsDueRequest, ListReviewsDueResponse, Plan as PlanMessage, PlanClosure,
-    PlanCommandResponse, PlanPhase, PlanSummary, RecordReviewRequest, RecordSafetyPlanRequest,
-    RecordServiceDeliveredRequest, RequestPlanChangesRequest, Review, ReviewDue, RiskLevel,
-    ScheduleReviewRequest, Stage, SubmitPlanForApprovalRequest, UpdateGoalStatusRequest,
-    Visibility,
+    Delivery, GetPlanRequest, Goal, ListPlansRequest, ListPlansResponse, ListReviewsDueRequest,
+    ListReviewsDueResponse, Plan as PlanMessage, PlanCommandResponse, PlanSummary,
+    RecordReviewRequest, RecordSafetyPlanRequest, RecordServiceDeliveredRequest,
+    RequestPlanChangesRequest, Review, ReviewDue, ScheduleReviewRequest, Stage,
+    SubmitPlanForApprovalRequest, UpdateGoalStatusRequest, Visibility,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of};
+use caseline_server::validate::At;
 use caseline_timeline::timestamp;
 use caseline_trust::CaseGate;
 use caseline_trust::{Call, vault_error};
 use caseline_vault::Opened;
 
+use crate::command::{
+    AddGoal, AssignProvider, ClosePlan, CreatePlan, Decision, GetPlan, ListPlans, ListReviewsDue,
+    RecordReview, RecordSafetyPlan, RecordServiceDelivered, ScheduleReview, SubmitPlanForApproval,
+    Target, UpdateGoalStatus,
+};
 use crate::domain::{Command, is_health_goal};
 use crate::store::{Loaded, Plan, nth_plan_id};
 
-/// Default and largest page of the lists.
-const LIST_PAGE: (u32, u32) = (50, 500);
 /// Index of the case's risk assessment among a review's event ids.
 const RISK_INDEX: usize = 1_000;
 
@@ -76,29 +78,6 @@ fn plan_gate(call: &Call, case_id: Uuid, action: Action, health_goal: bool) -> C
         action,
         health_goal,
         kind: "plan",
-    }
-}
-
-/// A command on an existing plan, as received.
-struct Target {
-    plan_id: Uuid,
-    request_id: Uuid,
-    expected: Option<u64>,
-    encoded: Vec<u8>,
-}
-
-fn target(
-    check: &mut Check,
-    plan_id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        plan_id: check.uuid("plan_id", plan_id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
     }
 }
 
@@ -218,31 +197,25 @@ impl PlanApi {
         Ok(answer(t.plan_id, version, None))
     }
 
-    /// A supervisor's decision on a submitted plan: approval (a comment optional) or a
-    /// request for changes (saying what must change).
+    /// A supervisor's decision on a submitted plan: approval or a request for changes.
     async fn decide_plan(
         &self,
         call: &Call,
-        mut check: Check,
-        t: &Target,
-        comment: &str,
-        approve: bool,
+        c: &Decision,
     ) -> Result<Response<PlanCommandResponse>, Status> {
-        check.text("comment", comment, MAX_REASON_CHARS, !approve);
-        check.done(())?;
         let action = Action::Manage(Operation::DecidePlan);
         let (version, _, _) = self
             .act(
                 call,
-                t,
+                &c.target,
                 action,
                 |_| false,
                 async |case_id| {
                     let (by, comment_sealed) = (
                         call.subject().to_owned(),
-                        seal(call, case_id, comment).await?,
+                        seal(call, case_id, &c.comment).await?,
                     );
-                    Ok(if approve {
+                    Ok(if c.approve {
                         Command::Approve { by, comment_sealed }
                     } else {
                         Command::RequestChanges { by, comment_sealed }
@@ -250,7 +223,7 @@ impl PlanApi {
                 },
             )
             .await?;
-        Ok(answer(t.plan_id, version, None))
+        Ok(answer(c.target.plan_id, version, None))
     }
 
     /// The plan as the caller may see it.
@@ -395,11 +368,8 @@ impl SupportPlanService for PlanApi {
         request: Request<CreatePlanRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let request_id = check.uuid("request_id", &r.request_id);
-        let case_id = check.uuid("case_id", &r.case_id);
-        check.done(())?;
+        let c = CreatePlan::try_from(request.into_inner())?;
+        let case_id = c.case_id;
         let gate = plan_gate(
             &call,
             case_id,
@@ -407,9 +377,7 @@ impl SupportPlanService for PlanApi {
             false,
         );
         gate.admit(None).await?;
-        let request = call
-            .request(case_id, request_id, &r.encode_to_vec())
-            .await?;
+        let request = call.request(case_id, c.request_id, &c.encoded).await?;
         // The case's plans, oldest first: a retry answers as the first time; an open
         // plan refuses a second; the first free slot takes the new one.
         let mut n = 0;
@@ -475,21 +443,11 @@ impl SupportPlanService for PlanApi {
         request: Request<RecordSafetyPlanRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("text", &r.text, MAX_TEXT_CHARS, true);
-        check.done(())?;
-        self.write(&call, &t, async |case_id| {
+        let c = RecordSafetyPlan::try_from(request.into_inner())?;
+        self.write(&call, &c.target, async |case_id| {
             Ok(Command::RecordSafetyPlan(SafetyPlanRecorded {
-                plan_id: t.plan_id.to_string(),
-                text_sealed: seal(&call, case_id, &r.text).await?,
+                plan_id: c.target.plan_id.to_string(),
+                text_sealed: seal(&call, case_id, &c.text).await?,
             }))
         })
         .await
@@ -500,26 +458,17 @@ impl SupportPlanService for PlanApi {
         request: Request<AddGoalRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let _: GoalDomain = check.known("domain", r.domain);
-        let _: PlanPhase = check.known("phase", r.phase);
-        check.text("description", &r.description, MAX_TEXT_CHARS, true);
-        check.planned_date("target_date", &r.target_date, true, call.now());
-        check.done(())?;
-        let health = is_health_goal(r.domain);
+        let c = AddGoal::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let t = &c.target;
+        let health = is_health_goal(c.domain as i32);
         let mut goal_id = None;
         let (version, _, _) = self
             .act(
                 &call,
-                &t,
+                t,
                 Action::Write(Compartment::SupportPlan),
                 |_| health,
                 async |case_id| {
@@ -529,10 +478,10 @@ impl SupportPlanService for PlanApi {
                     Ok(Command::AddGoal(GoalAdded {
                         plan_id: t.plan_id.to_string(),
                         goal_id: id.to_string(),
-                        domain: r.domain,
-                        phase: r.phase,
-                        description_sealed: seal(&call, case_id, &r.description).await?,
-                        target_date: r.target_date.clone(),
+                        domain: c.domain as i32,
+                        phase: c.phase as i32,
+                        description_sealed: seal(&call, case_id, &c.description).await?,
+                        target_date: c.target_date.clone(),
                     }))
                 },
             )
@@ -545,22 +494,12 @@ impl SupportPlanService for PlanApi {
         request: Request<AssignProviderRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
-        check.id_label("provider", &r.provider);
-        check.done(())?;
-        self.goal_write(&call, &t, &goal_id, async |_| {
+        let c = AssignProvider::try_from(request.into_inner())?;
+        let goal_id = c.goal_id.to_string();
+        self.goal_write(&call, &c.target, &goal_id, async |_| {
             Ok(Command::AssignProvider {
                 goal_id: goal_id.clone(),
-                provider: r.provider.clone(),
+                provider: c.provider.clone(),
             })
         })
         .await
@@ -571,26 +510,17 @@ impl SupportPlanService for PlanApi {
         request: Request<RecordServiceDeliveredRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
-        check.id_label("provider", &r.provider);
-        check.past_date("delivered_on", &r.delivered_on, call.now());
-        check.text("note", &r.note, MAX_TEXT_CHARS, false);
-        check.done(())?;
-        self.goal_write(&call, &t, &goal_id, async |case_id| {
+        let c = RecordServiceDelivered::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let goal_id = c.goal_id.to_string();
+        self.goal_write(&call, &c.target, &goal_id, async |case_id| {
             Ok(Command::RecordServiceDelivered {
                 goal_id: goal_id.clone(),
-                provider: r.provider.clone(),
-                delivered_on: r.delivered_on.clone(),
-                note_sealed: seal(&call, case_id, &r.note).await?,
+                provider: c.provider.clone(),
+                delivered_on: c.delivered_on.clone(),
+                note_sealed: seal(&call, case_id, &c.note).await?,
             })
         })
         .await
@@ -601,29 +531,13 @@ impl SupportPlanService for PlanApi {
         request: Request<UpdateGoalStatusRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let goal_id = check.uuid("goal_id", &r.goal_id).to_string();
-        let status: GoalStatus = check.known("status", r.status);
-        check.text(
-            "reason",
-            &r.reason,
-            MAX_REASON_CHARS,
-            status == GoalStatus::Discontinued,
-        );
-        check.done(())?;
-        self.goal_write(&call, &t, &goal_id, async |case_id| {
+        let c = UpdateGoalStatus::try_from(request.into_inner())?;
+        let goal_id = c.goal_id.to_string();
+        self.goal_write(&call, &c.target, &goal_id, async |case_id| {
             Ok(Command::UpdateGoalStatus {
                 goal_id: goal_id.clone(),
-                status,
-                reason_sealed: seal(&call, case_id, &r.reason).await?,
+                status: c.status,
+                reason_sealed: seal(&call, case_id, &c.reason).await?,
             })
         })
         .await
@@ -634,17 +548,9 @@ impl SupportPlanService for PlanApi {
         request: Request<SubmitPlanForApprovalRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.done(())?;
-        self.write(&call, &t, async |_| Ok(Command::Submit)).await
+        let c = SubmitPlanForApproval::try_from(request.into_inner())?;
+        self.write(&call, &c.target, async |_| Ok(Command::Submit))
+            .await
     }
 
     async fn approve_plan(
@@ -652,16 +558,8 @@ impl SupportPlanService for PlanApi {
         request: Request<ApprovePlanRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        self.decide_plan(&call, check, &t, &r.comment, true).await
+        let c = Decision::try_from(request.into_inner())?;
+        self.decide_plan(&call, &c).await
     }
 
     async fn request_plan_changes(
@@ -669,16 +567,8 @@ impl SupportPlanService for PlanApi {
         request: Request<RequestPlanChangesRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        self.decide_plan(&call, check, &t, &r.comment, false).await
+        let c = Decision::try_from(request.into_inner())?;
+        self.decide_plan(&call, &c).await
     }
 
     async fn schedule_review(
@@ -686,24 +576,13 @@ impl SupportPlanService for PlanApi {
         request: Request<ScheduleReviewRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        if let Some(on) = check.planned_date("review_date", &r.review_date, true, call.now())
-            && on < date_of(call.now())
-        {
-            check.fail("review_date", "must not be in the past");
-        }
-        check.done(())?;
-        self.write(&call, &t, async |_| {
+        let c = ScheduleReview::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        self.write(&call, &c.target, async |_| {
             Ok(Command::ScheduleReview {
-                review_date: r.review_date.clone(),
+                review_date: c.review_date.clone(),
             })
         })
         .await
@@ -714,39 +593,27 @@ impl SupportPlanService for PlanApi {
         request: Request<RecordReviewRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("summary", &r.summary, MAX_TEXT_CHARS, true);
-        let _: RiskLevel = check.known("risk_level", r.risk_level);
-        if let Some(next) =
-            check.planned_date("next_review_date", &r.next_review_date, false, call.now())
-            && next <= date_of(call.now())
-        {
-            check.fail("next_review_date", "must be after today");
-        }
-        check.done(())?;
+        let c = RecordReview::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let t = &c.target;
+        let risk_level = c.risk_level as i32;
         let action = Action::Write(Compartment::SupportPlan);
         let mut summary_sealed = Vec::new();
         let (version, case_id, request) = self
             .act(
                 &call,
-                &t,
+                t,
                 action,
                 |_| false,
                 async |case_id| {
-                    summary_sealed = seal(&call, case_id, &r.summary).await?;
+                    summary_sealed = seal(&call, case_id, &c.summary).await?;
                     Ok(Command::RecordReview(PlanReviewed {
                         plan_id: t.plan_id.to_string(),
                         summary_sealed: summary_sealed.clone(),
-                        risk_level: r.risk_level,
-                        next_review_date: r.next_review_date.clone(),
+                        risk_level,
+                        next_review_date: c.next_review_date.clone().unwrap_or_default(),
                     }))
                 },
             )
@@ -762,7 +629,7 @@ impl SupportPlanService for PlanApi {
             // readers are; the link is the causation id. The same bytes on every try,
             // so a retry appends nothing twice.
             RiskAssessed {
-                level: r.risk_level,
+                level: risk_level,
                 factors_sealed: Vec::new(),
                 immediate_actions_sealed: Vec::new(),
             },
@@ -782,23 +649,12 @@ impl SupportPlanService for PlanApi {
         request: Request<ClosePlanRequest>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let _: PlanClosure = check.known("closure", r.closure);
-        check.text("note", &r.note, MAX_REASON_CHARS, false);
-        check.done(())?;
-        self.write(&call, &t, async |case_id| {
+        let c = ClosePlan::try_from(request.into_inner())?;
+        self.write(&call, &c.target, async |case_id| {
             Ok(Command::Close(PlanClosed {
-                plan_id: t.plan_id.to_string(),
-                closure: r.closure,
-                note_sealed: seal(&call, case_id, &r.note).await?,
+                plan_id: c.target.plan_id.to_string(),
+                closure: c.closure as i32,
+                note_sealed: seal(&call, case_id, &c.note).await?,
             }))
         })
         .await
@@ -809,10 +665,8 @@ impl SupportPlanService for PlanApi {
         request: Request<GetPlanRequest>,
     ) -> Result<Response<PlanMessage>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let plan_id = check.uuid("plan_id", &r.plan_id);
-        check.done(())?;
+        let c = GetPlan::try_from(request.into_inner())?;
+        let plan_id = c.plan_id;
         call.returned([plan_id]);
         let loaded = self.plans.load(plan_id).await?;
         let Some(case_id) = loaded.case_id() else {
@@ -857,23 +711,21 @@ impl SupportPlanService for PlanApi {
         request: Request<ListReviewsDueRequest>,
     ) -> Result<Response<ListReviewsDueResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let until = check
-            .date("on_or_before", &r.on_or_before, false)
-            .unwrap_or_else(|| date_of(call.now()));
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListReviewsDue::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
         let (subject, agency) = (call.subject().to_owned(), call.agency().to_owned());
         let (reviews, next_page_token) = self
             .page(
                 &call,
-                size,
-                after,
-                |l| l.state.is_open() && l.state.next_review.as_ref().is_some_and(|d| *d <= until),
+                c.size,
+                c.after,
+                |l| {
+                    l.state.is_open() && l.state.next_review.as_ref().is_some_and(|d| *d <= c.until)
+                },
                 |team| {
-                    if r.agency {
+                    if c.agency {
                         team.has_agency(&agency)
                     } else {
                         team.is_member(&subject, &agency)
@@ -898,13 +750,8 @@ impl SupportPlanService for PlanApi {
         request: Request<ListPlansRequest>,
     ) -> Result<Response<ListPlansResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let case_id = check.optional_uuid("case_id", &r.case_id);
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
-        if let Some(case_id) = case_id {
+        let c = ListPlans::try_from(request.into_inner())?;
+        if let Some(case_id) = c.case_id {
             // A case the caller may not see is NOT_FOUND, and recorded.
             let team = call
                 .trust_teams()
@@ -922,11 +769,11 @@ impl SupportPlanService for PlanApi {
         let (plans, next_page_token) = self
             .page(
                 &call,
-                size,
-                after,
+                c.size,
+                c.after,
                 |l| {
-                    (r.include_closed || l.state.is_open())
-                        && match case_id {
+                    (c.include_closed || l.state.is_open())
+                        && match c.case_id {
                             Some(c) => l.case_id() == Some(c),
                             None => {
                                 l.state.author == subject

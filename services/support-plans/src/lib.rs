@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod command;
 pub mod domain;
 mod store;
 
