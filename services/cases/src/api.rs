@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, CaseTeam, Compartment, Decision, Entry, Operation, Sight, Via};
 use caseline_proto::prost::Message;
@@ -14,33 +13,31 @@ use caseline_proto::v1::events::{
     TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_proto::v1::{
-    AddNoteRequest, AddTeamMemberRequest, CallerKind, Case, CaseCommandResponse, CaseLink,
-    CaseSource, CaseSummary, ChangeStageRequest, ChildIdentity, ConcernCategory, ContactChannel,
-    DecideClosureRequest, GetCaseRequest, GetLinkedCasesRequest, GetLinkedCasesResponse,
-    GetTimelineRequest, GetTimelineResponse, LinkCasesRequest, LinkKind, ListCasesRequest,
-    ListCasesResponse, MilestoneKind, NoteCompartment, OpenCaseRequest, OpenCaseResponse,
-    RecordContactRequest, RecordContactResponse, RecordJusticeMilestoneRequest,
-    RecordRiskAssessmentRequest, RemoveTeamMemberRequest, ReopenCaseRequest, RequestClosureRequest,
-    RiskLevel, Stage, TeamMember, UnlinkCasesRequest, Urgency, Visibility,
+    AddNoteRequest, AddTeamMemberRequest, Case, CaseCommandResponse, CaseLink, CaseSummary,
+    ChangeStageRequest, ChildIdentity, DecideClosureRequest, GetCaseRequest, GetLinkedCasesRequest,
+    GetLinkedCasesResponse, GetTimelineRequest, GetTimelineResponse, LinkCasesRequest,
+    ListCasesRequest, ListCasesResponse, OpenCaseRequest, OpenCaseResponse, RecordContactRequest,
+    RecordContactResponse, RecordJusticeMilestoneRequest, RecordRiskAssessmentRequest,
+    RemoveTeamMemberRequest, ReopenCaseRequest, RequestClosureRequest, TeamMember,
+    UnlinkCasesRequest, Visibility,
 };
 use caseline_server::ApiError;
-use caseline_timeline::{Item, Render, note_compartment, timestamp};
+use caseline_server::validate::At;
+use caseline_timeline::{Item, Render, timestamp};
 use caseline_trust::{Call, vault_error};
 
+use crate::command::{
+    AddNote, AddTeamMember, ChangeStage, DecideClosure, GetCase, GetLinkedCases, GetTimeline,
+    LinkCases, ListCases, OpenCase, RecordContact, RecordJusticeMilestone, RecordRiskAssessment,
+    RemoveTeamMember, ReopenCase, RequestClosure, Target, UnlinkCases,
+};
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use caseline_aggregate::{Done, Gate, Intent, Request as Asked, Store};
 use caseline_case::Loaded;
 use caseline_case::domain::{Actor, Command, Opening};
-use caseline_server::validate::{Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 use caseline_trust::request::new_aggregate_id;
 
-/// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
-const CONCERN_CATEGORIES: usize = 7;
-/// Default and largest page of `ListCases`.
-const LIST_PAGE: (u32, u32) = (50, 500);
-/// Default and largest page of `GetTimeline`.
-const TIMELINE_PAGE: (u32, u32) = (500, 1000);
 /// A timeline page stops growing past this many bytes (clients' default limit on a
 /// message is 4 MiB); the rest comes with the next page.
 const TIMELINE_PAGE_BYTES: usize = 2 * 1024 * 1024;
@@ -85,36 +82,12 @@ impl Gate<caseline_case::Case> for OnTheTeam<'_> {
     }
 }
 
-/// The case, request and expected version of a command on a case.
-struct Target {
-    case_id: Uuid,
-    request_id: Uuid,
-    expected: Option<u64>,
-    /// The request as received, for its fingerprint.
-    encoded: Vec<u8>,
-}
-
 impl Target {
     /// The request's identity, once the caller may act on the case (the fingerprint
     /// uses the case's key, which must not be made for a case that does not exist).
     async fn request(&self, call: &Call) -> Result<Asked, ApiError> {
         call.request(self.case_id, self.request_id, &self.encoded)
             .await
-    }
-}
-
-fn target(
-    check: &mut Check,
-    case_id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        case_id: check.uuid("case_id", case_id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
     }
 }
 
@@ -159,38 +132,6 @@ fn answer(case_id: Uuid, done: Done, entry: Option<Uuid>) -> Response<CaseComman
         version: done.version,
         entry_id: entry.map(|e| e.to_string()).unwrap_or_default(),
     })
-}
-
-/// Concern categories: at least one, each known, none twice.
-fn concerns(check: &mut Check, field: &str, values: &[i32]) {
-    if values.is_empty() {
-        check.fail(field, "name at least one concern category");
-        return;
-    }
-    // More than there are categories must repeat one.
-    if !check.repeated(field, values.len(), CONCERN_CATEGORIES) {
-        return;
-    }
-    let mut seen = HashSet::new();
-    for v in values {
-        let _: ConcernCategory = check.known(field, *v);
-        if !seen.insert(*v) {
-            check.fail(field, "must not repeat a category");
-            return;
-        }
-    }
-}
-
-/// An open stage to move or reopen into.
-fn open_stage(check: &mut Check, value: i32) -> Stage {
-    let stage: Stage = check.known("stage", value);
-    if stage == Stage::Closed {
-        check.fail(
-            "stage",
-            "must be an open stage (closing needs RequestClosure)",
-        );
-    }
-    stage
 }
 
 impl CaseApi {
@@ -281,36 +222,18 @@ impl CaseService for CaseApi {
         request: Request<RecordContactRequest>,
     ) -> Result<Response<RecordContactResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let request_id = check.uuid("request_id", &r.request_id);
-        let _: ContactChannel = check.known("channel", r.channel);
-        let _: CallerKind = check.known("caller_kind", r.caller_kind);
-        concerns(&mut check, "concerns", &r.concerns);
-        let _: Urgency = check.known("urgency", r.urgency);
-        check.text("summary", &r.summary, MAX_TEXT_CHARS, true);
-        check.text("caller_name", &r.caller_name, MAX_LABEL_CHARS, false);
-        check.text("caller_contact", &r.caller_contact, MAX_LABEL_CHARS, false);
-        if r.anonymous && !(r.caller_name.is_empty() && r.caller_contact.is_empty()) {
-            check.fail(
-                "anonymous",
-                "an anonymous contact has no caller name or contact details",
-            );
-        }
-        check.done(())?;
-        let contact_id = new_aggregate_id(&call, "contact", request_id);
-        let request = call
-            .request(contact_id, request_id, &r.encode_to_vec())
-            .await?;
+        let c = RecordContact::try_from(request.into_inner())?;
+        let contact_id = new_aggregate_id(&call, "contact", c.request_id);
+        let request = call.request(contact_id, c.request_id, &c.encoded).await?;
         let contact = ContactRecorded {
-            channel: r.channel,
-            caller_kind: r.caller_kind,
-            concerns: r.concerns.clone(),
-            urgency: r.urgency,
-            anonymous: r.anonymous,
-            summary_sealed: seal(&call, contact_id, &r.summary).await?,
-            caller_name_sealed: seal(&call, contact_id, &r.caller_name).await?,
-            caller_contact_sealed: seal(&call, contact_id, &r.caller_contact).await?,
+            channel: c.channel as i32,
+            caller_kind: c.caller_kind as i32,
+            concerns: c.concerns.iter().map(|&v| v as i32).collect(),
+            urgency: c.urgency as i32,
+            anonymous: c.anonymous,
+            summary_sealed: seal(&call, contact_id, &c.summary).await?,
+            caller_name_sealed: seal(&call, contact_id, &c.caller_name).await?,
+            caller_contact_sealed: seal(&call, contact_id, &c.caller_contact).await?,
         };
         contacts::record(&call, contact_id, &request, contact).await?;
         Ok(Response::new(RecordContactResponse {
@@ -323,44 +246,12 @@ impl CaseService for CaseApi {
         request: Request<OpenCaseRequest>,
     ) -> Result<Response<OpenCaseResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let request_id = check.uuid("request_id", &r.request_id);
-        let contact_id = check.optional_uuid("contact_id", &r.contact_id);
-        check.text("pseudonym", &r.pseudonym, 100, true);
-        let identity = r.identity.clone().unwrap_or_default();
-        check.text("identity.name", &identity.name, MAX_LABEL_CHARS, false);
-        check.date_of_birth(
-            "identity.date_of_birth",
-            &identity.date_of_birth,
-            call.now(),
-        );
-        check.text(
-            "identity.contact_details",
-            &identity.contact_details,
-            MAX_LABEL_CHARS,
-            false,
-        );
-        let _: caseline_proto::v1::AgeBand = check.known("age_band", r.age_band);
-        let _: caseline_proto::v1::Gender = check.known("gender", r.gender);
-        if r.language.len() > 35
-            || !r
-                .language
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            check.fail("language", "must be a BCP 47 tag such as en or sw-KE");
-        }
-        check.text("region", &r.region, MAX_LABEL_CHARS, false);
-        let _: CaseSource = check.known("source", r.source);
-        concerns(&mut check, "concerns", &r.concerns);
-        let _: RiskLevel = check.known("initial_risk", r.initial_risk);
-        check.done(())?;
-
-        let case_id = new_aggregate_id(&call, "case", request_id);
-        let request = call
-            .request(case_id, request_id, &r.encode_to_vec())
-            .await?;
+        let c = OpenCase::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let case_id = new_aggregate_id(&call, "case", c.request_id);
+        let request = call.request(case_id, c.request_id, &c.encoded).await?;
         // A retry answers before anything is claimed; a request id reused for another
         // opening is refused before it marks another contact as opened into this case
         // (which would leave that contact claimed by a case that never held it).
@@ -372,22 +263,23 @@ impl CaseService for CaseApi {
             }));
         }
         let opened = CaseOpened {
-            pseudonym: r.pseudonym.trim().to_owned(),
-            name_sealed: seal(&call, case_id, &identity.name).await?,
-            date_of_birth_sealed: seal(&call, case_id, &identity.date_of_birth).await?,
-            contact_details_sealed: seal(&call, case_id, &identity.contact_details).await?,
-            age_band: r.age_band,
-            gender: r.gender,
-            language: r.language.clone(),
-            region_sealed: seal(&call, case_id, &r.region).await?,
-            source: r.source,
-            concerns: r.concerns.clone(),
-            initial_risk: r.initial_risk,
-            contact_id: contact_id.map(|c| c.to_string()).unwrap_or_default(),
+            pseudonym: c.pseudonym,
+            name_sealed: seal(&call, case_id, &c.name).await?,
+            date_of_birth_sealed: seal(&call, case_id, c.date_of_birth.as_deref().unwrap_or(""))
+                .await?,
+            contact_details_sealed: seal(&call, case_id, &c.contact_details).await?,
+            age_band: c.age_band as i32,
+            gender: c.gender as i32,
+            language: c.language,
+            region_sealed: seal(&call, case_id, &c.region).await?,
+            source: c.source as i32,
+            concerns: c.concerns.iter().map(|&v| v as i32).collect(),
+            initial_risk: c.initial_risk as i32,
+            contact_id: c.contact_id.map(|id| id.to_string()).unwrap_or_default(),
         };
         // Claimed last, once everything else is sealed: a key store failing above
         // leaves the contact free.
-        let contact = match contact_id {
+        let contact = match c.contact_id {
             Some(contact_id) => Some(contacts::claim(&call, contact_id, case_id, &request).await?),
             None => None,
         };
@@ -426,30 +318,14 @@ impl CaseService for CaseApi {
         request: Request<RecordRiskAssessmentRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let _: RiskLevel = check.known("level", r.level);
-        check.text("factors", &r.factors, MAX_TEXT_CHARS, false);
-        check.text(
-            "immediate_actions",
-            &r.immediate_actions,
-            MAX_TEXT_CHARS,
-            false,
-        );
-        check.done(())?;
+        let c = RecordRiskAssessment::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::RecordRiskAssessment);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             let command = Command::AssessRisk(RiskAssessed {
-                level: r.level,
-                factors_sealed: seal(&call, t.case_id, &r.factors).await?,
-                immediate_actions_sealed: seal(&call, t.case_id, &r.immediate_actions).await?,
+                level: c.level as i32,
+                factors_sealed: seal(&call, t.case_id, &c.factors).await?,
+                immediate_actions_sealed: seal(&call, t.case_id, &c.immediate_actions).await?,
             });
             Ok((command, None))
         })
@@ -461,29 +337,11 @@ impl CaseService for CaseApi {
         request: Request<AddTeamMemberRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.id_label("subject", &r.subject);
-        check.id_label("agency", &r.agency);
-        match r.role.parse::<Role>() {
-            Ok(role) if team_role(role) => {}
-            Ok(_) => check.fail(
-                "role",
-                "auditors, complaints officers, data protection officers and admins are never on a case's team",
-            ),
-            Err(_) => check.fail("role", "must be a Caseline role name"),
-        }
-        check.done(())?;
+        let c = AddTeamMember::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::ManageTeam);
-        self.apply(&call, &t, action, async |_| {
-            if r.subject == call.subject() && r.agency == call.agency() {
+        self.apply(&call, t, action, async |_| {
+            if c.subject == call.subject() && c.agency == call.agency() {
                 // Joining a team, or taking another role on it, is for someone else to
                 // decide: otherwise a supervisor standing by agency, or a member holding
                 // several roles, could widen their own access.
@@ -492,9 +350,9 @@ impl CaseService for CaseApi {
                 ));
             }
             let command = Command::AddMember(TeamMemberAdded {
-                subject: r.subject,
-                agency: r.agency,
-                role: r.role,
+                subject: c.subject,
+                agency: c.agency,
+                role: c.role.as_str().to_owned(),
             });
             Ok((command, None))
         })
@@ -506,23 +364,13 @@ impl CaseService for CaseApi {
         request: Request<RemoveTeamMemberRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.id_label("subject", &r.subject);
-        check.id_label("agency", &r.agency);
-        check.done(())?;
+        let c = RemoveTeamMember::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::ManageTeam);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             let command = Command::RemoveMember(TeamMemberRemoved {
-                subject: r.subject,
-                agency: r.agency,
+                subject: c.subject,
+                agency: c.agency,
             });
             Ok((command, None))
         })
@@ -534,28 +382,15 @@ impl CaseService for CaseApi {
         request: Request<AddNoteRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let _: NoteCompartment = check.known("compartment", r.compartment);
-        check.text("text", &r.text, MAX_TEXT_CHARS, true);
-        check.done(())?;
-        let Some(compartment) = note_compartment(r.compartment) else {
-            return Err(ApiError::Internal("note compartment checked above").into());
-        };
-        let action = Action::Write(compartment);
-        self.apply(&call, &t, action, async |request| {
+        let c = AddNote::try_from(request.into_inner())?;
+        let t = &c.target;
+        let action = Action::Write(c.compartment);
+        self.apply(&call, t, action, async |request| {
             let note_id = request.entry_id();
             let command = Command::AddNote(NoteAdded {
                 note_id: note_id.to_string(),
-                compartment: r.compartment,
-                text_sealed: seal(&call, t.case_id, &r.text).await?,
+                compartment: c.note as i32,
+                text_sealed: seal(&call, t.case_id, &c.text).await?,
             });
             Ok((command, Some(note_id)))
         })
@@ -567,34 +402,23 @@ impl CaseService for CaseApi {
         request: Request<LinkCasesRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let other = check.uuid("other_case_id", &r.other_case_id);
-        let _: LinkKind = check.known("kind", r.kind);
-        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
-        check.done(())?;
+        let c = LinkCases::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Write(Compartment::Investigation);
-        self.authorise(&call, &t, action).await?;
+        self.authorise(&call, t, action).await?;
         let request = t.request(&call).await?;
-        if other != t.case_id {
+        if c.other != t.case_id {
             // The other case must be one the caller may see; else it does not exist.
-            call.case(other, Action::Read(Compartment::CaseCore))
+            call.case(c.other, Action::Read(Compartment::CaseCore))
                 .await?;
         }
         let link_id = request.entry_id();
         let command = Command::Link {
             case_id: t.case_id,
-            other_case_id: other,
+            other_case_id: c.other,
             link_id,
-            kind: r.kind,
-            reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+            kind: c.kind as i32,
+            reason_sealed: seal(&call, t.case_id, &c.reason).await?,
         };
         let _linking = self.linking.lock().await;
         // Read under the lock. A retry gets its first answer, whatever was linked since.
@@ -604,10 +428,10 @@ impl CaseService for CaseApi {
         }
         // A link made from the other side already links the two. Read from the other
         // case's own stream, which holds every committed link (the directory may lag).
-        if other != t.case_id
+        if c.other != t.case_id
             && self
                 .cases
-                .load(other)
+                .load(c.other)
                 .await?
                 .state
                 .links
@@ -616,7 +440,7 @@ impl CaseService for CaseApi {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
         let done = self
-            .run(&call, &t, &request, action, Some(loaded), command)
+            .run(&call, t, &request, action, Some(loaded), command)
             .await?;
         Ok(answer(t.case_id, done, Some(link_id)))
     }
@@ -626,27 +450,17 @@ impl CaseService for CaseApi {
         request: Request<UnlinkCasesRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let other = check.uuid("other_case_id", &r.other_case_id);
-        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
-        check.done(())?;
+        let c = UnlinkCases::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Write(Compartment::Investigation);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             // As for linking: a case the caller may not see does not exist, so an
             // unlink never confirms a guessed id.
-            call.case(other, Action::Read(Compartment::CaseCore))
+            call.case(c.other, Action::Read(Compartment::CaseCore))
                 .await?;
             let command = Command::Unlink {
-                other_case_id: other,
-                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+                other_case_id: c.other,
+                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -658,23 +472,13 @@ impl CaseService for CaseApi {
         request: Request<ChangeStageRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let stage = open_stage(&mut check, r.stage);
-        check.text("reason", &r.reason, MAX_REASON_CHARS, false);
-        check.done(())?;
+        let c = ChangeStage::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::ChangeStage);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             let command = Command::ChangeStage {
-                to: stage,
-                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+                to: c.stage,
+                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -686,22 +490,13 @@ impl CaseService for CaseApi {
         request: Request<RequestClosureRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
-        check.done(())?;
+        let c = RequestClosure::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::RequestClosure);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             let command = Command::RequestClosure {
                 by: actor(&call),
-                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -713,23 +508,14 @@ impl CaseService for CaseApi {
         request: Request<DecideClosureRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("comment", &r.comment, MAX_REASON_CHARS, !r.approve);
-        check.done(())?;
+        let c = DecideClosure::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::DecideClosure);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             let command = Command::DecideClosure {
                 by: actor(&call),
-                approve: r.approve,
-                comment_sealed: seal(&call, t.case_id, &r.comment).await?,
+                approve: c.approve,
+                comment_sealed: seal(&call, t.case_id, &c.comment).await?,
             };
             Ok((command, None))
         })
@@ -741,23 +527,13 @@ impl CaseService for CaseApi {
         request: Request<ReopenCaseRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let stage = open_stage(&mut check, r.stage);
-        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
-        check.done(())?;
+        let c = ReopenCase::try_from(request.into_inner())?;
+        let t = &c.target;
         let action = Action::Manage(Operation::Reopen);
-        self.apply(&call, &t, action, async |_| {
+        self.apply(&call, t, action, async |_| {
             let command = Command::Reopen {
-                stage,
-                reason_sealed: seal(&call, t.case_id, &r.reason).await?,
+                stage: c.stage,
+                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -769,41 +545,21 @@ impl CaseService for CaseApi {
         request: Request<RecordJusticeMilestoneRequest>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let now = call.now();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let _: MilestoneKind = check.known("kind", r.kind);
-        let occurred = check.past("occurred_at", r.occurred_at.as_ref(), now);
-        check.text("description", &r.description, MAX_TEXT_CHARS, false);
-        let informed = if r.child_informed {
-            Some(check.past("child_informed_at", r.child_informed_at.as_ref(), now))
-        } else {
-            if r.child_informed_at.is_some() {
-                check.fail(
-                    "child_informed_at",
-                    "must be empty unless child_informed is true",
-                );
-            }
-            None
-        };
-        check.done(())?;
+        let c = RecordJusticeMilestone::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let t = &c.target;
         let action = Action::Write(Compartment::JusticeMilestones);
-        self.apply(&call, &t, action, async |request| {
+        self.apply(&call, t, action, async |request| {
             let milestone_id = request.entry_id();
             let command = Command::RecordMilestone(JusticeMilestoneRecorded {
                 milestone_id: milestone_id.to_string(),
-                kind: r.kind,
-                occurred_at_unix_ms: caseline_policy::teams::to_unix_ms(occurred),
-                description_sealed: seal(&call, t.case_id, &r.description).await?,
-                child_informed: r.child_informed,
-                child_informed_at_unix_ms: informed.map_or(0, caseline_policy::teams::to_unix_ms),
+                kind: c.kind as i32,
+                occurred_at_unix_ms: caseline_policy::teams::to_unix_ms(c.occurred),
+                description_sealed: seal(&call, t.case_id, &c.description).await?,
+                child_informed: c.informed.is_some(),
+                child_informed_at_unix_ms: c.informed.map_or(0, caseline_policy::teams::to_unix_ms),
             });
             Ok((command, Some(milestone_id)))
         })
@@ -812,10 +568,7 @@ impl CaseService for CaseApi {
 
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let case_id = check.uuid("case_id", &r.case_id);
-        check.done(())?;
+        let GetCase { case_id } = GetCase::try_from(request.into_inner())?;
         let access = call
             .case(case_id, Action::Read(Compartment::CaseCore))
             .await?;
@@ -876,24 +629,12 @@ impl CaseService for CaseApi {
         request: Request<ListCasesRequest>,
     ) -> Result<Response<ListCasesResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let stage = Stage::try_from(r.stage).unwrap_or_else(|_| {
-            check.fail("stage", "is not a known value");
-            Stage::Unspecified
-        });
-        let risk = RiskLevel::try_from(r.risk_level).unwrap_or_else(|_| {
-            check.fail("risk_level", "is not a known value");
-            RiskLevel::Unspecified
-        });
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let before = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListCases::try_from(request.into_inner())?;
         let works_on = |d: &Decision| {
             d.is_allowed()
                 && match d.via {
                     Via::Team => true,
-                    Via::AgencySupervisor | Via::BreakGlass { .. } => !r.mine,
+                    Via::AgencySupervisor | Via::BreakGlass { .. } => !c.mine,
                     _ => false,
                 }
         };
@@ -901,10 +642,10 @@ impl CaseService for CaseApi {
         // commits behind an older open transaction)…
         let candidates: Vec<(Position, Summary)> = {
             let view = self.directory.view().await?;
-            view.newest_first(before)
+            view.newest_first(c.before)
                 .filter(|(_, s)| {
-                    (stage == Stage::Unspecified || s.stage == stage)
-                        && (risk == RiskLevel::Unspecified || s.risk == risk)
+                    c.stage.is_none_or(|stage| s.stage == stage)
+                        && c.risk.is_none_or(|risk| s.risk == risk)
                         && works_on(&call.decide_for(
                             Some(&s.team),
                             Action::Read(Compartment::CaseCore),
@@ -932,7 +673,7 @@ impl CaseService for CaseApi {
             if !works_on(&d) {
                 continue;
             }
-            if cases.len() == size {
+            if cases.len() == c.size {
                 next = Some(position);
                 break;
             }
@@ -964,10 +705,7 @@ impl CaseService for CaseApi {
         request: Request<GetLinkedCasesRequest>,
     ) -> Result<Response<GetLinkedCasesResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let case_id = check.uuid("case_id", &r.case_id);
-        check.done(())?;
+        let GetLinkedCases { case_id } = GetLinkedCases::try_from(request.into_inner())?;
         call.case(case_id, Action::Read(Compartment::Investigation))
             .await?;
         let records: Vec<LinkRecord> = self
@@ -1018,12 +756,11 @@ impl CaseService for CaseApi {
         request: Request<GetTimelineRequest>,
     ) -> Result<Response<GetTimelineResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let case_id = check.uuid("case_id", &r.case_id);
-        let size = check.page_size(r.page_size, TIMELINE_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let GetTimeline {
+            case_id,
+            size,
+            after,
+        } = GetTimeline::try_from(request.into_inner())?;
         let access = call
             .case(case_id, Action::Read(Compartment::CaseCore))
             .await?;
@@ -1106,31 +843,5 @@ impl CaseService for CaseApi {
             entries,
             next_page_token,
         }))
-    }
-}
-
-/// Roles a case's team may hold.
-fn team_role(role: Role) -> bool {
-    matches!(
-        role,
-        Role::HelplineCounsellor
-            | Role::SocialWorker
-            | Role::PoliceInvestigator
-            | Role::Prosecutor
-            | Role::HealthWorker
-            | Role::VictimAdvocate
-            | Role::Supervisor
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_count_of_concern_categories_follows_the_proto() {
-        let last = i32::try_from(CONCERN_CATEGORIES).unwrap_or(i32::MAX);
-        assert!(ConcernCategory::try_from(last).is_ok());
-        assert!(ConcernCategory::try_from(last + 1).is_err());
     }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod command;
 mod contacts;
 mod directory;
 
