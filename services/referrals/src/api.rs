@@ -1,12 +1,12 @@
 //! The gRPC handlers of ReferralService.
 //!
-//! Every command: validate (naming each bad field) → load the referral → ask the policy
-//! for the caller's standing on it (recorded on the case's, or contact's, access
-//! history) → seal free text with the case's (or contact's) key → decide → append at
-//! the version read, the standing asked again on that very state. A referral the caller
-//! may not see is NOT_FOUND, exactly as one that does not exist.
+//! Every command: convert the request into its typed command (naming each bad field)
+//! → load the referral → ask the policy for the caller's standing on it (recorded on
+//! the case's, or contact's, access history) → seal free text with the case's (or
+//! contact's) key → decide → append at the version read, the standing asked again on
+//! that very state. A referral the caller may not see is NOT_FOUND, exactly as one that
+//! does not exist.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use caseline_aggregate::{Request as RequestKey, Store, page_of};
@@ -14,19 +14,16 @@ use caseline_case::{Case, Joined, join_team, read_contact};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::teams::to_unix_ms;
 use caseline_policy::{ReferralStep, Via};
-use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::events::{ReferralMade, TeamMemberAdded};
 use caseline_proto::v1::referral_service_server::ReferralService;
 use caseline_proto::v1::{
-    AcceptReferralRequest, AcknowledgeReferralRequest, ConsentBasis, DeclineReferralRequest,
-    GetReferralRequest, ListInboxRequest, ListOutboxRequest, ListOverdueReferralsRequest,
-    ListReferralsResponse, MakeReferralRequest, RecordReferralOutcomeRequest,
-    ReferralCommandResponse, ReferralStatus, ReferralUrgency, ReferredCase, ReferredContact,
-    ServiceType, WithdrawReferralRequest,
+    AcceptReferralRequest, AcknowledgeReferralRequest, DeclineReferralRequest, GetReferralRequest,
+    ListInboxRequest, ListOutboxRequest, ListOverdueReferralsRequest, ListReferralsResponse,
+    MakeReferralRequest, RecordReferralOutcomeRequest, ReferralCommandResponse, ReferralStatus,
+    ReferredCase, ReferredContact, WithdrawReferralRequest,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS};
 use caseline_timeline::{from_unix_ms, timestamp};
 use caseline_trust::request::new_aggregate_id;
 use caseline_trust::{Call, vault_error};
@@ -34,12 +31,15 @@ use caseline_vault::Opened;
 
 use crate::access::{Authorise, admit, referral_not_found, standing};
 use crate::attach;
+use crate::command::{
+    AcceptReferral, AcknowledgeReferral, DeclineReferral, GetReferral, ListInbox, ListOutbox,
+    ListOverdueReferrals, MakeReferral, Page, RecordReferralOutcome, Sent, Target,
+    WithdrawReferral,
+};
 use crate::directory::Directory;
 use crate::domain::Command;
 use crate::store::{self, Intent, Loaded, Owner, Referral};
 
-/// Default and largest page of the lists.
-const LIST_PAGE: (u32, u32) = (50, 500);
 /// Index of the team-joining event among an acceptance's event ids (the referral's own
 /// events use the low indices).
 const JOIN_INDEX: usize = 1_000;
@@ -66,46 +66,12 @@ impl ReferralApi {
     }
 }
 
-/// A command on an existing referral, as received.
-struct Target {
-    referral_id: Uuid,
-    request_id: Uuid,
-    expected: Option<u64>,
-    encoded: Vec<u8>,
-}
-
-fn target(
-    check: &mut Check,
-    referral_id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        referral_id: check.uuid("referral_id", referral_id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
-    }
-}
-
 /// Seals `text` under `owner`'s key; empty text stays empty.
 async fn seal(call: &Call, owner: Owner, text: &str) -> Result<Vec<u8>, ApiError> {
     call.vault()
         .seal_field(owner.id(), text.trim())
         .await
         .map_err(vault_error)
-}
-
-fn statuses(check: &mut Check, field: &str, values: &[i32]) -> HashSet<ReferralStatus> {
-    check.known_set(field, values)
-}
-
-fn known_service(check: &mut Check, field: &str, value: i32, required: bool) {
-    if !required && value == 0 {
-        return;
-    }
-    let _: ServiceType = check.known(field, value);
 }
 
 impl ReferralApi {
@@ -291,8 +257,7 @@ impl ReferralApi {
     async fn list(
         &self,
         call: &Call,
-        size: usize,
-        after: Option<Position>,
+        Page { size, after }: Page,
         include: impl Fn(&Loaded) -> bool,
     ) -> Result<ListReferralsResponse, ApiError> {
         let candidates: Vec<(Position, Uuid, Loaded)> = {
@@ -344,64 +309,32 @@ impl ReferralService for ReferralApi {
         request: Request<MakeReferralRequest>,
     ) -> Result<Response<ReferralCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let request_id = check.uuid("request_id", &r.request_id);
-        let case_id = check.optional_uuid("case_id", &r.case_id);
-        let contact_id = check.optional_uuid("contact_id", &r.contact_id);
-        if r.case_id.is_empty() == r.contact_id.is_empty() {
-            check.fail("case_id", "give exactly one of case_id and contact_id");
-        }
-        check.id_label("to_agency", &r.to_agency);
-        if r.to_agency == call.agency() {
-            check.fail("to_agency", "must be another agency than your own");
-        }
-        known_service(&mut check, "service", r.service, true);
-        let _: ReferralUrgency = check.known("urgency", r.urgency);
-        check.text("reason", &r.reason, MAX_TEXT_CHARS, true);
-        let consent: ConsentBasis = check.known("consent", r.consent);
-        check.text("legal_basis", &r.legal_basis, MAX_REASON_CHARS, false);
-        match consent {
-            ConsentBasis::NotRequired if r.legal_basis.trim().is_empty() => check.fail(
-                "legal_basis",
-                "state the legal basis when consent is not required",
-            ),
-            ConsentBasis::GivenByChild | ConsentBasis::GivenByGuardian
-                if !r.legal_basis.trim().is_empty() =>
-            {
-                check.fail("legal_basis", "only when consent is not required")
-            }
-            _ => {}
-        }
-        check.done(())?;
+        let c = MakeReferral::try_from(Sent {
+            request: request.into_inner(),
+            agency: call.agency(),
+        })?;
+        let owner = c.owner;
 
         // Where the referral belongs, and the caller's standing there.
-        let (owner, from_agency) = match (case_id, contact_id) {
-            (Some(case_id), _) => (Owner::Case(case_id), call.agency().to_owned()),
-            (_, Some(contact_id)) => {
+        let from_agency = match owner {
+            Owner::Case(_) => call.agency().to_owned(),
+            Owner::Contact(contact_id) => {
                 let contact = read_contact(call.log().as_ref(), contact_id).await?;
-                let agency = contact
-                    .as_ref()
-                    .map(|c| c.agency.clone())
-                    .unwrap_or_default();
-                (Owner::Contact(contact_id), agency)
+                contact.map(|found| found.agency).unwrap_or_default()
             }
-            _ => return Err(ApiError::Internal("validated above").into()),
         };
         let authorise = Authorise::Make {
             owner,
             from_agency: &from_agency,
-            to_agency: &r.to_agency,
+            to_agency: &c.to_agency,
         };
-        let referral_id = new_aggregate_id(&call, "referral", request_id);
+        let referral_id = new_aggregate_id(&call, "referral", c.request_id);
         authorise
             .check(&call, referral_id, &Loaded::default())
             .await?;
         // A retry answers as the first time, whatever happened to the case or contact
         // since (closed, opened into a case).
-        let request = call
-            .request(owner.id(), request_id, &r.encode_to_vec())
-            .await?;
+        let request = call.request(owner.id(), c.request_id, &c.encoded).await?;
         let existing = self.store.load(referral_id).await?;
         if let Some(done) = self
             .store
@@ -440,15 +373,18 @@ impl ReferralService for ReferralApi {
         let made = ReferralMade {
             referral_id: referral_id.to_string(),
             from_agency: from_agency.clone(),
-            to_agency: r.to_agency.clone(),
-            case_id: owner.case_id().map(|c| c.to_string()).unwrap_or_default(),
-            contact_id: contact_id.map(|c| c.to_string()).unwrap_or_default(),
-            service: r.service,
-            urgency: r.urgency,
+            to_agency: c.to_agency.clone(),
+            case_id: owner.case_id().map(|id| id.to_string()).unwrap_or_default(),
+            contact_id: match owner {
+                Owner::Contact(contact_id) => contact_id.to_string(),
+                Owner::Case(_) => String::new(),
+            },
+            service: c.service as i32,
+            urgency: c.urgency as i32,
             due_by_unix_ms: 0,
-            reason_sealed: seal(&call, owner, &r.reason).await?,
-            consent: r.consent,
-            legal_basis_sealed: seal(&call, owner, &r.legal_basis).await?,
+            reason_sealed: seal(&call, owner, &c.reason).await?,
+            consent: c.consent as i32,
+            legal_basis_sealed: seal(&call, owner, &c.legal_basis).await?,
         };
         let now_ms = to_unix_ms(call.now());
         let version = store::execute(
@@ -480,18 +416,10 @@ impl ReferralService for ReferralApi {
         request: Request<AcknowledgeReferralRequest>,
     ) -> Result<Response<ReferralCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.referral_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.done(())?;
+        let c = AcknowledgeReferral::try_from(request.into_inner())?;
+        let t = &c.target;
         let (version, _, _) = self
-            .act(&call, &t, ReferralStep::Acknowledge, async |_| {
+            .act(&call, t, ReferralStep::Acknowledge, async |_| {
                 Ok(Command::Acknowledge)
             })
             .await?;
@@ -503,18 +431,10 @@ impl ReferralService for ReferralApi {
         request: Request<AcceptReferralRequest>,
     ) -> Result<Response<ReferralCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.referral_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.done(())?;
+        let c = AcceptReferral::try_from(request.into_inner())?;
+        let t = &c.target;
         let (version, owner, request) = self
-            .act(&call, &t, ReferralStep::Accept, async |owner| {
+            .act(&call, t, ReferralStep::Accept, async |owner| {
                 if let Owner::Case(case_id) = owner {
                     let state = &self.cases.load(case_id).await?.state;
                     if state.stage == caseline_proto::v1::Stage::Closed {
@@ -573,23 +493,13 @@ impl ReferralService for ReferralApi {
         request: Request<DeclineReferralRequest>,
     ) -> Result<Response<ReferralCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.referral_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
-        known_service(&mut check, "suggested_service", r.suggested_service, false);
-        check.done(())?;
+        let c = DeclineReferral::try_from(request.into_inner())?;
+        let t = &c.target;
         let (version, _, _) = self
-            .act(&call, &t, ReferralStep::Decline, async |owner| {
+            .act(&call, t, ReferralStep::Decline, async |owner| {
                 Ok(Command::Decline {
-                    reason_sealed: seal(&call, owner, &r.reason).await?,
-                    suggested_service: r.suggested_service,
+                    reason_sealed: seal(&call, owner, &c.reason).await?,
+                    suggested_service: c.suggested_service.map_or(0, |s| s as i32),
                 })
             })
             .await?;
@@ -601,21 +511,12 @@ impl ReferralService for ReferralApi {
         request: Request<RecordReferralOutcomeRequest>,
     ) -> Result<Response<ReferralCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.referral_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("outcome", &r.outcome, MAX_TEXT_CHARS, true);
-        check.done(())?;
+        let c = RecordReferralOutcome::try_from(request.into_inner())?;
+        let t = &c.target;
         let (version, _, _) = self
-            .act(&call, &t, ReferralStep::RecordOutcome, async |owner| {
+            .act(&call, t, ReferralStep::RecordOutcome, async |owner| {
                 Ok(Command::RecordOutcome {
-                    outcome_sealed: seal(&call, owner, &r.outcome).await?,
+                    outcome_sealed: seal(&call, owner, &c.outcome).await?,
                 })
             })
             .await?;
@@ -627,21 +528,12 @@ impl ReferralService for ReferralApi {
         request: Request<WithdrawReferralRequest>,
     ) -> Result<Response<ReferralCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            &r.referral_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("reason", &r.reason, MAX_REASON_CHARS, true);
-        check.done(())?;
+        let c = WithdrawReferral::try_from(request.into_inner())?;
+        let t = &c.target;
         let (version, _, _) = self
-            .act(&call, &t, ReferralStep::Withdraw, async |owner| {
+            .act(&call, t, ReferralStep::Withdraw, async |owner| {
                 Ok(Command::Withdraw {
-                    reason_sealed: seal(&call, owner, &r.reason).await?,
+                    reason_sealed: seal(&call, owner, &c.reason).await?,
                 })
             })
             .await?;
@@ -653,10 +545,7 @@ impl ReferralService for ReferralApi {
         request: Request<GetReferralRequest>,
     ) -> Result<Response<caseline_proto::v1::Referral>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let referral_id = check.uuid("referral_id", &r.referral_id);
-        check.done(())?;
+        let GetReferral { referral_id } = GetReferral::try_from(request.into_inner())?;
         let loaded = self.current(&call, referral_id).await?;
         let decision = standing(&call, &loaded, ReferralStep::View).await?;
         admit(&call, referral_id, &loaded, ReferralStep::View, decision)?;
@@ -670,15 +559,11 @@ impl ReferralService for ReferralApi {
         request: Request<ListInboxRequest>,
     ) -> Result<Response<ListReferralsResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let wanted = statuses(&mut check, "statuses", &r.statuses);
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListInbox::try_from(request.into_inner())?;
         let agency = call.agency().to_owned();
+        let wanted = &c.statuses;
         let page = self
-            .list(&call, size, after, |l| {
+            .list(&call, c.page, |l| {
                 l.state.made.as_ref().is_some_and(|m| m.to_agency == agency)
                     && (wanted.is_empty() || wanted.contains(&l.state.status))
             })
@@ -691,21 +576,17 @@ impl ReferralService for ReferralApi {
         request: Request<ListOutboxRequest>,
     ) -> Result<Response<ListReferralsResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let wanted = statuses(&mut check, "statuses", &r.statuses);
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListOutbox::try_from(request.into_inner())?;
         let agency = call.agency().to_owned();
         let subject = call.subject().to_owned();
+        let (mine, wanted) = (c.mine, &c.statuses);
         let page = self
-            .list(&call, size, after, |l| {
+            .list(&call, c.page, |l| {
                 l.state
                     .made
                     .as_ref()
                     .is_some_and(|m| m.from_agency == agency)
-                    && (!r.mine || l.made_by == subject)
+                    && (!mine || l.made_by == subject)
                     && (wanted.is_empty() || wanted.contains(&l.state.status))
             })
             .await?;
@@ -717,15 +598,11 @@ impl ReferralService for ReferralApi {
         request: Request<ListOverdueReferralsRequest>,
     ) -> Result<Response<ListReferralsResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListOverdueReferrals::try_from(request.into_inner())?;
         let agency = call.agency().to_owned();
         let now_ms = to_unix_ms(call.now());
         let page = self
-            .list(&call, size, after, |l| {
+            .list(&call, c.page, |l| {
                 l.state.is_overdue(now_ms)
                     && l.state
                         .made

@@ -11,6 +11,7 @@
 mod access;
 mod api;
 mod attach;
+mod command;
 mod directory;
 pub mod domain;
 mod escalation;
