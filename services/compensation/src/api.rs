@@ -1,18 +1,16 @@
 //! The gRPC handlers of CompensationService.
 //!
-//! Every command: validate (each bad field named; money checked for a known currency
-//! and a positive amount) → load the claim or complaint → the caller's standing on its
-//! case (`compensation_claims` or `complaints` row), recorded → seal with the case's
-//! key → decide → append on the shared command path. A claim or complaint the caller may
-//! not see is NOT_FOUND under its own id.
+//! Every command: convert the request into its typed command (each bad field named;
+//! money checked for a known currency and a positive amount) → load the claim or
+//! complaint → the caller's standing on its case (`compensation_claims` or `complaints`
+//! row), recorded → seal with the case's key → decide → append on the shared command
+//! path. A claim or complaint the caller may not see is NOT_FOUND under its own id.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use caseline_aggregate::{Aggregate, Intent, Loaded, Projection, Store, page_of};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, Compartment, Entry, Via};
-use caseline_proto::prost::Message;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::compensation_service_server::CompensationService;
 use caseline_proto::v1::events::{
@@ -20,30 +18,30 @@ use caseline_proto::v1::events::{
     ComplaintEscalated, ComplaintFindingRecorded, ComplaintLodged, PaymentRecorded,
 };
 use caseline_proto::v1::{
-    AcknowledgeComplaintRequest, Claim as ClaimMessage, ClaimOutcome, ClaimScheme, ClaimStatus,
-    Claimant, CloseClaimRequest, CloseComplaintRequest, CompensationTotals, ComplainantKind,
-    Complaint as ComplaintMessage, ComplaintChannel, ComplaintFinding, ComplaintStatus,
-    CurrencyTotals, EscalateComplaintRequest, FileClaimRequest, GetClaimRequest,
-    GetCompensationTotalsRequest, GetComplaintRequest, ListClaimDeadlinesRequest,
-    ListClaimsRequest, ListClaimsResponse, ListComplaintsRequest, ListComplaintsResponse,
-    LodgeAppealRequest, LodgeComplaintRequest, Money, Payment, RecordClaimDecisionRequest,
-    RecordClaimSubmittedRequest, RecordComplaintFindingRequest, RecordPaymentRequest,
-    RemedyCommandResponse,
+    AcknowledgeComplaintRequest, Claim as ClaimMessage, ClaimStatus, CloseClaimRequest,
+    CloseComplaintRequest, CompensationTotals, Complaint as ComplaintMessage, CurrencyTotals,
+    EscalateComplaintRequest, FileClaimRequest, GetClaimRequest, GetCompensationTotalsRequest,
+    GetComplaintRequest, ListClaimDeadlinesRequest, ListClaimsRequest, ListClaimsResponse,
+    ListComplaintsRequest, ListComplaintsResponse, LodgeAppealRequest, LodgeComplaintRequest,
+    Payment, RecordClaimDecisionRequest, RecordClaimSubmittedRequest,
+    RecordComplaintFindingRequest, RecordPaymentRequest, RemedyCommandResponse,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{
-    Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of,
-};
+use caseline_server::validate::{At, date_of};
 use caseline_trust::CaseGate;
 use caseline_trust::request::new_aggregate_id;
 use caseline_trust::{Call, vault_error};
 use caseline_vault::Opened;
 
+use crate::command::{
+    AcknowledgeComplaint, CloseClaim, CloseComplaint, EscalateComplaint, FileClaim, GetClaim,
+    GetCompensationTotals, GetComplaint, ListClaimDeadlines, ListClaims, ListComplaints,
+    LodgeAppeal, LodgeComplaint, RecordClaimDecision, RecordClaimSubmitted, RecordComplaintFinding,
+    RecordPayment, Target,
+};
 use crate::domain::{ClaimCommand, ComplaintCommand, money};
-use crate::money::{ByCurrency, Totals, add, fault};
+use crate::money::{ByCurrency, Totals, add};
 use crate::store::{Claim, Complaint, LoadedClaim, LoadedComplaint};
-
-const LIST_PAGE: (u32, u32) = (50, 500);
 
 /// The gRPC handlers of CompensationService.
 #[derive(Debug)]
@@ -92,13 +90,6 @@ fn not_found(kind: &Kind, id: Uuid) -> ApiError {
     }
 }
 
-/// Checks an amount field, naming the part at fault.
-fn amount(check: &mut Check, field: &'static str, value: Option<&Money>) {
-    if let Some((part, reason)) = fault(value) {
-        check.fail(&format!("{field}{part}"), reason);
-    }
-}
-
 fn answer(id: Uuid, version: u64) -> Response<RemedyCommandResponse> {
     Response::new(RemedyCommandResponse {
         id: id.to_string(),
@@ -135,30 +126,6 @@ impl Opener<'_> {
                 Ok(String::new())
             }
         }
-    }
-}
-
-/// A command on an existing claim or complaint, as received.
-struct Target {
-    id: Uuid,
-    request_id: Uuid,
-    expected: Option<u64>,
-    encoded: Vec<u8>,
-}
-
-fn target(
-    check: &mut Check,
-    field: &str,
-    id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        id: check.uuid(field, id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
     }
 }
 
@@ -489,30 +456,24 @@ impl CompensationService for CompensationApi {
         request: Request<FileClaimRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let request_id = check.uuid("request_id", &r.request_id);
-        let case_id = check.uuid("case_id", &r.case_id);
-        let _: ClaimScheme = check.known("scheme", r.scheme);
-        check.text("jurisdiction", &r.jurisdiction, MAX_LABEL_CHARS, true);
-        let _: Claimant = check.known("claimant", r.claimant);
-        amount(&mut check, "amount_claimed", r.amount_claimed.as_ref());
-        check.planned_date("filing_deadline", &r.filing_deadline, true, call.now());
-        check.done(())?;
+        let c = FileClaim::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
         self.create::<Claim>(
             &call,
             &CLAIMS,
-            case_id,
-            request_id,
-            &r.encode_to_vec(),
+            c.case_id,
+            c.request_id,
+            &c.encoded,
             async |id| {
                 Ok(ClaimCommand::File(ClaimFiled {
                     claim_id: id.to_string(),
-                    scheme: r.scheme,
-                    jurisdiction: r.jurisdiction.trim().to_owned(),
-                    claimant: r.claimant,
-                    amount_claimed: r.amount_claimed.clone(),
-                    filing_deadline: r.filing_deadline.clone(),
+                    scheme: c.scheme as i32,
+                    jurisdiction: c.jurisdiction.clone(),
+                    claimant: c.claimant as i32,
+                    amount_claimed: Some(c.amount_claimed.clone()),
+                    filing_deadline: c.filing_deadline.clone(),
                 }))
             },
         )
@@ -524,24 +485,16 @@ impl CompensationService for CompensationApi {
         request: Request<RecordClaimSubmittedRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "claim_id",
-            &r.claim_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.past_date("submitted_on", &r.submitted_on, call.now());
-        check.text("reference", &r.reference, MAX_LABEL_CHARS, false);
-        check.done(())?;
-        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+        let c = RecordClaimSubmitted::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let t = &c.target;
+        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |case_id, _| {
             Ok(ClaimCommand::Submit(ClaimSubmitted {
                 claim_id: t.id.to_string(),
-                submitted_on: r.submitted_on.clone(),
-                reference_sealed: seal(&call, case_id, &r.reference).await?,
+                submitted_on: c.submitted_on.clone(),
+                reference_sealed: seal(&call, case_id, &c.reference).await?,
             }))
         })
         .await
@@ -552,36 +505,15 @@ impl CompensationService for CompensationApi {
         request: Request<RecordClaimDecisionRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "claim_id",
-            &r.claim_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let outcome: ClaimOutcome = check.known("outcome", r.outcome);
-        if outcome == ClaimOutcome::Rejected {
-            if r.amount_awarded
-                .as_ref()
-                .is_some_and(|m| m.minor_units != 0)
-            {
-                check.fail("amount_awarded.minor_units", "a rejection awards nothing");
-            }
-        } else {
-            amount(&mut check, "amount_awarded", r.amount_awarded.as_ref());
-        }
-        check.text("reasons", &r.reasons, MAX_TEXT_CHARS, false);
-        check.done(())?;
-        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+        let c = RecordClaimDecision::try_from(request.into_inner())?;
+        let t = &c.target;
+        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |case_id, _| {
             Ok(ClaimCommand::Decide(ClaimDecided {
                 claim_id: t.id.to_string(),
-                outcome: r.outcome,
-                amount_awarded: r.amount_awarded.clone(),
-                exceeds_claim: r.exceeds_claim,
-                reasons_sealed: seal(&call, case_id, &r.reasons).await?,
+                outcome: c.outcome as i32,
+                amount_awarded: c.amount_awarded.clone(),
+                exceeds_claim: c.exceeds_claim,
+                reasons_sealed: seal(&call, case_id, &c.reasons).await?,
                 on_appeal: false,
             }))
         })
@@ -593,24 +525,16 @@ impl CompensationService for CompensationApi {
         request: Request<LodgeAppealRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "claim_id",
-            &r.claim_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.past_date("lodged_on", &r.lodged_on, call.now());
-        check.text("grounds", &r.grounds, MAX_TEXT_CHARS, true);
-        check.done(())?;
-        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+        let c = LodgeAppeal::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let t = &c.target;
+        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |case_id, _| {
             Ok(ClaimCommand::Appeal(AppealLodged {
                 claim_id: t.id.to_string(),
-                lodged_on: r.lodged_on.clone(),
-                grounds_sealed: seal(&call, case_id, &r.grounds).await?,
+                lodged_on: c.lodged_on.clone(),
+                grounds_sealed: seal(&call, case_id, &c.grounds).await?,
             }))
         })
         .await
@@ -621,26 +545,18 @@ impl CompensationService for CompensationApi {
         request: Request<RecordPaymentRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "claim_id",
-            &r.claim_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        amount(&mut check, "amount", r.amount.as_ref());
-        check.past_date("paid_on", &r.paid_on, call.now());
-        check.done(())?;
-        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+        let c = RecordPayment::try_from(At {
+            request: request.into_inner(),
+            now: call.now(),
+        })?;
+        let t = &c.target;
+        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |case_id, _| {
             let request = call.request(case_id, t.request_id, &t.encoded).await?;
             Ok(ClaimCommand::Pay(PaymentRecorded {
                 claim_id: t.id.to_string(),
                 payment_id: request.entry_id().to_string(),
-                amount: r.amount.clone(),
-                paid_on: r.paid_on.clone(),
+                amount: Some(c.amount.clone()),
+                paid_on: c.paid_on.clone(),
             }))
         })
         .await
@@ -651,22 +567,12 @@ impl CompensationService for CompensationApi {
         request: Request<CloseClaimRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "claim_id",
-            &r.claim_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("note", &r.note, MAX_REASON_CHARS, false);
-        check.done(())?;
-        self.act::<Claim>(&call, &CLAIMS, &t, claim_case, async |case_id, _| {
+        let c = CloseClaim::try_from(request.into_inner())?;
+        let t = &c.target;
+        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |case_id, _| {
             Ok(ClaimCommand::Close(ClaimClosed {
                 claim_id: t.id.to_string(),
-                note_sealed: seal(&call, case_id, &r.note).await?,
+                note_sealed: seal(&call, case_id, &c.note).await?,
             }))
         })
         .await
@@ -677,10 +583,8 @@ impl CompensationService for CompensationApi {
         request: Request<GetClaimRequest>,
     ) -> Result<Response<ClaimMessage>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let id = check.uuid("claim_id", &r.claim_id);
-        check.done(())?;
+        let c = GetClaim::try_from(request.into_inner())?;
+        let id = c.claim_id;
         call.returned([id]);
         let l = self.claims.load(id).await?;
         let Some(case_id) = claim_case(&l) else {
@@ -695,23 +599,17 @@ impl CompensationService for CompensationApi {
         request: Request<ListClaimsRequest>,
     ) -> Result<Response<ListClaimsResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let case_id = check.optional_uuid("case_id", &r.case_id);
-        let wanted: HashSet<ClaimStatus> = check.known_set("statuses", &r.statuses);
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
-        if let Some(case_id) = case_id {
+        let c = ListClaims::try_from(request.into_inner())?;
+        if let Some(case_id) = c.case_id {
             self.admit_read(&call, &CLAIMS, case_id, case_id)
                 .await
                 .map_err(|e| case_refusal(e, case_id))?;
         }
         let page = self
-            .claim_page(&call, size, after, |l| {
+            .claim_page(&call, c.page_size, c.page_token, |l| {
                 claim_case(l).is_some()
-                    && case_id.is_none_or(|c| l.case_id == Some(c))
-                    && (wanted.is_empty() || wanted.contains(&l.state.status))
+                    && c.case_id.is_none_or(|id| l.case_id == Some(id))
+                    && (c.statuses.is_empty() || c.statuses.contains(&l.state.status))
             })
             .await?;
         Ok(Response::new(page))
@@ -722,23 +620,11 @@ impl CompensationService for CompensationApi {
         request: Request<ListClaimDeadlinesRequest>,
     ) -> Result<Response<ListClaimsResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let days = match r.within_days {
-            0 => 30,
-            d if d > 3650 => {
-                check.fail("within_days", "must be at most 3650");
-                0
-            }
-            d => u64::from(d),
-        };
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListClaimDeadlines::try_from(request.into_inner())?;
         let now = call.now();
-        let until = date_of(now + std::time::Duration::from_secs(days * 86_400));
+        let until = date_of(now + std::time::Duration::from_secs(c.within_days * 86_400));
         let page = self
-            .claim_page(&call, size, after, |l| {
+            .claim_page(&call, c.page_size, c.page_token, |l| {
                 // Passed deadlines of claims still not submitted are the most urgent:
                 // they are listed too.
                 l.state.status == ClaimStatus::Filed
@@ -756,10 +642,8 @@ impl CompensationService for CompensationApi {
         request: Request<GetCompensationTotalsRequest>,
     ) -> Result<Response<CompensationTotals>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let case_id = check.uuid("case_id", &r.case_id);
-        check.done(())?;
+        let c = GetCompensationTotals::try_from(request.into_inner())?;
+        let case_id = c.case_id;
         self.admit_read(&call, &CLAIMS, case_id, case_id)
             .await
             .map_err(|e| case_refusal(e, case_id))?;
@@ -801,28 +685,20 @@ impl CompensationService for CompensationApi {
         request: Request<LodgeComplaintRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let request_id = check.uuid("request_id", &r.request_id);
-        let case_id = check.uuid("case_id", &r.case_id);
-        check.text("about", &r.about, MAX_LABEL_CHARS, true);
-        let _: ComplaintChannel = check.known("channel", r.channel);
-        let _: ComplainantKind = check.known("complainant", r.complainant);
-        check.text("description", &r.description, MAX_TEXT_CHARS, true);
-        check.done(())?;
+        let c = LodgeComplaint::try_from(request.into_inner())?;
         self.create::<Complaint>(
             &call,
             &COMPLAINTS,
-            case_id,
-            request_id,
-            &r.encode_to_vec(),
+            c.case_id,
+            c.request_id,
+            &c.encoded,
             async |id| {
                 Ok(ComplaintCommand::Lodge(ComplaintLodged {
                     complaint_id: id.to_string(),
-                    about: r.about.trim().to_owned(),
-                    channel: r.channel,
-                    complainant: r.complainant,
-                    description_sealed: seal(&call, case_id, &r.description).await?,
+                    about: c.about.clone(),
+                    channel: c.channel as i32,
+                    complainant: c.complainant as i32,
+                    description_sealed: seal(&call, c.case_id, &c.description).await?,
                 }))
             },
         )
@@ -834,20 +710,14 @@ impl CompensationService for CompensationApi {
         request: Request<AcknowledgeComplaintRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "complaint_id",
-            &r.complaint_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.done(())?;
-        self.act::<Complaint>(&call, &COMPLAINTS, &t, complaint_case, async |_, _| {
-            Ok(ComplaintCommand::Acknowledge)
-        })
+        let c = AcknowledgeComplaint::try_from(request.into_inner())?;
+        self.act::<Complaint>(
+            &call,
+            &COMPLAINTS,
+            &c.target,
+            complaint_case,
+            async |_, _| Ok(ComplaintCommand::Acknowledge),
+        )
         .await
     }
 
@@ -856,37 +726,15 @@ impl CompensationService for CompensationApi {
         request: Request<RecordComplaintFindingRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "complaint_id",
-            &r.complaint_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        let finding: ComplaintFinding = check.known("finding", r.finding);
-        check.text(
-            "remedy",
-            &r.remedy,
-            MAX_TEXT_CHARS,
-            finding != ComplaintFinding::NotUpheld,
-        );
-        check.done(())?;
-        self.act::<Complaint>(
-            &call,
-            &COMPLAINTS,
-            &t,
-            complaint_case,
-            async |case_id, _| {
-                Ok(ComplaintCommand::RecordFinding(ComplaintFindingRecorded {
-                    complaint_id: t.id.to_string(),
-                    finding: r.finding,
-                    remedy_sealed: seal(&call, case_id, &r.remedy).await?,
-                }))
-            },
-        )
+        let c = RecordComplaintFinding::try_from(request.into_inner())?;
+        let t = &c.target;
+        self.act::<Complaint>(&call, &COMPLAINTS, t, complaint_case, async |case_id, _| {
+            Ok(ComplaintCommand::RecordFinding(ComplaintFindingRecorded {
+                complaint_id: t.id.to_string(),
+                finding: c.finding as i32,
+                remedy_sealed: seal(&call, case_id, &c.remedy).await?,
+            }))
+        })
         .await
     }
 
@@ -895,32 +743,15 @@ impl CompensationService for CompensationApi {
         request: Request<EscalateComplaintRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "complaint_id",
-            &r.complaint_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("body", &r.body, MAX_LABEL_CHARS, true);
-        check.text("reason", &r.reason, MAX_REASON_CHARS, false);
-        check.done(())?;
-        self.act::<Complaint>(
-            &call,
-            &COMPLAINTS,
-            &t,
-            complaint_case,
-            async |case_id, _| {
-                Ok(ComplaintCommand::Escalate(ComplaintEscalated {
-                    complaint_id: t.id.to_string(),
-                    body: r.body.trim().to_owned(),
-                    reason_sealed: seal(&call, case_id, &r.reason).await?,
-                }))
-            },
-        )
+        let c = EscalateComplaint::try_from(request.into_inner())?;
+        let t = &c.target;
+        self.act::<Complaint>(&call, &COMPLAINTS, t, complaint_case, async |case_id, _| {
+            Ok(ComplaintCommand::Escalate(ComplaintEscalated {
+                complaint_id: t.id.to_string(),
+                body: c.body.clone(),
+                reason_sealed: seal(&call, case_id, &c.reason).await?,
+            }))
+        })
         .await
     }
 
@@ -929,30 +760,14 @@ impl CompensationService for CompensationApi {
         request: Request<CloseComplaintRequest>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let t = target(
-            &mut check,
-            "complaint_id",
-            &r.complaint_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
-        check.text("note", &r.note, MAX_REASON_CHARS, false);
-        check.done(())?;
-        self.act::<Complaint>(
-            &call,
-            &COMPLAINTS,
-            &t,
-            complaint_case,
-            async |case_id, _| {
-                Ok(ComplaintCommand::Close(ComplaintClosed {
-                    complaint_id: t.id.to_string(),
-                    note_sealed: seal(&call, case_id, &r.note).await?,
-                }))
-            },
-        )
+        let c = CloseComplaint::try_from(request.into_inner())?;
+        let t = &c.target;
+        self.act::<Complaint>(&call, &COMPLAINTS, t, complaint_case, async |case_id, _| {
+            Ok(ComplaintCommand::Close(ComplaintClosed {
+                complaint_id: t.id.to_string(),
+                note_sealed: seal(&call, case_id, &c.note).await?,
+            }))
+        })
         .await
     }
 
@@ -961,10 +776,8 @@ impl CompensationService for CompensationApi {
         request: Request<GetComplaintRequest>,
     ) -> Result<Response<ComplaintMessage>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let id = check.uuid("complaint_id", &r.complaint_id);
-        check.done(())?;
+        let c = GetComplaint::try_from(request.into_inner())?;
+        let id = c.complaint_id;
         call.returned([id]);
         let l = self.complaints.load(id).await?;
         let Some(case_id) = complaint_case(&l) else {
@@ -979,21 +792,18 @@ impl CompensationService for CompensationApi {
         request: Request<ListComplaintsRequest>,
     ) -> Result<Response<ListComplaintsResponse>, Status> {
         let call = Call::of(&request)?;
-        let r = request.into_inner();
-        let mut check = Check::new();
-        let wanted: HashSet<ComplaintStatus> = check.known_set("statuses", &r.statuses);
-        let size = check.page_size(r.page_size, LIST_PAGE);
-        let after = check.page_token(&r.page_token);
-        check.done(())?;
+        let c = ListComplaints::try_from(request.into_inner())?;
         let candidates = self
             .complaint_list
-            .select(after, |l| {
+            .select(c.page_token, |l| {
                 complaint_case(l).is_some()
-                    && (wanted.is_empty() || wanted.contains(&l.state.status))
+                    && (c.statuses.is_empty() || c.statuses.contains(&l.state.status))
             })
             .await?;
-        let visible = self.visible(&call, &COMPLAINTS, candidates, size).await?;
-        let (page, next_page_token) = page_of(visible, size);
+        let visible = self
+            .visible(&call, &COMPLAINTS, candidates, c.page_size)
+            .await?;
+        let (page, next_page_token) = page_of(visible, c.page_size);
         let mut complaints = Vec::new();
         for (id, case_id, l) in &page {
             complaints.push(self.render_complaint(&call, *id, l).await?);

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod command;
 pub mod domain;
 pub mod money;
 mod store;
