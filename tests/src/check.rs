@@ -41,6 +41,35 @@ pub fn fields_of(status: &Status, what: &str) -> Vec<String> {
         .collect()
 }
 
+/// The fields named by `result`, which must be an INVALID_ARGUMENT.
+#[track_caller]
+pub fn invalid_fields<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String> {
+    fields_of(&expect_err(result, Code::InvalidArgument, what), what)
+}
+
+/// Asserts an INVALID_ARGUMENT names exactly `fields`.
+#[track_caller]
+pub fn names<T: Debug>(result: Result<T, Status>, fields: &[&str], what: &str) {
+    assert_eq!(invalid_fields(result, what), fields, "{what}");
+}
+
+/// Asserts `result` is a refusal, and not a fault of the server.
+#[track_caller]
+pub fn refused<T: Debug>(result: Result<T, Status>, what: &str) -> Status {
+    let s = match result {
+        Ok(v) => panic!("{what}: expected a refusal, got OK {v:?}"),
+        Err(s) => s,
+    };
+    assert!(
+        !matches!(
+            s.code(),
+            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable
+        ),
+        "{what}: {s:?}"
+    );
+    s
+}
+
 /// A message with `id` replaced, to compare the shape of two NOT_FOUND answers.
 pub fn shape(status: &Status, id: &str) -> String {
     status.message().replace(id, "<id>")

@@ -17,6 +17,10 @@ use std::time::{Duration, SystemTime};
 use caseline_eventlog::Uuid;
 use caseline_proto::prost_types::Timestamp;
 use caseline_proto::tonic;
+use caseline_proto::v1::case_service_client::CaseServiceClient;
+use caseline_proto::v1::compensation_service_client::CompensationServiceClient;
+use caseline_proto::v1::referral_service_client::ReferralServiceClient;
+use caseline_proto::v1::support_plan_service_client::SupportPlanServiceClient;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -195,6 +199,27 @@ impl TestServer {
 }
 
 /// `message` with `token` as its bearer credential.
+/// A client of every service, on one channel to `server`.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub cases: CaseServiceClient<Channel>,
+    pub referrals: ReferralServiceClient<Channel>,
+    pub plans: SupportPlanServiceClient<Channel>,
+    pub compensation: CompensationServiceClient<Channel>,
+}
+
+impl Clients {
+    pub async fn of(server: &TestServer) -> Self {
+        let channel = server.channel().await;
+        Self {
+            cases: CaseServiceClient::new(channel.clone()),
+            referrals: ReferralServiceClient::new(channel.clone()),
+            plans: SupportPlanServiceClient::new(channel.clone()),
+            compensation: CompensationServiceClient::new(channel),
+        }
+    }
+}
+
 pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(

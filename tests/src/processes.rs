@@ -434,10 +434,7 @@ impl Identity {
 
 /// The PostgreSQL server of the tests: `CASELINE_TEST_DATABASE_URL`, by default
 /// `postgres://postgres@127.0.0.1:5432/postgres`.
-pub fn database_url() -> String {
-    std::env::var("CASELINE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
+pub use caseline_eventlog::postgres::test_database_url as database_url;
 
 /// A fresh schema in the test database, dropped (with everything in it) when this is
 /// dropped, and a URL whose connections use it.

@@ -12,15 +12,14 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use caseline_auth::Role;
-use caseline_e2e::check::{contains, expect_err, fields_of, last_global_access, shape};
+use caseline_e2e::check::{
+    contains, expect_err, fields_of, invalid_fields, last_global_access, names, refused, shape,
+};
 use caseline_e2e::requests::{add_member_request, opening};
-use caseline_e2e::{Calendar, TestServer, User, authed, date_in, rid};
+use caseline_e2e::{Calendar, Clients, TestServer, User, authed, date_in, rid};
 use caseline_eventlog::{Direction, RecordedEvent, StreamName, Uuid};
 use caseline_proto::prost::Message;
-use caseline_proto::tonic::transport::Channel;
 use caseline_proto::tonic::{Code, Status};
-use caseline_proto::v1::case_service_client::CaseServiceClient;
-use caseline_proto::v1::compensation_service_client::CompensationServiceClient;
 use caseline_proto::v1::{
     AcknowledgeComplaintRequest, Claim, ClaimOutcome, ClaimScheme, ClaimStatus, Claimant,
     CloseClaimRequest, CloseComplaintRequest, CompensationTotals, ComplainantKind, Complaint,
@@ -42,20 +41,6 @@ const COMPLAINT_TEXT: &str = "She was interviewed three times without her guardi
 const REMEDY: &str = "A written apology and one recorded interview with the guardian present.";
 const ESCALATION_BODY: &str = "Office of the Children's Ombudsman";
 const ESCALATION_REASON: &str = "The guardian asked for an independent review of the finding.";
-
-#[derive(Clone)]
-struct Clients {
-    cases: CaseServiceClient<Channel>,
-    comp: CompensationServiceClient<Channel>,
-}
-
-async fn clients(server: &TestServer) -> Clients {
-    let channel = server.channel().await;
-    Clients {
-        cases: CaseServiceClient::new(channel.clone()),
-        comp: CompensationServiceClient::new(channel),
-    }
-}
 
 /// Everyone a test needs. The social worker opens the case and puts the victim
 /// advocate, the prosecutor and the police investigator on its team; nobody else is
@@ -85,35 +70,6 @@ impl Cast {
             complaints: User::new(server, "co-1", Role::ComplaintsOfficer, "complaints-office"),
         }
     }
-}
-
-/// The fields named by `result`, which must be an INVALID_ARGUMENT.
-#[track_caller]
-fn invalid_fields<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String> {
-    fields_of(&expect_err(result, Code::InvalidArgument, what), what)
-}
-
-/// Asserts an INVALID_ARGUMENT names exactly `fields`.
-#[track_caller]
-fn names<T: Debug>(result: Result<T, Status>, fields: &[&str], what: &str) {
-    assert_eq!(invalid_fields(result, what), fields, "{what}");
-}
-
-/// Asserts `result` is a refusal, and not a fault of the server.
-#[track_caller]
-fn refused<T: Debug>(result: Result<T, Status>, what: &str) -> Status {
-    let s = match result {
-        Ok(v) => panic!("{what}: expected a refusal, got OK {v:?}"),
-        Err(s) => s,
-    };
-    assert!(
-        !matches!(
-            s.code(),
-            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable
-        ),
-        "{what}: {s:?}"
-    );
-    s
 }
 
 fn money(minor_units: i64, currency: &str) -> Option<Money> {
@@ -195,7 +151,7 @@ fn claim_request(case_id: &str, minor_units: i64, currency: &str) -> FileClaimRe
 }
 
 async fn file(c: &mut Clients, by: &User, request: FileClaimRequest) -> Answer {
-    c.comp
+    c.compensation
         .file_claim(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -227,7 +183,7 @@ fn submit_request(claim_id: &str, on: &str) -> RecordClaimSubmittedRequest {
 }
 
 async fn submit(c: &mut Clients, by: &User, request: RecordClaimSubmittedRequest) -> Answer {
-    c.comp
+    c.compensation
         .record_claim_submitted(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -250,7 +206,7 @@ fn decision_request(
 }
 
 async fn decide(c: &mut Clients, by: &User, request: RecordClaimDecisionRequest) -> Answer {
-    c.comp
+    c.compensation
         .record_claim_decision(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -267,7 +223,7 @@ fn payment_request(claim_id: &str, minor_units: i64, currency: &str) -> RecordPa
 }
 
 async fn pay(c: &mut Clients, by: &User, request: RecordPaymentRequest) -> Answer {
-    c.comp
+    c.compensation
         .record_payment(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -301,7 +257,7 @@ async fn decided_claim(
 }
 
 async fn get_claim(c: &mut Clients, by: &User, claim_id: &str) -> Result<Claim, Status> {
-    c.comp
+    c.compensation
         .get_claim(authed(
             GetClaimRequest {
                 claim_id: claim_id.into(),
@@ -317,7 +273,7 @@ async fn list_claims(
     by: &User,
     request: ListClaimsRequest,
 ) -> Result<ListClaimsResponse, Status> {
-    c.comp
+    c.compensation
         .list_claims(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -328,7 +284,7 @@ async fn deadlines(
     by: &User,
     within_days: u32,
 ) -> Result<ListClaimsResponse, Status> {
-    c.comp
+    c.compensation
         .list_claim_deadlines(authed(
             ListClaimDeadlinesRequest {
                 within_days,
@@ -341,7 +297,7 @@ async fn deadlines(
 }
 
 async fn totals(c: &mut Clients, by: &User, case_id: &str) -> Result<CompensationTotals, Status> {
-    c.comp
+    c.compensation
         .get_compensation_totals(authed(
             GetCompensationTotalsRequest {
                 case_id: case_id.into(),
@@ -372,7 +328,7 @@ fn lodge_request(case_id: &str) -> LodgeComplaintRequest {
 }
 
 async fn lodge(c: &mut Clients, by: &User, request: LodgeComplaintRequest) -> Answer {
-    c.comp
+    c.compensation
         .lodge_complaint(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -387,7 +343,7 @@ fn ack_request(complaint_id: &str) -> AcknowledgeComplaintRequest {
 }
 
 async fn acknowledge(c: &mut Clients, by: &User, complaint_id: &str) -> Answer {
-    c.comp
+    c.compensation
         .acknowledge_complaint(authed(ack_request(complaint_id), &by.token))
         .await
         .map(|r| r.into_inner())
@@ -408,7 +364,7 @@ fn finding_request(
 }
 
 async fn find(c: &mut Clients, by: &User, request: RecordComplaintFindingRequest) -> Answer {
-    c.comp
+    c.compensation
         .record_complaint_finding(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -425,7 +381,7 @@ fn escalation_request(complaint_id: &str, body: &str) -> EscalateComplaintReques
 }
 
 async fn escalate(c: &mut Clients, by: &User, request: EscalateComplaintRequest) -> Answer {
-    c.comp
+    c.compensation
         .escalate_complaint(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -441,7 +397,7 @@ fn close_complaint_request(complaint_id: &str) -> CloseComplaintRequest {
 }
 
 async fn close_complaint(c: &mut Clients, by: &User, complaint_id: &str) -> Answer {
-    c.comp
+    c.compensation
         .close_complaint(authed(close_complaint_request(complaint_id), &by.token))
         .await
         .map(|r| r.into_inner())
@@ -452,7 +408,7 @@ async fn get_complaint(
     by: &User,
     complaint_id: &str,
 ) -> Result<Complaint, Status> {
-    c.comp
+    c.compensation
         .get_complaint(authed(
             GetComplaintRequest {
                 complaint_id: complaint_id.into(),
@@ -468,7 +424,7 @@ async fn list_complaints(
     by: &User,
     request: ListComplaintsRequest,
 ) -> Result<ListComplaintsResponse, Status> {
-    c.comp
+    c.compensation
         .list_complaints(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -514,7 +470,7 @@ fn assert_role_gate(
 #[tokio::test]
 async fn malformed_claim_requests_name_the_field_and_store_nothing() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child V-1").await;
     let va = cast.advocate.clone();
@@ -914,7 +870,7 @@ async fn malformed_claim_requests_name_the_field_and_store_nothing() {
 #[tokio::test]
 async fn malformed_complaint_requests_name_the_field_and_store_nothing() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child V-2").await;
     let co = cast.complaints.clone();
@@ -1097,7 +1053,7 @@ async fn malformed_complaint_requests_name_the_field_and_store_nothing() {
 #[tokio::test]
 async fn payments_follow_a_decision_and_never_exceed_the_award() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child P-1").await;
     let va = cast.advocate.clone();
@@ -1213,7 +1169,7 @@ async fn payments_follow_a_decision_and_never_exceed_the_award() {
 #[tokio::test]
 async fn an_award_above_the_claim_is_accepted_when_the_decision_says_so() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child P-2").await;
     let va = cast.advocate.clone();
@@ -1276,7 +1232,7 @@ async fn an_award_above_the_claim_is_accepted_when_the_decision_says_so() {
 #[tokio::test]
 async fn amounts_of_i64_max_are_refused_rather_than_overflowed() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child O-1").await;
     let va = cast.advocate.clone();
@@ -1370,7 +1326,7 @@ async fn amounts_of_i64_max_are_refused_rather_than_overflowed() {
 #[tokio::test]
 async fn a_claim_or_award_of_i64_max_minor_units_is_refused() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child O-2").await;
     let va = cast.advocate.clone();
@@ -1436,7 +1392,7 @@ async fn a_claim_or_award_of_i64_max_minor_units_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_payments_never_exceed_the_award() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child P-3").await;
     let claim = decided_claim(
@@ -1474,7 +1430,7 @@ async fn concurrent_payments_never_exceed_the_award() {
 #[tokio::test]
 async fn a_decision_on_appeal_never_awards_less_than_was_paid() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child P-4").await;
     let va = cast.advocate.clone();
@@ -1498,11 +1454,13 @@ async fn a_decision_on_appeal_never_awards_less_than_was_paid() {
         grounds: grounds.into(),
     };
     names(
-        c.comp.lodge_appeal(authed(appeal(" "), &va.token)).await,
+        c.compensation
+            .lodge_appeal(authed(appeal(" "), &va.token))
+            .await,
         &["grounds"],
         "LodgeAppeal without grounds",
     );
-    c.comp
+    c.compensation
         .lodge_appeal(authed(
             appeal("The board ignored the therapy costs."),
             &va.token,
@@ -1553,7 +1511,7 @@ async fn a_decision_on_appeal_never_awards_less_than_was_paid() {
     assert_eq!(p.amount_paid, money(50_000, "EUR"));
     assert_eq!(p.amount_outstanding, money(50_000, "EUR"));
     expect_err(
-        c.comp
+        c.compensation
             .lodge_appeal(authed(appeal("A second appeal."), &va.token))
             .await,
         Code::FailedPrecondition,
@@ -1561,7 +1519,7 @@ async fn a_decision_on_appeal_never_awards_less_than_was_paid() {
     );
 
     // Closed: nothing more.
-    c.comp
+    c.compensation
         .close_claim(authed(
             CloseClaimRequest {
                 request_id: rid(),
@@ -1598,7 +1556,7 @@ async fn a_decision_on_appeal_never_awards_less_than_was_paid() {
 #[tokio::test]
 async fn totals_are_exact_per_currency() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child T-1").await;
     let other_case = team_case(&mut c, &cast, "Child T-2").await;
@@ -1718,7 +1676,7 @@ async fn totals_are_exact_per_currency() {
 #[tokio::test]
 async fn advocates_on_the_team_file_claims_and_the_table_says_who_reads_them() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child A-1").await;
     let claim = new_claim(&mut c, &cast.advocate, &case_id, 40_000, "EUR").await;
@@ -1862,7 +1820,7 @@ async fn advocates_on_the_team_file_claims_and_the_table_says_who_reads_them() {
 #[tokio::test]
 async fn list_claims_records_every_claim_and_case_it_returns() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let rpc = "/caseline.v1.CompensationService/ListClaims";
     let case1 = team_case(&mut c, &cast, "Child L-1").await;
@@ -2008,7 +1966,7 @@ async fn list_claims_records_every_claim_and_case_it_returns() {
 async fn claim_deadlines_are_listed_by_the_servers_clock() {
     let mut calendar = Calendar::at_noon();
     let server = TestServer::start_with(calendar.clock.clockwork(Duration::from_secs(3600))).await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child D-1").await;
     let va = cast.advocate.clone();
@@ -2147,7 +2105,7 @@ async fn claim_deadlines_are_listed_by_the_servers_clock() {
 #[tokio::test]
 async fn only_complaints_officers_may_call_complaint_methods() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child C-1").await;
     let complaint = lodge(&mut c, &cast.complaints, lodge_request(&case_id))
@@ -2243,7 +2201,7 @@ async fn only_complaints_officers_may_call_complaint_methods() {
 #[tokio::test]
 async fn a_complaints_officer_handles_a_complaint_the_team_never_sees() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child C-2").await;
     let co = cast.complaints.clone();
@@ -2382,7 +2340,7 @@ async fn a_complaints_officer_handles_a_complaint_the_team_never_sees() {
 #[tokio::test]
 async fn a_complaint_is_acknowledged_once_and_closed_after_a_finding_or_escalation() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child C-3").await;
     let co = cast.complaints.clone();
@@ -2472,7 +2430,7 @@ async fn a_complaint_is_acknowledged_once_and_closed_after_a_finding_or_escalati
 #[tokio::test]
 async fn a_retried_claim_command_answers_as_the_first_and_a_stale_version_is_aborted() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child I-1").await;
     let va = cast.advocate.clone();
@@ -2616,7 +2574,7 @@ fn why_refused<T: Debug>(result: Result<T, Status>, field: &str, what: &str) -> 
 #[tokio::test]
 async fn dates_outside_a_plausible_range_are_refused_saying_why() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child V-30").await;
     let va = cast.advocate.clone();

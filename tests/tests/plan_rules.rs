@@ -10,15 +10,14 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use caseline_auth::Role;
-use caseline_e2e::check::{expect_err, fields_of, last_global_access, shape};
+use caseline_e2e::check::{
+    expect_err, fields_of, invalid_fields, last_global_access, names, shape,
+};
 use caseline_e2e::requests::{add_member_request, opening};
-use caseline_e2e::{Calendar, TestServer, User, authed, date_in, rid};
+use caseline_e2e::{Calendar, Clients, TestServer, User, authed, date_in, rid};
 use caseline_eventlog::{Direction, RecordedEvent, StreamName, Uuid};
-use caseline_proto::tonic::transport::Channel;
 use caseline_proto::tonic::{Code, Status};
-use caseline_proto::v1::case_service_client::CaseServiceClient;
 use caseline_proto::v1::events::AccessRecorded;
-use caseline_proto::v1::support_plan_service_client::SupportPlanServiceClient;
 use caseline_proto::v1::timeline_entry::Detail;
 use caseline_proto::v1::{
     AddGoalRequest, ApprovePlanRequest, AssignProviderRequest, Case, ClosePlanRequest,
@@ -36,20 +35,6 @@ use caseline_proto::v1::{
 
 const SAFETY_TEXT: &str = "She stays with her aunt; no phone contact with the adult.";
 const REVIEW_SUMMARY: &str = "The adult contacted her again through a new account.";
-
-#[derive(Clone)]
-struct Clients {
-    cases: CaseServiceClient<Channel>,
-    plans: SupportPlanServiceClient<Channel>,
-}
-
-async fn clients(server: &TestServer) -> Clients {
-    let channel = server.channel().await;
-    Clients {
-        cases: CaseServiceClient::new(channel.clone()),
-        plans: SupportPlanServiceClient::new(channel),
-    }
-}
 
 /// Everyone a test needs. The social worker opens the case and puts the health worker
 /// and the police investigator on its team; the supervisor of the social worker's
@@ -81,18 +66,6 @@ impl Cast {
             stranger: User::new(server, "sw-9", Role::SocialWorker, "council-z"),
         }
     }
-}
-
-/// The fields named by `result`, which must be an INVALID_ARGUMENT.
-#[track_caller]
-fn invalid_fields<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String> {
-    fields_of(&expect_err(result, Code::InvalidArgument, what), what)
-}
-
-/// Asserts an INVALID_ARGUMENT names exactly `fields`.
-#[track_caller]
-fn names<T: Debug>(result: Result<T, Status>, fields: &[&str], what: &str) {
-    assert_eq!(invalid_fields(result, what), fields, "{what}");
 }
 
 async fn open_case(c: &mut Clients, by: &User, pseudonym: &str) -> String {
@@ -491,7 +464,7 @@ fn plan_view(entry: &TimelineEntry) -> Option<&PlanView> {
 #[tokio::test]
 async fn a_plan_needs_a_risk_assessment_and_a_case_has_one_open_plan_at_a_time() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
 
     // The initial risk given when the case was opened is no risk assessment.
@@ -592,7 +565,7 @@ async fn a_plan_needs_a_risk_assessment_and_a_case_has_one_open_plan_at_a_time()
 #[tokio::test]
 async fn malformed_requests_name_the_field_and_store_nothing() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child V-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1034,7 +1007,7 @@ async fn malformed_requests_name_the_field_and_store_nothing() {
 #[tokio::test]
 async fn a_health_worker_writes_health_goals_only_and_the_police_write_nothing() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child H-1").await;
 
@@ -1173,7 +1146,7 @@ async fn a_health_worker_writes_health_goals_only_and_the_police_write_nothing()
 #[tokio::test]
 async fn get_plan_shows_each_role_what_the_table_says() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child G-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1287,7 +1260,7 @@ async fn a_complaints_officer_may_not_read_plans_whatever_the_id() {
     // refuses the method itself, the same for an existing plan and a random id, so the
     // refusal tells nothing of either.
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child G-2").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1311,7 +1284,7 @@ async fn a_complaints_officer_may_not_read_plans_whatever_the_id() {
 async fn the_timeline_shows_health_goals_to_the_health_worker_and_everything_to_the_social_worker()
 {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child T-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1402,7 +1375,7 @@ async fn the_timeline_shows_health_goals_to_the_health_worker_and_everything_to_
 #[tokio::test]
 async fn a_supervisor_of_the_agency_approves_a_submitted_plan() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child A-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1518,7 +1491,7 @@ async fn a_supervisor_of_the_agency_approves_a_submitted_plan() {
 #[tokio::test]
 async fn a_plan_closes_only_when_every_goal_is_achieved_or_discontinued() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child X-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1632,7 +1605,7 @@ async fn a_plan_closes_only_when_every_goal_is_achieved_or_discontinued() {
 #[tokio::test]
 async fn a_review_re_assesses_the_risk_of_the_case() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child R-1").await;
     assert_eq!(
@@ -1713,7 +1686,7 @@ async fn a_review_re_assesses_the_risk_of_the_case() {
 #[tokio::test]
 async fn a_retried_review_answers_as_the_first() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child R-2").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1735,7 +1708,7 @@ async fn a_retried_review_answers_as_the_first() {
 async fn reviews_due_are_listed_by_the_servers_clock() {
     let mut calendar = Calendar::at_noon();
     let server = TestServer::start_with(calendar.clock.clockwork(Duration::from_secs(3600))).await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child D-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -1915,7 +1888,7 @@ async fn reviews_due_are_listed_by_the_servers_clock() {
 #[tokio::test]
 async fn plans_are_listed_by_case_and_as_ones_own() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let mut made = Vec::new();
     for n in 1..=3 {
@@ -2083,7 +2056,7 @@ async fn plans_are_listed_by_case_and_as_ones_own() {
 #[tokio::test]
 async fn a_retried_command_answers_as_the_first_and_a_stale_version_is_aborted() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child I-1").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;
@@ -2164,7 +2137,7 @@ fn why_refused<T: Debug>(result: Result<T, Status>, field: &str, what: &str) -> 
 #[tokio::test]
 async fn dates_outside_a_plausible_range_are_refused_saying_why() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let cast = Cast::new(&server);
     let case_id = team_case(&mut c, &cast, "Child V-30").await;
     let plan = new_plan(&mut c, &cast.sw, &case_id).await;

@@ -7,19 +7,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
-use std::fmt::Debug;
 use std::time::Duration;
 
 use caseline_auth::Role;
-use caseline_e2e::check::{expect_err, fields_of, last_global_access, referral_events, shape};
+use caseline_e2e::check::{
+    expect_err, invalid_fields, last_global_access, names, referral_events, shape,
+};
 use caseline_e2e::requests::{add_member_request, contact_request, opening};
-use caseline_e2e::{TestClock, TestServer, User, authed, rid};
+use caseline_e2e::{Clients, TestClock, TestServer, User, authed, rid};
 use caseline_eventlog::Uuid;
-use caseline_proto::tonic::transport::Channel;
 use caseline_proto::tonic::{Code, Status};
-use caseline_proto::v1::case_service_client::CaseServiceClient;
 use caseline_proto::v1::events::AccessRecorded;
-use caseline_proto::v1::referral_service_client::ReferralServiceClient;
 use caseline_proto::v1::{
     AcceptReferralRequest, AcknowledgeReferralRequest, Case, ConcernCategory, ConsentBasis,
     ContactChannel, DeclineReferralRequest, GetCaseRequest, GetReferralRequest, ListInboxRequest,
@@ -34,32 +32,6 @@ use caseline_proto::v1::{
 
 const REASON: &str = "An adult she met online is pressuring her to meet this week.";
 const LEGAL_BASIS: &str = "Children Act 2022, s. 17: duty to report a child at risk";
-
-#[derive(Clone)]
-struct Clients {
-    cases: CaseServiceClient<Channel>,
-    refs: ReferralServiceClient<Channel>,
-}
-
-async fn clients(server: &TestServer) -> Clients {
-    let channel = server.channel().await;
-    Clients {
-        cases: CaseServiceClient::new(channel.clone()),
-        refs: ReferralServiceClient::new(channel),
-    }
-}
-
-/// The fields named by `result`, which must be an INVALID_ARGUMENT.
-#[track_caller]
-fn invalid_fields<T: Debug>(result: Result<T, Status>, what: &str) -> Vec<String> {
-    fields_of(&expect_err(result, Code::InvalidArgument, what), what)
-}
-
-/// Asserts an INVALID_ARGUMENT names exactly `fields`.
-#[track_caller]
-fn names<T: Debug>(result: Result<T, Status>, fields: &[&str], what: &str) {
-    assert_eq!(invalid_fields(result, what), fields, "{what}");
-}
 
 async fn record_contact(c: &mut Clients, by: &User) -> String {
     c.cases
@@ -121,7 +93,7 @@ fn referral(case_id: &str, to: &User) -> MakeReferralRequest {
 type Answer = Result<ReferralCommandResponse, Status>;
 
 async fn make(c: &mut Clients, by: &User, request: MakeReferralRequest) -> Answer {
-    c.refs
+    c.referrals
         .make_referral(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -136,7 +108,7 @@ async fn refer(c: &mut Clients, by: &User, case_id: &str, to: &User) -> String {
 }
 
 async fn acknowledge(c: &mut Clients, by: &User, id: &str, expected: Option<u64>) -> Answer {
-    c.refs
+    c.referrals
         .acknowledge_referral(authed(
             AcknowledgeReferralRequest {
                 request_id: rid(),
@@ -150,7 +122,7 @@ async fn acknowledge(c: &mut Clients, by: &User, id: &str, expected: Option<u64>
 }
 
 async fn accept(c: &mut Clients, by: &User, id: &str) -> Answer {
-    c.refs
+    c.referrals
         .accept_referral(authed(
             AcceptReferralRequest {
                 request_id: rid(),
@@ -174,14 +146,14 @@ fn decline_request(id: &str, reason: &str, suggested: ServiceType) -> DeclineRef
 }
 
 async fn decline(c: &mut Clients, by: &User, request: DeclineReferralRequest) -> Answer {
-    c.refs
+    c.referrals
         .decline_referral(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
 }
 
 async fn outcome(c: &mut Clients, by: &User, id: &str, text: &str) -> Answer {
-    c.refs
+    c.referrals
         .record_referral_outcome(authed(
             RecordReferralOutcomeRequest {
                 request_id: rid(),
@@ -196,7 +168,7 @@ async fn outcome(c: &mut Clients, by: &User, id: &str, text: &str) -> Answer {
 }
 
 async fn withdraw(c: &mut Clients, by: &User, id: &str, reason: &str) -> Answer {
-    c.refs
+    c.referrals
         .withdraw_referral(authed(
             WithdrawReferralRequest {
                 request_id: rid(),
@@ -211,7 +183,7 @@ async fn withdraw(c: &mut Clients, by: &User, id: &str, reason: &str) -> Answer 
 }
 
 async fn get(c: &mut Clients, by: &User, id: &str) -> Result<Referral, Status> {
-    c.refs
+    c.referrals
         .get_referral(authed(
             GetReferralRequest {
                 referral_id: id.into(),
@@ -227,7 +199,7 @@ async fn inbox(
     by: &User,
     request: ListInboxRequest,
 ) -> Result<ListReferralsResponse, Status> {
-    c.refs
+    c.referrals
         .list_inbox(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -238,7 +210,7 @@ async fn outbox(
     by: &User,
     request: ListOutboxRequest,
 ) -> Result<ListReferralsResponse, Status> {
-    c.refs
+    c.referrals
         .list_outbox(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -249,7 +221,7 @@ async fn overdue(
     by: &User,
     request: ListOverdueReferralsRequest,
 ) -> Result<ListReferralsResponse, Status> {
-    c.refs
+    c.referrals
         .list_overdue_referrals(authed(request, &by.token))
         .await
         .map(|r| r.into_inner())
@@ -269,7 +241,7 @@ fn ids(page: &ListReferralsResponse) -> Vec<String> {
 #[tokio::test]
 async fn malformed_requests_name_the_field_and_store_nothing() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-a");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-b");
     let case_id = open_case(&mut c, &hc, "Child R-1", "").await;
@@ -564,7 +536,7 @@ async fn malformed_requests_name_the_field_and_store_nothing() {
 #[tokio::test]
 async fn a_referral_or_case_the_caller_may_not_see_is_not_found() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-a");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-b");
     let outsider = User::new(&server, "sw-9", Role::SocialWorker, "council-c");
@@ -639,7 +611,7 @@ async fn a_referral_or_case_the_caller_may_not_see_is_not_found() {
 
 async fn make_referral_on_a_case_that_does_not_exist_is_not_found() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-f");
     let sw = User::new(&server, "sw-1", Role::SocialWorker, "council-f");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-f");
@@ -664,7 +636,7 @@ async fn make_referral_on_a_case_that_does_not_exist_is_not_found() {
 #[tokio::test]
 async fn a_prosecutor_on_the_case_sees_a_referral_to_the_police_but_may_not_accept_it() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-g");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-g");
     let prosecutor = User::new(&server, "pr-1", Role::Prosecutor, "prosecution-g");
@@ -720,7 +692,7 @@ async fn a_prosecutor_on_the_case_sees_a_referral_to_the_police_but_may_not_acce
 #[tokio::test]
 async fn the_referrals_life_answers_failed_precondition() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-h");
     let pol1 = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-h");
     let pol2 = User::new(&server, "pol-2", Role::PoliceInvestigator, "police-h");
@@ -814,7 +786,7 @@ async fn the_referrals_life_answers_failed_precondition() {
 #[tokio::test]
 async fn a_retry_answers_as_the_first_and_stores_nothing_new() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-i");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-i");
     let case_id = open_case(&mut c, &hc, "Child I-1", "").await;
@@ -856,7 +828,7 @@ async fn a_retry_answers_as_the_first_and_stores_nothing_new() {
     let mut versions = Vec::new();
     for _ in 0..2 {
         versions.push(
-            c.refs
+            c.referrals
                 .accept_referral(authed(accept_request.clone(), &police.token))
                 .await
                 .unwrap()
@@ -878,7 +850,7 @@ async fn a_retry_answers_as_the_first_and_stores_nothing_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_eight_concurrent_acceptances_exactly_one_applies() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-j");
     let investigators: Vec<User> = (0..8)
         .map(|i| {
@@ -938,7 +910,7 @@ async fn of_eight_concurrent_acceptances_exactly_one_applies() {
 #[tokio::test]
 async fn a_stale_expected_version_is_aborted() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-k");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-k");
     let case_id = open_case(&mut c, &hc, "Child K-1", "").await;
@@ -969,7 +941,7 @@ async fn a_stale_expected_version_is_aborted() {
         "acknowledge at a version not reached",
     );
     let stale_accept = c
-        .refs
+        .referrals
         .accept_referral(authed(
             AcceptReferralRequest {
                 request_id: rid(),
@@ -994,7 +966,7 @@ async fn a_stale_expected_version_is_aborted() {
 #[tokio::test]
 async fn a_contact_referral_closes_its_loop_without_a_case() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-l");
     let other_hc = User::new(&server, "hc-2", Role::HelplineCounsellor, "helpline-z");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-l");
@@ -1134,7 +1106,7 @@ fn assert_recorded(
 async fn every_list_records_the_ids_it_returns() {
     let clock = TestClock::default();
     let server = TestServer::start_with(clock.clockwork(Duration::from_secs(3600))).await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-m");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-m");
     let case_a = open_case(&mut c, &hc, "Child M-1", "").await;
@@ -1203,7 +1175,7 @@ async fn every_list_records_the_ids_it_returns() {
 #[tokio::test]
 async fn the_inbox_pages_oldest_first() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-n");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-n");
     let case_id = open_case(&mut c, &hc, "Child Q-1", "").await;
@@ -1262,7 +1234,7 @@ async fn the_inbox_pages_oldest_first() {
 #[tokio::test]
 async fn the_referrer_withdraws_and_the_receiver_sees_why() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-o");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-o");
     let case_id = open_case(&mut c, &hc, "Child W-1", "").await;
@@ -1289,7 +1261,7 @@ async fn the_referrer_withdraws_and_the_receiver_sees_why() {
 #[tokio::test]
 async fn a_decline_tells_the_referrer_why_and_what_else() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-p");
     let council = User::new(&server, "sw-1", Role::SocialWorker, "council-p");
     let case_id = open_case(&mut c, &hc, "Child D-1", "").await;
@@ -1352,7 +1324,7 @@ fn documented_code_for_complaints_officers() -> Code {
 #[tokio::test]
 async fn a_complaints_officer_is_answered_as_the_security_guide_says_whatever_the_referral() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let hc = User::new(&server, "hc-1", Role::HelplineCounsellor, "helpline-a");
     let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-b");
     let officer = User::new(

@@ -650,7 +650,27 @@ pub struct ScratchSchema {
     name: String,
 }
 
+/// The PostgreSQL server the tests run against: `CASELINE_TEST_DATABASE_URL`, by default
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub fn test_database_url() -> String {
+    std::env::var("CASELINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
 impl ScratchSchema {
+    /// A schema on the tests' server ([`test_database_url`]); panics, saying how to
+    /// start a server, if PostgreSQL does not answer.
+    pub async fn for_test(prefix: &str) -> Self {
+        let url = test_database_url();
+        Self::create(&url, prefix).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is needed for this test and did not answer at {url}: {e}. \
+                 Start one (e.g. `pg_ctlcluster 15 main start`) or point \
+                 CASELINE_TEST_DATABASE_URL at a server."
+            )
+        })
+    }
+
     /// Creates `<prefix>_<random>` on the server at `server_url`. The error says the
     /// server did not answer, without repeating the URL (it may hold a password).
     pub async fn create(server_url: &str, prefix: &str) -> Result<Self, Error> {

@@ -1294,76 +1294,33 @@ mod sqlite {
 mod postgres {
     use std::sync::Arc;
 
-    use caseline_eventlog::postgres::PostgresEventLog;
+    use caseline_eventlog::postgres::{PostgresEventLog, ScratchSchema, test_database_url};
     use caseline_eventlog::{EventLog, ExpectedVersion, Position, StreamName, subscribe};
     use tokio_postgres::NoTls;
 
     /// One schema per test in the database of `CASELINE_TEST_DATABASE_URL`.
     pub struct PgHarness {
-        url: String,
-        schema: String,
         admin: tokio_postgres::Client,
         log: Arc<PostgresEventLog>,
-    }
-
-    pub fn database_url() -> String {
-        std::env::var("CASELINE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+        /// Dropped last: the schema goes with everything in it.
+        schema: ScratchSchema,
     }
 
     impl PgHarness {
         pub async fn new() -> Self {
-            let url = database_url();
-            let (admin, conn) = tokio_postgres::connect(&url, NoTls)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is needed for these tests and did not answer at {url}: {e}. \
-                     Start one (e.g. `pg_ctlcluster 15 main start`) or point \
-                     CASELINE_TEST_DATABASE_URL at a server."
-                    )
-                });
-            tokio::spawn(conn);
-            let schema = format!("caseline_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            let schema = ScratchSchema::for_test("caseline_test").await;
+            let (admin, conn) = tokio_postgres::connect(&test_database_url(), NoTls)
                 .await
                 .unwrap();
-            let log = Arc::new(Self::open(&url, &schema).await);
-            Self {
-                url,
-                schema,
-                admin,
-                log,
-            }
+            tokio::spawn(conn);
+            let log = Arc::new(Self::open(&schema).await);
+            Self { admin, log, schema }
         }
 
-        async fn open(url: &str, schema: &str) -> PostgresEventLog {
-            let mut config: tokio_postgres::Config = url.parse().unwrap();
-            config.options(format!("-c search_path={schema}"));
-            PostgresEventLog::connect_with(config, 16).await.unwrap()
-        }
-    }
-
-    impl Drop for PgHarness {
-        fn drop(&mut self) {
-            // Runs even when the test failed, on its own runtime (Drop cannot await).
-            let (url, schema) = (self.url.clone(), self.schema.clone());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .await;
-                    }
-                });
-            })
-            .join();
+        async fn open(schema: &ScratchSchema) -> PostgresEventLog {
+            PostgresEventLog::connect_with(schema.config().unwrap(), 16)
+                .await
+                .unwrap()
         }
     }
 
@@ -1375,11 +1332,11 @@ mod postgres {
 
         async fn reopen(&mut self) {
             self.log.close().await;
-            self.log = Arc::new(Self::open(&self.url, &self.schema).await);
+            self.log = Arc::new(Self::open(&self.schema).await);
         }
 
         async fn tamper(&self, stream: &StreamName, version: u64) {
-            let s = &self.schema;
+            let s = self.schema.name();
             self.admin
                 .batch_execute(&format!(
                     "ALTER TABLE {s}.caseline_events DISABLE TRIGGER caseline_events_no_change"
@@ -1398,7 +1355,7 @@ mod postgres {
         }
 
         async fn tamper_call(&self, stream: &StreamName, version: u64, call: Option<&str>) {
-            let s = &self.schema;
+            let s = self.schema.name();
             self.admin
                 .batch_execute(&format!(
                     "ALTER TABLE {s}.caseline_events DISABLE TRIGGER caseline_events_no_change"
@@ -1461,13 +1418,11 @@ mod postgres {
         h.admin
             .batch_execute(&format!(
                 "ALTER TABLE {}.caseline_events DROP COLUMN call",
-                h.schema
+                h.schema.name()
             ))
             .await
             .unwrap();
-        let mut config: tokio_postgres::Config = h.url.parse().unwrap();
-        config.options(format!("-c search_path={}", h.schema));
-        match PostgresEventLog::connect_with(config, 2).await {
+        match PostgresEventLog::connect_with(h.schema.config().unwrap(), 2).await {
             Err(caseline_eventlog::Error::Unavailable(reason)) => {
                 assert!(reason.contains("no `call` column"), "{reason}")
             }
@@ -1484,7 +1439,9 @@ mod postgres {
         let mut sub = subscribe(log.clone(), Position::START);
 
         // Another writer opens its transaction and inserts, but does not commit yet.
-        let (mut slow, conn) = tokio_postgres::connect(&h.url, NoTls).await.unwrap();
+        let (mut slow, conn) = tokio_postgres::connect(&test_database_url(), NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let slow_tx = slow.transaction().await.unwrap();
         let held_id = uuid::Uuid::new_v4();
@@ -1495,7 +1452,7 @@ mod postgres {
                      actor, actor_role, agency, recorded_at, prev_hash, hash) \
                      VALUES ($1, 'case-held', 0, 'caseline.v1.events.TestHappened', '\\x01', \
                      'u', 'social_worker', 'a', 0, $2, $2)",
-                    h.schema
+                    h.schema.name()
                 ),
                 &[&held_id, &vec![0u8; 32]],
             )
@@ -1542,7 +1499,7 @@ mod postgres {
     async fn two_processes_appending_to_one_stream_stay_consistent() {
         let h = PgHarness::new().await;
         let a: Arc<dyn EventLog> = h.log.clone();
-        let b: Arc<dyn EventLog> = Arc::new(PgHarness::open(&h.url, &h.schema).await);
+        let b: Arc<dyn EventLog> = Arc::new(PgHarness::open(&h.schema).await);
         let s = super::stream("case");
         let e = || vec![super::event(None, b"x")];
 
@@ -1597,7 +1554,7 @@ mod postgres {
             )
             .await
             .unwrap();
-        let s = &h.schema;
+        let s = h.schema.name();
         for sql in [
             format!("UPDATE {s}.caseline_events SET data = '\\x01'"),
             format!("DELETE FROM {s}.caseline_events"),

@@ -537,54 +537,38 @@ mod sqlite {
 mod postgres {
     use std::sync::Arc;
 
+    use caseline_eventlog::postgres::{ScratchSchema, test_database_url};
     use caseline_vault::{KeyStore, PostgresKeyStore};
     use tokio_postgres::NoTls;
     use uuid::Uuid;
 
     /// One schema per test in the database of `CASELINE_TEST_DATABASE_URL`.
     pub struct PgHarness {
-        url: String,
-        schema: String,
         admin: tokio_postgres::Client,
         store: Arc<PostgresKeyStore>,
-    }
-
-    pub fn database_url() -> String {
-        std::env::var("CASELINE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+        /// Dropped last: the schema goes with everything in it.
+        schema: ScratchSchema,
     }
 
     impl PgHarness {
         pub async fn new() -> Self {
-            let url = database_url();
-            let (admin, conn) = tokio_postgres::connect(&url, NoTls)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is needed for these tests and did not answer at {url}: {e}. \
-                         Start one (e.g. `pg_ctlcluster 15 main start`) or point \
-                         CASELINE_TEST_DATABASE_URL at a server."
-                    )
-                });
-            tokio::spawn(conn);
-            let schema = format!("caseline_test_{}", Uuid::new_v4().simple());
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            let schema = ScratchSchema::for_test("caseline_test").await;
+            let (admin, conn) = tokio_postgres::connect(&test_database_url(), NoTls)
                 .await
                 .unwrap();
-            let store = Arc::new(Self::open(&url, &schema).await);
+            tokio::spawn(conn);
+            let store = Arc::new(Self::open(&schema).await);
             Self {
-                url,
-                schema,
                 admin,
                 store,
+                schema,
             }
         }
 
-        async fn open(url: &str, schema: &str) -> PostgresKeyStore {
-            let mut config: tokio_postgres::Config = url.parse().unwrap();
-            config.options(format!("-c search_path={schema}"));
-            PostgresKeyStore::connect_with(config, 4).await.unwrap()
+        async fn open(schema: &ScratchSchema) -> PostgresKeyStore {
+            PostgresKeyStore::connect_with(schema.config().unwrap(), 4)
+                .await
+                .unwrap()
         }
 
         async fn raw(
@@ -592,7 +576,7 @@ mod postgres {
             sql: &str,
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<(), String> {
-            let sql = sql.replace("{schema}", &self.schema);
+            let sql = sql.replace("{schema}", self.schema.name());
             self.admin
                 .execute(&sql, params)
                 .await
@@ -604,28 +588,6 @@ mod postgres {
         }
     }
 
-    impl Drop for PgHarness {
-        fn drop(&mut self) {
-            // Runs even when the test failed, on its own runtime (Drop cannot await).
-            let (url, schema) = (self.url.clone(), self.schema.clone());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-
     #[async_trait::async_trait]
     impl super::Harness for PgHarness {
         fn store(&self) -> Arc<dyn KeyStore> {
@@ -633,11 +595,11 @@ mod postgres {
         }
 
         async fn another_store(&self) -> Arc<dyn KeyStore> {
-            Arc::new(Self::open(&self.url, &self.schema).await)
+            Arc::new(Self::open(&self.schema).await)
         }
 
         async fn reopen(&mut self) {
-            self.store = Arc::new(Self::open(&self.url, &self.schema).await);
+            self.store = Arc::new(Self::open(&self.schema).await);
         }
 
         async fn raw_delete(&self, case_id: Uuid) -> Result<(), String> {
@@ -665,7 +627,7 @@ mod postgres {
         let h = PgHarness::new().await;
         let err = h
             .admin
-            .batch_execute(&format!("TRUNCATE {}.caseline_case_keys", h.schema))
+            .batch_execute(&format!("TRUNCATE {}.caseline_case_keys", h.schema.name()))
             .await
             .unwrap_err();
         let message = err.as_db_error().map(|d| d.message().to_owned());
@@ -677,25 +639,18 @@ mod postgres {
 
     #[tokio::test]
     async fn two_stores_starting_together_create_the_table_once() {
-        let h = PgHarness::new().await;
         // A fresh schema, migrated by several stores at once.
-        let schema = format!("{}_b", h.schema);
-        h.admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .unwrap();
+        let schema = ScratchSchema::for_test("caseline_test").await;
         let opens: Vec<_> = (0..4)
             .map(|_| {
-                let (url, schema) = (h.url.clone(), schema.clone());
-                tokio::spawn(async move { PgHarness::open(&url, &schema).await })
+                let config = schema.config().unwrap();
+                tokio::spawn(
+                    async move { PostgresKeyStore::connect_with(config, 4).await.unwrap() },
+                )
             })
             .collect();
         for open in opens {
             open.await.unwrap();
         }
-        h.admin
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await
-            .unwrap();
     }
 }
