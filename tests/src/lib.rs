@@ -246,25 +246,62 @@ pub fn ts(t: SystemTime) -> Timestamp {
 }
 
 /// A clock the test moves forward; the server decides by it.
-#[derive(Clone, Debug, Default)]
-pub struct TestClock(Arc<AtomicU64>);
+#[derive(Clone, Debug)]
+pub struct TestClock {
+    /// Seconds added to the real time.
+    offset: Arc<AtomicU64>,
+    /// Where the server's referral process tells when its last round began.
+    swept: tokio::sync::watch::Sender<Option<SystemTime>>,
+}
+
+impl Default for TestClock {
+    fn default() -> Self {
+        Self {
+            offset: Arc::default(),
+            swept: tokio::sync::watch::Sender::new(None),
+        }
+    }
+}
+
+/// How long [`TestClock::swept`] waits for a round of the referral process.
+const SWEEP_WAIT: Duration = Duration::from_secs(20);
 
 impl TestClock {
     /// Moves the clock forward by `by` (whole seconds).
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+        self.offset.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+
+    /// The time now by this clock.
+    pub fn now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_secs(self.offset.load(Ordering::SeqCst))
     }
 
     /// The server's clockwork on this clock, sweeping for escalations every
     /// `escalation_every`.
     pub fn clockwork(&self, escalation_every: Duration) -> caseline::serve::Clockwork {
-        let offset = Arc::clone(&self.0);
+        let clock = self.clone();
         caseline::serve::Clockwork {
-            clock: Arc::new(move || {
-                SystemTime::now() + Duration::from_secs(offset.load(Ordering::SeqCst))
-            }),
+            clock: Arc::new(move || clock.now()),
             escalation_every,
+            escalation_swept: self.swept.clone(),
         }
+    }
+
+    /// Waits until the server's referral process has run a whole round (attaching,
+    /// then escalating) that began at this clock's time now or later: whatever it does
+    /// by now is done. A check that it did nothing comes after this, never after a
+    /// pause, which would also pass if the round had not run yet. Panics after 20 s.
+    pub async fn swept(&self) {
+        let now = self.now();
+        let mut swept = self.swept.subscribe();
+        tokio::time::timeout(
+            SWEEP_WAIT,
+            swept.wait_for(|began| began.is_some_and(|began| began >= now)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the referral process ran no round within {SWEEP_WAIT:?}"))
+        .expect("the clock holds the sender");
     }
 }
 

@@ -352,9 +352,9 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
                 .referrals
         }
     };
-    // Nine days on: not due yet, nothing escalated.
+    // Nine days on: not due yet, and a sweep at that time escalated nothing.
     clock.advance(Duration::from_secs(9 * 24 * 3600));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.swept().await;
     assert!(overdue(counsellor.clone()).await.is_empty());
     assert!(
         get_referral(&mut c, &counsellor, &routine)
@@ -400,8 +400,8 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
             .is_none()
     );
 
-    // Once: more sweeps, still one escalation event, by the system actor.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once: a later sweep adds none, still one escalation event, by the system actor.
+    clock.swept().await;
     let events = referral_events(&server, &routine).await;
     let escalations: Vec<_> = events
         .iter()
@@ -776,8 +776,8 @@ async fn a_withdrawn_contact_referral_brings_no_one_onto_the_case() {
         attached.withdraw_reason,
         "The mother went to the police station herself."
     );
-    // Let the background process run too: still no one joins.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the background process has run a round since, still no one joins.
+    clock.swept().await;
     let hidden = c
         .cases
         .get_case(authed(

@@ -91,6 +91,12 @@ impl HostArgs {
 pub struct Clockwork {
     pub clock: Clock,
     pub escalation_every: Duration,
+    /// The clock's time at the start of the referral process's last round that ran
+    /// through without error (contacts' referrals attached, overdue ones escalated).
+    /// A test that moves the clock waits here for a round that saw the new time before
+    /// it checks that nothing was escalated; waiting a while instead would also pass if
+    /// the round had not run yet. One value, overwritten; nothing needs to listen.
+    pub escalation_swept: tokio::sync::watch::Sender<Option<SystemTime>>,
 }
 
 /// How often overdue referrals are looked for, unless a test says otherwise.
@@ -101,6 +107,7 @@ impl Default for Clockwork {
         Self {
             clock: Arc::new(SystemTime::now),
             escalation_every: DEFAULT_ESCALATION_EVERY,
+            escalation_swept: tokio::sync::watch::Sender::new(None),
         }
     }
 }

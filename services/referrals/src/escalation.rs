@@ -10,7 +10,7 @@
 //! escalation once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use caseline_aggregate::{Intent, Request, Store};
 use caseline_eventlog::{EventLog, Metadata, Uuid};
@@ -39,6 +39,8 @@ pub struct Escalation {
     store: Store<Referral>,
     cases: Store<Case>,
     clock: Clock,
+    /// Where [`Escalation::spawn`] tells when its last whole round began, by the clock.
+    swept: tokio::sync::watch::Sender<Option<SystemTime>>,
 }
 
 impl std::fmt::Debug for Escalation {
@@ -53,6 +55,7 @@ impl Escalation {
         vault: Vault,
         clock: Clock,
         directory: Directory,
+        swept: tokio::sync::watch::Sender<Option<SystemTime>>,
     ) -> Self {
         Self {
             vault,
@@ -60,25 +63,35 @@ impl Escalation {
             store: Store::new(Arc::clone(&log)),
             cases: Store::new(Arc::clone(&log)),
             clock,
+            swept,
         }
     }
 
-    /// Sweeps every `every` until the task is dropped or aborted.
+    /// Sweeps every `every` until the task is dropped or aborted. After each round in
+    /// which attaching and sweeping both ran through, publishes the clock's time at the
+    /// round's start ([`caseline_host::Clockwork::escalation_swept`]).
     pub fn spawn(self, every: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match self.attach().await {
+                // Read before the round: the sweep below decides by this time or later.
+                let began = (self.clock)();
+                let attached = self.attach().await;
+                match &attached {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(attached = n, "contact referrals attached to cases"),
                     Err(e) => tracing::warn!(error = %e, "attaching referrals failed; retrying"),
                 }
-                match self.sweep().await {
+                let swept = self.sweep().await;
+                match &swept {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(escalated = n, "overdue referrals escalated"),
                     Err(e) => tracing::warn!(error = %e, "escalation sweep failed; retrying"),
+                }
+                if attached.is_ok() && swept.is_ok() {
+                    self.swept.send_replace(Some(began));
                 }
             }
         })

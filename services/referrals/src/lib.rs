@@ -124,6 +124,7 @@ pub fn mount(
         host.trust().vault().clone(),
         Arc::clone(&clockwork.clock),
         Directory::new(Arc::clone(&directory)),
+        clockwork.escalation_swept.clone(),
     );
     host.spawn(escalation.spawn(clockwork.escalation_every));
     services.add_service(ReferralServiceServer::new(ReferralApi::new(
