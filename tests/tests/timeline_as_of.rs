@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use caseline_auth::Role;
 use caseline_e2e::{TestServer, authed, rid, ts};
+use caseline_eventlog::{Position, RecordedEvent, Uuid};
 use caseline_proto::tonic::Code;
 use caseline_proto::v1::audit_service_client::AuditServiceClient;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
@@ -22,12 +23,54 @@ use tonic_types::StatusExt;
 const HELPLINE: &str = "childline-east";
 const POLICE: &str = "national-police-cyber";
 
-/// An instant strictly between what happened before and what happens after.
-async fn instant() -> SystemTime {
-    tokio::time::sleep(Duration::from_millis(3)).await;
-    let t = SystemTime::now();
-    tokio::time::sleep(Duration::from_millis(3)).await;
-    t
+/// Everything recorded about the case so far, its access records included, in log
+/// order.
+async fn records(server: &TestServer, case_id: &str) -> Vec<RecordedEvent> {
+    let case_id = Uuid::parse_str(case_id).unwrap();
+    let mut all = Vec::new();
+    let mut after = Position::START;
+    loop {
+        let page = server.log.read_case(case_id, after, 100).await.unwrap();
+        let Some(last) = page.last() else {
+            return all;
+        };
+        after = last.position;
+        all.extend(page);
+    }
+}
+
+/// An instant strictly between what was done so far and what is done next, read from
+/// the log rather than waited for: the time the newest record of the case was recorded
+/// at. As of it, everything done so far counts (what was recorded at the instant is
+/// in). What is done next is recorded a whole request later, so at a later microsecond
+/// of the server's clock; [`Mark::separates`] checks that once it is done.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    at: SystemTime,
+    /// How many records of the case there were then.
+    records: usize,
+}
+
+impl Mark {
+    async fn now(server: &TestServer, case_id: &str) -> Self {
+        let all = records(server, case_id).await;
+        Self {
+            at: all.iter().map(|e| e.recorded_at).max().unwrap(),
+            records: all.len(),
+        }
+    }
+
+    /// Asserts that whatever was recorded about the case after the mark was taken was
+    /// recorded after its instant.
+    fn separates(self, all: &[RecordedEvent]) {
+        for later in &all[self.records..] {
+            assert!(
+                later.recorded_at > self.at,
+                "{} was recorded no later than the instant before it",
+                later.event_type
+            );
+        }
+    }
 }
 
 struct Story {
@@ -49,7 +92,6 @@ async fn story() -> Story {
     let auditor = server.token("au-1", Role::Auditor, "oversight-board");
     let mut cases = CaseServiceClient::new(server.channel().await);
 
-    let before_open = instant().await;
     let opened = cases
         .open_case(authed(
             OpenCaseRequest {
@@ -69,6 +111,14 @@ async fn story() -> Story {
         .unwrap()
         .into_inner();
     let case_id = opened.case_id;
+    // Nothing of the case is recorded before it is opened.
+    let first = records(&server, &case_id)
+        .await
+        .iter()
+        .map(|e| e.recorded_at)
+        .min()
+        .unwrap();
+    let before_open = first - Duration::from_micros(1);
     cases
         .add_note(authed(
             AddNoteRequest {
@@ -82,7 +132,7 @@ async fn story() -> Story {
         ))
         .await
         .unwrap();
-    let opened_at = instant().await;
+    let opened_at = Mark::now(&server, &case_id).await;
     cases
         .add_team_member(authed(
             AddTeamMemberRequest {
@@ -110,7 +160,7 @@ async fn story() -> Story {
         ))
         .await
         .unwrap();
-    let with_police_note = instant().await;
+    let with_police_note = Mark::now(&server, &case_id).await;
     cases
         .remove_team_member(authed(
             RemoveTeamMemberRequest {
@@ -124,15 +174,18 @@ async fn story() -> Story {
         ))
         .await
         .unwrap();
-    let after_removal = instant().await;
+    let after_removal = Mark::now(&server, &case_id).await;
+    let all = records(&server, &case_id).await;
+    opened_at.separates(&all);
+    with_police_note.separates(&all);
     Story {
         server,
         case_id,
         auditor,
         before_open,
-        opened: opened_at,
-        with_police_note,
-        after_removal,
+        opened: opened_at.at,
+        with_police_note: with_police_note.at,
+        after_removal: after_removal.at,
     }
 }
 
@@ -250,7 +303,7 @@ async fn break_glass_counts_from_its_grant_for_one_hour() {
     let outsider = s
         .server
         .token("pi-9", Role::PoliceInvestigator, "regional-police");
-    let before_grant = instant().await;
+    let before_grant = Mark::now(&s.server, &s.case_id).await;
     let mut cases = CaseServiceClient::new(s.server.channel().await);
     let mut request = authed(
         GetTimelineRequest {
@@ -270,7 +323,9 @@ async fn break_glass_counts_from_its_grant_for_one_hour() {
     );
     let timeline = cases.get_timeline(request).await.unwrap().into_inner();
     assert!(!timeline.entries.is_empty());
-    let after_grant = instant().await;
+    let after_grant = Mark::now(&s.server, &s.case_id).await;
+    before_grant.separates(&records(&s.server, &s.case_id).await);
+    let (before_grant, after_grant) = (before_grant.at, after_grant.at);
 
     let viewer = || {
         Asked::Identity(Viewer {
