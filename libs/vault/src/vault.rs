@@ -52,6 +52,8 @@ struct Inner {
     master: MasterKey,
     store: Arc<dyn KeyStore>,
     cache: Mutex<KeyCache>,
+    /// The time the cache's TTL is counted in.
+    now: Box<dyn Fn() -> Instant + Send + Sync>,
 }
 
 impl Vault {
@@ -62,11 +64,23 @@ impl Vault {
 
     /// A vault trusting a cached key for `ttl` (zero: ask the store every time).
     pub fn with_key_cache_ttl(master: MasterKey, store: Arc<dyn KeyStore>, ttl: Duration) -> Self {
+        Self::with_key_cache_clock(master, store, ttl, Instant::now)
+    }
+
+    /// As [`Vault::with_key_cache_ttl`], counting the TTL on `now` instead of the
+    /// monotonic clock, so that a test can move time past the TTL rather than wait.
+    pub fn with_key_cache_clock(
+        master: MasterKey,
+        store: Arc<dyn KeyStore>,
+        ttl: Duration,
+        now: impl Fn() -> Instant + Send + Sync + 'static,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 master,
                 store,
                 cache: Mutex::new(KeyCache::new(ttl, KEY_CACHE_CAPACITY)),
+                now: Box::new(now),
             }),
         }
     }
@@ -161,8 +175,13 @@ impl Vault {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn now(&self) -> Instant {
+        (self.inner.now)()
+    }
+
     fn cached(&self, case_id: Uuid) -> Option<Cached> {
-        self.cache().get(case_id, Instant::now())
+        let now = self.now();
+        self.cache().get(case_id, now)
     }
 
     /// Unwraps a stored key and remembers it as read at `read_at`.
@@ -179,7 +198,8 @@ impl Vault {
 
     /// Remembers that the case's key is gone (final, so never expires).
     fn shredded(&self, case_id: Uuid) {
-        self.cache().insert_shredded(case_id, Instant::now());
+        let now = self.now();
+        self.cache().insert_shredded(case_id, now);
     }
 
     async fn key_for_sealing(&self, case_id: Uuid) -> Result<Cipher, Error> {
@@ -188,7 +208,7 @@ impl Vault {
             Some(Cached::Shredded) => return Err(Error::Shredded { case_id }),
             None => {}
         }
-        let read_at = Instant::now();
+        let read_at = self.now();
         let state = match self.inner.store.get(case_id).await? {
             KeyState::Missing => {
                 let (key, wrapped) = self.inner.master.new_case_key(case_id)?;
@@ -223,7 +243,7 @@ impl Vault {
             Some(Cached::Shredded) => return Ok(None),
             None => {}
         }
-        let read_at = Instant::now();
+        let read_at = self.now();
         match self.inner.store.get(case_id).await? {
             KeyState::Active(wrapped) => {
                 self.unwrap_and_cache(case_id, &wrapped, read_at).map(Some)

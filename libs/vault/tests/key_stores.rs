@@ -54,8 +54,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 pub mod suite {
     use std::collections::HashSet;
-    use std::sync::Arc;
-    use std::time::Duration;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     use caseline_vault::{Error, KeyState, Opened, Sealed, SecretText, Vault, WrappedKey};
     use uuid::Uuid;
@@ -365,7 +365,14 @@ pub mod suite {
         let master_b64 = master();
         let ttl = Duration::from_millis(300);
         let mk = || caseline_vault::MasterKey::from_base64(master_b64.expose()).unwrap();
-        let here = Vault::with_key_cache_ttl(mk(), h.store(), ttl);
+        // `here` counts its TTL on a clock that stands still until the test moves it.
+        let start = Instant::now();
+        let elapsed = Arc::new(Mutex::new(Duration::ZERO));
+        let clock = {
+            let elapsed = Arc::clone(&elapsed);
+            move || start + *elapsed.lock().unwrap()
+        };
+        let here = Vault::with_key_cache_clock(mk(), h.store(), ttl, clock);
         let there = Vault::with_key_cache_ttl(mk(), h.another_store().await, ttl);
         let case = Uuid::new_v4();
         let sealed = here
@@ -375,8 +382,8 @@ pub mod suite {
         // `here` now holds the key in its cache.
         assert!(!here.open(case, &sealed).await.unwrap().is_erased());
         there.shred(case).await.unwrap();
-        // Waiting for a cache to expire is the behaviour under test, not a readiness wait.
-        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        // Once the TTL has passed by its clock, `here` asks the store again.
+        *elapsed.lock().unwrap() = ttl;
         assert_eq!(here.open(case, &sealed).await.unwrap(), Opened::Erased);
         assert!(matches!(
             here.seal(case, b"x").await,
