@@ -52,6 +52,8 @@ struct Inner {
     issuers: HashMap<String, Issuer>,
     leeway: Duration,
     cache: TokenCache,
+    /// The time the cache (step 1) and the claim checks (step 8) go by.
+    clock: Box<dyn Fn() -> SystemTime + Send + Sync>,
 }
 
 struct Issuer {
@@ -80,6 +82,17 @@ impl Authenticator {
     /// fetched lazily, on the first token of their issuer, so that a service can start
     /// while its identity provider is still starting.
     pub async fn new(config: AuthConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, SystemTime::now).await
+    }
+
+    /// As [`Authenticator::new`], with the cache and the checks of `exp`, `nbf` and
+    /// `iat` after verification going by `clock`, so that a test can move past a
+    /// token's expiry instead of waiting for it. (`jsonwebtoken`'s own check of `exp`
+    /// and `nbf` still goes by the system clock: a token is refused if either says so.)
+    pub async fn with_clock(
+        config: AuthConfig,
+        clock: impl Fn() -> SystemTime + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let needs_http = config.issuers.iter().any(|i| i.jwks_url.is_some());
         let client = if needs_http {
@@ -142,6 +155,7 @@ impl Authenticator {
                 issuers,
                 leeway: config.leeway,
                 cache: TokenCache::new(cache::DEFAULT_CAPACITY),
+                clock: Box::new(clock),
             }),
         })
     }
@@ -159,7 +173,7 @@ impl Authenticator {
     async fn check(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let raw = token::bearer_token(authorization)?;
         let cache_key = cache::key(raw);
-        if let Some(principal) = self.inner.cache.get(&cache_key, SystemTime::now()) {
+        if let Some(principal) = self.inner.cache.get(&cache_key, (self.inner.clock)()) {
             return Ok(principal);
         }
 
@@ -210,7 +224,7 @@ impl Authenticator {
 
         // The payload parsed above is the one just verified (same bytes), and has unique
         // member names, so it is safe to read the rest from it.
-        let now = SystemTime::now();
+        let now = (self.inner.clock)();
         let principal = principal(&issuer.config, &parsed.claims, now, self.inner.leeway)?;
         self.inner.cache.insert(cache_key, &principal, now);
         Ok(principal)
