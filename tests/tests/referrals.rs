@@ -10,13 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use caseline_auth::Role;
 use caseline_e2e::check::referral_events;
-use caseline_e2e::{TestClock, TestServer, authed, rid};
+use caseline_e2e::{Clients, TestClock, TestServer, authed, rid};
 use caseline_eventlog::Uuid;
 use caseline_proto::event_types as types;
 use caseline_proto::tonic::Code;
-use caseline_proto::tonic::transport::Channel;
-use caseline_proto::v1::case_service_client::CaseServiceClient;
-use caseline_proto::v1::referral_service_client::ReferralServiceClient;
 use caseline_proto::v1::timeline_entry::Detail;
 use caseline_proto::v1::{
     AcceptReferralRequest, AcknowledgeReferralRequest, AgeBand, CallerKind, CaseSource,
@@ -37,19 +34,6 @@ const SHELTER: &str = "shelter-nairobi";
 
 /// How often the server sweeps for overdue referrals.
 const ESCALATION_EVERY: Duration = Duration::from_millis(50);
-
-struct Clients {
-    cases: CaseServiceClient<Channel>,
-    referrals: ReferralServiceClient<Channel>,
-}
-
-async fn clients(server: &TestServer) -> Clients {
-    let channel = server.channel().await;
-    Clients {
-        cases: CaseServiceClient::new(channel.clone()),
-        referrals: ReferralServiceClient::new(channel),
-    }
-}
 
 async fn timeline(c: &mut Clients, token: &str, case_id: &str) -> Vec<TimelineEntry> {
     c.cases
@@ -91,7 +75,7 @@ fn referral_steps(entries: &[TimelineEntry]) -> Vec<(String, Visibility)> {
 async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
     let clock = TestClock::default();
     let server = TestServer::start_with(clock.clockwork(ESCALATION_EVERY)).await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let counsellor = server.token("counsellor-1", Role::HelplineCounsellor, HELPLINE);
     let investigator = server.token("investigator-7", Role::PoliceInvestigator, POLICE);
     let shelter_worker = server.token("shelter-3", Role::SocialWorker, SHELTER);
@@ -430,7 +414,7 @@ async fn a_referral_closes_its_loop_and_an_unanswered_one_is_escalated() {
 async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
     let clock = TestClock::default();
     let server = TestServer::start_with(clock.clockwork(ESCALATION_EVERY)).await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let counsellor = server.token("counsellor-2", Role::HelplineCounsellor, HELPLINE);
     let investigator = server.token("investigator-9", Role::PoliceInvestigator, POLICE);
     const BASIS: &str = "Child Protection Act, s. 12: immediate danger";
@@ -601,7 +585,7 @@ async fn a_referral_made_from_a_contact_moves_onto_the_case_opened_from_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_worker_on_the_team_sees_only_referrals_to_their_own_agency() {
     let server = TestServer::start().await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let counsellor = server.token("counsellor-3", Role::HelplineCounsellor, HELPLINE);
     let nurse = server.token("nurse-1", Role::HealthWorker, "clinic-east");
     let case_id = c
@@ -683,7 +667,7 @@ async fn a_health_worker_on_the_team_sees_only_referrals_to_their_own_agency() {
 async fn a_withdrawn_contact_referral_brings_no_one_onto_the_case() {
     let clock = TestClock::default();
     let server = TestServer::start_with(clock.clockwork(ESCALATION_EVERY)).await;
-    let mut c = clients(&server).await;
+    let mut c = Clients::of(&server).await;
     let counsellor = server.token("counsellor-4", Role::HelplineCounsellor, HELPLINE);
     let investigator = server.token("investigator-4", Role::PoliceInvestigator, POLICE);
     let contact_id = c
