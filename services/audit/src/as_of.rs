@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use caseline_auth::Role;
-use caseline_eventlog::{Direction, Position, RecordedEvent, StreamName, Uuid};
+use caseline_eventlog::{Direction, RecordedEvent, StreamName};
 use caseline_policy::teams::{ACCESS_CATEGORY, CASE_CATEGORY};
 use caseline_policy::{
     Action, Caller, CaseTeam, Compartment, Context, Entry, POLICY_VERSION, Resource, Sight, decide,
@@ -14,75 +13,15 @@ use caseline_policy::{
 use caseline_proto::event_types as types;
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::AccessRecorded;
-use caseline_proto::v1::{
-    GetTimelineAsOfRequest, GetTimelineAsOfResponse, Visibility, get_timeline_as_of_request,
-};
-use caseline_server::{ApiError, Check};
+use caseline_proto::v1::{GetTimelineAsOfResponse, Visibility};
+use caseline_server::ApiError;
 use caseline_timeline::{Item, Render};
 use caseline_trust::{ACCESS_RECORDED, Call, CallContext, vault_error};
 
-use crate::{from_timestamp, invalid, parse_case_id};
+use crate::command::{TimelineAsOf, Viewer};
 
 /// Stands for "any member in this role" when the question names a role, not a person.
 const ROLE_VIEWER: &str = "\u{0}any member in this role";
-
-struct Question {
-    case_id: Uuid,
-    as_of: SystemTime,
-    subject: String,
-    agency: String,
-    role: Role,
-    /// The question names a role: the viewer is a member of the team in it.
-    any_member: bool,
-}
-
-fn role(field: &str, name: &str) -> Result<Role, ApiError> {
-    name.parse::<Role>()
-        .map_err(|_| invalid(field, "must be a Caseline role name"))
-}
-
-impl TryFrom<GetTimelineAsOfRequest> for Question {
-    type Error = ApiError;
-
-    fn try_from(r: GetTimelineAsOfRequest) -> Result<Self, ApiError> {
-        let case_id = parse_case_id("case_id", &r.case_id)?;
-        let as_of = from_timestamp(
-            "as_of",
-            r.as_of
-                .as_ref()
-                .ok_or_else(|| invalid("as_of", "is required"))?,
-        )?;
-        match r.viewer {
-            None => Err(invalid("viewer", "name an identity or a role")),
-            Some(get_timeline_as_of_request::Viewer::Role(name)) => Ok(Self {
-                case_id,
-                as_of,
-                subject: ROLE_VIEWER.to_owned(),
-                agency: ROLE_VIEWER.to_owned(),
-                role: role("role", &name)?,
-                any_member: true,
-            }),
-            Some(get_timeline_as_of_request::Viewer::Identity(v)) => {
-                for (field, value) in [
-                    ("identity.subject", &v.subject),
-                    ("identity.agency", &v.agency),
-                ] {
-                    if value.is_empty() || value.len() > 256 {
-                        return Err(invalid(field, "is required, at most 256 bytes"));
-                    }
-                }
-                Ok(Self {
-                    case_id,
-                    as_of,
-                    subject: v.subject,
-                    agency: v.agency,
-                    role: role("identity.role", &v.role)?,
-                    any_member: false,
-                })
-            }
-        }
-    }
-}
 
 /// The rules in force when `event` was recorded, as the record itself says.
 fn policy_version_of(event: &RecordedEvent) -> Option<String> {
@@ -101,8 +40,6 @@ fn policy_version_of(event: &RecordedEvent) -> Option<String> {
 /// How far past the instant the log is read: events are in log order, and their clock
 /// times may disagree by a little between writers.
 const CLOCK_SLACK: Duration = Duration::from_secs(60);
-/// Default and largest page of entries.
-const PAGE: (u32, u32) = (500, 1000);
 
 /// What a stream of the case says up to the instant: it is read in order, events after
 /// the instant are left out, and the reading stops once the log is past it.
@@ -135,15 +72,9 @@ async fn follow_until(
 
 pub(crate) async fn timeline_as_of(
     call: &Call,
-    request: GetTimelineAsOfRequest,
+    q: TimelineAsOf,
 ) -> Result<GetTimelineAsOfResponse, ApiError> {
-    let mut check = Check::new();
-    let size = check.page_size(request.page_size, PAGE);
-    let after = check
-        .page_token(&request.page_token)
-        .unwrap_or(Position::START);
-    check.done(())?;
-    let q = Question::try_from(request)?;
+    let (size, after) = (q.size, q.after);
     call.concerns(q.case_id);
 
     // The team, the grants and the rules on record at the instant, from the case's own
@@ -183,15 +114,27 @@ pub(crate) async fn timeline_as_of(
             "the rules in force then (policy version {policy_version}) are not known to this server"
         )));
     }
-    if q.any_member {
-        team = team.with_member(ROLE_VIEWER, ROLE_VIEWER, q.role.as_str());
-    }
-    let team = existed.then_some(team);
-    let caller = Caller {
-        subject: &q.subject,
-        role: q.role,
-        agency: &q.agency,
+    // A role names no one: a member in it joins the team, under the placeholder name.
+    let caller = match &q.viewer {
+        Viewer::Identity {
+            subject,
+            agency,
+            role,
+        } => Caller {
+            subject,
+            role: *role,
+            agency,
+        },
+        Viewer::Role(role) => {
+            team = team.with_member(ROLE_VIEWER, ROLE_VIEWER, role.as_str());
+            Caller {
+                subject: ROLE_VIEWER,
+                role: *role,
+                agency: ROLE_VIEWER,
+            }
+        }
     };
+    let team = existed.then_some(team);
     let context = Context {
         now: q.as_of,
         break_glass: None,

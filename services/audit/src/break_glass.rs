@@ -9,14 +9,12 @@ use caseline_policy::teams::{BREAK_GLASS_GRANTED, Grant, grant_from_event};
 use caseline_projection::{Fold, Followed};
 use caseline_proto::prost::Message;
 use caseline_proto::v1::events::BreakGlassGranted;
-use caseline_proto::v1::{BreakGlassUse, ListBreakGlassUsesRequest, ListBreakGlassUsesResponse};
-use caseline_server::{ApiError, Check};
+use caseline_proto::v1::{BreakGlassUse, ListBreakGlassUsesResponse};
+use caseline_server::ApiError;
 use caseline_vault::{Opened, Sealed};
 
+use crate::command::ListBreakGlassUses;
 use crate::to_timestamp;
-
-/// Default and largest page of the review list.
-const PAGE: (u32, u32) = (50, 500);
 
 /// Every break-glass grant in the log, in log order: the projection behind the review
 /// list, checkpointed (`caseline_projection`).
@@ -73,16 +71,12 @@ impl BreakGlassLog {
     pub(crate) async fn list(
         &self,
         call: &Call,
-        request: ListBreakGlassUsesRequest,
+        ListBreakGlassUses {
+            since,
+            size,
+            cursor,
+        }: ListBreakGlassUses,
     ) -> Result<ListBreakGlassUsesResponse, ApiError> {
-        let mut check = Check::new();
-        let since = check.timestamp("since", request.since.as_ref());
-        let size = check.page_size(request.page_size, PAGE);
-        let cursor = check
-            .page_token(&request.page_token)
-            .unwrap_or(Position::START);
-        check.done(())?;
-
         let candidates: Vec<(Position, Uuid, Grant)> = {
             let state = self.grants.view().await?;
             state

@@ -3,78 +3,22 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use caseline_eventlog::{Direction, EventLog, Position, RecordedEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_GLOBAL_STREAM, BREAK_GLASS_GRANTED};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::Status;
 use caseline_proto::v1::events::{AccessOutcome, AccessRecorded, BreakGlassGranted};
-use caseline_proto::v1::{AccessHistoryEntry, EntryKind, Outcome, ReplayAccessHistoryRequest};
+use caseline_proto::v1::{AccessHistoryEntry, EntryKind, Outcome};
 use caseline_server::ApiError;
 use caseline_trust::{ACCESS_RECORDED, CallContext};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{EntryStream, from_timestamp, invalid, parse_case_id, to_timestamp};
+use crate::command::Filter;
+use crate::{EntryStream, to_timestamp};
 
 const PAGE: usize = 500;
-
-/// A validated replay filter.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Filter {
-    pub case_id: Option<Uuid>,
-    actor: Option<String>,
-    from: Option<SystemTime>,
-    to: Option<SystemTime>,
-    outcome: Option<Outcome>,
-}
-
-impl TryFrom<ReplayAccessHistoryRequest> for Filter {
-    type Error = ApiError;
-
-    fn try_from(r: ReplayAccessHistoryRequest) -> Result<Self, ApiError> {
-        let case_id = match r.case_id.as_str() {
-            "" => None,
-            id => Some(parse_case_id("case_id", id)?),
-        };
-        let from = r
-            .from
-            .as_ref()
-            .map(|t| from_timestamp("from", t))
-            .transpose()?;
-        let to = r.to.as_ref().map(|t| from_timestamp("to", t)).transpose()?;
-        if let (Some(from), Some(to)) = (from, to)
-            && from > to
-        {
-            return Err(invalid("to", "must not be before from"));
-        }
-        let outcome = match Outcome::try_from(r.outcome) {
-            Ok(Outcome::Unspecified) => None,
-            Ok(o) => Some(o),
-            Err(_) => return Err(invalid("outcome", "unknown outcome")),
-        };
-        if r.actor.len() > 256 {
-            return Err(invalid("actor", "must be at most 256 bytes"));
-        }
-        Ok(Self {
-            case_id,
-            actor: (!r.actor.is_empty()).then_some(r.actor),
-            from,
-            to,
-            outcome,
-        })
-    }
-}
-
-impl Filter {
-    fn admits(&self, entry: &AccessHistoryEntry, at: SystemTime) -> bool {
-        self.actor.as_ref().is_none_or(|a| *a == entry.actor)
-            && self.from.is_none_or(|from| at >= from)
-            && self.to.is_none_or(|to| at < to)
-            && self.outcome.is_none_or(|o| o as i32 == entry.outcome)
-    }
-}
 
 /// Streams the matching entries, oldest first. The history is read up to what the log
 /// holds while the stream runs; a failure ends the stream with UNAVAILABLE.

@@ -8,29 +8,29 @@
 
 mod as_of;
 mod break_glass;
+mod command;
 mod history;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use caseline_auth::Role;
-use caseline_eventlog::{BrokenKind, StreamName, Uuid};
+use caseline_eventlog::BrokenKind;
 use caseline_projection::Followed;
-use caseline_proto::prost_types::Timestamp;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
 use caseline_proto::v1::{
     AccessHistoryEntry, BrokenLink, GetTimelineAsOfRequest, GetTimelineAsOfResponse,
     ListBreakGlassUsesRequest, ListBreakGlassUsesResponse, ReplayAccessHistoryRequest,
-    VerifyIntegrityRequest, VerifyIntegrityResponse, verify_integrity_request,
+    VerifyIntegrityRequest, VerifyIntegrityResponse,
 };
-use caseline_server::{ApiError, FieldViolation};
+use caseline_server::ApiError;
 use caseline_trust::{Call, Kind, MethodSpec, Scope};
 use tokio_stream::Stream;
 
 use crate::break_glass::BreakGlassLog;
 pub use crate::break_glass::Grants;
+use crate::command::{Filter, ListBreakGlassUses, TimelineAsOf, VerifyIntegrity};
 
 const AUDITORS: &[Role] = &[Role::Auditor];
 const REVIEWERS: &[Role] = &[Role::Auditor, Role::Supervisor];
@@ -89,7 +89,7 @@ impl AuditService for AuditApi {
         request: Request<ReplayAccessHistoryRequest>,
     ) -> Result<Response<Self::ReplayAccessHistoryStream>, Status> {
         let call = Call::of(&request)?;
-        let filter = history::Filter::try_from(request.into_inner())?;
+        let filter = Filter::try_from(request.into_inner())?;
         if let Some(case_id) = filter.case_id {
             call.concerns(case_id);
         }
@@ -101,28 +101,16 @@ impl AuditService for AuditApi {
         request: Request<VerifyIntegrityRequest>,
     ) -> Result<Response<VerifyIntegrityResponse>, Status> {
         let call = Call::of(&request)?;
-        let scope = request
-            .into_inner()
-            .scope
-            .ok_or_else(|| invalid("scope", "name a case_id, a stream, or everything"))?;
-        let streams = match scope {
-            verify_integrity_request::Scope::CaseId(id) => {
-                let case_id = parse_case_id("case_id", &id)?;
+        let streams = match VerifyIntegrity::try_from(request.into_inner())? {
+            VerifyIntegrity::Case(case_id) => {
                 call.concerns(case_id);
                 history::streams_of_case(&**call.log(), case_id).await?
             }
-            verify_integrity_request::Scope::Stream(name) => {
-                let stream = StreamName::new(name.clone())
-                    .map_err(|_| invalid("stream", "must be a stream name such as case-<uuid>"))?;
-                call.returned([name]);
+            VerifyIntegrity::Stream(stream) => {
+                call.returned([stream.as_str().to_owned()]);
                 vec![stream]
             }
-            verify_integrity_request::Scope::Everything(true) => {
-                history::all_streams(&**call.log()).await?
-            }
-            verify_integrity_request::Scope::Everything(false) => {
-                return Err(invalid("everything", "must be true when given").into());
-            }
+            VerifyIntegrity::Everything => history::all_streams(&**call.log()).await?,
         };
         let mut response = VerifyIntegrityResponse {
             intact: true,
@@ -156,7 +144,8 @@ impl AuditService for AuditApi {
         request: Request<ListBreakGlassUsesRequest>,
     ) -> Result<Response<ListBreakGlassUsesResponse>, Status> {
         let call = Call::of(&request)?;
-        let response = self.break_glass.list(&call, request.into_inner()).await?;
+        let c = ListBreakGlassUses::try_from(request.into_inner())?;
+        let response = self.break_glass.list(&call, c).await?;
         Ok(Response::new(response))
     }
 
@@ -165,7 +154,8 @@ impl AuditService for AuditApi {
         request: Request<GetTimelineAsOfRequest>,
     ) -> Result<Response<GetTimelineAsOfResponse>, Status> {
         let call = Call::of(&request)?;
-        let response = as_of::timeline_as_of(&call, request.into_inner()).await?;
+        let q = TimelineAsOf::try_from(request.into_inner())?;
+        let response = as_of::timeline_as_of(&call, q).await?;
         Ok(Response::new(response))
     }
 }
@@ -178,20 +168,7 @@ fn kind_code(kind: BrokenKind) -> &'static str {
     }
 }
 
-pub(crate) fn invalid(field: &str, description: &str) -> ApiError {
-    ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
-}
-
-pub(crate) fn parse_case_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value).map_err(|_| invalid(field, "must be a UUID"))
-}
-
 pub(crate) use caseline_timeline::timestamp as to_timestamp;
-
-/// A request's `Timestamp`, held to the range of the type (the shared check).
-pub(crate) fn from_timestamp(field: &str, t: &Timestamp) -> Result<SystemTime, ApiError> {
-    caseline_server::validate::instant(field, t).map_err(|v| ApiError::InvalidArgument(vec![v]))
-}
 
 /// Mounts AuditService on a server: its methods with the trust layer, its gRPC service.
 pub fn mount(
