@@ -4,7 +4,7 @@
 
 use std::fmt::Debug;
 
-use crate::{Evolves, Refusal, Rules};
+use crate::{EventCodec, Evolves, Refusal, Rules};
 
 /// Who appended the events of [`given`] and [`then_state`].
 pub const ACTOR: &str = "author";
@@ -60,5 +60,48 @@ pub fn assert_invalid<E: Debug>(result: Result<Vec<E>, Refusal>, field: &str) {
     match result {
         Err(Refusal::Invalid { field: named, .. }) => assert_eq!(named, field),
         other => panic!("expected Invalid {{ field: {field:?}, .. }}, got {other:?}"),
+    }
+}
+
+/// Asserts that `events`, one of each variant, are stored as the names given: each
+/// under its payload's full name, each encoded to something that decodes back to it,
+/// and bytes that are not a payload refused as corrupt for every type.
+#[track_caller]
+pub fn assert_stored_as<E>(events: &[(E, &str)])
+where
+    E: EventCodec + Debug + PartialEq,
+{
+    assert_eq!(events.len(), E::TYPES.len(), "one of each variant");
+    for (event, name) in events {
+        assert_eq!(event.event_type(), *name, "{event:?}");
+        assert!(
+            E::TYPES.contains(name),
+            "{name} is not a type of the stream"
+        );
+        let bytes = event.encode();
+        assert!(!bytes.is_empty(), "{event:?}");
+        match E::decode(event.event_type(), &bytes) {
+            Ok(Some(decoded)) => assert_eq!(&decoded, event),
+            other => panic!("{event:?} decoded to {other:?}"),
+        }
+        // A truncated varint, and a length-delimited field longer than the data.
+        for garbage in [&b"\xff\xff\xff"[..], &b"\x0a\x7fabc"[..]] {
+            assert!(
+                E::decode(name, garbage).is_err(),
+                "{name} {garbage:?} decoded"
+            );
+        }
+    }
+}
+
+/// Asserts that none of `types` is held by a stream of `E`: a payload stored under one
+/// of them decodes to nothing.
+#[track_caller]
+pub fn assert_holds_none<E: EventCodec + Debug>(types: &[&str]) {
+    for event_type in types {
+        match E::decode(event_type, b"\x0a\x03abc") {
+            Ok(None) => {}
+            other => panic!("{event_type:?} decoded to {other:?}"),
+        }
     }
 }
