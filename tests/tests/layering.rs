@@ -29,7 +29,13 @@ struct Package {
 
 fn workspace() -> Vec<Package> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("cargo metadata runs");
@@ -40,12 +46,11 @@ fn workspace() -> Vec<Package> {
     );
     let metadata: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("cargo metadata answers JSON");
-    let root = metadata["workspace_root"].as_str().expect("a workspace root");
+    let root = metadata["workspace_root"]
+        .as_str()
+        .expect("a workspace root");
     let packages = metadata["packages"].as_array().expect("packages");
-    let names: BTreeSet<&str> = packages
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names: BTreeSet<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     packages
         .iter()
         .map(|p| {
@@ -56,11 +61,7 @@ fn workspace() -> Vec<Package> {
                 .trim_start_matches('/');
             Package {
                 name: p["name"].as_str().expect("a name").to_owned(),
-                layer: relative
-                    .split('/')
-                    .next()
-                    .expect("a directory")
-                    .to_owned(),
+                layer: relative.split('/').next().expect("a directory").to_owned(),
                 depends_on: p["dependencies"]
                     .as_array()
                     .expect("dependencies")
