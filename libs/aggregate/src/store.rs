@@ -283,7 +283,7 @@ mod tests {
     impl Gate<Tally> for Door {
         async fn check(&self, _: Uuid, _: &Loaded<Tally>) -> Result<(), ApiError> {
             if self.0.load(Ordering::SeqCst) {
-                Err(ApiError::PermissionDenied("shut".into()))
+                Err(ApiError::PermissionDenied("shut"))
             } else {
                 Ok(())
             }
