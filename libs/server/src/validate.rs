@@ -30,6 +30,17 @@ pub const MAX_ID_BYTES: usize = 256;
 /// enum of the API has this many values.
 pub const MAX_REPEATED: usize = 32;
 
+/// What every command on an existing aggregate carries: the aggregate's id, the
+/// request's id, the version the client saw, and the request as received (from which
+/// its fingerprint is made, so that a retry is told from a reuse).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub id: Uuid,
+    pub request_id: Uuid,
+    pub expected: Option<u64>,
+    pub encoded: Vec<u8>,
+}
+
 /// A request as received at `now`: what its conversion into a typed command
 /// (`TryFrom<At<Request>>`) checks against when a field's plausible range ends today (a
 /// date of birth, a review date, a payment date).
@@ -69,6 +80,24 @@ impl Check {
                 .push(FieldViolation::new(field, description));
         } else {
             self.omitted += 1;
+        }
+    }
+
+    /// The target of a command on an existing aggregate: its id (the field `field`) and
+    /// `request_id` checked, in that order, and `message` encoded as received.
+    pub fn target(
+        &mut self,
+        field: &str,
+        id: &str,
+        request_id: &str,
+        expected: Option<u64>,
+        message: &impl caseline_proto::prost::Message,
+    ) -> Target {
+        Target {
+            id: self.uuid(field, id),
+            request_id: self.uuid("request_id", request_id),
+            expected,
+            encoded: message.encode_to_vec(),
         }
     }
 

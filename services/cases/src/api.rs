@@ -29,13 +29,14 @@ use caseline_trust::{Call, vault_error};
 use crate::command::{
     AddNote, AddTeamMember, ChangeStage, DecideClosure, GetCase, GetLinkedCases, GetTimeline,
     LinkCases, ListCases, OpenCase, RecordContact, RecordJusticeMilestone, RecordRiskAssessment,
-    RemoveTeamMember, ReopenCase, RequestClosure, Target, UnlinkCases,
+    RemoveTeamMember, ReopenCase, RequestClosure, UnlinkCases,
 };
 use crate::contacts;
 use crate::directory::{Directory, LinkRecord, Summary};
 use caseline_aggregate::{Done, Gate, Intent, Request as Asked, Store};
 use caseline_case::Loaded;
 use caseline_case::domain::{Actor, Command, Opening};
+use caseline_server::validate::Target;
 use caseline_trust::request::new_aggregate_id;
 
 /// A timeline page stops growing past this many bytes (clients' default limit on a
@@ -82,13 +83,10 @@ impl Gate<caseline_case::Case> for OnTheTeam<'_> {
     }
 }
 
-impl Target {
-    /// The request's identity, once the caller may act on the case (the fingerprint
-    /// uses the case's key, which must not be made for a case that does not exist).
-    async fn request(&self, call: &Call) -> Result<Asked, ApiError> {
-        call.request(self.case_id, self.request_id, &self.encoded)
-            .await
-    }
+/// The request's identity, once the caller may act on the case (the fingerprint uses
+/// the case's key, which must not be made for a case that does not exist).
+async fn request_of(call: &Call, t: &Target) -> Result<Asked, ApiError> {
+    call.request(t.id, t.request_id, &t.encoded).await
 }
 
 /// Seals `text` for `owner` (a case or contact); empty text stays empty.
@@ -148,10 +146,10 @@ impl CaseApi {
         self.cases
             .execute(
                 Intent {
-                    id: t.case_id,
+                    id: t.id,
                     request,
                     expected: t.expected,
-                    metadata: call.event_metadata(Some(t.case_id), None),
+                    metadata: call.event_metadata(Some(t.id), None),
                 },
                 loaded,
                 command,
@@ -171,10 +169,10 @@ impl CaseApi {
         build: impl AsyncFnOnce(&Asked) -> Result<(Command, Option<Uuid>), ApiError>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let loaded = self.authorise(call, t, action).await?;
-        let request = t.request(call).await?;
+        let request = request_of(call, t).await?;
         let (command, entry) = build(&request).await?;
         let done = self.run(call, t, &request, action, loaded, command).await?;
-        Ok(answer(t.case_id, done, entry))
+        Ok(answer(t.id, done, entry))
     }
 
     /// Whether the caller may see `case_id` at all (its case core), as its own streams
@@ -202,14 +200,14 @@ impl CaseApi {
         t: &Target,
         action: Action,
     ) -> Result<Option<Loaded>, ApiError> {
-        let loaded = self.cases.load(t.case_id).await?;
+        let loaded = self.cases.load(t.id).await?;
         let team = loaded.version.map(|_| loaded.team());
         let decision = call.decide_for(team.as_ref(), action, Entry::default());
         if decision.is_allowed() {
-            call.enforce(t.case_id, decision)?;
+            call.enforce(t.id, decision)?;
             return Ok(Some(loaded));
         }
-        call.case(t.case_id, action).await?;
+        call.case(t.id, action).await?;
         // Allowed after all: the team changed meanwhile; the command reloads.
         Ok(None)
     }
@@ -324,8 +322,8 @@ impl CaseService for CaseApi {
         self.apply(&call, t, action, async |_| {
             let command = Command::AssessRisk(RiskAssessed {
                 level: c.level as i32,
-                factors_sealed: seal(&call, t.case_id, &c.factors).await?,
-                immediate_actions_sealed: seal(&call, t.case_id, &c.immediate_actions).await?,
+                factors_sealed: seal(&call, t.id, &c.factors).await?,
+                immediate_actions_sealed: seal(&call, t.id, &c.immediate_actions).await?,
             });
             Ok((command, None))
         })
@@ -390,7 +388,7 @@ impl CaseService for CaseApi {
             let command = Command::AddNote(NoteAdded {
                 note_id: note_id.to_string(),
                 compartment: c.note as i32,
-                text_sealed: seal(&call, t.case_id, &c.text).await?,
+                text_sealed: seal(&call, t.id, &c.text).await?,
             });
             Ok((command, Some(note_id)))
         })
@@ -406,43 +404,43 @@ impl CaseService for CaseApi {
         let t = &c.target;
         let action = Action::Write(Compartment::Investigation);
         self.authorise(&call, t, action).await?;
-        let request = t.request(&call).await?;
-        if c.other != t.case_id {
+        let request = request_of(&call, t).await?;
+        if c.other != t.id {
             // The other case must be one the caller may see; else it does not exist.
             call.case(c.other, Action::Read(Compartment::CaseCore))
                 .await?;
         }
         let link_id = request.entry_id();
         let command = Command::Link {
-            case_id: t.case_id,
+            case_id: t.id,
             other_case_id: c.other,
             link_id,
             kind: c.kind as i32,
-            reason_sealed: seal(&call, t.case_id, &c.reason).await?,
+            reason_sealed: seal(&call, t.id, &c.reason).await?,
         };
         let _linking = self.linking.lock().await;
         // Read under the lock. A retry gets its first answer, whatever was linked since.
-        let loaded = self.cases.load(t.case_id).await?;
-        if let Some(done) = self.cases.answered(&loaded, t.case_id, &request).await? {
-            return Ok(answer(t.case_id, done, Some(link_id)));
+        let loaded = self.cases.load(t.id).await?;
+        if let Some(done) = self.cases.answered(&loaded, t.id, &request).await? {
+            return Ok(answer(t.id, done, Some(link_id)));
         }
         // A link made from the other side already links the two. Read from the other
         // case's own stream, which holds every committed link (the directory may lag).
-        if c.other != t.case_id
+        if c.other != t.id
             && self
                 .cases
                 .load(c.other)
                 .await?
                 .state
                 .links
-                .contains_key(&t.case_id)
+                .contains_key(&t.id)
         {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
         let done = self
             .run(&call, t, &request, action, Some(loaded), command)
             .await?;
-        Ok(answer(t.case_id, done, Some(link_id)))
+        Ok(answer(t.id, done, Some(link_id)))
     }
 
     async fn unlink_cases(
@@ -460,7 +458,7 @@ impl CaseService for CaseApi {
                 .await?;
             let command = Command::Unlink {
                 other_case_id: c.other,
-                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
+                reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -478,7 +476,7 @@ impl CaseService for CaseApi {
         self.apply(&call, t, action, async |_| {
             let command = Command::ChangeStage {
                 to: c.stage,
-                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
+                reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -496,7 +494,7 @@ impl CaseService for CaseApi {
         self.apply(&call, t, action, async |_| {
             let command = Command::RequestClosure {
                 by: actor(&call),
-                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
+                reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -515,7 +513,7 @@ impl CaseService for CaseApi {
             let command = Command::DecideClosure {
                 by: actor(&call),
                 approve: c.approve,
-                comment_sealed: seal(&call, t.case_id, &c.comment).await?,
+                comment_sealed: seal(&call, t.id, &c.comment).await?,
             };
             Ok((command, None))
         })
@@ -533,7 +531,7 @@ impl CaseService for CaseApi {
         self.apply(&call, t, action, async |_| {
             let command = Command::Reopen {
                 stage: c.stage,
-                reason_sealed: seal(&call, t.case_id, &c.reason).await?,
+                reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
             Ok((command, None))
         })
@@ -557,7 +555,7 @@ impl CaseService for CaseApi {
                 milestone_id: milestone_id.to_string(),
                 kind: c.kind as i32,
                 occurred_at_unix_ms: caseline_policy::teams::to_unix_ms(c.occurred),
-                description_sealed: seal(&call, t.case_id, &c.description).await?,
+                description_sealed: seal(&call, t.id, &c.description).await?,
                 child_informed: c.informed.is_some(),
                 child_informed_at_unix_ms: c.informed.map_or(0, caseline_policy::teams::to_unix_ms),
             });

@@ -17,7 +17,9 @@ use caseline_proto::v1::{
     ReopenCaseRequest, RequestClosureRequest, RiskLevel, Stage, UnlinkCasesRequest, Urgency,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{At, Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
+use caseline_server::validate::{
+    At, Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, Target,
+};
 use caseline_timeline::note_compartment;
 
 /// How many concern categories there are (`ConcernCategory` without `UNSPECIFIED`).
@@ -26,30 +28,6 @@ const CONCERN_CATEGORIES: usize = 7;
 const LIST_PAGE: (u32, u32) = (50, 500);
 /// Default and largest page of `GetTimeline`.
 const TIMELINE_PAGE: (u32, u32) = (500, 1000);
-
-/// The case, request and expected version of a command on a case.
-pub(crate) struct Target {
-    pub(crate) case_id: Uuid,
-    pub(crate) request_id: Uuid,
-    pub(crate) expected: Option<u64>,
-    /// The request as received, for its fingerprint.
-    pub(crate) encoded: Vec<u8>,
-}
-
-fn target(
-    check: &mut Check,
-    case_id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        case_id: check.uuid("case_id", case_id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
-    }
-}
 
 /// Concern categories: at least one, each known, none twice.
 fn concerns(check: &mut Check, field: &str, values: &[i32]) -> Vec<ConcernCategory> {
@@ -246,13 +224,7 @@ impl TryFrom<RecordRiskAssessmentRequest> for RecordRiskAssessment {
 
     fn try_from(r: RecordRiskAssessmentRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let level = check.known("level", r.level);
         check.text("factors", &r.factors, MAX_TEXT_CHARS, false);
         check.text(
@@ -282,13 +254,7 @@ impl TryFrom<AddTeamMemberRequest> for AddTeamMember {
 
     fn try_from(r: AddTeamMemberRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         check.id_label("subject", &r.subject);
         check.id_label("agency", &r.agency);
         // A refused role leaves a placeholder, which `done` never lets out.
@@ -326,13 +292,7 @@ impl TryFrom<RemoveTeamMemberRequest> for RemoveTeamMember {
 
     fn try_from(r: RemoveTeamMemberRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         check.id_label("subject", &r.subject);
         check.id_label("agency", &r.agency);
         check.done(Self {
@@ -357,13 +317,7 @@ impl TryFrom<AddNoteRequest> for AddNote {
 
     fn try_from(r: AddNoteRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let note: NoteCompartment = check.known("compartment", r.compartment);
         // Every known, specified note compartment has a policy compartment; for the
         // others `known` failed, and `done` never lets the placeholder out.
@@ -390,13 +344,7 @@ impl TryFrom<LinkCasesRequest> for LinkCases {
 
     fn try_from(r: LinkCasesRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let other = check.uuid("other_case_id", &r.other_case_id);
         let kind = check.known("kind", r.kind);
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
@@ -420,13 +368,7 @@ impl TryFrom<UnlinkCasesRequest> for UnlinkCases {
 
     fn try_from(r: UnlinkCasesRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let other = check.uuid("other_case_id", &r.other_case_id);
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(Self {
@@ -448,13 +390,7 @@ impl TryFrom<ChangeStageRequest> for ChangeStage {
 
     fn try_from(r: ChangeStageRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let stage = open_stage(&mut check, r.stage);
         check.text("reason", &r.reason, MAX_REASON_CHARS, false);
         check.done(Self {
@@ -475,13 +411,7 @@ impl TryFrom<RequestClosureRequest> for RequestClosure {
 
     fn try_from(r: RequestClosureRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(Self {
             target,
@@ -501,13 +431,7 @@ impl TryFrom<DecideClosureRequest> for DecideClosure {
 
     fn try_from(r: DecideClosureRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         check.text("comment", &r.comment, MAX_REASON_CHARS, !r.approve);
         check.done(Self {
             target,
@@ -528,13 +452,7 @@ impl TryFrom<ReopenCaseRequest> for ReopenCase {
 
     fn try_from(r: ReopenCaseRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let stage = open_stage(&mut check, r.stage);
         check.text("reason", &r.reason, MAX_REASON_CHARS, true);
         check.done(Self {
@@ -561,13 +479,7 @@ impl TryFrom<At<RecordJusticeMilestoneRequest>> for RecordJusticeMilestone {
         At { request: r, now }: At<RecordJusticeMilestoneRequest>,
     ) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.case_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("case_id", &r.case_id, &r.request_id, r.expected_version, &r);
         let kind = check.known("kind", r.kind);
         let occurred = check.past("occurred_at", r.occurred_at.as_ref(), now);
         check.text("description", &r.description, MAX_TEXT_CHARS, false);

@@ -37,11 +37,12 @@ use crate::command::{
     AcknowledgeComplaint, CloseClaim, CloseComplaint, EscalateComplaint, FileClaim, GetClaim,
     GetCompensationTotals, GetComplaint, ListClaimDeadlines, ListClaims, ListComplaints,
     LodgeAppeal, LodgeComplaint, RecordClaimDecision, RecordClaimSubmitted, RecordComplaintFinding,
-    RecordPayment, Target,
+    RecordPayment,
 };
 use crate::domain::{ClaimCommand, ComplaintCommand, money};
 use crate::money::{ByCurrency, Totals, add};
 use crate::store::{Claim, Complaint, LoadedClaim, LoadedComplaint};
+use caseline_server::validate::Target;
 
 /// The gRPC handlers of CompensationService.
 #[derive(Debug)]

@@ -15,37 +15,13 @@ use caseline_proto::v1::{
     RecordPaymentRequest,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{At, Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS};
+use caseline_server::validate::{
+    At, Check, MAX_LABEL_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, Target,
+};
 
 use crate::money::fault;
 
 const LIST_PAGE: (u32, u32) = (50, 500);
-
-/// A command on an existing claim or complaint, as received.
-#[derive(Debug)]
-pub struct Target {
-    pub id: Uuid,
-    pub request_id: Uuid,
-    pub expected: Option<u64>,
-    /// The request as received, for its fingerprint.
-    pub encoded: Vec<u8>,
-}
-
-fn target(
-    check: &mut Check,
-    field: &str,
-    id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        id: check.uuid(field, id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
-    }
-}
 
 /// Checks an amount field, naming the part at fault.
 fn check_amount(check: &mut Check, field: &'static str, value: Option<&Money>) {
@@ -116,8 +92,7 @@ impl TryFrom<At<RecordClaimSubmittedRequest>> for RecordClaimSubmitted {
 
     fn try_from(At { request: r, now }: At<RecordClaimSubmittedRequest>) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "claim_id",
             &r.claim_id,
             &r.request_id,
@@ -149,8 +124,7 @@ impl TryFrom<RecordClaimDecisionRequest> for RecordClaimDecision {
 
     fn try_from(r: RecordClaimDecisionRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "claim_id",
             &r.claim_id,
             &r.request_id,
@@ -191,8 +165,7 @@ impl TryFrom<At<LodgeAppealRequest>> for LodgeAppeal {
 
     fn try_from(At { request: r, now }: At<LodgeAppealRequest>) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "claim_id",
             &r.claim_id,
             &r.request_id,
@@ -221,8 +194,7 @@ impl TryFrom<At<RecordPaymentRequest>> for RecordPayment {
 
     fn try_from(At { request: r, now }: At<RecordPaymentRequest>) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "claim_id",
             &r.claim_id,
             &r.request_id,
@@ -250,8 +222,7 @@ impl TryFrom<CloseClaimRequest> for CloseClaim {
 
     fn try_from(r: CloseClaimRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "claim_id",
             &r.claim_id,
             &r.request_id,
@@ -400,8 +371,7 @@ impl TryFrom<AcknowledgeComplaintRequest> for AcknowledgeComplaint {
 
     fn try_from(r: AcknowledgeComplaintRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "complaint_id",
             &r.complaint_id,
             &r.request_id,
@@ -424,8 +394,7 @@ impl TryFrom<RecordComplaintFindingRequest> for RecordComplaintFinding {
 
     fn try_from(r: RecordComplaintFindingRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "complaint_id",
             &r.complaint_id,
             &r.request_id,
@@ -459,8 +428,7 @@ impl TryFrom<EscalateComplaintRequest> for EscalateComplaint {
 
     fn try_from(r: EscalateComplaintRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "complaint_id",
             &r.complaint_id,
             &r.request_id,
@@ -488,8 +456,7 @@ impl TryFrom<CloseComplaintRequest> for CloseComplaint {
 
     fn try_from(r: CloseComplaintRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
             "complaint_id",
             &r.complaint_id,
             &r.request_id,

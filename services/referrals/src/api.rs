@@ -33,12 +33,12 @@ use crate::access::{Authorise, admit, referral_not_found, standing};
 use crate::attach;
 use crate::command::{
     AcceptReferral, AcknowledgeReferral, DeclineReferral, GetReferral, ListInbox, ListOutbox,
-    ListOverdueReferrals, MakeReferral, Page, RecordReferralOutcome, Sent, Target,
-    WithdrawReferral,
+    ListOverdueReferrals, MakeReferral, Page, RecordReferralOutcome, Sent, WithdrawReferral,
 };
 use crate::directory::Directory;
 use crate::domain::Command;
 use crate::store::{self, Intent, Loaded, Owner, Referral};
+use caseline_server::validate::Target;
 
 /// Index of the team-joining event among an acceptance's event ids (the referral's own
 /// events use the low indices).
@@ -86,12 +86,10 @@ impl ReferralApi {
         step: ReferralStep,
         build: impl AsyncFnOnce(Owner) -> Result<Command, ApiError>,
     ) -> Result<(u64, Owner, RequestKey), ApiError> {
-        let loaded = self.current(call, t.referral_id).await?;
-        Authorise::Step(step)
-            .check(call, t.referral_id, &loaded)
-            .await?;
+        let loaded = self.current(call, t.id).await?;
+        Authorise::Step(step).check(call, t.id, &loaded).await?;
         let Some(owner) = loaded.owner() else {
-            return Err(referral_not_found(t.referral_id));
+            return Err(referral_not_found(t.id));
         };
         let origin = loaded.origin().unwrap_or(owner.id());
         let request = call.request(origin, t.request_id, &t.encoded).await?;
@@ -100,7 +98,7 @@ impl ReferralApi {
             &self.store,
             call,
             Intent {
-                referral_id: t.referral_id,
+                referral_id: t.id,
                 request: &request,
                 expected: t.expected,
                 owner,
@@ -423,7 +421,7 @@ impl ReferralService for ReferralApi {
                 Ok(Command::Acknowledge)
             })
             .await?;
-        Ok(self.answer(t.referral_id, version))
+        Ok(self.answer(t.id, version))
     }
 
     async fn accept_referral(
@@ -457,7 +455,7 @@ impl ReferralService for ReferralApi {
         // Joined only while the acceptance stands, by the one who accepted, on the case
         // the referral belongs to now (a retry may come after a withdrawal, or after the
         // referral moved onto its case).
-        let now = self.store.load(t.referral_id).await?;
+        let now = self.store.load(t.id).await?;
         let standing_acceptance = matches!(
             now.state.status,
             ReferralStatus::Accepted | ReferralStatus::Completed
@@ -485,7 +483,7 @@ impl ReferralService for ReferralApi {
                 "referral accepted"
             );
         }
-        Ok(self.answer(t.referral_id, version))
+        Ok(self.answer(t.id, version))
     }
 
     async fn decline_referral(
@@ -503,7 +501,7 @@ impl ReferralService for ReferralApi {
                 })
             })
             .await?;
-        Ok(self.answer(t.referral_id, version))
+        Ok(self.answer(t.id, version))
     }
 
     async fn record_referral_outcome(
@@ -520,7 +518,7 @@ impl ReferralService for ReferralApi {
                 })
             })
             .await?;
-        Ok(self.answer(t.referral_id, version))
+        Ok(self.answer(t.id, version))
     }
 
     async fn withdraw_referral(
@@ -537,7 +535,7 @@ impl ReferralService for ReferralApi {
                 })
             })
             .await?;
-        Ok(self.answer(t.referral_id, version))
+        Ok(self.answer(t.id, version))
     }
 
     async fn get_referral(

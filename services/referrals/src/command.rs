@@ -12,7 +12,7 @@ use caseline_proto::v1::{
     ServiceType, WithdrawReferralRequest,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS};
+use caseline_server::validate::{Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, Target};
 
 use crate::store::Owner;
 
@@ -99,31 +99,6 @@ impl TryFrom<Sent<'_, MakeReferralRequest>> for MakeReferral {
     }
 }
 
-/// A command on an existing referral, as received.
-#[derive(Debug)]
-pub(crate) struct Target {
-    pub referral_id: Uuid,
-    pub request_id: Uuid,
-    pub expected: Option<u64>,
-    /// The request as received: its fingerprint.
-    pub encoded: Vec<u8>,
-}
-
-fn target(
-    check: &mut Check,
-    referral_id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        referral_id: check.uuid("referral_id", referral_id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
-    }
-}
-
 /// The receiving agency has seen the referral.
 #[derive(Debug)]
 pub(crate) struct AcknowledgeReferral {
@@ -135,8 +110,8 @@ impl TryFrom<AcknowledgeReferralRequest> for AcknowledgeReferral {
 
     fn try_from(r: AcknowledgeReferralRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
+            "referral_id",
             &r.referral_id,
             &r.request_id,
             r.expected_version,
@@ -157,8 +132,8 @@ impl TryFrom<AcceptReferralRequest> for AcceptReferral {
 
     fn try_from(r: AcceptReferralRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
+            "referral_id",
             &r.referral_id,
             &r.request_id,
             r.expected_version,
@@ -182,8 +157,8 @@ impl TryFrom<DeclineReferralRequest> for DeclineReferral {
 
     fn try_from(r: DeclineReferralRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
+            "referral_id",
             &r.referral_id,
             &r.request_id,
             r.expected_version,
@@ -214,8 +189,8 @@ impl TryFrom<RecordReferralOutcomeRequest> for RecordReferralOutcome {
 
     fn try_from(r: RecordReferralOutcomeRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
+            "referral_id",
             &r.referral_id,
             &r.request_id,
             r.expected_version,
@@ -241,8 +216,8 @@ impl TryFrom<WithdrawReferralRequest> for WithdrawReferral {
 
     fn try_from(r: WithdrawReferralRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
+        let target = check.target(
+            "referral_id",
             &r.referral_id,
             &r.request_id,
             r.expected_version,

@@ -36,10 +36,11 @@ use caseline_vault::Opened;
 use crate::command::{
     AddGoal, AssignProvider, ClosePlan, CreatePlan, Decision, GetPlan, ListPlans, ListReviewsDue,
     RecordReview, RecordSafetyPlan, RecordServiceDelivered, ScheduleReview, SubmitPlanForApproval,
-    Target, UpdateGoalStatus,
+    UpdateGoalStatus,
 };
 use crate::domain::{Command, is_health_goal};
 use crate::store::{Loaded, Plan, nth_plan_id};
+use caseline_server::validate::Target;
 
 /// Index of the case's risk assessment among a review's event ids.
 const RISK_INDEX: usize = 1_000;
@@ -131,18 +132,18 @@ impl PlanApi {
         health: impl Fn(&Loaded) -> bool,
         build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
     ) -> Result<(u64, Uuid, RequestKey), ApiError> {
-        let loaded = self.plans.load(t.plan_id).await?;
+        let loaded = self.plans.load(t.id).await?;
         let Some(case_id) = loaded.case_id() else {
-            call.returned([t.plan_id]);
-            return Err(plan_not_found(t.plan_id));
+            call.returned([t.id]);
+            return Err(plan_not_found(t.id));
         };
-        call.returned([t.plan_id]);
+        call.returned([t.id]);
         let gate = plan_gate(call, case_id, action, health(&loaded));
-        gate.admit(Some(t.plan_id)).await?;
+        gate.admit(Some(t.id)).await?;
         let request = call.request(case_id, t.request_id, &t.encoded).await?;
         if self
             .plans
-            .answered(&loaded, t.plan_id, &request)
+            .answered(&loaded, t.id, &request)
             .await?
             .is_none()
             && self.cases.load(case_id).await?.state.stage == Stage::Closed
@@ -156,7 +157,7 @@ impl PlanApi {
             .plans
             .execute(
                 Intent {
-                    id: t.plan_id,
+                    id: t.id,
                     request: &request,
                     expected: t.expected,
                     metadata: call.event_metadata(Some(case_id), None),
@@ -179,7 +180,7 @@ impl PlanApi {
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let action = Action::Write(Compartment::SupportPlan);
         let (version, _, _) = self.act(call, t, action, |_| false, build).await?;
-        Ok(answer(t.plan_id, version, None))
+        Ok(answer(t.id, version, None))
     }
 
     /// A write about one goal of the plan: a health goal's when that goal is one.
@@ -194,7 +195,7 @@ impl PlanApi {
         let (version, _, _) = self
             .act(call, t, action, |l| goal_of(l, goal_id), build)
             .await?;
-        Ok(answer(t.plan_id, version, None))
+        Ok(answer(t.id, version, None))
     }
 
     /// A supervisor's decision on a submitted plan: approval or a request for changes.
@@ -223,7 +224,7 @@ impl PlanApi {
                 },
             )
             .await?;
-        Ok(answer(c.target.plan_id, version, None))
+        Ok(answer(c.target.id, version, None))
     }
 
     /// The plan as the caller may see it.
@@ -446,7 +447,7 @@ impl SupportPlanService for PlanApi {
         let c = RecordSafetyPlan::try_from(request.into_inner())?;
         self.write(&call, &c.target, async |case_id| {
             Ok(Command::RecordSafetyPlan(SafetyPlanRecorded {
-                plan_id: c.target.plan_id.to_string(),
+                plan_id: c.target.id.to_string(),
                 text_sealed: seal(&call, case_id, &c.text).await?,
             }))
         })
@@ -476,7 +477,7 @@ impl SupportPlanService for PlanApi {
                     let id = request.entry_id();
                     goal_id = Some(id);
                     Ok(Command::AddGoal(GoalAdded {
-                        plan_id: t.plan_id.to_string(),
+                        plan_id: t.id.to_string(),
                         goal_id: id.to_string(),
                         domain: c.domain as i32,
                         phase: c.phase as i32,
@@ -486,7 +487,7 @@ impl SupportPlanService for PlanApi {
                 },
             )
             .await?;
-        Ok(answer(t.plan_id, version, goal_id))
+        Ok(answer(t.id, version, goal_id))
     }
 
     async fn assign_provider(
@@ -610,7 +611,7 @@ impl SupportPlanService for PlanApi {
                 async |case_id| {
                     summary_sealed = seal(&call, case_id, &c.summary).await?;
                     Ok(Command::RecordReview(PlanReviewed {
-                        plan_id: t.plan_id.to_string(),
+                        plan_id: t.id.to_string(),
                         summary_sealed: summary_sealed.clone(),
                         risk_level,
                         next_review_date: c.next_review_date.clone().unwrap_or_default(),
@@ -641,7 +642,7 @@ impl SupportPlanService for PlanApi {
             Ok(()) | Err(ApiError::FailedPrecondition(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(answer(t.plan_id, version, None))
+        Ok(answer(t.id, version, None))
     }
 
     async fn close_plan(
@@ -652,7 +653,7 @@ impl SupportPlanService for PlanApi {
         let c = ClosePlan::try_from(request.into_inner())?;
         self.write(&call, &c.target, async |case_id| {
             Ok(Command::Close(PlanClosed {
-                plan_id: c.target.plan_id.to_string(),
+                plan_id: c.target.id.to_string(),
                 closure: c.closure as i32,
                 note_sealed: seal(&call, case_id, &c.note).await?,
             }))

@@ -11,35 +11,10 @@ use caseline_proto::v1::{
     UpdateGoalStatusRequest,
 };
 use caseline_server::ApiError;
-use caseline_server::validate::{At, Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, date_of};
+use caseline_server::validate::{At, Check, MAX_REASON_CHARS, MAX_TEXT_CHARS, Target, date_of};
 
 /// Default and largest page of the lists.
 const LIST_PAGE: (u32, u32) = (50, 500);
-
-/// A command on an existing plan, as received.
-pub struct Target {
-    pub plan_id: Uuid,
-    pub request_id: Uuid,
-    pub expected: Option<u64>,
-    /// The request as received, its fingerprint for retries.
-    pub encoded: Vec<u8>,
-}
-
-/// The plan and request ids every command on an existing plan carries, checked first.
-fn target(
-    check: &mut Check,
-    plan_id: &str,
-    request_id: &str,
-    expected: Option<u64>,
-    message: &impl Message,
-) -> Target {
-    Target {
-        plan_id: check.uuid("plan_id", plan_id),
-        request_id: check.uuid("request_id", request_id),
-        expected,
-        encoded: message.encode_to_vec(),
-    }
-}
 
 /// A new plan for a case.
 pub struct CreatePlan {
@@ -73,13 +48,7 @@ impl TryFrom<RecordSafetyPlanRequest> for RecordSafetyPlan {
 
     fn try_from(r: RecordSafetyPlanRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         check.text("text", &r.text, MAX_TEXT_CHARS, true);
         check.done(Self {
             target,
@@ -101,13 +70,7 @@ impl TryFrom<At<AddGoalRequest>> for AddGoal {
 
     fn try_from(At { request: r, now }: At<AddGoalRequest>) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let domain = check.known("domain", r.domain);
         let phase = check.known("phase", r.phase);
         check.text("description", &r.description, MAX_TEXT_CHARS, true);
@@ -134,13 +97,7 @@ impl TryFrom<AssignProviderRequest> for AssignProvider {
 
     fn try_from(r: AssignProviderRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let goal_id = check.uuid("goal_id", &r.goal_id);
         check.id_label("provider", &r.provider);
         check.done(Self {
@@ -166,13 +123,7 @@ impl TryFrom<At<RecordServiceDeliveredRequest>> for RecordServiceDelivered {
         At { request: r, now }: At<RecordServiceDeliveredRequest>,
     ) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let goal_id = check.uuid("goal_id", &r.goal_id);
         check.id_label("provider", &r.provider);
         let delivered_on = check.past_date("delivered_on", &r.delivered_on, now);
@@ -200,13 +151,7 @@ impl TryFrom<UpdateGoalStatusRequest> for UpdateGoalStatus {
 
     fn try_from(r: UpdateGoalStatusRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let goal_id = check.uuid("goal_id", &r.goal_id);
         let status: GoalStatus = check.known("status", r.status);
         check.text(
@@ -233,13 +178,7 @@ impl TryFrom<SubmitPlanForApprovalRequest> for SubmitPlanForApproval {
 
     fn try_from(r: SubmitPlanForApprovalRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         check.done(Self { target })
     }
 }
@@ -273,13 +212,7 @@ impl TryFrom<ApprovePlanRequest> for Decision {
 
     fn try_from(r: ApprovePlanRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         Self::of(check, target, r.comment, true)
     }
 }
@@ -289,13 +222,7 @@ impl TryFrom<RequestPlanChangesRequest> for Decision {
 
     fn try_from(r: RequestPlanChangesRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         Self::of(check, target, r.comment, false)
     }
 }
@@ -310,13 +237,7 @@ impl TryFrom<At<ScheduleReviewRequest>> for ScheduleReview {
 
     fn try_from(At { request: r, now }: At<ScheduleReviewRequest>) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let review_date = check.planned_date("review_date", &r.review_date, true, now);
         if let Some(on) = &review_date
             && *on < date_of(now)
@@ -344,13 +265,7 @@ impl TryFrom<At<RecordReviewRequest>> for RecordReview {
 
     fn try_from(At { request: r, now }: At<RecordReviewRequest>) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         check.text("summary", &r.summary, MAX_TEXT_CHARS, true);
         let risk_level = check.known("risk_level", r.risk_level);
         let next_review_date =
@@ -380,13 +295,7 @@ impl TryFrom<ClosePlanRequest> for ClosePlan {
 
     fn try_from(r: ClosePlanRequest) -> Result<Self, ApiError> {
         let mut check = Check::new();
-        let target = target(
-            &mut check,
-            &r.plan_id,
-            &r.request_id,
-            r.expected_version,
-            &r,
-        );
+        let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let closure = check.known("closure", r.closure);
         check.text("note", &r.note, MAX_REASON_CHARS, false);
         check.done(Self {
