@@ -23,14 +23,15 @@ use caseline_e2e::processes::{CASES, Identity, Process, REFERRALS, Schema};
 use caseline_e2e::{User, authed, rid};
 use caseline_eventlog::Uuid;
 use caseline_proto::event_types as types;
+use caseline_proto::tonic::Code;
 use caseline_proto::tonic::transport::Channel;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
 use caseline_proto::v1::referral_service_client::ReferralServiceClient;
 use caseline_proto::v1::{
     AcceptReferralRequest, AddNoteRequest, AgeBand, CallerKind, CaseSource, ChildIdentity,
-    ConcernCategory, ConsentBasis, ContactChannel, Gender, ListCasesRequest, MakeReferralRequest,
-    NoteCompartment, OpenCaseRequest, RecordContactRequest, RecordRiskAssessmentRequest,
-    ReferralUrgency, RiskLevel, ServiceType, Urgency,
+    ConcernCategory, ConsentBasis, ContactChannel, Gender, GetReferralRequest, ListCasesRequest,
+    MakeReferralRequest, NoteCompartment, OpenCaseRequest, RecordContactRequest,
+    RecordRiskAssessmentRequest, ReferralUrgency, RiskLevel, ServiceType, Urgency,
 };
 
 const HELPLINE: &str = "helpline-ke";
@@ -323,6 +324,14 @@ async fn a_referral_accepted_in_one_process_is_traced_into_the_other_without_per
         traceparent.parse().expect("ascii traceparent"),
     );
     referrals.accept_referral(accept).await.unwrap();
+    // A call without a token: refused, and its span says so.
+    let refused = referrals
+        .get_referral(GetReferralRequest {
+            referral_id: referral_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
 
     // The cases process learns of the team change only from the log: the investigator
     // now works on the case there (asked without trace context).
@@ -383,6 +392,22 @@ async fn a_referral_accepted_in_one_process_is_traced_into_the_other_without_per
     assert_eq!(
         call.attribute("rpc"),
         Some("/caseline.v1.ReferralService/AcceptReferral"),
+        "{all}"
+    );
+    // Every call span carries the answer's gRPC status: OK here, UNAUTHENTICATED for the
+    // call without a token (a refusal, not a failure of the server).
+    assert_eq!(call.attribute("rpc.grpc.status_code"), Some("0"), "{all}");
+    let refused_call = spans
+        .iter()
+        .find(|s| {
+            s.service_name == REFERRALS.0
+                && s.name == "call"
+                && s.attribute("rpc") == Some("/caseline.v1.ReferralService/GetReferral")
+        })
+        .unwrap_or_else(|| panic!("no span of the refused GetReferral; {all}"));
+    assert_eq!(
+        refused_call.attribute("rpc.grpc.status_code"),
+        Some((Code::Unauthenticated as i32).to_string().as_str()),
         "{all}"
     );
     // …and the cases process's projection joined it under that call span, the parent

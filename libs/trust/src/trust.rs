@@ -201,6 +201,8 @@ impl Trust {
             otel.kind = "server",
             rpc = %request.uri().path(),
             trace_id = tracing::field::Empty,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         // The server span continues the client's trace; without one it begins a trace.
         if let Some(client) = &received {
@@ -211,7 +213,27 @@ impl Trust {
         let own = span.in_scope(caseline_telemetry::current_traceparent);
         let trace = TraceContext::of_call(received, own.as_deref());
         span.record("trace_id", trace.trace_id.as_str());
-        self.guarded(request, next, trace).instrument(span).await
+        let response = self
+            .guarded(request, next, trace)
+            .instrument(span.clone())
+            .await;
+        // The answer's status, by the OpenTelemetry conventions for gRPC servers: the
+        // code on every call span, and the span an error only where the server failed
+        // (a refusal is the server doing its job).
+        let code = grpc_status(&response);
+        span.record("rpc.grpc.status_code", i64::from(code));
+        if matches!(
+            Code::from_i32(code),
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
+        ) {
+            span.record("otel.status_code", "ERROR");
+        }
+        response
     }
 
     async fn guarded(
@@ -322,12 +344,7 @@ impl Trust {
 
         let response = next(request).await;
 
-        let code = response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(0);
+        let code = grpc_status(&response);
         let record =
             std::mem::take(&mut *call.inner.record.lock().unwrap_or_else(|p| p.into_inner()));
         facts.status_code = code;
@@ -479,4 +496,16 @@ fn purpose_and_reason(headers: &http::HeaderMap) -> Result<PurposeAndReason, Fie
         }
     }
     Ok((purpose, reason))
+}
+
+/// The gRPC status of a response as it leaves the handler: a refusal or failure is a
+/// trailers-only response whose headers carry `grpc-status`; an answer without it in
+/// its headers is OK (its status follows in the trailers).
+fn grpc_status(response: &http::Response<Body>) -> i32 {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0)
 }
