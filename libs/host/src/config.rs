@@ -9,6 +9,7 @@
 //! state_store = "postgres://caseline@db/caseline"
 //! instance = "caseline-1"
 //! drain_seconds = 10                  # calls in flight get this long after SIGTERM
+//! refused_per_minute = 120            # refused calls recorded per address and minute
 //!
 //! [auth]
 //! leeway_seconds = 30
@@ -44,6 +45,9 @@ pub struct FileConfig {
     /// Seconds the calls in flight may run after SIGTERM or SIGINT before they are cut
     /// off; default 10, at most 300.
     pub drain_seconds: Option<u64>,
+    /// Calls refused before anyone is authenticated that are answered and recorded per
+    /// peer address and minute; default 120.
+    pub refused_per_minute: Option<u32>,
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]

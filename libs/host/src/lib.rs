@@ -70,6 +70,15 @@ pub struct HostArgs {
         value_parser = clap::value_parser!(u64).range(0..=caseline_server::MAX_DRAIN.as_secs()),
     )]
     pub drain_seconds: Option<u64>,
+    /// Calls refused before anyone is authenticated (no valid token, an unknown method)
+    /// that are answered and recorded per peer address and minute; past it they are
+    /// answered RESOURCE_EXHAUSTED, recorded once [default: 120]
+    #[arg(
+        long,
+        env = "CASELINE_REFUSED_PER_MINUTE",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+    )]
+    pub refused_per_minute: Option<u32>,
 }
 
 impl HostArgs {
@@ -190,6 +199,11 @@ impl Host {
             }
             Some(seconds) => Duration::from_secs(seconds),
         };
+        let refused_per_minute = match args.refused_per_minute.or(file.refused_per_minute) {
+            None => caseline_trust::flood::DEFAULT_REFUSED_PER_MINUTE,
+            Some(0) => return Err("refused_per_minute must be at least 1".into()),
+            Some(n) => n,
+        };
         let listen = match args.listen.or(file.listen) {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse()?,
@@ -244,6 +258,7 @@ impl Host {
                 log: Arc::clone(&log),
                 vault: Vault::new(master, keys),
                 instance,
+                refused_per_minute,
             },
             Arc::clone(&clockwork.clock),
         );

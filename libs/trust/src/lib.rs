@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod call;
+pub mod flood;
 mod gate;
 mod record;
 pub mod request;

@@ -21,6 +21,7 @@ use tonic::body::Body;
 use tracing::Instrument as _;
 
 use crate::call::{Call, CallInner, CallRecord};
+use crate::flood::{Refusal, Refusals};
 use crate::record::{AccessFacts, append_access};
 use crate::spec::{Kind, MethodSpec, Scope};
 use crate::trace::TraceContext;
@@ -44,6 +45,10 @@ pub struct TrustConfig {
     pub vault: Vault,
     /// Names this server instance in access records (e.g. `caseline-serve@host`).
     pub instance: String,
+    /// Calls refused before anyone is authenticated that are recorded per peer address
+    /// and minute ([`crate::flood`]); the default is
+    /// [`crate::flood::DEFAULT_REFUSED_PER_MINUTE`].
+    pub refused_per_minute: u32,
 }
 
 /// The trust layer of one process. Cheap to clone.
@@ -59,6 +64,7 @@ pub(crate) struct Inner {
     pub(crate) teams: CaseTeams,
     pub(crate) instance: String,
     pub(crate) clock: Clock,
+    pub(crate) refusals: Refusals,
     methods: RwLock<HashMap<&'static str, MethodSpec>>,
 }
 
@@ -87,6 +93,7 @@ impl Trust {
                 teams,
                 instance: config.instance,
                 clock,
+                refusals: Refusals::new(config.refused_per_minute),
                 methods: RwLock::new(HashMap::new()),
             }),
         }
@@ -372,8 +379,36 @@ impl Trust {
         }
     }
 
-    /// Records a call refused before its handler ran and answers `status`.
+    /// Records a call refused before its handler ran and answers `status`, within the
+    /// limit on such refusals per peer address ([`crate::flood`]).
     async fn refuse(&self, mut facts: AccessFacts, status: Status) -> http::Response<Body> {
+        let peer = facts
+            .peer
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.ip());
+        let limited = || {
+            Status::resource_exhausted(
+                "too many refused calls from this address; try again in a minute",
+            )
+        };
+        // Only calls from no one authenticated: a refusal of a valid token is
+        // attributable, and its holder's agency answers for it.
+        let anonymous = facts.actor.is_empty();
+        match anonymous.then(|| self.inner.refusals.note(peer, (self.inner.clock)())) {
+            None | Some(Refusal::Record) => {}
+            Some(Refusal::Limit) => {
+                tracing::warn!(
+                    peer = %facts.peer,
+                    "refused calls over the limit from one address: answering them \
+                     RESOURCE_EXHAUSTED, unrecorded, until the minute ends"
+                );
+                facts.reason = "rate_limited".into();
+                facts.denied = true;
+                return self.withhold(facts, &[], limited()).await;
+            }
+            Some(Refusal::Quiet) => return limited().into_http(),
+        }
         facts.denied = matches!(
             status.code(),
             Code::Unauthenticated | Code::PermissionDenied

@@ -25,6 +25,7 @@ use caseline_proto::v1::events::{
     AccessOutcome, AccessRecorded, BreakGlassGranted, TeamMemberAdded, TeamMemberRemoved,
 };
 use caseline_server::{ApiError, FieldViolation, GrpcServer, ServerError, Services};
+use caseline_trust::flood::DEFAULT_REFUSED_PER_MINUTE;
 use caseline_trust::{
     ACCESS_RECORDED, BREAK_GLASS_HEADER, CASE_ROLES, Call, Clock, Kind, MethodSpec, PURPOSE_HEADER,
     ROLE_HEADER, Scope, Trust, TrustConfig,
@@ -298,8 +299,20 @@ impl Harness {
         Self::start_with(|log| log).await
     }
 
+    /// A server that records at most `refused_per_minute` refused calls per address.
+    async fn start_limited(refused_per_minute: u32) -> Self {
+        Self::start_on(|log| log, refused_per_minute).await
+    }
+
     /// A server whose trust layer writes to `wrap(real log)`.
     async fn start_with(wrap: impl FnOnce(Arc<dyn EventLog>) -> Arc<dyn EventLog>) -> Self {
+        Self::start_on(wrap, DEFAULT_REFUSED_PER_MINUTE).await
+    }
+
+    async fn start_on(
+        wrap: impl FnOnce(Arc<dyn EventLog>) -> Arc<dyn EventLog>,
+        refused_per_minute: u32,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let Parts {
             log,
@@ -318,6 +331,7 @@ impl Harness {
                 log: wrap(Arc::clone(&log)),
                 vault: vault.clone(),
                 instance: INSTANCE.to_owned(),
+                refused_per_minute,
             },
             clock,
         );
@@ -1050,6 +1064,55 @@ async fn unauthenticated_calls_are_refused_and_recorded_without_the_token() {
     assert!(h.case_records(case_id).await.is_empty(), "no handler ran");
 }
 
+/// A flood of refused calls from one address does not grow the log with it: past the
+/// limit the first is answered RESOURCE_EXHAUSTED and recorded as `rate_limited`, the
+/// rest of the minute is answered so without a record; calls that pass the trust layer
+/// are not limited; a minute later the address has its budget again.
+#[tokio::test]
+async fn refused_calls_past_the_limit_are_answered_but_not_recorded_one_by_one() {
+    let h = Harness::start_limited(3).await;
+    let case_id = h
+        .case_with(&[("sw-ana", "social-north", Role::SocialWorker)])
+        .await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(h.read(case_id, &[]).await.unwrap_err().code());
+    }
+    use Code::{ResourceExhausted, Unauthenticated};
+    assert_eq!(
+        codes,
+        [
+            Unauthenticated,
+            Unauthenticated,
+            Unauthenticated,
+            ResourceExhausted,
+            ResourceExhausted,
+            ResourceExhausted
+        ]
+    );
+    let records = h.unauthenticated_records().await;
+    let reasons: Vec<&str> = records.iter().map(|(_, r)| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["no_token", "no_token", "no_token", "rate_limited"],
+        "{records:?}"
+    );
+    let (_, limited) = &records[3];
+    assert_eq!(limited.status_code, ResourceExhausted as i32);
+    assert_eq!(outcome(limited), AccessOutcome::Denied);
+
+    // A member's read from the same address passes and is recorded as always.
+    let ana = h.bearer("sw-ana", &[Role::SocialWorker], "social-north");
+    h.read(case_id, &[("authorization", &ana)]).await.unwrap();
+    assert_eq!(h.case_records(case_id).await.len(), 1);
+
+    // A minute on, refusals are answered and recorded one by one again.
+    h.advance(Duration::from_secs(60));
+    let status = h.read(case_id, &[]).await.unwrap_err();
+    assert_eq!(status.code(), Unauthenticated);
+    assert_eq!(h.unauthenticated_records().await.len(), 5);
+}
+
 #[tokio::test]
 async fn a_token_with_several_roles_acts_in_the_one_it_names_and_carries() {
     let h = Harness::start().await;
@@ -1246,6 +1309,7 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
         Arc::new(checkpoints),
     );
     let trust = Trust::new(TrustConfig {
+        refused_per_minute: DEFAULT_REFUSED_PER_MINUTE,
         authenticator,
         log,
         vault,
