@@ -250,8 +250,10 @@ impl<A: Aggregate> Loaded<A> {
         }
     }
 
-    /// The aggregate as `stream` says now.
-    pub async fn load(log: &dyn EventLog, stream: &StreamName) -> Result<Self, ApiError> {
+    /// The aggregate as `stream` says now, uncached (commands load through
+    /// [`crate::Store::load`]).
+    #[cfg(test)]
+    pub(crate) async fn load(log: &dyn EventLog, stream: &StreamName) -> Result<Self, ApiError> {
         let mut loaded = Self::default();
         loaded.follow(log, stream).await?;
         Ok(loaded)

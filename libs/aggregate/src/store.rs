@@ -12,7 +12,7 @@ use caseline_server::ApiError;
 
 use crate::request::{Request, reused};
 use crate::turns::{Retry, turn};
-use crate::{Aggregate, EventCodec, Loaded};
+use crate::{Aggregate, EventCodec, Loaded, Refusal};
 
 /// Aggregates a [`Store`] keeps between commands; past this the cache starts afresh
 /// (a state is cheap to fold again from its stream, and the log is asked about every
@@ -164,10 +164,7 @@ impl<A: Aggregate> Store<A> {
                         version,
                         changed: false,
                     }),
-                    None => Err(ApiError::NotFound {
-                        kind: A::KIND,
-                        id: id.to_string(),
-                    }),
+                    None => Err(Refusal::Missing.status(A::KIND, id)),
                 };
             }
             let new: Vec<NewEvent> = events
@@ -290,6 +287,14 @@ mod tests {
         }
     }
 
+    async fn log_in(dir: &std::path::Path) -> Arc<dyn EventLog> {
+        Arc::new(
+            SqliteEventLog::open(dir.join("events.sqlite"))
+                .await
+                .expect("opens"),
+        )
+    }
+
     async fn events(log: &dyn EventLog, id: Uuid) -> usize {
         log.read_stream(
             &Tally::stream(id).expect("a name"),
@@ -309,11 +314,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_command_runs_once_and_only_when_everything_holds() {
         let dir = tempfile::tempdir().expect("a directory");
-        let log: Arc<dyn EventLog> = Arc::new(
-            SqliteEventLog::open(dir.path().join("events.sqlite"))
-                .await
-                .expect("opens"),
-        );
+        let log = log_in(dir.path()).await;
         let store = Store::<Tally>::new(Arc::clone(&log));
         let id = Uuid::new_v4();
         let open = Door(AtomicBool::new(false));
@@ -420,11 +421,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_cache_stays_within_its_bound() {
         let dir = tempfile::tempdir().expect("a directory");
-        let log: Arc<dyn EventLog> = Arc::new(
-            SqliteEventLog::open(dir.path().join("events.sqlite"))
-                .await
-                .expect("opens"),
-        );
+        let log = log_in(dir.path()).await;
         let store = Store::<Tally>::new(Arc::clone(&log));
         let mut most = 0;
         for _ in 0..CACHED_AGGREGATES + 50 {

@@ -66,11 +66,6 @@ impl Aggregate for Case {
     }
 }
 
-/// The stream of the case `case_id`.
-pub fn case_stream(case_id: Uuid) -> Result<StreamName, ApiError> {
-    Case::stream(case_id)
-}
-
 /// The stream of the helpline contact `contact_id`.
 pub fn contact_stream(contact_id: Uuid) -> Result<StreamName, ApiError> {
     Ok(StreamName::for_id(CONTACT_CATEGORY, contact_id)?)

@@ -14,10 +14,9 @@ use caseline_server::ApiError;
 
 use caseline_proto::event_types as types;
 
-use crate::store::{Loaded, Owner, REFERRAL_CATEGORY};
+use caseline_case::CONTACT_CATEGORY;
 
-/// Stream category of helpline contacts (CaseService's).
-const CONTACT_CATEGORY: &str = "contact";
+use crate::store::{Loaded, Owner, REFERRAL_CATEGORY};
 
 /// The directory's state, as checkpointed.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

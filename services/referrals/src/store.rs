@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use caseline_aggregate::{Aggregate, Gate, Refusal, Request, Store};
-use caseline_eventlog::{Error as LogError, ExpectedVersion, RecordedEvent, StreamName, Uuid};
+use caseline_eventlog::{Error as LogError, ExpectedVersion, RecordedEvent, Uuid};
 use caseline_proto::v1::events::{ReferralDeclined, ReferralOutcomeRecorded, ReferralWithdrawn};
 use caseline_server::ApiError;
 use caseline_trust::Call;
@@ -14,10 +14,6 @@ use crate::domain::{self, Command, Event, ReferralState};
 
 /// Stream category of referrals (`referral-<id>`).
 pub const REFERRAL_CATEGORY: &str = "referral";
-
-pub(crate) fn referral_stream(referral_id: Uuid) -> Result<StreamName, ApiError> {
-    Ok(StreamName::for_id(REFERRAL_CATEGORY, referral_id)?)
-}
 
 /// When each step happened.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -202,7 +198,7 @@ impl Gate<Referral> for OwnedBy<'_> {
         self.authorise.check(self.call, id, loaded).await?;
         if loaded.state.exists() && loaded.owner() != Some(self.owner) {
             return Err(ApiError::Log(LogError::WrongExpectedVersion {
-                stream: referral_stream(id)?,
+                stream: Referral::stream(id)?,
                 expected: ExpectedVersion::Any,
                 actual: loaded.version,
             }));
