@@ -158,6 +158,15 @@ impl Position {
     pub(crate) fn parts(self) -> (u64, u64) {
         ((self.0 >> 64) as u64, self.0 as u64)
     }
+
+    /// Sixteen bytes whose byte order is the positions' order (for an index column).
+    pub fn to_be_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
+    pub fn from_be_bytes(bytes: [u8; 16]) -> Self {
+        Self(u128::from_be_bytes(bytes))
+    }
 }
 
 impl fmt::Display for Position {

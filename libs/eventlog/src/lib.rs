@@ -19,6 +19,7 @@ mod chain;
 mod envelope;
 mod error;
 mod idempotency;
+mod interest;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;
 pub mod postgres;
@@ -34,6 +35,7 @@ pub use envelope::{
     MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent, StreamName,
 };
 pub use error::Error;
+pub use interest::Interest;
 pub use subscription::{Subscription, catch_up, subscribe};
 use tokio::sync::watch;
 pub use uuid::Uuid;
@@ -110,6 +112,34 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     /// It may therefore lag a commit while an older transaction is still running
     /// (PostgreSQL); readers that need their own writes use `read_stream`/`read_case`.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Up to `limit` events that `interest` admits after `after`, in global order, with
+    /// the guarantee of [`EventLog::read_all`]: a projection catching up reads only its
+    /// own events (a case directory need not read every access record). Fewer than
+    /// `limit` means the end of what the log holds now. This default reads pages of
+    /// the whole log; SQLite and PostgreSQL filter in the query.
+    async fn read_of(
+        &self,
+        interest: &Interest,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let limit = clamp_limit(limit);
+        let mut out = Vec::new();
+        let mut after = after;
+        loop {
+            let page = self.read_all(after, limit).await?;
+            let full = page.len() == limit;
+            if let Some(last) = page.last() {
+                after = last.position;
+            }
+            out.extend(page.into_iter().filter(|e| interest.admits(e)));
+            if out.len() >= limit || !full {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+    }
 
     /// Changes whenever this process commits an append; subscriptions wake on it.
     fn appended(&self) -> watch::Receiver<Position>;

@@ -29,8 +29,8 @@ use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
 use crate::idempotency::{StoredCopy, resolve_retry};
 use crate::subscription::announce;
 use crate::{
-    AppendResult, Direction, Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
-    RecordedEvent, StreamName, clamp_limit,
+    AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
+    Position, RecordedEvent, StreamName, clamp_limit,
 };
 
 /// Connections kept by default; enough for 64 concurrent appenders to keep the server's
@@ -582,6 +582,38 @@ impl EventLog for PostgresEventLog {
                  ORDER BY tx, id LIMIT $3"
             ),
             &[&tx, &id, &limit],
+        )
+        .await
+    }
+
+    async fn read_of(
+        &self,
+        interest: &Interest,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        if interest.is_everything() {
+            return self.read_all(after, limit).await;
+        }
+        let (tx, id) = after.parts();
+        let (tx, id, limit) = (
+            tx.to_string(),
+            id.min(i64::MAX as u64) as i64,
+            clamp_limit(limit) as i64,
+        );
+        let patterns = interest.like_patterns();
+        let streams: Vec<&str> = interest.streams.to_vec();
+        let types: Vec<&str> = interest.types.to_vec();
+        self.query_events(
+            &format!(
+                "SELECT {COLUMNS} FROM caseline_events \
+                 WHERE (tx, id) > ($1::text::xid8, $2) \
+                   AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND (stream LIKE ANY($4::text[]) OR stream = ANY($5::text[]) \
+                        OR event_type = ANY($6::text[])) \
+                 ORDER BY tx, id LIMIT $3"
+            ),
+            &[&tx, &id, &limit, &patterns, &streams, &types],
         )
         .await
     }

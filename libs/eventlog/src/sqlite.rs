@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -25,8 +26,8 @@ use crate::envelope::{MAX_VERSION, from_micros, now_micros, validate_batch};
 use crate::idempotency::{StoredCopy, resolve_retry};
 use crate::subscription::announce;
 use crate::{
-    AppendResult, Direction, Error, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
-    RecordedEvent, StreamName, clamp_limit,
+    AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
+    Position, RecordedEvent, StreamName, clamp_limit,
 };
 
 /// Most appends committed in one transaction.
@@ -688,6 +689,44 @@ impl EventLog for SqliteEventLog {
             )
         })
         .await
+    }
+
+    async fn read_of(
+        &self,
+        interest: &Interest,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        if interest.is_everything() {
+            return self.read_all(after, limit).await;
+        }
+        let mut values = vec![
+            Value::Integer(sqlite_position(after)?),
+            Value::Integer(clamp_limit(limit) as i64),
+        ];
+        let mut conditions = Vec::new();
+        for pattern in interest.like_patterns() {
+            values.push(Value::Text(pattern));
+            conditions.push(format!("stream LIKE ?{} ESCAPE '\\'", values.len()));
+        }
+        for stream in interest.streams {
+            values.push(Value::Text((*stream).to_owned()));
+            conditions.push(format!("stream = ?{}", values.len()));
+        }
+        for event_type in interest.types {
+            values.push(Value::Text((*event_type).to_owned()));
+            conditions.push(format!("event_type = ?{}", values.len()));
+        }
+        if conditions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE position > ?1 AND ({}) \
+             ORDER BY position LIMIT ?2",
+            conditions.join(" OR ")
+        );
+        self.read(move |conn| collect(conn, &sql, rusqlite::params_from_iter(values)))
+            .await
     }
 
     fn appended(&self) -> watch::Receiver<Position> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use caseline_eventlog::{
-    AppendResult, BrokenKind, Direction, Error, EventLog, ExpectedVersion, GENESIS,
+    AppendResult, BrokenKind, Direction, Error, EventLog, ExpectedVersion, GENESIS, Interest,
     MAX_CALL_CONTEXT_BYTES, MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent,
     StreamName, catch_up, subscribe,
 };
@@ -587,6 +587,67 @@ pub mod suite {
         );
     }
 
+    /// `read_of` returns exactly the events its interest admits (stream categories as
+    /// whole prefixes, whole stream names, event types anywhere), in the global order,
+    /// page after page; LIKE's wildcards in a category are plain characters.
+    pub async fn read_of_reads_only_what_is_asked(h: &mut dyn Harness) {
+        let log = h.log();
+        let global = StreamName::new("access-global").unwrap();
+        for i in 0..40u8 {
+            let s = match i % 4 {
+                0 => stream("case"),
+                1 => stream("contact"),
+                2 => stream("access"),
+                _ => global.clone(),
+            };
+            let mut e = event(None, &[i]);
+            if i % 5 == 0 {
+                e.event_type = "caseline.v1.events.TestGranted".into();
+            }
+            log.append(&s, ExpectedVersion::Any, vec![e]).await.unwrap();
+        }
+        let whole = all_events(&*log, 40).await;
+        const ASKED: Interest = Interest::of(
+            &["case"],
+            &["access-global"],
+            &["caseline.v1.events.TestGranted"],
+        );
+        let expected: Vec<RecordedEvent> =
+            whole.iter().filter(|e| ASKED.admits(e)).cloned().collect();
+        assert!(
+            expected.len() > 10 && expected.len() < 40,
+            "{}",
+            expected.len()
+        );
+        let mut read = Vec::new();
+        let mut after = Position::START;
+        loop {
+            let page = log.read_of(&ASKED, after, 3).await.unwrap();
+            read.extend(page.iter().cloned());
+            match page.last() {
+                Some(last) if page.len() == 3 => after = last.position,
+                _ => break,
+            }
+        }
+        assert_eq!(read, expected);
+        for nothing in [
+            Interest::of(&["cas"], &[], &[]),
+            Interest::of(&["ca_e"], &[], &[]),
+            Interest::of(&["%"], &[], &[]),
+            Interest::of(&[], &["access-glob"], &[]),
+            Interest::of(&[], &[], &[]),
+        ] {
+            let got = log.read_of(&nothing, Position::START, 100).await.unwrap();
+            assert!(got.is_empty(), "{nothing:?} admitted {}", got.len());
+        }
+        assert_eq!(
+            log.read_of(&Interest::EVERYTHING, Position::START, 1000)
+                .await
+                .unwrap(),
+            whole
+        );
+    }
+
     /// A subscriber started before and during heavy writing sees every event exactly once,
     /// in the one global order that `read_all` reports.
     pub async fn subscriber_sees_every_event_once_in_order(h: &mut dyn Harness) {
@@ -1086,6 +1147,7 @@ macro_rules! common_suite {
             read_case_events_leaves_out_access_records,
             read_stream_both_directions,
             read_all_pages_in_one_total_order,
+            read_of_reads_only_what_is_asked,
             subscriber_sees_every_event_once_in_order,
             reopen_keeps_everything,
             tampered_row_is_reported,
