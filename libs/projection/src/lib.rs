@@ -22,18 +22,20 @@
 //!   the writer's trace; events older than a quarter of an hour (a rebuild) get no span.
 #![forbid(unsafe_code)]
 
+mod index;
 pub mod positions;
 mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use caseline_eventlog::{EventLog, Position, RecordedEvent};
+use caseline_eventlog::{EventLog, Interest, Position, RecordedEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio::task::JoinHandle;
 
+pub use index::{IndexEntry, Indexed, Keys};
 pub use store::{CheckpointStore, PostgresCheckpoints, Snapshot, SqliteCheckpoints, open};
 
 /// A read model built by applying the log's events in global order.
@@ -42,6 +44,9 @@ pub trait Fold: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// meaning.
     const FORMAT: u32;
     type Error: From<caseline_eventlog::Error> + Send;
+    /// The events it is fed (a superset of what [`Fold::reads`] admits): the log is
+    /// asked for these only, so that a rebuild reads its own events, not the whole log.
+    const INTEREST: Interest = Interest::EVERYTHING;
     /// Applies one event of its categories. An error stops the catch-up at that event
     /// (nothing after it is applied until it succeeds).
     /// Whether it reads `event` (by its stream's category and its type; see
@@ -52,6 +57,14 @@ pub trait Fold: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
 
 /// How many events are read per page while catching up.
 const PAGE: usize = 512;
+
+/// Events a projection may read without applying any before its position is saved
+/// anyway (a snapshot of an unchanged state, so that a restart starts past them).
+pub const RESAVE_AFTER_EVENTS: u64 = 100_000;
+
+/// The most of its time a followed projection spends saving checkpoints: one that took
+/// 200 ms to save waits at least 4 s before the next.
+pub const CHECKPOINT_SHARE: f64 = 0.05;
 
 /// A [`Fold`] kept up with the log and checkpointed under a name.
 pub struct Followed<S> {
@@ -77,6 +90,9 @@ struct Inner<S> {
     after: Position,
     /// The position of the last snapshot saved or loaded.
     saved: Position,
+    /// Events read since that snapshot, and whether any of them changed the state.
+    read_since_saved: u64,
+    changed_since_saved: bool,
     /// Events read since the start (the snapshot's position on a restart).
     read: u64,
     state: S,
@@ -97,6 +113,8 @@ impl<S: Fold> Followed<S> {
                 started: false,
                 after: Position::START,
                 saved: Position::START,
+                read_since_saved: 0,
+                changed_since_saved: false,
                 read: 0,
                 state: S::default(),
             }),
@@ -122,12 +140,16 @@ impl<S: Fold> Followed<S> {
         (inner.after, inner.read)
     }
 
-    /// Saves a snapshot if anything was applied since the last one. Returns whether it
-    /// saved.
+    /// Saves a snapshot if an event it reads was applied since the last one, or if it
+    /// has read past [`RESAVE_AFTER_EVENTS`] events it does not read (so that a restart
+    /// need not read them again). Returns whether it saved.
     pub async fn checkpoint(&self) -> Result<bool, caseline_eventlog::Error> {
         let (position, state) = {
             let inner = self.inner.lock().await;
-            if !inner.started || inner.after == inner.saved {
+            if !inner.started
+                || inner.after == inner.saved
+                || !(inner.changed_since_saved || inner.read_since_saved >= RESAVE_AFTER_EVENTS)
+            {
                 return Ok(false);
             }
             let state = serde_json::to_vec(&inner.state).map_err(|e| {
@@ -146,29 +168,39 @@ impl<S: Fold> Followed<S> {
         };
         self.store.save(self.name, &snapshot).await?;
         let mut inner = self.inner.lock().await;
-        inner.saved = inner.saved.max(position);
+        if position > inner.saved {
+            inner.saved = position;
+            // What was read after the encoding is still unsaved; counted as changed.
+            inner.changed_since_saved = inner.after > position;
+            inner.read_since_saved = 0;
+        }
         tracing::debug!(projection = self.name, %position, "checkpoint saved");
         Ok(true)
     }
 
     /// Follows the log in the background: catches up when this process appends, or
-    /// every `poll` for other processes' appends, and saves a checkpoint at most every
-    /// `save_every` when something changed. Stop it by aborting the handle; call
-    /// [`Followed::checkpoint`] after, to save the latest state.
+    /// every `poll` for other processes' appends, and saves a checkpoint when something
+    /// changed, at most every `save_every`, and never more often than keeps saving
+    /// within [`CHECKPOINT_SHARE`] of the time (a large state takes a while to encode and
+    /// write; it is saved less often rather than slowing everything down). Stop it by
+    /// aborting the handle; call [`Followed::checkpoint`] after, to save the latest state.
     pub fn follow(self: &Arc<Self>, poll: Duration, save_every: Duration) -> JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut appended = this.log.appended();
             let mut last_save = tokio::time::Instant::now();
+            let mut save_after = save_every;
             loop {
                 if let Err(e) = this.refresh().await {
                     tracing::warn!(projection = this.name, error = %e, "projection catch-up failed");
                 }
-                if last_save.elapsed() >= save_every {
+                if last_save.elapsed() >= save_after {
+                    let saving = tokio::time::Instant::now();
                     if let Err(e) = this.checkpoint().await {
                         tracing::warn!(projection = this.name, error = %e, "checkpoint not saved");
                     }
                     last_save = tokio::time::Instant::now();
+                    save_after = save_every.max(saving.elapsed().mul_f64(1.0 / CHECKPOINT_SHARE));
                 }
                 tokio::select! {
                     changed = appended.changed() => {
@@ -199,7 +231,7 @@ impl<S: Fold> Followed<S> {
             self.start(inner).await?;
         }
         loop {
-            let page = self.log.read_all(inner.after, PAGE).await?;
+            let page = self.log.read_of(&S::INTEREST, inner.after, PAGE).await?;
             for event in &page {
                 if S::reads(event) {
                     if is_recent(event) {
@@ -216,9 +248,11 @@ impl<S: Fold> Followed<S> {
                     } else {
                         inner.state.apply(event)?;
                     }
+                    inner.changed_since_saved = true;
                 }
                 inner.after = event.position;
                 inner.read += 1;
+                inner.read_since_saved += 1;
             }
             if page.len() < PAGE {
                 return Ok(());

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use caseline_eventlog::{Error, Position};
+use caseline_eventlog::{Error, Position, StreamName, Uuid};
+
+use crate::index::IndexEntry;
 use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -44,6 +46,44 @@ pub trait CheckpointStore: fmt::Debug + Send + Sync + 'static {
     /// Saves `snapshot` under `name` unless a snapshot at or past its position (of the
     /// same format) is already there.
     async fn save(&self, name: &str, snapshot: &Snapshot) -> Result<(), Error>;
+    /// Adds `entries` to the index `name` and moves its checkpoint (an empty snapshot
+    /// of `format`) to `position`, in one transaction. Entries already there are kept.
+    async fn index(
+        &self,
+        name: &str,
+        format: u32,
+        position: Position,
+        entries: Vec<IndexEntry>,
+    ) -> Result<(), Error>;
+    /// Removes every entry of the index `name`, and its checkpoint.
+    async fn clear_index(&self, name: &str) -> Result<(), Error>;
+    /// The entries of the index `name` under `key` after `after`, in position order: at
+    /// most `limit`.
+    async fn find(
+        &self,
+        name: &str,
+        key: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, Error>;
+}
+
+/// An entry as read back from a row.
+fn entry(key: &[u8], position: &[u8], stream: String, version: i64) -> Result<IndexEntry, Error> {
+    let corrupt = |reason: &str| Error::Corrupt {
+        position: String::new(),
+        reason: format!("an index entry's {reason} does not decode"),
+    };
+    Ok(IndexEntry {
+        key: Uuid::from_slice(key).map_err(|_| corrupt("key"))?,
+        position: Position::from_be_bytes(position.try_into().map_err(|_| corrupt("position"))?),
+        stream: StreamName::new(stream).map_err(|_| corrupt("stream"))?,
+        version: u64::try_from(version).map_err(|_| corrupt("version"))?,
+    })
+}
+
+fn version_column(version: u64) -> Result<i64, Error> {
+    i64::try_from(version).map_err(|_| invalid("version", "must fit in 63 bits"))
 }
 
 /// Opens the checkpoint store named by `url`: `sqlite:PATH` or `postgres://…`.
@@ -108,7 +148,15 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS caseline_projection_chec
     position TEXT NOT NULL,
     state BLOB NOT NULL,
     saved_at INTEGER NOT NULL
-)";
+);
+CREATE TABLE IF NOT EXISTS caseline_projection_index (
+    name TEXT NOT NULL,
+    key BLOB NOT NULL,
+    position BLOB NOT NULL,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (name, key, position)
+) WITHOUT ROWID;";
 
 // Moves forwards only; a snapshot of a new format replaces one of an old format.
 const SQLITE_SAVE: &str = "INSERT INTO caseline_projection_checkpoints \
@@ -147,6 +195,10 @@ impl SqliteCheckpoints {
                 let conn = Connection::open(&path)?;
                 conn.busy_timeout(std::time::Duration::from_secs(5))?;
                 let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+                // Everything here is derived from the log: a power cut may lose the
+                // last saves (never corrupt the file), and the next start reads that
+                // much more of the log. No fsync per save, then.
+                conn.execute_batch("PRAGMA synchronous=NORMAL")?;
                 conn.execute_batch(SQLITE_SCHEMA)?;
                 Ok(conn)
             })
@@ -213,6 +265,100 @@ impl CheckpointStore for SqliteCheckpoints {
         })
         .await
     }
+
+    async fn index(
+        &self,
+        name: &str,
+        format: u32,
+        position: Position,
+        entries: Vec<IndexEntry>,
+    ) -> Result<(), Error> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO caseline_projection_index \
+                     (name, key, position, stream, version) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for e in &entries {
+                    insert.execute(params![
+                        name,
+                        e.key.as_bytes().as_slice(),
+                        e.position.to_be_bytes().as_slice(),
+                        e.stream.as_str(),
+                        version_column(e.version)?
+                    ])?;
+                }
+                tx.prepare_cached(SQLITE_SAVE)?.execute(params![
+                    name,
+                    i64::from(format),
+                    position_key(position),
+                    Vec::<u8>::new(),
+                    now_micros()
+                ])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_index(&self, name: &str) -> Result<(), Error> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM caseline_projection_index WHERE name = ?1",
+                params![name],
+            )?;
+            tx.execute(
+                "DELETE FROM caseline_projection_checkpoints WHERE name = ?1",
+                params![name],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find(
+        &self,
+        name: &str,
+        key: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, Error> {
+        let name = name.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT position, stream, version FROM caseline_projection_index \
+                 WHERE name = ?1 AND key = ?2 AND position > ?3 ORDER BY position LIMIT ?4",
+            )?;
+            let rows = select.query_map(
+                params![
+                    name,
+                    key.as_bytes().as_slice(),
+                    after.to_be_bytes().as_slice(),
+                    limit
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )?;
+            rows.map(|row| {
+                let (position, stream, version) = row?;
+                entry(key.as_bytes(), &position, stream, version)
+            })
+            .collect()
+        })
+        .await
+    }
 }
 
 const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS caseline_projection_checkpoints (
@@ -221,7 +367,15 @@ const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS caseline_projection_ch
     position text NOT NULL,
     state bytea NOT NULL,
     saved_at timestamptz NOT NULL DEFAULT now()
-)";
+);
+CREATE TABLE IF NOT EXISTS caseline_projection_index (
+    name text NOT NULL,
+    key bytea NOT NULL,
+    position bytea NOT NULL,
+    stream text NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (name, key, position)
+);";
 
 const POSTGRES_SAVE: &str = "INSERT INTO caseline_projection_checkpoints AS c \
      (name, format, position, state, saved_at) VALUES ($1, $2, $3, $4, now()) \
@@ -299,6 +453,90 @@ impl CheckpointStore for PostgresCheckpoints {
             )
             .await?;
         Ok(())
+    }
+
+    async fn index(
+        &self,
+        name: &str,
+        format: u32,
+        position: Position,
+        entries: Vec<IndexEntry>,
+    ) -> Result<(), Error> {
+        let format = i32::try_from(format).map_err(|_| invalid("format", "must fit in 31 bits"))?;
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut positions = Vec::with_capacity(entries.len());
+        let mut streams = Vec::with_capacity(entries.len());
+        let mut versions = Vec::with_capacity(entries.len());
+        for e in &entries {
+            keys.push(e.key.as_bytes().to_vec());
+            positions.push(e.position.to_be_bytes().to_vec());
+            streams.push(e.stream.as_str().to_owned());
+            versions.push(version_column(e.version)?);
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if !entries.is_empty() {
+            tx.execute(
+                "INSERT INTO caseline_projection_index (name, key, position, stream, version) \
+                 SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::text[], $5::bigint[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&name, &keys, &positions, &streams, &versions],
+            )
+            .await?;
+        }
+        tx.execute(
+            POSTGRES_SAVE,
+            &[&name, &format, &position_key(position), &Vec::<u8>::new()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_index(&self, name: &str) -> Result<(), Error> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM caseline_projection_index WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM caseline_projection_checkpoints WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find(
+        &self,
+        name: &str,
+        key: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, Error> {
+        let client = self.pool.get().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT position, stream, version FROM caseline_projection_index \
+                 WHERE name = $1 AND key = $2 AND position > $3 ORDER BY position LIMIT $4",
+                &[
+                    &name,
+                    &key.as_bytes().as_slice(),
+                    &after.to_be_bytes().as_slice(),
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let position: Vec<u8> = row.try_get(0)?;
+                entry(key.as_bytes(), &position, row.try_get(1)?, row.try_get(2)?)
+            })
+            .collect()
     }
 }
 
