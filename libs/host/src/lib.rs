@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use caseline_auth::{AuthConfig, Authenticator, DevKey};
 use caseline_eventlog::EventLog;
-use caseline_projection::{CheckpointStore, Checkpointed, Fold, Followed};
+use caseline_projection::{CheckpointStore, Checkpointed, Fold, Followed, Indexed, Keys};
 use caseline_server::{GrpcServer, Services};
 use caseline_trust::{Clock, Trust, TrustConfig};
 use caseline_vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
@@ -312,6 +312,19 @@ impl Host {
             .unwrap_or_else(|p| p.into_inner())
             .push(Arc::clone(&projection) as Arc<dyn Checkpointed>);
         projection
+    }
+
+    /// An index named `name` (unique among those sharing the state store), kept as a
+    /// table there and following the log in the background; every entry it files is
+    /// saved as it goes, and how far it read is saved once more when the server stops.
+    pub fn index<K: Keys>(&self, name: &'static str) -> Arc<Indexed<K>> {
+        let index = Indexed::<K>::new(name, Arc::clone(&self.log), Arc::clone(&self.checkpoints));
+        self.spawn(index.follow(PROJECTION_POLL));
+        self.projections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&index) as Arc<dyn Checkpointed>);
+        index
     }
 
     /// Mounts `mounts` and binds the listening address (port 0 picks a free port).

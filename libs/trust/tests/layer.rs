@@ -1303,11 +1303,13 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
     let checkpoints = caseline_projection::SqliteCheckpoints::open(dir.path().join("checkpoints"))
         .await
         .unwrap();
+    let checkpoints: Arc<dyn caseline_projection::CheckpointStore> = Arc::new(checkpoints);
     let grants = caseline_projection::Followed::new(
         "audit.break-glass",
         Arc::clone(&log),
-        Arc::new(checkpoints),
+        Arc::clone(&checkpoints),
     );
+    let listed = caseline_projection::Indexed::new("audit.listed", Arc::clone(&log), checkpoints);
     let trust = Trust::new(TrustConfig {
         refused_per_minute: DEFAULT_REFUSED_PER_MINUTE,
         authenticator,
@@ -1325,9 +1327,9 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
     }
 
     trust.register(PROBE_METHODS);
-    let services = Services::new(trust.guard())
-        .add_service(Probe)
-        .add_service(caseline_audit_service::server(grants.clone()));
+    let services = Services::new(trust.guard()).add_service(Probe).add_service(
+        caseline_audit_service::server(grants.clone(), listed.clone()),
+    );
     match GrpcServer::build(listen, services).await {
         Err(ServerError::Unguarded(message)) => {
             for method in caseline_audit_service::METHODS {
@@ -1339,8 +1341,8 @@ async fn a_server_whose_service_has_undeclared_methods_is_refused() {
     }
 
     trust.register(caseline_audit_service::METHODS);
-    let services = Services::new(trust.guard())
-        .add_service(Probe)
-        .add_service(caseline_audit_service::server(grants.clone()));
+    let services = Services::new(trust.guard()).add_service(Probe).add_service(
+        caseline_audit_service::server(grants.clone(), listed.clone()),
+    );
     GrpcServer::build(listen, services).await.unwrap();
 }

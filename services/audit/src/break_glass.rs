@@ -4,7 +4,7 @@ use caseline_auth::Role;
 use caseline_trust::Call;
 use std::sync::Arc;
 
-use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_eventlog::{Interest, Position, RecordedEvent, Uuid};
 use caseline_policy::teams::{BREAK_GLASS_GRANTED, Grant, grant_from_event};
 use caseline_projection::{Fold, Followed};
 use caseline_proto::prost::Message;
@@ -34,6 +34,7 @@ struct Recorded {
 impl Fold for Grants {
     const FORMAT: u32 = caseline_proto::snapshot_format(1);
     type Error = ApiError;
+    const INTEREST: Interest = Interest::of(&[], &[], &[BREAK_GLASS_GRANTED]);
 
     fn reads(event: &RecordedEvent) -> bool {
         event.event_type == BREAK_GLASS_GRANTED

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use caseline_eventlog::{Direction, EventLog, Position, RecordedEvent, StreamName, Uuid};
+use caseline_eventlog::{Direction, EventLog, Interest, Position, RecordedEvent, StreamName, Uuid};
 use caseline_policy::teams::{ACCESS_GLOBAL_STREAM, BREAK_GLASS_GRANTED};
+use caseline_projection::{IndexEntry, Indexed, Keys};
 use caseline_proto::prost::Message;
 use caseline_proto::tonic::Status;
 use caseline_proto::v1::events::{AccessOutcome, AccessRecorded, BreakGlassGranted};
@@ -20,13 +21,45 @@ use crate::{EntryStream, to_timestamp};
 
 const PAGE: usize = 500;
 
+/// The index of list pages: each access record in `access-global` (a list call's)
+/// filed under every id it returned, so that a case's history finds the pages that
+/// showed it without reading every list call ever recorded.
+#[derive(Debug)]
+pub struct Listed;
+
+impl Keys for Listed {
+    const FORMAT: u32 = 1;
+    const INTEREST: Interest = Interest::of(&[], &[ACCESS_GLOBAL_STREAM], &[]);
+
+    fn keys(event: &RecordedEvent) -> Vec<Uuid> {
+        if event.event_type != ACCESS_RECORDED || event.stream.as_str() != ACCESS_GLOBAL_STREAM {
+            return Vec::new();
+        }
+        let Ok(record) = AccessRecorded::decode(event.data.as_slice()) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<Uuid> = record
+            .resource_ids
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 /// Streams the matching entries, oldest first. The history is read up to what the log
 /// holds while the stream runs; a failure ends the stream with UNAVAILABLE.
-pub(crate) fn replay(log: Arc<dyn EventLog>, filter: Filter) -> EntryStream {
+pub(crate) fn replay(
+    log: Arc<dyn EventLog>,
+    listed: Arc<Indexed<Listed>>,
+    filter: Filter,
+) -> EntryStream {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let result = match filter.case_id {
-            Some(case_id) => replay_case(&*log, case_id, &filter, &tx).await,
+            Some(case_id) => replay_case(&*log, &listed, case_id, &filter, &tx).await,
             None => replay_all(&*log, &filter, &tx).await,
         };
         if let Err(e) = result {
@@ -64,18 +97,19 @@ async fn replay_all(
 }
 
 /// The case's own events and access records, merged with the `access-global` records
-/// that name the case (list pages that returned it), in log order.
+/// that name the case (list pages that returned it, found through the index), in log
+/// order.
 async fn replay_case(
     log: &dyn EventLog,
+    index: &Indexed<Listed>,
     case_id: Uuid,
     filter: &Filter,
     tx: &Sender,
 ) -> Result<(), caseline_eventlog::Error> {
-    let id = case_id.to_string();
     let mut own = Pager::case(case_id);
-    let mut listed = Pager::global();
+    let mut listed = ListedPager::new(case_id);
     let mut next_own = own.next(log).await?;
-    let mut next_listed = next_global_naming(log, &mut listed, &id).await?;
+    let mut next_listed = listed.next(log, index).await?;
     loop {
         let take_own = match (&next_own, &next_listed) {
             (None, None) => return Ok(()),
@@ -89,7 +123,7 @@ async fn replay_case(
             e
         } else {
             let e = next_listed.take();
-            next_listed = next_global_naming(log, &mut listed, &id).await?;
+            next_listed = listed.next(log, index).await?;
             e
         };
         if let Some(event) = event
@@ -100,24 +134,77 @@ async fn replay_case(
     }
 }
 
-async fn next_global_naming(
-    log: &dyn EventLog,
-    pager: &mut Pager,
-    case_id: &str,
-) -> Result<Option<RecordedEvent>, caseline_eventlog::Error> {
-    while let Some(event) = pager.next(log).await? {
-        if event.event_type == ACCESS_RECORDED
-            && AccessRecorded::decode(event.data.as_slice())
-                .is_ok_and(|r| r.resource_ids.iter().any(|r| r == case_id))
-        {
-            return Ok(Some(event));
-        }
-    }
-    Ok(None)
+/// The list pages that returned one case, through the index, one at a time: each page
+/// of entries is read from the log a run of consecutive versions at a time.
+struct ListedPager {
+    case_id: Uuid,
+    after: Position,
+    buffered: std::collections::VecDeque<RecordedEvent>,
+    done: bool,
 }
 
-/// Reads events one at a time, a page at a time: of the whole log or one case (global
-/// order), or of the `access-global` stream (by version).
+impl ListedPager {
+    fn new(case_id: Uuid) -> Self {
+        Self {
+            case_id,
+            after: Position::START,
+            buffered: Default::default(),
+            done: false,
+        }
+    }
+
+    async fn next(
+        &mut self,
+        log: &dyn EventLog,
+        index: &Indexed<Listed>,
+    ) -> Result<Option<RecordedEvent>, caseline_eventlog::Error> {
+        while self.buffered.is_empty() && !self.done {
+            let entries = index.find(self.case_id, self.after, PAGE).await?;
+            self.done = entries.len() < PAGE;
+            let Some(last) = entries.last() else {
+                break;
+            };
+            self.after = last.position;
+            for run in runs(&entries) {
+                let first = &run[0];
+                let events = log
+                    .read_stream(
+                        &first.stream,
+                        Direction::Forwards,
+                        Some(first.version),
+                        run.len(),
+                    )
+                    .await?;
+                // Only what the index named: a stream read past a gap is not.
+                self.buffered.extend(
+                    events
+                        .into_iter()
+                        .filter(|e| run.iter().any(|entry| entry.position == e.position)),
+                );
+            }
+        }
+        Ok(self.buffered.pop_front())
+    }
+}
+
+/// `entries` cut into runs of consecutive versions of one stream.
+fn runs(entries: &[IndexEntry]) -> Vec<&[IndexEntry]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=entries.len() {
+        let continues = i < entries.len()
+            && entries[i].stream == entries[i - 1].stream
+            && entries[i].version == entries[i - 1].version + 1;
+        if !continues {
+            runs.push(&entries[start..i]);
+            start = i;
+        }
+    }
+    runs
+}
+
+/// Reads events one at a time, a page at a time: of the whole log or one case, in the
+/// global order.
 pub(crate) struct Pager {
     source: Source,
     buffered: std::collections::VecDeque<RecordedEvent>,
@@ -127,7 +214,6 @@ pub(crate) struct Pager {
 enum Source {
     All { after: Position },
     Case { case_id: Uuid, after: Position },
-    Global { next_version: u64 },
 }
 
 impl Pager {
@@ -151,10 +237,6 @@ impl Pager {
         })
     }
 
-    fn global() -> Self {
-        Self::over(Source::Global { next_version: 0 })
-    }
-
     pub(crate) async fn next(
         &mut self,
         log: &dyn EventLog,
@@ -172,16 +254,6 @@ impl Pager {
                     let page = log.read_case(*case_id, *after, PAGE).await?;
                     if let Some(last) = page.last() {
                         *after = last.position;
-                    }
-                    page
-                }
-                Source::Global { next_version } => {
-                    let stream = StreamName::new(ACCESS_GLOBAL_STREAM)?;
-                    let page = log
-                        .read_stream(&stream, Direction::Forwards, Some(*next_version), PAGE)
-                        .await?;
-                    if let Some(last) = page.last() {
-                        *next_version = last.version + 1;
                     }
                     page
                 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use caseline_auth::Role;
 use caseline_eventlog::BrokenKind;
-use caseline_projection::Followed;
+use caseline_projection::{Followed, Indexed};
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
 use caseline_proto::v1::{
@@ -31,6 +31,7 @@ use tokio_stream::Stream;
 use crate::break_glass::BreakGlassLog;
 pub use crate::break_glass::Grants;
 use crate::command::{Filter, ListBreakGlassUses, TimelineAsOf, VerifyIntegrity};
+pub use crate::history::Listed;
 
 const AUDITORS: &[Role] = &[Role::Auditor];
 const REVIEWERS: &[Role] = &[Role::Auditor, Role::Supervisor];
@@ -67,14 +68,19 @@ pub const METHODS: &[MethodSpec] = &[
 #[derive(Debug)]
 pub struct AuditApi {
     break_glass: BreakGlassLog,
+    listed: Arc<Indexed<Listed>>,
 }
 
 /// The tonic server to register with `caseline_server::Services::add_service`, after
 /// [`METHODS`] were registered with the trust layer, over the projection of
-/// break-glass grants.
-pub fn server(grants: Arc<Followed<Grants>>) -> AuditServiceServer<AuditApi> {
+/// break-glass grants and the index of list pages by the ids they returned.
+pub fn server(
+    grants: Arc<Followed<Grants>>,
+    listed: Arc<Indexed<Listed>>,
+) -> AuditServiceServer<AuditApi> {
     AuditServiceServer::new(AuditApi {
         break_glass: BreakGlassLog::new(grants),
+        listed,
     })
 }
 
@@ -93,7 +99,11 @@ impl AuditService for AuditApi {
         if let Some(case_id) = filter.case_id {
             call.concerns(case_id);
         }
-        Ok(Response::new(history::replay(call.log().clone(), filter)))
+        Ok(Response::new(history::replay(
+            call.log().clone(),
+            Arc::clone(&self.listed),
+            filter,
+        )))
     }
 
     async fn verify_integrity(
@@ -176,5 +186,8 @@ pub fn mount(
     services: caseline_server::Services,
 ) -> caseline_server::Services {
     host.trust().register(METHODS);
-    services.add_service(server(host.projection("audit.break-glass")))
+    services.add_service(server(
+        host.projection("audit.break-glass"),
+        host.index("audit.listed"),
+    ))
 }
