@@ -1,10 +1,10 @@
 //! Lists: every aggregate of one stream category, followed from the log in global
 //! order, and the pages cut from them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_eventlog::{Interest, Position, RecordedEvent, Uuid};
 use caseline_projection::{Fold, Followed};
 use caseline_server::ApiError;
 
@@ -18,12 +18,54 @@ pub trait Listed: Aggregate + serde::Serialize + serde::de::DeserializeOwned {
 
 /// Every aggregate of one stream category, in the order each began.
 #[derive(serde::Serialize, serde::Deserialize)]
-#[serde(bound = "A: Listed")]
+#[serde(bound = "A: Listed", from = "Stored<A>")]
 pub struct Category<A> {
     items: HashMap<Uuid, Loaded<A>>,
     /// By the position of each one's first event.
     #[serde(with = "caseline_projection::positions::keys")]
     order: BTreeMap<Position, Uuid>,
+    /// The case each one belongs to (its events' `case_id`).
+    cases: HashMap<Uuid, Uuid>,
+    /// The first positions of each case's aggregates: a case's list reads its own.
+    /// Derived from `cases` (rebuilt on load, not checkpointed).
+    #[serde(skip)]
+    by_case: HashMap<Uuid, BTreeSet<Position>>,
+    /// Each one's first position.
+    #[serde(skip)]
+    began: HashMap<Uuid, Position>,
+}
+
+/// A category as checkpointed: without what is derived.
+#[derive(serde::Deserialize)]
+#[serde(bound = "A: Listed")]
+struct Stored<A> {
+    items: HashMap<Uuid, Loaded<A>>,
+    #[serde(with = "caseline_projection::positions::keys")]
+    order: BTreeMap<Position, Uuid>,
+    cases: HashMap<Uuid, Uuid>,
+}
+
+impl<A> From<Stored<A>> for Category<A> {
+    fn from(stored: Stored<A>) -> Self {
+        let mut category = Category {
+            items: stored.items,
+            order: stored.order,
+            cases: stored.cases,
+            by_case: HashMap::new(),
+            began: HashMap::new(),
+        };
+        for (position, id) in &category.order {
+            category.began.insert(*id, *position);
+            if let Some(case_id) = category.cases.get(id) {
+                category
+                    .by_case
+                    .entry(*case_id)
+                    .or_default()
+                    .insert(*position);
+            }
+        }
+        category
+    }
 }
 
 impl<A> std::fmt::Debug for Category<A> {
@@ -39,6 +81,9 @@ impl<A> Default for Category<A> {
         Self {
             items: HashMap::new(),
             order: BTreeMap::new(),
+            cases: HashMap::new(),
+            by_case: HashMap::new(),
+            began: HashMap::new(),
         }
     }
 }
@@ -46,6 +91,7 @@ impl<A> Default for Category<A> {
 impl<A: Listed> Fold for Category<A> {
     const FORMAT: u32 = A::FORMAT;
     type Error = ApiError;
+    const INTEREST: Interest = Interest::of(&[A::CATEGORY], &[], &[]);
 
     fn reads(event: &RecordedEvent) -> bool {
         caseline_projection::category_of(event) == Some(A::CATEGORY)
@@ -67,8 +113,25 @@ impl<A: Listed> Fold for Category<A> {
         }
         if item.version.is_none() {
             self.order.insert(event.position, id);
+            self.began.insert(id, event.position);
         }
         item.fold(event)?;
+        if let Some(case_id) = event.metadata.case_id
+            && self.cases.get(&id) != Some(&case_id)
+            && let Some(began) = self.began.get(&id)
+        {
+            // Filed under the case its latest event names (a helpline contact's
+            // referral moves to the case opened from the contact).
+            if let Some(old) = self.cases.insert(id, case_id)
+                && let Some(set) = self.by_case.get_mut(&old)
+            {
+                set.remove(began);
+                if set.is_empty() {
+                    self.by_case.remove(&old);
+                }
+            }
+            self.by_case.entry(case_id).or_default().insert(*began);
+        }
         Ok(())
     }
 }
@@ -104,6 +167,35 @@ impl<A: Listed> Projection<A> {
             .filter(|(_, _, l)| include(l))
             .map(|(p, id, l)| (p, id, l.clone()))
             .collect())
+    }
+}
+
+impl<A: Listed> Projection<A> {
+    /// The aggregates of the cases `case_ids` begun after `after` that `include`
+    /// admits, oldest first, each with the position that pages them: the work is that
+    /// of those cases' aggregates, whatever the size of the category.
+    pub async fn of_cases(
+        &self,
+        case_ids: &[Uuid],
+        after: Option<Position>,
+        include: impl Fn(&Loaded<A>) -> bool,
+    ) -> Result<Vec<(Position, Uuid, Loaded<A>)>, ApiError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let state = self.followed.view().await?;
+        let from = after.map_or(Unbounded, Excluded);
+        let mut found: Vec<(Position, Uuid, Loaded<A>)> = case_ids
+            .iter()
+            .filter_map(|case_id| state.by_case.get(case_id))
+            .flat_map(|positions| positions.range((from, Unbounded)))
+            .filter_map(|p| {
+                let id = state.order.get(p)?;
+                let item = state.items.get(id)?;
+                include(item).then(|| (*p, *id, item.clone()))
+            })
+            .collect();
+        found.sort_by_key(|(p, _, _)| *p);
+        found.dedup_by_key(|(p, _, _)| *p);
+        Ok(found)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use caseline_auth::Role;
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, CaseTeam, Compartment, Decision, Entry, Operation, Sight, Via};
 use caseline_proto::prost::Message;
@@ -636,56 +637,69 @@ impl CaseService for CaseApi {
                     _ => false,
                 }
         };
-        // Candidates from the directory, which may lag the log (PostgreSQL holds back
-        // commits behind an older open transaction)…
-        let candidates: Vec<(Position, Summary)> = {
-            let view = self.directory.view().await?;
-            view.newest_first(c.before)
-                .filter(|(_, s)| {
-                    c.stage.is_none_or(|stage| s.stage == stage)
-                        && c.risk.is_none_or(|risk| s.risk == risk)
-                        && works_on(&call.decide_for(
-                            Some(&s.team),
-                            Action::Read(Compartment::CaseCore),
-                            Entry::default(),
-                        ))
-                })
-                .map(|(p, s)| (p, s.clone()))
-                .collect()
-        };
-        // …each decided again on its team as the case's own streams say now, so a
-        // removal takes effect on the member's very next list.
+        // A supervisor's list without `mine` holds the cases their agency is on too;
+        // everyone's holds the cases they are on (as a member or by break-glass).
+        let whole_agency = !c.mine && call.role() == Role::Supervisor;
         let mut cases = Vec::new();
         let mut next = None;
-        for (position, s) in candidates {
-            let team = call
-                .trust_teams()
-                .current(s.case_id)
-                .await
-                .map_err(ApiError::from)?;
-            let d = call.decide_for(
-                team.as_ref(),
-                Action::Read(Compartment::CaseCore),
-                Entry::default(),
-            );
-            if !works_on(&d) {
-                continue;
-            }
-            if cases.len() == c.size {
-                next = Some(position);
+        let mut below = c.before;
+        'pages: loop {
+            // Candidates from the directory, which may lag the log (PostgreSQL holds
+            // back commits behind an older open transaction), a page's worth at a time…
+            let candidates: Vec<(Position, Summary)> = {
+                let view = self.directory.view().await?;
+                view.newest_first_for(
+                    call.subject(),
+                    call.agency(),
+                    whole_agency,
+                    below,
+                    c.size + 1,
+                )
+                .into_iter()
+                .map(|(p, s)| (p, s.clone()))
+                .collect()
+            };
+            let Some((last, _)) = candidates.last() else {
                 break;
+            };
+            below = Some(*last);
+            // …each decided again on its team as the case's own streams say now, so a
+            // removal takes effect on the member's very next list.
+            for (position, s) in candidates {
+                if c.stage.is_some_and(|stage| s.stage != stage)
+                    || c.risk.is_some_and(|risk| s.risk != risk)
+                {
+                    continue;
+                }
+                let team = call
+                    .trust_teams()
+                    .current(s.case_id)
+                    .await
+                    .map_err(ApiError::from)?;
+                let d = call.decide_for(
+                    team.as_ref(),
+                    Action::Read(Compartment::CaseCore),
+                    Entry::default(),
+                );
+                if !works_on(&d) {
+                    continue;
+                }
+                if cases.len() == c.size {
+                    next = Some(position);
+                    break 'pages;
+                }
+                cases.push((
+                    position,
+                    CaseSummary {
+                        case_id: s.case_id.to_string(),
+                        pseudonym: s.pseudonym.clone(),
+                        stage: s.stage as i32,
+                        risk_level: s.risk as i32,
+                        opened_at: Some(timestamp(s.opened_at)),
+                        closure_pending: s.closure_pending,
+                    },
+                ));
             }
-            cases.push((
-                position,
-                CaseSummary {
-                    case_id: s.case_id.to_string(),
-                    pseudonym: s.pseudonym.clone(),
-                    stage: s.stage as i32,
-                    risk_level: s.risk as i32,
-                    opened_at: Some(timestamp(s.opened_at)),
-                    closure_pending: s.closure_pending,
-                },
-            ));
         }
         call.returned(cases.iter().map(|(_, c)| c.case_id.clone()));
         // The next page starts below the last case of this one.

@@ -6,11 +6,11 @@
 //! any time): what a caller just wrote is listed on their next call. It is checkpointed
 //! (`caseline_projection`), so a restart resumes from its last snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use caseline_eventlog::{Position, RecordedEvent, Uuid};
+use caseline_eventlog::{Interest, Position, RecordedEvent, Uuid};
 use caseline_policy::CaseTeam;
 use caseline_policy::teams::{ACCESS_CATEGORY, CASE_CATEGORY};
 use caseline_proto::event_types as types;
@@ -28,6 +28,9 @@ pub(crate) struct Summary {
     pub stage: Stage,
     pub risk: RiskLevel,
     pub opened_at: SystemTime,
+    /// The position of its opening: where it stands in lists.
+    #[serde(with = "caseline_projection::positions")]
+    pub opened_position: Position,
     pub closure_pending: bool,
     pub team: CaseTeam,
 }
@@ -44,8 +47,9 @@ pub(crate) struct LinkRecord {
     pub agency: String,
 }
 
-/// The directory's state, as checkpointed.
+/// The directory's state, as checkpointed (the indexes are rebuilt from it on load).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Stored")]
 pub(crate) struct State {
     cases: HashMap<Uuid, Summary>,
     /// Cases by the position of their opening, for newest-first pages.
@@ -53,6 +57,117 @@ pub(crate) struct State {
     opened: BTreeMap<Position, Uuid>,
     /// Active links by link id.
     links: HashMap<String, LinkRecord>,
+    /// The openings of the cases each person is on (a member, or holding a break-glass
+    /// grant), by (subject, agency): a caseworker's list reads their own cases, not
+    /// every case there is.
+    #[serde(skip)]
+    by_person: HashMap<(String, String), BTreeSet<Position>>,
+    /// The openings of the cases each agency has a member on (a supervisor's list).
+    #[serde(skip)]
+    by_agency: HashMap<String, BTreeSet<Position>>,
+}
+
+/// The state as checkpointed: without the indexes, which are derived.
+#[derive(serde::Deserialize)]
+struct Stored {
+    cases: HashMap<Uuid, Summary>,
+    #[serde(with = "caseline_projection::positions::keys")]
+    opened: BTreeMap<Position, Uuid>,
+    links: HashMap<String, LinkRecord>,
+}
+
+impl From<Stored> for State {
+    fn from(stored: Stored) -> Self {
+        let mut state = State {
+            cases: stored.cases,
+            opened: stored.opened,
+            links: stored.links,
+            ..State::default()
+        };
+        let opened: Vec<(Position, Uuid)> = state.opened.iter().map(|(p, id)| (*p, *id)).collect();
+        for (position, case_id) in opened {
+            if let Some(team) = state.cases.get(&case_id).map(|s| s.team.clone()) {
+                state.index(position, &CaseTeam::new(), &team);
+            }
+        }
+        state
+    }
+}
+
+/// Who a team lets a list find the case by: each member and grantee, and each agency
+/// with a member.
+fn keys(team: &CaseTeam) -> (BTreeSet<(String, String)>, BTreeSet<String>) {
+    let people = team
+        .members()
+        .map(|m| (m.subject.clone(), m.agency.clone()))
+        .chain(
+            team.grants()
+                .iter()
+                .map(|g| (g.subject.clone(), g.agency.clone())),
+        )
+        .collect();
+    let agencies = team.members().map(|m| m.agency.clone()).collect();
+    (people, agencies)
+}
+
+impl State {
+    /// Moves the case opened at `position` from the index entries of team `before` to
+    /// those of team `after`.
+    fn index(&mut self, position: Position, before: &CaseTeam, after: &CaseTeam) {
+        let (old_people, old_agencies) = keys(before);
+        let (new_people, new_agencies) = keys(after);
+        for gone in old_people.difference(&new_people) {
+            if let Some(set) = self.by_person.get_mut(gone) {
+                set.remove(&position);
+                if set.is_empty() {
+                    self.by_person.remove(gone);
+                }
+            }
+        }
+        for came in new_people.difference(&old_people) {
+            self.by_person
+                .entry(came.clone())
+                .or_default()
+                .insert(position);
+        }
+        for gone in old_agencies.difference(&new_agencies) {
+            if let Some(set) = self.by_agency.get_mut(gone) {
+                set.remove(&position);
+                if set.is_empty() {
+                    self.by_agency.remove(gone);
+                }
+            }
+        }
+        for came in new_agencies.difference(&old_agencies) {
+            self.by_agency
+                .entry(came.clone())
+                .or_default()
+                .insert(position);
+        }
+    }
+
+    /// Applies `change` to the team of `case_id`, keeping the indexes in step.
+    fn change_team(
+        &mut self,
+        case_id: Uuid,
+        change: impl FnOnce(&mut CaseTeam) -> Result<(), caseline_eventlog::Error>,
+    ) -> Result<(), ApiError> {
+        let Some(summary) = self.cases.get_mut(&case_id) else {
+            return Ok(());
+        };
+        let before = summary.team.clone();
+        change(&mut summary.team)?;
+        let after = summary.team.clone();
+        if let Some(position) = self.position_of(case_id) {
+            self.index(position, &before, &after);
+        }
+        Ok(())
+    }
+
+    /// The position of the case's opening.
+    fn position_of(&self, case_id: Uuid) -> Option<Position> {
+        self.cases.get(&case_id).map(|s| s.opened_position)
+    }
 }
 
 /// The case directory, as a projection a server follows.
@@ -82,18 +197,65 @@ impl Directory {
 }
 
 impl View<'_> {
-    /// Cases, newest first, opened before `before` (if given).
-    pub fn newest_first(
+    /// The cases found by `subject` of `agency` (those they are on, and with
+    /// `whole_agency` those their agency is on), newest first, opened before `before`
+    /// (if given): at most `limit`.
+    pub fn newest_first_for(
         &self,
+        subject: &str,
+        agency: &str,
+        whole_agency: bool,
         before: Option<Position>,
-    ) -> impl Iterator<Item = (Position, &Summary)> {
-        let range = match before {
-            Some(p) => self.state.opened.range(..p),
-            None => self.state.opened.range(..),
+        limit: usize,
+    ) -> Vec<(Position, &Summary)> {
+        let empty = BTreeSet::new();
+        let person = self
+            .state
+            .by_person
+            .get(&(subject.to_owned(), agency.to_owned()))
+            .unwrap_or(&empty);
+        let agency = match whole_agency {
+            true => self.state.by_agency.get(agency).unwrap_or(&empty),
+            false => &empty,
         };
-        range
-            .rev()
-            .filter_map(|(p, id)| self.state.cases.get(id).map(|s| (*p, s)))
+        fn below(
+            set: &BTreeSet<Position>,
+            before: Option<Position>,
+        ) -> std::collections::btree_set::Range<'_, Position> {
+            match before {
+                Some(p) => set.range(..p),
+                None => set.range(..),
+            }
+        }
+        let (mut a, mut b) = (
+            below(person, before).rev().peekable(),
+            below(agency, before).rev().peekable(),
+        );
+        let mut found = Vec::new();
+        while found.len() < limit {
+            // Merge the two, newest first, each case once.
+            let next = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (Some(x), Some(y)) if x > y => a.next(),
+                (Some(x), Some(y)) if x < y => b.next(),
+                (Some(_), Some(_)) => {
+                    b.next();
+                    a.next()
+                }
+            };
+            if let Some(position) = next
+                && let Some(summary) = self
+                    .state
+                    .opened
+                    .get(position)
+                    .and_then(|id| self.state.cases.get(id))
+            {
+                found.push((*position, summary));
+            }
+        }
+        found
     }
 
     /// Active links made from or to `case_id`, oldest first.
@@ -110,8 +272,9 @@ impl View<'_> {
 }
 
 impl caseline_projection::Fold for State {
-    const FORMAT: u32 = caseline_proto::snapshot_format(1);
+    const FORMAT: u32 = caseline_proto::snapshot_format(2);
     type Error = ApiError;
+    const INTEREST: Interest = Interest::of(&[CASE_CATEGORY], &[], &[types::BREAK_GLASS_GRANTED]);
 
     fn reads(event: &RecordedEvent) -> bool {
         match caseline_projection::category_of(event) {
@@ -129,9 +292,8 @@ impl caseline_projection::Fold for State {
             // Break-glass grants count for lists; access records do not.
             if event.event_type == types::BREAK_GLASS_GRANTED
                 && let Ok(case_id) = Uuid::parse_str(id)
-                && let Some(summary) = self.cases.get_mut(&case_id)
             {
-                summary.team.apply(event)?;
+                self.change_team(case_id, |team| team.apply(event))?;
             }
             return Ok(());
         }
@@ -159,16 +321,19 @@ impl caseline_projection::Fold for State {
                     stage: Stage::Intake,
                     risk: RiskLevel::try_from(o.initial_risk).unwrap_or_default(),
                     opened_at: event.recorded_at,
+                    opened_position: event.position,
                     closure_pending: false,
                     team: CaseTeam::new(),
                 },
             );
         }
+        if let Event::MemberAdded(_) | Event::MemberRemoved(_) = &decoded {
+            return self.change_team(case_id, |team| team.apply(event));
+        }
         let Some(summary) = self.cases.get_mut(&case_id) else {
             return Ok(());
         };
         match &decoded {
-            Event::MemberAdded(_) | Event::MemberRemoved(_) => summary.team.apply(event)?,
             Event::RiskAssessed(r) => {
                 summary.risk = RiskLevel::try_from(r.level).unwrap_or(summary.risk);
             }

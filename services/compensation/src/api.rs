@@ -365,16 +365,20 @@ impl CompensationApi {
         Ok(complaint)
     }
 
-    /// A page of claims `include` admits that the caller may read, in the order filed;
-    /// every claim and case id returned is recorded.
+    /// A page of claims (of one case, if given) `include` admits that the caller may
+    /// read, in the order filed; every claim and case id returned is recorded.
     async fn claim_page(
         &self,
         call: &Call,
         size: usize,
         after: Option<Position>,
+        case_id: Option<Uuid>,
         include: impl Fn(&LoadedClaim) -> bool,
     ) -> Result<ListClaimsResponse, ApiError> {
-        let candidates = self.claim_list.select(after, include).await?;
+        let candidates = match case_id {
+            Some(case_id) => self.claim_list.of_cases(&[case_id], after, include).await?,
+            None => self.claim_list.select(after, include).await?,
+        };
         let visible = self.visible(call, &CLAIMS, candidates, size).await?;
         let (page, next_page_token) = page_of(visible, size);
         let mut claims = Vec::new();
@@ -607,7 +611,7 @@ impl CompensationService for CompensationApi {
                 .map_err(|e| case_refusal(e, case_id))?;
         }
         let page = self
-            .claim_page(&call, c.page_size, c.page_token, |l| {
+            .claim_page(&call, c.page_size, c.page_token, c.case_id, |l| {
                 claim_case(l).is_some()
                     && c.case_id.is_none_or(|id| l.case_id == Some(id))
                     && (c.statuses.is_empty() || c.statuses.contains(&l.state.status))
@@ -625,7 +629,7 @@ impl CompensationService for CompensationApi {
         let now = call.now();
         let until = date_of(now + std::time::Duration::from_secs(c.within_days * 86_400));
         let page = self
-            .claim_page(&call, c.page_size, c.page_token, |l| {
+            .claim_page(&call, c.page_size, c.page_token, None, |l| {
                 // Passed deadlines of claims still not submitted are the most urgent:
                 // they are listed too.
                 l.state.status == ClaimStatus::Filed
@@ -650,7 +654,7 @@ impl CompensationService for CompensationApi {
             .map_err(|e| case_refusal(e, case_id))?;
         let claims = self
             .claim_list
-            .select(None, |l| claim_case(l) == Some(case_id))
+            .of_cases(&[case_id], None, |l| claim_case(l) == Some(case_id))
             .await?;
         let overflow =
             || ApiError::FailedPrecondition("the totals exceed what can be counted".into());

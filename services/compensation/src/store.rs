@@ -22,7 +22,8 @@ pub struct Claim {
 pub type LoadedClaim = caseline_aggregate::Loaded<Claim>;
 
 impl caseline_aggregate::Listed for Claim {
-    const FORMAT: u32 = caseline_proto::snapshot_format(1);
+    // 2: lists keep the case of each.
+    const FORMAT: u32 = caseline_proto::snapshot_format(2);
 }
 
 impl Aggregate for Claim {
@@ -53,7 +54,8 @@ pub struct Complaint {
 pub type LoadedComplaint = caseline_aggregate::Loaded<Complaint>;
 
 impl caseline_aggregate::Listed for Complaint {
-    const FORMAT: u32 = caseline_proto::snapshot_format(1);
+    // 2: lists keep the case of each.
+    const FORMAT: u32 = caseline_proto::snapshot_format(2);
 }
 
 impl Aggregate for Complaint {

@@ -250,31 +250,44 @@ impl ReferralApi {
         })
     }
 
-    /// A page of referrals `include` admits, that the caller may see, in the order
-    /// made. Every id returned (referral and case) is recorded in the access history.
+    /// A page of the referrals of the caller's agency (made or received) that `include`
+    /// admits and the caller may see, in the order made. Every id returned (referral
+    /// and case) is recorded in the access history.
     async fn list(
         &self,
         call: &Call,
         Page { size, after }: Page,
         include: impl Fn(&Loaded) -> bool,
     ) -> Result<ListReferralsResponse, ApiError> {
-        let candidates: Vec<(Position, Uuid, Loaded)> = {
-            let view = self.directory.view().await?;
-            view.in_order(after)
-                .filter(|(_, _, r)| include(r))
-                .map(|(p, id, r)| (p, id, r.clone()))
-                .collect()
-        };
         let mut visible = Vec::new();
-        for (position, referral_id, loaded) in candidates {
-            if visible.len() > size {
+        let mut cursor = after;
+        'chunks: loop {
+            // The agency's referrals, a page's worth at a time (the lock is not held
+            // while the caller's standing is decided).
+            let candidates: Vec<(Position, Uuid, Loaded)> = {
+                let view = self.directory.view().await?;
+                view.of_agency(call.agency(), cursor, size + 1)
+                    .into_iter()
+                    .map(|(p, id, r)| (p, id, r.clone()))
+                    .collect()
+            };
+            let Some((last, _, _)) = candidates.last() else {
                 break;
-            }
-            // What the caller stands on; never what a break-glass grant opened (read
-            // one by one, recorded as break-glass).
-            let decision = standing(call, &loaded, ReferralStep::View).await?;
-            if decision.is_allowed() && !matches!(decision.via, Via::BreakGlass { .. }) {
-                visible.push((position, (referral_id, loaded)));
+            };
+            cursor = Some(*last);
+            for (position, referral_id, loaded) in candidates {
+                if visible.len() > size {
+                    break 'chunks;
+                }
+                if !include(&loaded) {
+                    continue;
+                }
+                // What the caller stands on; never what a break-glass grant opened
+                // (read one by one, recorded as break-glass).
+                let decision = standing(call, &loaded, ReferralStep::View).await?;
+                if decision.is_allowed() && !matches!(decision.via, Via::BreakGlass { .. }) {
+                    visible.push((position, (referral_id, loaded)));
+                }
             }
         }
         let (page, next_page_token) = page_of(visible, size);

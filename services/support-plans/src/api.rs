@@ -39,7 +39,9 @@ use crate::command::{
     UpdateGoalStatus,
 };
 use crate::domain::{Command, is_health_goal};
+use crate::members::{self, Members};
 use crate::store::{Loaded, Plan, nth_plan_id};
+use caseline_projection::Indexed;
 use caseline_server::validate::Target;
 
 /// Index of the case's risk assessment among a review's event ids.
@@ -52,14 +54,21 @@ pub struct PlanApi {
     /// Cases, for their state and the risk a review assesses on them.
     cases: Store<Case>,
     directory: Projection<Plan>,
+    /// The cases each person and agency was added to.
+    members: Arc<Indexed<Members>>,
 }
 
 impl PlanApi {
-    pub fn new(log: Arc<dyn EventLog>, directory: Projection<Plan>) -> Self {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        directory: Projection<Plan>,
+        members: Arc<Indexed<Members>>,
+    ) -> Self {
         Self {
             plans: Store::new(Arc::clone(&log)),
             cases: Store::new(log),
             directory,
+            members,
         }
     }
 }
@@ -319,12 +328,10 @@ impl PlanApi {
         &self,
         call: &Call,
         size: usize,
-        after: Option<Position>,
-        include: impl Fn(&Loaded) -> bool,
+        candidates: Vec<(Position, Uuid, Loaded)>,
         on_team: impl Fn(&CaseTeam) -> bool,
         show: impl Fn(Uuid, &Loaded, Sight) -> T,
     ) -> Result<(Vec<T>, String), ApiError> {
-        let candidates = self.directory.select(after, include).await?;
         let mut visible = Vec::new();
         for (position, plan_id, loaded) in &candidates {
             if visible.len() > size {
@@ -717,14 +724,24 @@ impl SupportPlanService for PlanApi {
             now: call.now(),
         })?;
         let (subject, agency) = (call.subject().to_owned(), call.agency().to_owned());
+        // The plans of the cases the caller (or their agency) was added to; each is
+        // decided on its case's team as it stands now.
+        let key = match c.agency {
+            true => members::agency(&agency),
+            false => members::person(&subject, &agency),
+        };
+        let cases = members::cases_of(&self.members, key).await?;
+        let candidates = self
+            .directory
+            .of_cases(&cases, c.after, |l| {
+                l.state.is_open() && l.state.next_review.as_ref().is_some_and(|d| *d <= c.until)
+            })
+            .await?;
         let (reviews, next_page_token) = self
             .page(
                 &call,
                 c.size,
-                c.after,
-                |l| {
-                    l.state.is_open() && l.state.next_review.as_ref().is_some_and(|d| *d <= c.until)
-                },
+                candidates,
                 |team| {
                     if c.agency {
                         team.has_agency(&agency)
@@ -767,21 +784,29 @@ impl SupportPlanService for PlanApi {
             call.enforce(case_id, decision)?;
         }
         let (subject, agency) = (call.subject().to_owned(), call.agency().to_owned());
+        let include = |l: &Loaded| {
+            (c.include_closed || l.state.is_open())
+                && match c.case_id {
+                    Some(c) => l.case_id() == Some(c),
+                    None => {
+                        l.state.author == subject
+                            || l.state.goals.values().any(|g| g.provider == agency)
+                    }
+                }
+        };
+        let candidates = match c.case_id {
+            Some(case_id) => {
+                self.directory
+                    .of_cases(&[case_id], c.after, include)
+                    .await?
+            }
+            None => self.directory.select(c.after, include).await?,
+        };
         let (plans, next_page_token) = self
             .page(
                 &call,
                 c.size,
-                c.after,
-                |l| {
-                    (c.include_closed || l.state.is_open())
-                        && match c.case_id {
-                            Some(c) => l.case_id() == Some(c),
-                            None => {
-                                l.state.author == subject
-                                    || l.state.goals.values().any(|g| g.provider == agency)
-                            }
-                        }
-                },
+                candidates,
                 |_| true,
                 |plan_id, l, sight| PlanSummary {
                     plan_id: plan_id.to_string(),

@@ -12,6 +12,7 @@
 mod api;
 mod command;
 pub mod domain;
+mod members;
 mod store;
 
 use std::sync::Arc;
@@ -91,7 +92,8 @@ pub const METHODS: &[MethodSpec] = &[
 /// [`METHODS`] were registered with the trust layer.
 pub fn server(host: &caseline_host::Host) -> SupportPlanServiceServer<PlanApi> {
     let plans = Projection::new(host.projection("support-plans.plans"));
-    SupportPlanServiceServer::new(PlanApi::new(Arc::clone(host.log()), plans))
+    let members = host.index("support-plans.members");
+    SupportPlanServiceServer::new(PlanApi::new(Arc::clone(host.log()), plans, members))
 }
 
 /// Mounts SupportPlanService on a server: its methods with the trust layer, its gRPC

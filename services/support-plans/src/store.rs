@@ -43,7 +43,8 @@ impl Plan {
 pub type Loaded = caseline_aggregate::Loaded<Plan>;
 
 impl caseline_aggregate::Listed for Plan {
-    const FORMAT: u32 = caseline_proto::snapshot_format(1);
+    // 2: lists keep the case of each.
+    const FORMAT: u32 = caseline_proto::snapshot_format(2);
 }
 
 impl Aggregate for Plan {
