@@ -8,10 +8,13 @@
 //!   ([`commands`]).
 //! - `bench timeline`: a 500-event timeline read by a team member against a raw read of
 //!   the same events ([`timeline`]).
+//! - `bench scale`: a realistic log grown to a million events and more, and how every
+//!   measure grows with it ([`scale`]).
 
 mod access;
 mod commands;
 mod eventlog;
+mod scale;
 mod timeline;
 
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use uuid::Uuid;
 pub use access::AccessArgs;
 pub use commands::CommandsArgs;
 pub use eventlog::EventlogArgs;
+pub use scale::ScaleArgs;
 pub use timeline::TimelineArgs;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,6 +51,11 @@ pub enum BenchCommand {
     /// GetTimeline of a 500-event case by a team member, one caller, against a raw
     /// read of the same events from the log.
     Timeline(TimelineArgs),
+    /// A realistic log grown to 10 000, 100 000 and 1 000 000 events (or the sizes
+    /// given), and at each size: start, RSS, per-case reads, first pages of lists,
+    /// access-history replay, writes, projection rebuild and checkpoints, with the
+    /// growth of each from the smallest size to the largest.
+    Scale(ScaleArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
@@ -55,6 +64,7 @@ pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>
         BenchCommand::Access(args) => access::access(args).await.map_err(|e| e as _),
         BenchCommand::Commands(args) => commands::commands(args).await.map_err(|e| e as _),
         BenchCommand::Timeline(args) => timeline::timeline(args).await.map_err(|e| e as _),
+        BenchCommand::Scale(args) => scale::scale(args).await.map_err(|e| e as _),
     }
 }
 
