@@ -1,7 +1,15 @@
 //! Which events a reader of the whole log wants, said so that a backend can filter in
 //! its query rather than hand over every event.
 
-use crate::RecordedEvent;
+use crate::{Position, RecordedEvent};
+
+/// What [`crate::EventLog::read_of`] found: the events admitted, and the position read
+/// up to (the last event looked at, admitted or not), where the next read starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOf {
+    pub events: Vec<RecordedEvent>,
+    pub scanned_to: Position,
+}
 
 /// The events of some stream categories, of some streams, and of some types wherever
 /// they are. [`Interest::EVERYTHING`] admits every event.

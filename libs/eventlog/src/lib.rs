@@ -35,7 +35,7 @@ pub use envelope::{
     MAX_EVENT_BYTES, Metadata, NewEvent, Position, RecordedEvent, StreamName,
 };
 pub use error::Error;
-pub use interest::Interest;
+pub use interest::{Interest, ReadOf};
 pub use subscription::{Subscription, catch_up, subscribe};
 use tokio::sync::watch;
 pub use uuid::Uuid;
@@ -114,29 +114,34 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
 
     /// Up to `limit` events that `interest` admits after `after`, in global order, with
-    /// the guarantee of [`EventLog::read_all`]: a projection catching up reads only its
-    /// own events (a case directory need not read every access record). Fewer than
-    /// `limit` means the end of what the log holds now. This default reads pages of
-    /// the whole log; SQLite and PostgreSQL filter in the query.
+    /// the guarantee of [`EventLog::read_all`], and how far the log was looked through:
+    /// a projection catching up reads only its own events (a case directory need not
+    /// read every access record) and moves past the others. Fewer than `limit` events
+    /// means the end of what the log holds now. This default reads pages of the whole
+    /// log; SQLite and PostgreSQL filter in the query.
     async fn read_of(
         &self,
         interest: &Interest,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, Error> {
+    ) -> Result<ReadOf, Error> {
         let limit = clamp_limit(limit);
-        let mut out = Vec::new();
-        let mut after = after;
+        let mut events = Vec::new();
+        let mut scanned_to = after;
         loop {
-            let page = self.read_all(after, limit).await?;
+            let page = self.read_all(scanned_to, limit).await?;
             let full = page.len() == limit;
-            if let Some(last) = page.last() {
-                after = last.position;
+            for event in page {
+                if events.len() == limit {
+                    return Ok(ReadOf { events, scanned_to });
+                }
+                scanned_to = event.position;
+                if interest.admits(&event) {
+                    events.push(event);
+                }
             }
-            out.extend(page.into_iter().filter(|e| interest.admits(e)));
-            if out.len() >= limit || !full {
-                out.truncate(limit);
-                return Ok(out);
+            if events.len() == limit || !full {
+                return Ok(ReadOf { events, scanned_to });
             }
         }
     }

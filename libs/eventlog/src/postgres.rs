@@ -30,7 +30,7 @@ use crate::idempotency::{StoredCopy, resolve_retry};
 use crate::subscription::announce;
 use crate::{
     AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
-    Position, RecordedEvent, StreamName, clamp_limit,
+    Position, ReadOf, RecordedEvent, StreamName, clamp_limit,
 };
 
 /// Connections kept by default; enough for 64 concurrent appenders to keep the server's
@@ -591,31 +591,71 @@ impl EventLog for PostgresEventLog {
         interest: &Interest,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, Error> {
+    ) -> Result<ReadOf, Error> {
+        let limit = clamp_limit(limit);
         if interest.is_everything() {
-            return self.read_all(after, limit).await;
+            let events = self.read_all(after, limit).await?;
+            let scanned_to = events.last().map_or(after, |e| e.position);
+            return Ok(ReadOf { events, scanned_to });
+        }
+        // The head below the horizon, read first: everything visible later is past it.
+        let head = {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT tx::text, id FROM caseline_events \
+                     WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY tx DESC, id DESC LIMIT 1",
+                )
+                .await?;
+            match client.query_opt(&stmt, &[]).await? {
+                Some(row) => position(row.try_get(0)?, row.try_get(1)?)?,
+                None => {
+                    return Ok(ReadOf {
+                        events: Vec::new(),
+                        scanned_to: after,
+                    });
+                }
+            }
+        };
+        if head <= after {
+            return Ok(ReadOf {
+                events: Vec::new(),
+                scanned_to: after,
+            });
         }
         let (tx, id) = after.parts();
-        let (tx, id, limit) = (
+        let (head_tx, head_id) = head.parts();
+        let (tx, id, head_tx, head_id, sql_limit) = (
             tx.to_string(),
             id.min(i64::MAX as u64) as i64,
-            clamp_limit(limit) as i64,
+            head_tx.to_string(),
+            head_id.min(i64::MAX as u64) as i64,
+            limit as i64,
         );
         let patterns = interest.like_patterns();
         let streams: Vec<&str> = interest.streams.to_vec();
         let types: Vec<&str> = interest.types.to_vec();
-        self.query_events(
-            &format!(
-                "SELECT {COLUMNS} FROM caseline_events \
-                 WHERE (tx, id) > ($1::text::xid8, $2) \
-                   AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
-                   AND (stream LIKE ANY($4::text[]) OR stream = ANY($5::text[]) \
-                        OR event_type = ANY($6::text[])) \
-                 ORDER BY tx, id LIMIT $3"
-            ),
-            &[&tx, &id, &limit, &patterns, &streams, &types],
-        )
-        .await
+        let events = self
+            .query_events(
+                &format!(
+                    "SELECT {COLUMNS} FROM caseline_events \
+                     WHERE (tx, id) > ($1::text::xid8, $2) \
+                       AND (tx, id) <= ($7::text::xid8, $8) \
+                       AND (stream LIKE ANY($4::text[]) OR stream = ANY($5::text[]) \
+                            OR event_type = ANY($6::text[])) \
+                     ORDER BY tx, id LIMIT $3"
+                ),
+                &[
+                    &tx, &id, &sql_limit, &patterns, &streams, &types, &head_tx, &head_id,
+                ],
+            )
+            .await?;
+        let scanned_to = match events.last() {
+            Some(last) if events.len() == limit => last.position,
+            _ => head,
+        };
+        Ok(ReadOf { events, scanned_to })
     }
 
     fn appended(&self) -> watch::Receiver<Position> {

@@ -27,7 +27,7 @@ use crate::idempotency::{StoredCopy, resolve_retry};
 use crate::subscription::announce;
 use crate::{
     AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
-    Position, RecordedEvent, StreamName, clamp_limit,
+    Position, ReadOf, RecordedEvent, StreamName, clamp_limit,
 };
 
 /// Most appends committed in one transaction.
@@ -696,37 +696,55 @@ impl EventLog for SqliteEventLog {
         interest: &Interest,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, Error> {
+    ) -> Result<ReadOf, Error> {
+        let limit = clamp_limit(limit);
         if interest.is_everything() {
-            return self.read_all(after, limit).await;
+            let events = self.read_all(after, limit).await?;
+            let scanned_to = events.last().map_or(after, |e| e.position);
+            return Ok(ReadOf { events, scanned_to });
         }
         let mut values = vec![
             Value::Integer(sqlite_position(after)?),
-            Value::Integer(clamp_limit(limit) as i64),
+            Value::Integer(limit as i64),
+            // The head, read first: what is committed after it waits for the next read.
+            Value::Null,
         ];
+        // `+column` keeps SQLite on the range of positions: through the stream index it
+        // would read every event of `access-global` ever written to find the new ones.
         let mut conditions = Vec::new();
         for pattern in interest.like_patterns() {
             values.push(Value::Text(pattern));
-            conditions.push(format!("stream LIKE ?{} ESCAPE '\\'", values.len()));
+            conditions.push(format!("+stream LIKE ?{} ESCAPE '\\'", values.len()));
         }
         for stream in interest.streams {
             values.push(Value::Text((*stream).to_owned()));
-            conditions.push(format!("stream = ?{}", values.len()));
+            conditions.push(format!("+stream = ?{}", values.len()));
         }
         for event_type in interest.types {
             values.push(Value::Text((*event_type).to_owned()));
-            conditions.push(format!("event_type = ?{}", values.len()));
+            conditions.push(format!("+event_type = ?{}", values.len()));
         }
         if conditions.is_empty() {
-            return Ok(Vec::new());
+            conditions.push("0".to_owned());
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE position > ?1 AND ({}) \
+            "SELECT {COLUMNS} FROM events WHERE position > ?1 AND position <= ?3 AND ({}) \
              ORDER BY position LIMIT ?2",
             conditions.join(" OR ")
         );
-        self.read(move |conn| collect(conn, &sql, rusqlite::params_from_iter(values)))
-            .await
+        self.read(move |conn| {
+            let head: i64 = conn
+                .prepare_cached("SELECT coalesce(max(position), 0) FROM events")?
+                .query_row([], |r| r.get(0))?;
+            values[2] = Value::Integer(head);
+            let events = collect(conn, &sql, rusqlite::params_from_iter(values))?;
+            let scanned_to = match events.last() {
+                Some(last) if events.len() == limit => last.position,
+                _ => Position::from_parts(0, head as u64).max(after),
+            };
+            Ok(ReadOf { events, scanned_to })
+        })
+        .await
     }
 
     fn appended(&self) -> watch::Receiver<Position> {

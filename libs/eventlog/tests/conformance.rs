@@ -623,13 +623,21 @@ pub mod suite {
         let mut after = Position::START;
         loop {
             let page = log.read_of(&ASKED, after, 3).await.unwrap();
-            read.extend(page.iter().cloned());
-            match page.last() {
-                Some(last) if page.len() == 3 => after = last.position,
-                _ => break,
+            read.extend(page.events.iter().cloned());
+            assert!(page.scanned_to >= after);
+            after = page.scanned_to;
+            if page.events.len() < 3 {
+                // The end: looked through to the last event, admitted or not.
+                assert_eq!(page.scanned_to, whole[39].position);
+                break;
             }
+            assert_eq!(page.scanned_to, page.events[2].position);
         }
         assert_eq!(read, expected);
+        // Nothing new: nothing read, and the position stays.
+        let again = log.read_of(&ASKED, after, 3).await.unwrap();
+        assert!(again.events.is_empty());
+        assert_eq!(again.scanned_to, after);
         for nothing in [
             Interest::of(&["cas"], &[], &[]),
             Interest::of(&["ca_e"], &[], &[]),
@@ -638,12 +646,18 @@ pub mod suite {
             Interest::of(&[], &[], &[]),
         ] {
             let got = log.read_of(&nothing, Position::START, 100).await.unwrap();
-            assert!(got.is_empty(), "{nothing:?} admitted {}", got.len());
+            assert!(
+                got.events.is_empty(),
+                "{nothing:?} admitted {}",
+                got.events.len()
+            );
+            assert_eq!(got.scanned_to, whole[39].position);
         }
         assert_eq!(
             log.read_of(&Interest::EVERYTHING, Position::START, 1000)
                 .await
-                .unwrap(),
+                .unwrap()
+                .events,
             whole
         );
     }

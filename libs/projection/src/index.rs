@@ -108,10 +108,11 @@ impl<K: Keys> Indexed<K> {
         *guard = Some(at);
         let mut unsaved = 0u64;
         loop {
-            let page = self.log.read_of(&K::INTEREST, at.filed, PAGE).await?;
-            let Some(last) = page.last().map(|e| e.position) else {
+            let read = self.log.read_of(&K::INTEREST, at.filed, PAGE).await?;
+            let page = read.events;
+            if read.scanned_to <= at.filed {
                 break;
-            };
+            }
             let entries: Vec<IndexEntry> = page
                 .iter()
                 .flat_map(|event| {
@@ -124,12 +125,12 @@ impl<K: Keys> Indexed<K> {
                 })
                 .collect();
             unsaved += page.len() as u64;
-            at.filed = last;
+            at.filed = read.scanned_to;
             if !entries.is_empty() || unsaved >= SAVE_EVERY_EVENTS {
                 self.store
-                    .index(self.name, K::FORMAT, last, entries)
+                    .index(self.name, K::FORMAT, at.filed, entries)
                     .await?;
-                at.saved = last;
+                at.saved = at.filed;
                 unsaved = 0;
             }
             *guard = Some(at);

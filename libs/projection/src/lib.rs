@@ -231,7 +231,8 @@ impl<S: Fold> Followed<S> {
             self.start(inner).await?;
         }
         loop {
-            let page = self.log.read_of(&S::INTEREST, inner.after, PAGE).await?;
+            let read = self.log.read_of(&S::INTEREST, inner.after, PAGE).await?;
+            let page = read.events;
             for event in &page {
                 if S::reads(event) {
                     if is_recent(event) {
@@ -254,6 +255,8 @@ impl<S: Fold> Followed<S> {
                 inner.read += 1;
                 inner.read_since_saved += 1;
             }
+            // Past the events it does not read, too.
+            inner.after = inner.after.max(read.scanned_to);
             if page.len() < PAGE {
                 return Ok(());
             }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use caseline_eventlog::postgres::ScratchSchema;
 use caseline_eventlog::sqlite::SqliteEventLog;
 use caseline_eventlog::{
-    EventLog, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StreamName, Uuid,
+    EventLog, ExpectedVersion, Interest, Metadata, NewEvent, Position, RecordedEvent, StreamName,
+    Uuid,
 };
 use caseline_projection::{
     CheckpointStore, IndexEntry, Indexed, Keys, PostgresCheckpoints, SqliteCheckpoints,
@@ -21,6 +22,8 @@ struct Named;
 
 impl Keys for Named {
     const FORMAT: u32 = 1;
+    // Only what it files is read: the rest of the log is passed over in the query.
+    const INTEREST: Interest = Interest::of(&[], &[], &["test.Listed"]);
 
     fn keys(event: &RecordedEvent) -> Vec<Uuid> {
         if event.event_type != "test.Listed" {
@@ -39,6 +42,7 @@ struct NamedV2;
 
 impl Keys for NamedV2 {
     const FORMAT: u32 = 2;
+    const INTEREST: Interest = Named::INTEREST;
 
     fn keys(event: &RecordedEvent) -> Vec<Uuid> {
         Named::keys(event)
@@ -82,7 +86,7 @@ async fn grow(log: &dyn EventLog, ids: &[Uuid], round: usize) {
         let named: Vec<u8> = ids
             .iter()
             .enumerate()
-            .filter(|(j, _)| (i * 7 + j * 3 + round) % 5 == 0)
+            .filter(|(j, _)| (i * 7 + j * 3 + round).is_multiple_of(5))
             .flat_map(|(_, id)| id.as_bytes().to_vec())
             .collect();
         pages.push(event(

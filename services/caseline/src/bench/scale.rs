@@ -329,16 +329,22 @@ impl Setup {
             }
             Some(url) => {
                 let client = pg(url).await?;
-                client
-                    .batch_execute("DELETE FROM caseline_projection_checkpoints")
-                    .await
-                    .or_else(|e| {
-                        if e.code().is_some_and(|c| c.code() == "42P01") {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })?;
+                for table in [
+                    "caseline_projection_checkpoints",
+                    "caseline_projection_index",
+                ] {
+                    // Absent before the first start (42P01: no such table).
+                    client
+                        .batch_execute(&format!("DELETE FROM {table}"))
+                        .await
+                        .or_else(|e| {
+                            if e.code().is_some_and(|c| c.code() == "42P01") {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })?;
+                }
             }
         }
         Ok(())

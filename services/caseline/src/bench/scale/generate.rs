@@ -453,7 +453,7 @@ impl Generator {
             .await?;
 
         // A compensation claim for one child in three.
-        if self.families % 3 == 0 {
+        if self.families.is_multiple_of(3) {
             let claim_id = Uuid::new_v4();
             let filed = ClaimFiled {
                 claim_id: claim_id.to_string(),
