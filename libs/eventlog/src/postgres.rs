@@ -603,9 +603,11 @@ impl EventLog for PostgresEventLog {
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(
-                    "SELECT tx::text, id FROM caseline_events \
-                     WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY tx DESC, id DESC LIMIT 1",
+                    // Ordered by the columns, not by the text the select names `tx`
+                    // (that sorts every row).
+                    "SELECT e.tx::text AS head_tx, e.id FROM caseline_events e \
+                     WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY e.tx DESC, e.id DESC LIMIT 1",
                 )
                 .await?;
             match client.query_opt(&stmt, &[]).await? {
