@@ -95,7 +95,9 @@ impl<A: Aggregate> Store<A> {
         let stream = A::stream(id)?;
         let slot = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= CACHED_AGGREGATES && !cache.contains_key(&id) {
+            let hit = cache.contains_key(&id);
+            caseline_telemetry::metrics::cache_lookup("aggregates", hit);
+            if cache.len() >= CACHED_AGGREGATES && !hit {
                 cache.clear();
             }
             Arc::clone(cache.entry(id).or_default())

@@ -41,14 +41,18 @@ impl TokenCache {
     /// The principal of a token validated before, if it has not expired by `now`.
     pub(crate) fn get(&self, key: &CacheKey, now: SystemTime) -> Option<Principal> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match entries.get(key) {
+        let found = match entries.get(key) {
             Some(p) if now < p.expires_at => Some(p.clone()),
             Some(_) => {
                 entries.remove(key);
                 None
             }
             None => None,
+        };
+        if self.capacity > 0 {
+            caseline_telemetry::metrics::cache_lookup("tokens", found.is_some());
         }
+        found
     }
 
     pub(crate) fn insert(&self, key: CacheKey, principal: &Principal, now: SystemTime) {

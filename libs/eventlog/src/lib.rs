@@ -270,6 +270,22 @@ pub(crate) fn clamp_limit(limit: usize) -> usize {
     limit.min(MAX_READ_EVENTS)
 }
 
+/// Records an append's latency as its caller saw it, and how it ended.
+pub(crate) fn measure_append(
+    backend: &'static str,
+    started: std::time::Instant,
+    result: &Result<AppendResult, Error>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(Error::WrongExpectedVersion { .. }) => "conflict",
+        Err(Error::InvalidInput { .. } | Error::TooLarge { .. }) => "invalid",
+        Err(Error::EventIdConflict { .. }) => "id_conflict",
+        Err(Error::Unavailable(_) | Error::Corrupt { .. } | Error::Closed) => "error",
+    };
+    caseline_telemetry::metrics::append_answered(backend, outcome, started.elapsed());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

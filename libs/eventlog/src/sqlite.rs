@@ -286,6 +286,7 @@ impl Writer {
             }
             let started = Instant::now();
             let results = self.commit_group(&group);
+            caseline_telemetry::metrics::group_committed(group.len());
             tracing::debug!(
                 appends = group.len(),
                 micros = started.elapsed().as_micros() as u64,
@@ -577,18 +578,24 @@ impl EventLog for SqliteEventLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
-        validate_batch(expected, &events)?;
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.clone(),
-            expected,
-            events,
-            reply,
-        };
-        self.writer
-            .send(WriterCommand::Append(request))
-            .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        let started = Instant::now();
+        let result = async {
+            validate_batch(expected, &events)?;
+            let (reply, answer) = oneshot::channel();
+            let request = AppendRequest {
+                stream: stream.clone(),
+                expected,
+                events,
+                reply,
+            };
+            self.writer
+                .send(WriterCommand::Append(request))
+                .map_err(|_| Error::Closed)?;
+            answer.await.map_err(|_| Error::Closed)?
+        }
+        .await;
+        crate::measure_append("sqlite", started, &result);
+        result
     }
 
     async fn read_stream(

@@ -234,7 +234,9 @@ impl CaseTeams {
     ) -> Result<Option<CaseTeam>, caseline_eventlog::Error> {
         let slot = {
             let mut cases = self.cases.lock().unwrap_or_else(|p| p.into_inner());
-            if cases.len() >= TEAMS_CACHED && !cases.contains_key(&case_id) {
+            let hit = cases.contains_key(&case_id);
+            caseline_telemetry::metrics::cache_lookup("case_teams", hit);
+            if cases.len() >= TEAMS_CACHED && !hit {
                 cases.clear();
             }
             Arc::clone(cases.entry(case_id).or_default())

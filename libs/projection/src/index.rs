@@ -133,6 +133,7 @@ impl<K: Keys> Indexed<K> {
                 at.saved = at.filed;
                 unsaved = 0;
             }
+            crate::measure_lag(self.name, &page);
             *guard = Some(at);
             if page.len() < PAGE {
                 break;

@@ -257,6 +257,7 @@ impl<S: Fold> Followed<S> {
             }
             // Past the events it does not read, too.
             inner.after = inner.after.max(read.scanned_to);
+            measure_lag(self.name, &page);
             if page.len() < PAGE {
                 return Ok(());
             }
@@ -313,6 +314,18 @@ fn is_recent(event: &RecordedEvent) -> bool {
     match std::time::SystemTime::now().duration_since(event.recorded_at) {
         Ok(age) => age <= TRACED_FOR,
         Err(_) => true,
+    }
+}
+
+/// Records how long ago the newest event of a page read by `projection` was appended:
+/// how far the projection's answers trailed the log (a rebuild shows as the age of what
+/// it read). A clock behind the event's stamp counts as no lag.
+fn measure_lag(projection: &'static str, page: &[RecordedEvent]) {
+    if let Some(newest) = page.last() {
+        let lag = std::time::SystemTime::now()
+            .duration_since(newest.recorded_at)
+            .unwrap_or_default();
+        caseline_telemetry::metrics::projection_lag(projection, lag);
     }
 }
 

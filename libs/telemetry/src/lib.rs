@@ -1,16 +1,17 @@
-//! Tracing for every Caseline binary: call [`init`] first thing in `main`, and
-//! [`Telemetry::shutdown`] before it returns.
+//! Tracing and metrics for every Caseline binary: call [`init`] first thing in `main`,
+//! and [`Telemetry::shutdown`] before it returns.
 //!
 //! Logs go to standard error (standard output belongs to the command's own answer, such
 //! as `listening on HOST:PORT`). The filter comes from `CASELINE_LOG`, then `RUST_LOG`,
 //! in `tracing_subscriber::filter::Targets` syntax (`info`, `caseline_eventlog=debug`),
 //! and applies to exported spans as well as to logs.
 //!
-//! When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans are also exported over OTLP/gRPC
-//! (plaintext: a collector or agent next to the process). The exporter honours the
-//! standard `OTEL_EXPORTER_OTLP_*` variables (`…_TRACES_ENDPOINT`, `…_HEADERS`,
-//! `…_TIMEOUT`); `OTEL_SERVICE_NAME` overrides the service name the binary passes, and
-//! `OTEL_SDK_DISABLED=true` turns export off. Trace context travels in the W3C
+//! When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans and [`metrics`] are also exported
+//! over OTLP/gRPC (plaintext: a collector or agent next to the process, which can also
+//! serve them to Prometheus). The exporters honour the standard `OTEL_EXPORTER_OTLP_*`
+//! variables (`…_TRACES_ENDPOINT`, `…_METRICS_ENDPOINT`, `…_HEADERS`, `…_TIMEOUT`) and
+//! `OTEL_METRIC_EXPORT_INTERVAL`; `OTEL_SERVICE_NAME` overrides the service name the
+//! binary passes, and `OTEL_SDK_DISABLED=true` turns export off. Trace context travels in the W3C
 //! `traceparent` format: [`join_trace`] continues a trace received from elsewhere,
 //! [`current_traceparent`] names the current span for whoever continues it next.
 //!
@@ -18,6 +19,7 @@
 //! of a message, since spans leave the process.
 #![forbid(unsafe_code)]
 
+pub mod metrics;
 #[cfg(feature = "receiver")]
 pub mod receiver;
 
@@ -28,6 +30,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -62,10 +65,11 @@ pub enum InitError {
 #[must_use = "call shutdown() before main returns, or buffered spans are lost"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 impl Telemetry {
-    /// Whether spans are exported over OTLP.
+    /// Whether spans and metrics are exported over OTLP.
     pub fn is_exporting(&self) -> bool {
         self.provider.is_some()
     }
@@ -75,6 +79,11 @@ impl Telemetry {
     /// the calling thread while the export runs on the tokio runtime's other threads:
     /// call it from `main` of a multi-threaded runtime (the `#[tokio::main]` default).
     pub fn shutdown(mut self) {
+        if let Some(meters) = self.meters.take()
+            && let Err(e) = meters.shutdown()
+        {
+            tracing::warn!(error = %e, "metric export did not shut down cleanly");
+        }
         if let Some(provider) = self.provider.take()
             && let Err(e) = provider.shutdown()
         {
@@ -83,9 +92,10 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber: logs to standard error, and OTLP span export when
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with `service.name` = `OTEL_SERVICE_NAME` or
-/// else `service_name`. Sets the global propagator to W3C trace context.
+/// Installs the global subscriber: logs to standard error, and OTLP span and metric
+/// export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with `service.name` =
+/// `OTEL_SERVICE_NAME` or else `service_name` (the [`metrics`] go through the global
+/// meter provider it installs). Sets the global propagator to W3C trace context.
 ///
 /// Call it once per process, first thing in `main`, inside the tokio runtime when
 /// exporting. Fails on an unparsable filter, an unusable exporter configuration, or if
@@ -98,10 +108,11 @@ pub fn init(service_name: &str) -> Result<Telemetry, InitError> {
         .parse()
         .map_err(|e| InitError::Filter(format!("{e}")))?;
 
-    let provider = if export_configured() {
-        Some(tracer_provider(service_name)?)
+    let (provider, meters) = if export_configured() {
+        let (provider, meters) = providers(service_name)?;
+        (Some(provider), Some(meters))
     } else {
-        None
+        (None, None)
     };
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
@@ -125,7 +136,10 @@ pub fn init(service_name: &str) -> Result<Telemetry, InitError> {
 
     // Only W3C trace context: no baggage, which could carry anything a client put in it.
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    Ok(Telemetry { provider })
+    if let Some(meters) = &meters {
+        opentelemetry::global::set_meter_provider(meters.clone());
+    }
+    Ok(Telemetry { provider, meters })
 }
 
 fn export_configured() -> bool {
@@ -138,7 +152,7 @@ fn export_configured() -> bool {
 /// How long one export to the collector may take (the exporter's default is 10 s).
 const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-fn tracer_provider(service_name: &str) -> Result<SdkTracerProvider, InitError> {
+fn providers(service_name: &str) -> Result<(SdkTracerProvider, SdkMeterProvider), InitError> {
     use opentelemetry_otlp::WithExportConfig;
     // tonic's channel spawns its connection tasks here; without a runtime it would panic.
     if tokio::runtime::Handle::try_current().is_err() {
@@ -156,6 +170,11 @@ fn tracer_provider(service_name: &str) -> Result<SdkTracerProvider, InitError> {
         .with_timeout(timeout)
         .build()
         .map_err(|e| InitError::Exporter(e.to_string()))?;
+    let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_timeout(timeout)
+        .build()
+        .map_err(|e| InitError::Exporter(e.to_string()))?;
     let service_name = std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|name| !name.trim().is_empty())
@@ -168,12 +187,19 @@ fn tracer_provider(service_name: &str) -> Result<SdkTracerProvider, InitError> {
             uuid::Uuid::new_v4().to_string(),
         ))
         .build();
-    // The batch processor exports from its own thread; the exporter's channel was built
-    // on (and keeps using) the caller's tokio runtime.
-    Ok(SdkTracerProvider::builder()
+    // The batch processor and the periodic reader export from threads of their own;
+    // the exporters' channels were built on (and keep using) the caller's tokio runtime.
+    // The reader exports every OTEL_METRIC_EXPORT_INTERVAL ms (60 s unless set), and
+    // keeps at most the SDK's cardinality limit (2 000) of series per instrument.
+    let tracer = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_resource(resource.clone())
+        .build();
+    let meters = SdkMeterProvider::builder()
+        .with_periodic_exporter(metric_exporter)
         .with_resource(resource)
-        .build())
+        .build();
+    Ok((tracer, meters))
 }
 
 /// Spans of the crates that carry the export itself: exporting them would make every

@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use caseline_telemetry::receiver::OtlpReceiver;
-use caseline_telemetry::{InitError, current_traceparent, init, join_trace};
+use caseline_telemetry::{InitError, current_traceparent, init, join_trace, metrics};
 
 /// Names the test a child process is to run as its probe.
 const CHILD: &str = "CASELINE_TELEMETRY_TEST_CHILD";
@@ -113,6 +113,123 @@ fn spans_reach_the_collector_in_the_trace_they_joined() {
         assert_eq!(root.parent_span_id_hex, "");
 
         assert!(spans.iter().all(|s| s.service_name == "probe"), "{spans:?}");
+    });
+}
+
+#[test]
+fn metrics_reach_the_collector_with_bounded_attributes() {
+    const TEST: &str = "metrics_reach_the_collector_with_bounded_attributes";
+    const INVENTED: &str = "/zz.Invented/Path-4f1c9b";
+    if is_child(TEST) {
+        return runtime().block_on(async {
+            let telemetry = init("probe").expect("init");
+            let ms = Duration::from_millis;
+            metrics::rpc_answered("/caseline.v1.CaseService/GetCase", true, 0, ms(3));
+            metrics::rpc_answered("/caseline.v1.CaseService/GetCase", true, 0, ms(4));
+            metrics::rpc_answered("/caseline.v1.CaseService/GetCase", true, 5, ms(1));
+            // Whatever path a client invents is one series, without its text.
+            metrics::rpc_answered(INVENTED, false, 12, ms(1));
+            metrics::rpc_answered("/caseline.v1.CaseService/Invented", false, 12, ms(1));
+            metrics::append_answered("sqlite", "ok", ms(2));
+            metrics::append_answered("sqlite", "conflict", ms(1));
+            metrics::group_committed(7);
+            metrics::projection_lag("cases.directory", ms(12));
+            metrics::cache_lookup("aggregates", true);
+            metrics::cache_lookup("aggregates", true);
+            metrics::cache_lookup("aggregates", false);
+            // The stop exports what was recorded since the last export.
+            telemetry.shutdown();
+        });
+    }
+
+    runtime().block_on(async {
+        let receiver = OtlpReceiver::start().await;
+        run_child(
+            TEST,
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())],
+        )
+        .await;
+        let points = receiver
+            .wait_for_points(
+                |points| points.iter().any(|p| p.metric == "caseline.cache.lookups"),
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("the metrics exported at the stop");
+        let find = |metric: &str, attributes: &[(&str, &str)]| {
+            points
+                .iter()
+                .filter(|p| {
+                    p.metric == metric && attributes.iter().all(|(k, v)| p.attribute(k) == Some(*v))
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = |metric: &str, attributes: &[(&str, &str)]| {
+            let found = find(metric, attributes);
+            assert_eq!(found.len(), 1, "{metric} {attributes:?} in {points:?}");
+            found[0].clone()
+        };
+
+        let ok = one(
+            "rpc.server.call.duration",
+            &[
+                ("rpc.system", "grpc"),
+                ("rpc.service", "caseline.v1.CaseService"),
+                ("rpc.method", "GetCase"),
+                ("rpc.grpc.status_code", "0"),
+            ],
+        );
+        assert_eq!(ok.count, Some(2));
+        assert_eq!(ok.unit, "s");
+        assert!((ok.value - 0.007).abs() < 1e-9, "{ok:?}");
+        assert_eq!(ok.service_name, "probe");
+        let not_found = one(
+            "rpc.server.call.duration",
+            &[("rpc.method", "GetCase"), ("rpc.grpc.status_code", "5")],
+        );
+        assert_eq!(not_found.count, Some(1));
+        let other = one(
+            "rpc.server.call.duration",
+            &[
+                ("rpc.service", "_OTHER"),
+                ("rpc.method", "_OTHER"),
+                ("rpc.grpc.status_code", "12"),
+            ],
+        );
+        assert_eq!(other.count, Some(2));
+        assert!(
+            points
+                .iter()
+                .flat_map(|p| p.texts())
+                .all(|t| !t.contains("Invented")),
+            "an invented path reached the collector: {points:?}"
+        );
+
+        let appended = one(
+            "caseline.eventlog.append.duration",
+            &[("backend", "sqlite"), ("outcome", "ok")],
+        );
+        assert_eq!(appended.count, Some(1));
+        one(
+            "caseline.eventlog.append.duration",
+            &[("backend", "sqlite"), ("outcome", "conflict")],
+        );
+        let group = one("caseline.eventlog.group_commit.size", &[]);
+        assert_eq!((group.count, group.value), (Some(1), 7.0));
+        let lag = one(
+            "caseline.projection.lag",
+            &[("projection", "cases.directory")],
+        );
+        assert!((lag.value - 0.012).abs() < 1e-9, "{lag:?}");
+        let hits = one(
+            "caseline.cache.lookups",
+            &[("cache", "aggregates"), ("result", "hit")],
+        );
+        let misses = one(
+            "caseline.cache.lookups",
+            &[("cache", "aggregates"), ("result", "miss")],
+        );
+        assert_eq!((hits.value, misses.value), (2.0, 1.0));
     });
 }
 

@@ -195,6 +195,8 @@ impl Guard for Trust {
 
 impl Trust {
     async fn serve(&self, request: http::Request<Body>, next: Next) -> http::Response<Body> {
+        let started = std::time::Instant::now();
+        let path = request.uri().path().to_owned();
         let received = TraceContext::received(
             request
                 .headers()
@@ -206,7 +208,7 @@ impl Trust {
         let span = tracing::info_span!(
             "call",
             otel.kind = "server",
-            rpc = %request.uri().path(),
+            rpc = %path,
             trace_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
@@ -229,6 +231,10 @@ impl Trust {
         // (a refusal is the server doing its job).
         let code = grpc_status(&response);
         span.record("rpc.grpc.status_code", i64::from(code));
+        // Only the methods this server declares are named: any other path a client
+        // sends counts as one.
+        let served = self.spec(&path).is_some();
+        caseline_telemetry::metrics::rpc_answered(&path, served, code, started.elapsed());
         if matches!(
             Code::from_i32(code),
             Code::Unknown
