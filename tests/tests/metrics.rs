@@ -1,14 +1,14 @@
 //! The metrics a running service exports, and nothing about a child in them.
 //!
 //! `caseline-cases` runs as a child process on its embedded SQLite log, exporting over
-//! OTLP to an in-process receiver every 200 ms. A contact and a case are recorded with a
-//! canary name in every sealed field, a note added, the case read, a case that does not
+//! OTLP to an in-process receiver every 200 ms. A contact and a case are recorded with
+//! the child's and the caller's names in their sealed fields, a note added, the case read, a case that does not
 //! exist asked for, the counsellor's cases listed, and a method the service does not
-//! have called with the canary in its name. While the process runs, the receiver must get: the call
+//! have called with a tag of this test in its name. While the process runs, the receiver must get: the call
 //! latency of `GetCase` answered OK and NOT_FOUND, the invented method counted as
 //! `_OTHER` (so a client cannot add series), the appends' latency and the embedded
 //! writer's group sizes, the directory projection's lag, and hits in the aggregate and
-//! token caches; no attribute may carry the canary or a credential.
+//! token caches; no attribute may carry a name, the tag or a credential.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -16,14 +16,13 @@ use std::time::Duration;
 use caseline_auth::Role;
 use caseline_e2e::otlp::{OtlpReceiver, ReceivedPoint};
 use caseline_e2e::processes::{CASES, Identity, Process};
+use caseline_e2e::requests::{CALLER_NAME, CHILD_NAME, CONTACT_SUMMARY, contact_request, opening};
 use caseline_e2e::{authed, rid};
 use caseline_eventlog::Uuid;
 use caseline_proto::tonic::Code;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
 use caseline_proto::v1::{
-    AddNoteRequest, AgeBand, CallerKind, CaseSource, ChildIdentity, ConcernCategory,
-    ContactChannel, Gender, GetCaseRequest, ListCasesRequest, NoteCompartment, OpenCaseRequest,
-    RecordContactRequest, RiskLevel, Urgency,
+    AddNoteRequest, GetCaseRequest, ListCasesRequest, NoteCompartment, RiskLevel,
 };
 
 const HELPLINE: &str = "helpline-ke";
@@ -115,46 +114,17 @@ async fn a_running_service_exports_its_metrics_without_personal_data() {
     let channel = process.channel().await;
     let mut cases = CaseServiceClient::new(channel.clone());
     let counsellor = identity.user("counsellor-1", Role::HelplineCounsellor, HELPLINE);
-    let canary = format!("Zephyrine Canary-{}", Uuid::new_v4().simple());
+    let tag = Uuid::new_v4().simple().to_string();
 
     let contact_id = cases
-        .record_contact(authed(
-            RecordContactRequest {
-                request_id: rid(),
-                channel: ContactChannel::Phone as i32,
-                caller_kind: CallerKind::Child as i32,
-                concerns: vec![ConcernCategory::Sextortion as i32],
-                urgency: Urgency::Emergency as i32,
-                anonymous: false,
-                summary: format!("{canary} is asked for photos every night."),
-                caller_name: canary.clone(),
-                caller_contact: format!("{canary}@example.org"),
-            },
-            &counsellor.token,
-        ))
+        .record_contact(authed(contact_request(rid()), &counsellor.token))
         .await
         .unwrap()
         .into_inner()
         .contact_id;
     let case_id = cases
         .open_case(authed(
-            OpenCaseRequest {
-                request_id: rid(),
-                contact_id,
-                pseudonym: "Child M-1".into(),
-                identity: Some(ChildIdentity {
-                    name: canary.clone(),
-                    date_of_birth: "2012-06-01".into(),
-                    contact_details: format!("ask for {canary} at the stall"),
-                }),
-                age_band: AgeBand::AgeBand13To15 as i32,
-                gender: Gender::Girl as i32,
-                language: "sw-KE".into(),
-                region: "Kibera".into(),
-                source: CaseSource::Helpline as i32,
-                concerns: vec![ConcernCategory::Sextortion as i32],
-                initial_risk: RiskLevel::High as i32,
-            },
+            opening("Child M-1", &contact_id, RiskLevel::High),
             &counsellor.token,
         ))
         .await
@@ -168,7 +138,7 @@ async fn a_running_service_exports_its_metrics_without_personal_data() {
                 request_id: rid(),
                 expected_version: None,
                 compartment: NoteCompartment::Helpline as i32,
-                text: format!("{canary} called back; she is safe tonight."),
+                text: format!("{CHILD_NAME} called back; she is safe tonight."),
             },
             &counsellor.token,
         ))
@@ -206,11 +176,8 @@ async fn a_running_service_exports_its_metrics_without_personal_data() {
         .into_inner();
     assert_eq!(listed.cases.len(), 1);
 
-    // A method the service does not have, with the canary in its name.
-    let invented = format!(
-        "/caseline.v1.CaseService/{}",
-        canary.replace([' ', '-'], "")
-    );
+    // A method the service does not have, with a tag of this test in its name.
+    let invented = format!("/caseline.v1.CaseService/Invented{tag}");
     let mut raw = caseline_proto::tonic::client::Grpc::new(channel);
     raw.ready().await.unwrap();
     let answer = raw
@@ -263,14 +230,12 @@ async fn a_running_service_exports_its_metrics_without_personal_data() {
         "{points:?}"
     );
 
-    // No attribute names the canary or carries a credential.
-    let tag = canary.rsplit('-').next().unwrap();
+    // No attribute names the child, the caller, the invented method or a credential.
     for p in &points {
         for text in p.texts() {
-            assert!(
-                !text.contains(tag) && !text.contains("Zephyrine"),
-                "a metric carries the canary: {p:?}"
-            );
+            for secret in [CHILD_NAME, CALLER_NAME, CONTACT_SUMMARY, tag.as_str()] {
+                assert!(!text.contains(secret), "a metric carries {secret:?}: {p:?}");
+            }
             assert!(
                 !text.contains(&counsellor.token) && !text.to_lowercase().contains("bearer"),
                 "a metric carries a credential: {p:?}"

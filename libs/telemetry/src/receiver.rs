@@ -56,10 +56,7 @@ pub struct ReceivedSpan {
 impl ReceivedSpan {
     /// The value of attribute `key`, if present.
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, key)
     }
 
     /// Every text the span carries outside its ids: name, attribute keys and values,
@@ -67,13 +64,9 @@ impl ReceivedSpan {
     /// left the process.
     pub fn texts(&self) -> Vec<&str> {
         let mut texts = vec![self.name.as_str(), self.status_message.as_str()];
-        for (k, v) in self
-            .attributes
-            .iter()
-            .chain(self.events.iter().flat_map(|e| e.attributes.iter()))
-        {
-            texts.push(k);
-            texts.push(v);
+        texts.extend(keys_and_values(&self.attributes));
+        for event in &self.events {
+            texts.extend(keys_and_values(&event.attributes));
         }
         texts.extend(self.events.iter().map(|e| e.name.as_str()));
         texts
@@ -106,20 +99,14 @@ pub struct ReceivedPoint {
 impl ReceivedPoint {
     /// The value of attribute `key`, if present.
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, key)
     }
 
     /// Every text the point carries: metric name, unit, attribute keys and values. For
     /// checks that no personal data left the process.
     pub fn texts(&self) -> Vec<&str> {
         let mut texts = vec![self.metric.as_str(), self.unit.as_str()];
-        for (k, v) in &self.attributes {
-            texts.push(k);
-            texts.push(v);
-        }
+        texts.extend(keys_and_values(&self.attributes));
         texts
     }
 }
@@ -414,6 +401,19 @@ impl MetricsService for Collector {
             partial_success: None,
         }))
     }
+}
+
+fn attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn keys_and_values(attributes: &[(String, String)]) -> impl Iterator<Item = &str> {
+    attributes
+        .iter()
+        .flat_map(|(k, v)| [k.as_str(), v.as_str()])
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -222,8 +222,9 @@ impl Trust {
         let own = span.in_scope(caseline_telemetry::current_traceparent);
         let trace = TraceContext::of_call(received, own.as_deref());
         span.record("trace_id", trace.trace_id.as_str());
+        let spec = self.spec(&path);
         let response = self
-            .guarded(request, next, trace)
+            .guarded(request, spec, next, trace)
             .instrument(span.clone())
             .await;
         // The answer's status, by the OpenTelemetry conventions for gRPC servers: the
@@ -233,8 +234,7 @@ impl Trust {
         span.record("rpc.grpc.status_code", i64::from(code));
         // Only the methods this server declares are named: any other path a client
         // sends counts as one.
-        let served = self.spec(&path).is_some();
-        caseline_telemetry::metrics::rpc_answered(&path, served, code, started.elapsed());
+        caseline_telemetry::metrics::rpc_answered(&path, spec.is_some(), code, started.elapsed());
         if matches!(
             Code::from_i32(code),
             Code::Unknown
@@ -252,6 +252,7 @@ impl Trust {
     async fn guarded(
         &self,
         mut request: http::Request<Body>,
+        spec: Option<MethodSpec>,
         next: Next,
         trace: TraceContext,
     ) -> http::Response<Body> {
@@ -272,7 +273,7 @@ impl Trust {
             ..AccessFacts::default()
         };
 
-        let Some(spec) = self.spec(&rpc) else {
+        let Some(spec) = spec else {
             facts.reason = "unknown_method".into();
             return self
                 .refuse(facts, Status::unimplemented("unknown method"))
