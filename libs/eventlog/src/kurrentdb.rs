@@ -538,6 +538,94 @@ impl KurrentDbEventLog {
     }
 }
 
+impl KurrentDbEventLog {
+    /// The append itself; [`EventLog::append`] measures it.
+    async fn append_now(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(expected, &events)?;
+        if events.iter().any(|e| e.event_type.starts_with('$')) {
+            return Err(Error::invalid(
+                "event_type",
+                "must not start with '$', which KurrentDB reserves for system events",
+            ));
+        }
+        let client = self.client()?;
+        // What this process stored under these ids itself answers most retries without
+        // a read; what it does not know is looked for in the stream.
+        let mut look = Lookup::new(&events, self.recall(&events));
+        for attempt in 0..MAX_RACES {
+            if !look.copies.any() {
+                Self::look_up(&client, stream, expected, &events, &mut look).await?;
+            }
+            Self::complete_found(&client, stream, &events, &mut look.copies).await?;
+            // A retry is recognised before the expected version: it carries the version
+            // it expected the first time.
+            if let Some(original) = resolve_retry(stream, &events, &look.copies.slots)? {
+                let found = look.copies.slots.iter().flatten();
+                self.remember_unlinked(
+                    found
+                        .clone()
+                        .filter_map(|c| c.case_id.map(|case_id| (case_id, c.position))),
+                );
+                self.remember(
+                    events
+                        .iter()
+                        .zip(found)
+                        .map(|(e, c)| (e.event_id, Remembered::of_copy(c))),
+                );
+                return Ok(original);
+            }
+            let head = look.head;
+            let actual = head.map(|h| h.version);
+            if !expected.accepts(actual) {
+                return Err(Error::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                });
+            }
+            let recorded_at = now_micros();
+            let links = chain::link(stream, head, &events, recorded_at)?;
+            let proposed = events
+                .iter()
+                .zip(&links)
+                .map(|(event, link)| {
+                    Ok(
+                        EventData::binary(&event.event_type, event.data.clone().into())
+                            .id(event.event_id)
+                            .metadata(encode(event, recorded_at, link)?.into()),
+                    )
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            // Exactly the head read, whatever `expected` was: the chain was built on it.
+            let state = head.map_or(StreamState::NoStream, |h| {
+                StreamState::StreamRevision(h.version)
+            });
+            let options = AppendToStreamOptions::default()
+                .stream_state(state)
+                .requires_leader(true)
+                .deadline(APPEND_DEADLINE);
+            match client
+                .append_to_stream(stream.as_str(), &options, proposed)
+                .await
+            {
+                Ok(_) => return self.stored(&client, stream, &events, &links).await,
+                Err(::kurrentdb::Error::WrongExpectedVersion { .. }) => {
+                    tracing::debug!(%stream, attempt, "append lost a race; deciding again");
+                }
+                Err(e) => return Err(failed(e, stream)),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "append to {stream} lost {MAX_RACES} races in a row"
+        )))
+    }
+}
+
 #[async_trait::async_trait]
 impl EventLog for KurrentDbEventLog {
     async fn append(
@@ -546,89 +634,7 @@ impl EventLog for KurrentDbEventLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
-        let started = std::time::Instant::now();
-        let result = async {
-            validate_batch(expected, &events)?;
-            if events.iter().any(|e| e.event_type.starts_with('$')) {
-                return Err(Error::invalid(
-                    "event_type",
-                    "must not start with '$', which KurrentDB reserves for system events",
-                ));
-            }
-            let client = self.client()?;
-            // What this process stored under these ids itself answers most retries without
-            // a read; what it does not know is looked for in the stream.
-            let mut look = Lookup::new(&events, self.recall(&events));
-            for attempt in 0..MAX_RACES {
-                if !look.copies.any() {
-                    Self::look_up(&client, stream, expected, &events, &mut look).await?;
-                }
-                Self::complete_found(&client, stream, &events, &mut look.copies).await?;
-                // A retry is recognised before the expected version: it carries the version
-                // it expected the first time.
-                if let Some(original) = resolve_retry(stream, &events, &look.copies.slots)? {
-                    let found = look.copies.slots.iter().flatten();
-                    self.remember_unlinked(
-                        found
-                            .clone()
-                            .filter_map(|c| c.case_id.map(|case_id| (case_id, c.position))),
-                    );
-                    self.remember(
-                        events
-                            .iter()
-                            .zip(found)
-                            .map(|(e, c)| (e.event_id, Remembered::of_copy(c))),
-                    );
-                    return Ok(original);
-                }
-                let head = look.head;
-                let actual = head.map(|h| h.version);
-                if !expected.accepts(actual) {
-                    return Err(Error::WrongExpectedVersion {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    });
-                }
-                let recorded_at = now_micros();
-                let links = chain::link(stream, head, &events, recorded_at)?;
-                let proposed = events
-                    .iter()
-                    .zip(&links)
-                    .map(|(event, link)| {
-                        Ok(
-                            EventData::binary(&event.event_type, event.data.clone().into())
-                                .id(event.event_id)
-                                .metadata(encode(event, recorded_at, link)?.into()),
-                        )
-                    })
-                    .collect::<Result<Vec<_>, Error>>()?;
-                // Exactly the head read, whatever `expected` was: the chain was built on it.
-                let state = head.map_or(StreamState::NoStream, |h| {
-                    StreamState::StreamRevision(h.version)
-                });
-                let options = AppendToStreamOptions::default()
-                    .stream_state(state)
-                    .requires_leader(true)
-                    .deadline(APPEND_DEADLINE);
-                match client
-                    .append_to_stream(stream.as_str(), &options, proposed)
-                    .await
-                {
-                    Ok(_) => return self.stored(&client, stream, &events, &links).await,
-                    Err(::kurrentdb::Error::WrongExpectedVersion { .. }) => {
-                        tracing::debug!(%stream, attempt, "append lost a race; deciding again");
-                    }
-                    Err(e) => return Err(failed(e, stream)),
-                }
-            }
-            Err(Error::Unavailable(format!(
-                "append to {stream} lost {MAX_RACES} races in a row"
-            )))
-        }
-        .await;
-        crate::measure_append("kurrentdb", started, &result);
-        result
+        crate::measured("kurrentdb", self.append_now(stream, expected, events)).await
     }
 
     async fn read_stream(

@@ -270,13 +270,15 @@ pub(crate) fn clamp_limit(limit: usize) -> usize {
     limit.min(MAX_READ_EVENTS)
 }
 
-/// Records an append's latency as its caller saw it, and how it ended.
-pub(crate) fn measure_append(
+/// Runs a backend's `append` and records its latency as the caller waits for it, and
+/// how it ended, under `backend`.
+pub(crate) async fn measured(
     backend: &'static str,
-    started: std::time::Instant,
-    result: &Result<AppendResult, Error>,
-) {
-    let outcome = match result {
+    append: impl std::future::Future<Output = Result<AppendResult, Error>>,
+) -> Result<AppendResult, Error> {
+    let started = std::time::Instant::now();
+    let result = append.await;
+    let outcome = match &result {
         Ok(_) => "ok",
         Err(Error::WrongExpectedVersion { .. }) => "conflict",
         Err(Error::InvalidInput { .. } | Error::TooLarge { .. }) => "invalid",
@@ -284,6 +286,7 @@ pub(crate) fn measure_append(
         Err(Error::Unavailable(_) | Error::Corrupt { .. } | Error::Closed) => "error",
     };
     caseline_telemetry::metrics::append_answered(backend, outcome, started.elapsed());
+    result
 }
 
 #[cfg(test)]

@@ -425,6 +425,58 @@ impl<'a> InsertColumns<'a> {
     }
 }
 
+impl PostgresEventLog {
+    /// The append itself; [`EventLog::append`] measures it.
+    async fn append_now(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(expected, &events)?;
+        let client = self.client().await?;
+
+        // One round trip when the head is known here (or the stream is new): the unique
+        // keys catch a stale head or a retry, which then take the full path below.
+        let known = match (expected, self.cached_head(stream)) {
+            (ExpectedVersion::NoStream, None) => Some(None),
+            (_, Some(h)) if expected.accepts(Some(h.version)) => Some(Some(h)),
+            _ => None,
+        };
+        if let Some(head) = known
+            && let Inserted::Stored(result, head) = insert(&client, stream, head, &events).await?
+        {
+            return Ok(self.stored(stream, result, head));
+        }
+
+        for _ in 0..MAX_RACES {
+            let (head, copies) = lookup(&client, stream, &events).await?;
+            // A retry is recognised before the expected version: it carries the version
+            // it expected the first time.
+            if let Some(original) = resolve_retry(stream, &events, &copies)? {
+                return Ok(original);
+            }
+            let actual = head.map(|h| h.version);
+            if !expected.accepts(actual) {
+                if let Some(head) = head {
+                    self.remember(stream, head);
+                }
+                return Err(Error::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                });
+            }
+            if let Inserted::Stored(result, head) = insert(&client, stream, head, &events).await? {
+                return Ok(self.stored(stream, result, head));
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "append to {stream} lost {MAX_RACES} races in a row"
+        )))
+    }
+}
+
 #[async_trait::async_trait]
 impl EventLog for PostgresEventLog {
     async fn append(
@@ -433,56 +485,7 @@ impl EventLog for PostgresEventLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
-        let started = std::time::Instant::now();
-        let result = async {
-            validate_batch(expected, &events)?;
-            let client = self.client().await?;
-
-            // One round trip when the head is known here (or the stream is new): the unique
-            // keys catch a stale head or a retry, which then take the full path below.
-            let known = match (expected, self.cached_head(stream)) {
-                (ExpectedVersion::NoStream, None) => Some(None),
-                (_, Some(h)) if expected.accepts(Some(h.version)) => Some(Some(h)),
-                _ => None,
-            };
-            if let Some(head) = known
-                && let Inserted::Stored(result, head) =
-                    insert(&client, stream, head, &events).await?
-            {
-                return Ok(self.stored(stream, result, head));
-            }
-
-            for _ in 0..MAX_RACES {
-                let (head, copies) = lookup(&client, stream, &events).await?;
-                // A retry is recognised before the expected version: it carries the version
-                // it expected the first time.
-                if let Some(original) = resolve_retry(stream, &events, &copies)? {
-                    return Ok(original);
-                }
-                let actual = head.map(|h| h.version);
-                if !expected.accepts(actual) {
-                    if let Some(head) = head {
-                        self.remember(stream, head);
-                    }
-                    return Err(Error::WrongExpectedVersion {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    });
-                }
-                if let Inserted::Stored(result, head) =
-                    insert(&client, stream, head, &events).await?
-                {
-                    return Ok(self.stored(stream, result, head));
-                }
-            }
-            Err(Error::Unavailable(format!(
-                "append to {stream} lost {MAX_RACES} races in a row"
-            )))
-        }
-        .await;
-        crate::measure_append("postgres", started, &result);
-        result
+        crate::measured("postgres", self.append_now(stream, expected, events)).await
     }
 
     async fn read_stream(

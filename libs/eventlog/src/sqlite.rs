@@ -160,6 +160,27 @@ impl SqliteEventLog {
         })
     }
 
+    /// The append itself, handed to the writer; [`EventLog::append`] measures it.
+    async fn append_now(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(expected, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
+        };
+        self.writer
+            .send(WriterCommand::Append(request))
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
     /// Runs a read on a pooled read-only connection, off the async threads.
     async fn read<T, F>(&self, f: F) -> Result<T, Error>
     where
@@ -584,24 +605,7 @@ impl EventLog for SqliteEventLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
-        let started = Instant::now();
-        let result = async {
-            validate_batch(expected, &events)?;
-            let (reply, answer) = oneshot::channel();
-            let request = AppendRequest {
-                stream: stream.clone(),
-                expected,
-                events,
-                reply,
-            };
-            self.writer
-                .send(WriterCommand::Append(request))
-                .map_err(|_| Error::Closed)?;
-            answer.await.map_err(|_| Error::Closed)?
-        }
-        .await;
-        crate::measure_append("sqlite", started, &result);
-        result
+        crate::measured("sqlite", self.append_now(stream, expected, events)).await
     }
 
     async fn read_stream(
