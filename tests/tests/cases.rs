@@ -1995,6 +1995,52 @@ async fn domain_rules_answer_failed_precondition_and_closure_takes_two_superviso
 // 7. Links never open the other case
 // ---------------------------------------------------------------------------------------
 
+/// A link retried after its maker lost sight of the other case is answered as the first
+/// time (same version, same link id): the retry is recognised before the other case is
+/// looked at. A new link to a case out of sight is NOT_FOUND.
+#[tokio::test]
+async fn a_link_retried_after_losing_sight_of_the_other_case_answers_as_the_first() {
+    let server = TestServer::start().await;
+    let mut c = client(&server).await;
+    let social = User::new(&server, "sw-1", Role::SocialWorker, "social-north");
+    let police = User::new(&server, "pol-1", Role::PoliceInvestigator, "police-north");
+    let a = new_case(&mut c, &social, "Child L-14", RiskLevel::Medium).await;
+    let b = new_case(&mut c, &social, "Child M-15", RiskLevel::High).await;
+    for case_id in [&a, &b] {
+        add_member(&mut c, &social, case_id, &police).await.unwrap();
+    }
+    let request = link_request(&a, &b);
+    let first = c
+        .link_cases(authed(request.clone(), &police.token))
+        .await
+        .unwrap()
+        .into_inner();
+    remove_member(&mut c, &social, &b, &police).await.unwrap();
+    expect_err(
+        get_case(&mut c, &police, &b).await,
+        Code::NotFound,
+        "B after leaving its team",
+    );
+
+    let again = c
+        .link_cases(authed(request, &police.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    let links = linked(&mut c, &police, &a).await.unwrap();
+    assert_eq!(links.len(), 1, "linked once: {links:?}");
+    assert_eq!(links[0].link_id, first.entry_id);
+
+    let out_of_sight = new_case(&mut c, &social, "Child N-16", RiskLevel::Low).await;
+    expect_err(
+        link(&mut c, &police, &a, &out_of_sight).await,
+        Code::NotFound,
+        "a new link to a case out of sight",
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn links_show_the_other_case_only_to_those_who_may_see_it() {
     let server = TestServer::start().await;

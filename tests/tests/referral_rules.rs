@@ -20,10 +20,11 @@ use caseline_proto::tonic::{Code, Status};
 use caseline_proto::v1::events::AccessRecorded;
 use caseline_proto::v1::{
     AcceptReferralRequest, AcknowledgeReferralRequest, Case, ConcernCategory, ConsentBasis,
-    ContactChannel, DeclineReferralRequest, GetCaseRequest, GetReferralRequest, ListInboxRequest,
-    ListOutboxRequest, ListOverdueReferralsRequest, ListReferralsResponse, MakeReferralRequest,
-    RecordReferralOutcomeRequest, Referral, ReferralCommandResponse, ReferralStatus,
-    ReferralUrgency, RiskLevel, ServiceType, WithdrawReferralRequest,
+    ContactChannel, DecideClosureRequest, DeclineReferralRequest, GetCaseRequest,
+    GetReferralRequest, ListInboxRequest, ListOutboxRequest, ListOverdueReferralsRequest,
+    ListReferralsResponse, MakeReferralRequest, RecordReferralOutcomeRequest, Referral,
+    ReferralCommandResponse, ReferralStatus, ReferralUrgency, RequestClosureRequest, RiskLevel,
+    ServiceType, Stage, WithdrawReferralRequest,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -844,6 +845,52 @@ async fn a_retry_answers_as_the_first_and_stores_nothing_new() {
         "{:?}",
         case.team
     );
+
+    // Retried after the case was closed, the acceptance is answered as the first time:
+    // the closure came after it, and a new acceptance is refused.
+    let other = refer(&mut c, &hc, &case_id, &police).await;
+    let asks = User::new(&server, "sup-i-1", Role::Supervisor, "helpline-i");
+    let decides = User::new(&server, "sup-i-2", Role::Supervisor, "helpline-i");
+    c.cases
+        .request_closure(authed(
+            RequestClosureRequest {
+                case_id: case_id.clone(),
+                request_id: rid(),
+                expected_version: None,
+                reason: "the child is safe and supported".into(),
+            },
+            &asks.token,
+        ))
+        .await
+        .unwrap();
+    c.cases
+        .decide_closure(authed(
+            DecideClosureRequest {
+                case_id: case_id.clone(),
+                request_id: rid(),
+                expected_version: None,
+                approve: true,
+                comment: String::new(),
+            },
+            &decides.token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(get_case(&mut c, &hc, &case_id).await.stage(), Stage::Closed);
+    let late = c
+        .referrals
+        .accept_referral(authed(accept_request.clone(), &police.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late, versions[0]);
+    assert_eq!(referral_events(&server, &first.referral_id).await.len(), 2);
+    let refused = expect_err(
+        accept(&mut c, &police, &other).await,
+        Code::FailedPrecondition,
+        "accepting on a closed case",
+    );
+    assert!(refused.message().contains("closed"), "{refused:?}");
     server.stop().await;
 }
 

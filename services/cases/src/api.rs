@@ -133,6 +133,23 @@ fn answer(case_id: Uuid, done: Done, entry: Option<Uuid>) -> Response<CaseComman
     })
 }
 
+/// What a command on a case makes that its answer names: a timeline entry (a note, a
+/// link, a milestone), whose id comes from the request, or nothing.
+#[derive(Clone, Copy)]
+enum Makes {
+    Entry,
+    Nothing,
+}
+
+impl Makes {
+    fn entry(self, request: &Asked) -> Option<Uuid> {
+        match self {
+            Makes::Entry => Some(request.entry_id()),
+            Makes::Nothing => None,
+        }
+    }
+}
+
 impl CaseApi {
     /// Runs a command on the target case (already authorised).
     async fn run(
@@ -167,13 +184,37 @@ impl CaseApi {
         call: &Call,
         t: &Target,
         action: Action,
-        build: impl AsyncFnOnce(&Asked) -> Result<(Command, Option<Uuid>), ApiError>,
+        makes: Makes,
+        build: impl AsyncFnOnce(&Asked) -> Result<Command, ApiError>,
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let loaded = self.authorise(call, t, action).await?;
         let request = request_of(call, t).await?;
-        let (command, entry) = build(&request).await?;
+        let entry = makes.entry(&request);
+        if let Some(done) = self.retried(t.id, loaded.as_ref(), &request).await? {
+            return Ok(answer(t.id, done, entry));
+        }
+        let command = build(&request).await?;
         let done = self.run(call, t, &request, action, loaded, command).await?;
         Ok(answer(t.id, done, entry))
+    }
+
+    /// The first answer to `request` if the case already applied it. Asked before the
+    /// handler's own checks (the other case of a link, the caller adding themself),
+    /// which read a state that may have moved on since: a retry is answered as the
+    /// first time, never refused by what happened after it was applied.
+    async fn retried(
+        &self,
+        case_id: Uuid,
+        loaded: Option<&Loaded>,
+        request: &Asked,
+    ) -> Result<Option<Done>, ApiError> {
+        match loaded {
+            Some(loaded) => self.cases.answered(loaded, case_id, request).await,
+            None => {
+                let loaded = self.cases.load(case_id).await?;
+                self.cases.answered(&loaded, case_id, request).await
+            }
+        }
     }
 
     /// Whether the caller may see `case_id` at all (its case core), as its own streams
@@ -320,13 +361,13 @@ impl CaseService for CaseApi {
         let c = RecordRiskAssessment::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::RecordRiskAssessment);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             let command = Command::AssessRisk(RiskAssessed {
                 level: c.level as i32,
                 factors_sealed: seal(&call, t.id, &c.factors).await?,
                 immediate_actions_sealed: seal(&call, t.id, &c.immediate_actions).await?,
             });
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -339,7 +380,7 @@ impl CaseService for CaseApi {
         let c = AddTeamMember::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::ManageTeam);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             if c.subject == call.subject() && c.agency == call.agency() {
                 // Joining a team, or taking another role on it, is for someone else to
                 // decide: otherwise a supervisor standing by agency, or a member holding
@@ -353,7 +394,7 @@ impl CaseService for CaseApi {
                 agency: c.agency,
                 role: c.role.as_str().to_owned(),
             });
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -366,12 +407,12 @@ impl CaseService for CaseApi {
         let c = RemoveTeamMember::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::ManageTeam);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             let command = Command::RemoveMember(TeamMemberRemoved {
                 subject: c.subject,
                 agency: c.agency,
             });
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -384,14 +425,14 @@ impl CaseService for CaseApi {
         let c = AddNote::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Write(c.compartment);
-        self.apply(&call, t, action, async |request| {
+        self.apply(&call, t, action, Makes::Entry, async |request| {
             let note_id = request.entry_id();
             let command = Command::AddNote(NoteAdded {
                 note_id: note_id.to_string(),
                 compartment: c.note as i32,
                 text_sealed: seal(&call, t.id, &c.text).await?,
             });
-            Ok((command, Some(note_id)))
+            Ok(command)
         })
         .await
     }
@@ -404,14 +445,17 @@ impl CaseService for CaseApi {
         let c = LinkCases::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Write(Compartment::Investigation);
-        self.authorise(&call, t, action).await?;
+        let loaded = self.authorise(&call, t, action).await?;
         let request = request_of(&call, t).await?;
+        let link_id = request.entry_id();
+        if let Some(done) = self.retried(t.id, loaded.as_ref(), &request).await? {
+            return Ok(answer(t.id, done, Some(link_id)));
+        }
         if c.other != t.id {
             // The other case must be one the caller may see; else it does not exist.
             call.case(c.other, Action::Read(Compartment::CaseCore))
                 .await?;
         }
-        let link_id = request.entry_id();
         let command = Command::Link {
             case_id: t.id,
             other_case_id: c.other,
@@ -452,7 +496,7 @@ impl CaseService for CaseApi {
         let c = UnlinkCases::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Write(Compartment::Investigation);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             // As for linking: a case the caller may not see does not exist, so an
             // unlink never confirms a guessed id.
             call.case(c.other, Action::Read(Compartment::CaseCore))
@@ -461,7 +505,7 @@ impl CaseService for CaseApi {
                 other_case_id: c.other,
                 reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -474,12 +518,12 @@ impl CaseService for CaseApi {
         let c = ChangeStage::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::ChangeStage);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             let command = Command::ChangeStage {
                 to: c.stage,
                 reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -492,12 +536,12 @@ impl CaseService for CaseApi {
         let c = RequestClosure::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::RequestClosure);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             let command = Command::RequestClosure {
                 by: actor(&call),
                 reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -510,13 +554,13 @@ impl CaseService for CaseApi {
         let c = DecideClosure::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::DecideClosure);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             let command = Command::DecideClosure {
                 by: actor(&call),
                 approve: c.approve,
                 comment_sealed: seal(&call, t.id, &c.comment).await?,
             };
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -529,12 +573,12 @@ impl CaseService for CaseApi {
         let c = ReopenCase::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Manage(Operation::Reopen);
-        self.apply(&call, t, action, async |_| {
+        self.apply(&call, t, action, Makes::Nothing, async |_| {
             let command = Command::Reopen {
                 stage: c.stage,
                 reason_sealed: seal(&call, t.id, &c.reason).await?,
             };
-            Ok((command, None))
+            Ok(command)
         })
         .await
     }
@@ -550,7 +594,7 @@ impl CaseService for CaseApi {
         })?;
         let t = &c.target;
         let action = Action::Write(Compartment::JusticeMilestones);
-        self.apply(&call, t, action, async |request| {
+        self.apply(&call, t, action, Makes::Entry, async |request| {
             let milestone_id = request.entry_id();
             let command = Command::RecordMilestone(JusticeMilestoneRecorded {
                 milestone_id: milestone_id.to_string(),
@@ -560,7 +604,7 @@ impl CaseService for CaseApi {
                 child_informed: c.informed.is_some(),
                 child_informed_at_unix_ms: c.informed.map_or(0, caseline_policy::teams::to_unix_ms),
             });
-            Ok((command, Some(milestone_id)))
+            Ok(command)
         })
         .await
     }

@@ -173,6 +173,10 @@ impl CompensationApi {
         };
         gate.admit(Some(t.id)).await?;
         let request = call.request(case_id, t.request_id, &t.encoded).await?;
+        // A retry is answered as the first time, before `build` reads the state.
+        if let Some(done) = A::store(self).answered(&loaded, t.id, &request).await? {
+            return Ok(answer(t.id, done.version));
+        }
         let command = build(case_id, &loaded).await?;
         let done = A::store(self)
             .execute(

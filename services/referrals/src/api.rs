@@ -93,6 +93,11 @@ impl ReferralApi {
         };
         let origin = loaded.origin().unwrap_or(owner.id());
         let request = call.request(origin, t.request_id, &t.encoded).await?;
+        // A retry is answered as the first time, before `build`'s own checks of a
+        // state that may have moved on since (a case closed after the acceptance).
+        if let Some(done) = self.store.answered(&loaded, t.id, &request).await? {
+            return Ok((done.version, owner, request));
+        }
         let command = build(owner).await?;
         let version = store::execute(
             &self.store,

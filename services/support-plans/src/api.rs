@@ -150,13 +150,12 @@ impl PlanApi {
         let gate = plan_gate(call, case_id, action, health(&loaded));
         gate.admit(Some(t.id)).await?;
         let request = call.request(case_id, t.request_id, &t.encoded).await?;
-        if self
-            .plans
-            .answered(&loaded, t.id, &request)
-            .await?
-            .is_none()
-            && self.cases.load(case_id).await?.state.stage == Stage::Closed
-        {
+        // A retry is answered as the first time, before the checks of a state that
+        // may have moved on since (the case closed after the change).
+        if let Some(done) = self.plans.answered(&loaded, t.id, &request).await? {
+            return Ok((done.version, case_id, request));
+        }
+        if self.cases.load(case_id).await?.state.stage == Stage::Closed {
             return Err(ApiError::FailedPrecondition(
                 "the case is closed: reopen it before changing its plan".into(),
             ));
@@ -472,8 +471,7 @@ impl SupportPlanService for PlanApi {
         })?;
         let t = &c.target;
         let health = is_health_goal(c.domain as i32);
-        let mut goal_id = None;
-        let (version, _, _) = self
+        let (version, _, request) = self
             .act(
                 &call,
                 t,
@@ -481,11 +479,9 @@ impl SupportPlanService for PlanApi {
                 |_| health,
                 async |case_id| {
                     let request = call.request(case_id, t.request_id, &t.encoded).await?;
-                    let id = request.entry_id();
-                    goal_id = Some(id);
                     Ok(Command::AddGoal(GoalAdded {
                         plan_id: t.id.to_string(),
-                        goal_id: id.to_string(),
+                        goal_id: request.entry_id().to_string(),
                         domain: c.domain as i32,
                         phase: c.phase as i32,
                         description_sealed: seal(&call, case_id, &c.description).await?,
@@ -494,7 +490,9 @@ impl SupportPlanService for PlanApi {
                 },
             )
             .await?;
-        Ok(answer(t.id, version, goal_id))
+        // The goal's id comes from the request: the same on a retry, which is answered
+        // before the goal is built.
+        Ok(answer(t.id, version, Some(request.entry_id())))
     }
 
     async fn assign_provider(
