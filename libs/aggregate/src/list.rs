@@ -150,11 +150,13 @@ impl<A: Listed> Projection<A> {
         Self { followed }
     }
 
-    /// The aggregates begun after `after` that `include` admits, oldest first, each with
-    /// the position that pages them.
-    pub async fn select(
+    /// At most `limit` of the aggregates begun after `after` that `include` admits,
+    /// oldest first, each with the position that pages them (the last one's is where
+    /// the next call goes on from).
+    async fn select(
         &self,
         after: Option<Position>,
+        limit: usize,
         include: impl Fn(&Loaded<A>) -> bool,
     ) -> Result<Vec<(Position, Uuid, Loaded<A>)>, ApiError> {
         use std::ops::Bound::{Excluded, Unbounded};
@@ -165,8 +167,46 @@ impl<A: Listed> Projection<A> {
             .range((from, Unbounded))
             .filter_map(|(p, id)| state.items.get(id).map(|l| (*p, *id, l)))
             .filter(|(_, _, l)| include(l))
+            .take(limit)
             .map(|(p, id, l)| (p, id, l.clone()))
             .collect())
+    }
+
+    /// The first `size + 1` aggregates begun after `after` that `include` admits and
+    /// `keep` keeps, oldest first, each with the position that pages it, for
+    /// [`page_of`]. Candidates are taken `size + 1` at a time and `keep` (the caller's
+    /// standing on each, decided without the projection's lock) is asked of them in
+    /// order, so a page holds a page's worth of copies at a time and stops as soon as it
+    /// is full, whatever the size of the category.
+    pub async fn first<T, Kept>(
+        &self,
+        after: Option<Position>,
+        size: usize,
+        include: impl Fn(&Loaded<A>) -> bool,
+        mut keep: impl FnMut(Uuid, Loaded<A>) -> Kept,
+    ) -> Result<Vec<(Position, T)>, ApiError>
+    where
+        Kept: std::future::Future<Output = Result<Option<T>, ApiError>>,
+    {
+        let chunk = size.saturating_add(1);
+        let mut kept = Vec::new();
+        let mut cursor = after;
+        loop {
+            let candidates = self.select(cursor, chunk, &include).await?;
+            let whole = candidates.len() == chunk;
+            for (position, id, loaded) in candidates {
+                if kept.len() > size {
+                    return Ok(kept);
+                }
+                cursor = Some(position);
+                if let Some(t) = keep(id, loaded).await? {
+                    kept.push((position, t));
+                }
+            }
+            if !whole || kept.len() > size {
+                return Ok(kept);
+            }
+        }
     }
 }
 
@@ -243,6 +283,106 @@ mod tests {
         let item = &category.items[&id];
         assert_eq!((item.aggregate.0, item.version), (2, Some(1)));
         assert_eq!(category.order.len(), 1);
+    }
+
+    /// A list takes its candidates a page's worth at a time and asks the caller's
+    /// standing only until the page is full; paging on from each page's token visits
+    /// every kept aggregate once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_asks_only_as_far_as_it_needs() {
+        use std::sync::Arc;
+
+        use caseline_eventlog::EventLog;
+        use caseline_eventlog::sqlite::SqliteEventLog;
+        use caseline_projection::SqliteCheckpoints;
+
+        use super::Projection;
+        use crate::fixtures::Count;
+        use crate::{Intent, Request, Store};
+
+        let dir = tempfile::tempdir().expect("a directory");
+        let log: Arc<dyn EventLog> = Arc::new(
+            SqliteEventLog::open(dir.path().join("events.sqlite"))
+                .await
+                .expect("opens"),
+        );
+        let checkpoints = Arc::new(
+            SqliteCheckpoints::open(dir.path().join("state.sqlite"))
+                .await
+                .expect("opens"),
+        );
+        let store = Store::<Tally>::new(Arc::clone(&log));
+        // Tallies of 1, 2, 3, 1, 2, 3, …: 30 in all, ten of each.
+        for i in 0..30u8 {
+            let request = Request::with_fingerprint(Uuid::new_v4(), [i; 32]);
+            let intent = Intent {
+                id: Uuid::new_v4(),
+                request: &request,
+                expected: None,
+                metadata: Metadata {
+                    actor: "u".into(),
+                    actor_role: "r".into(),
+                    agency: "a".into(),
+                    ..Metadata::default()
+                },
+            };
+            store
+                .execute(intent, None, Count::Add(usize::from(i % 3) + 1), &())
+                .await
+                .expect("appends");
+        }
+        let list = Projection::new(caseline_projection::Followed::<Category<Tally>>::new(
+            "tallies",
+            Arc::clone(&log),
+            checkpoints,
+        ));
+        let include = |l: &crate::Loaded<Tally>| l.aggregate.0 != 1;
+        let size = 3;
+
+        let mut asked = 0;
+        let first = list
+            .first(None, size, include, |_, l| {
+                asked += 1;
+                std::future::ready(Ok::<_, caseline_server::ApiError>(
+                    (l.aggregate.0 == 3).then_some(l.aggregate.0),
+                ))
+            })
+            .await
+            .expect("lists");
+        assert_eq!(first.len(), size + 1, "a page and one past it");
+        assert!(first.iter().all(|(_, t)| *t == 3));
+        assert_eq!(
+            asked, 8,
+            "asked of the candidates up to the fourth kept, no more"
+        );
+
+        // Paged to the end: each of the ten kept once, in order.
+        let mut seen = Vec::new();
+        let mut token = None;
+        loop {
+            let found = list
+                .first(token, size, include, |id, l| {
+                    std::future::ready(Ok::<_, caseline_server::ApiError>(
+                        (l.aggregate.0 == 3).then_some(id),
+                    ))
+                })
+                .await
+                .expect("lists");
+            let positions: Vec<Position> = found.iter().map(|(p, _)| *p).collect();
+            let (page, next) = page_of(found, size);
+            seen.extend(page);
+            if next.is_empty() {
+                break;
+            }
+            token = Some(positions[size - 1]);
+            assert_eq!(next, positions[size - 1].to_string());
+        }
+        assert_eq!(seen.len(), 10);
+        assert_eq!(
+            seen.iter().collect::<std::collections::HashSet<_>>().len(),
+            10
+        );
+        log.close().await;
     }
 
     #[test]

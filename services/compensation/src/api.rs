@@ -379,11 +379,19 @@ impl CompensationApi {
         case_id: Option<Uuid>,
         include: impl Fn(&LoadedClaim) -> bool,
     ) -> Result<ListClaimsResponse, ApiError> {
-        let candidates = match case_id {
-            Some(case_id) => self.claim_list.of_cases(&[case_id], after, include).await?,
-            None => self.claim_list.select(after, include).await?,
+        let visible = match case_id {
+            Some(case_id) => {
+                let candidates = self.claim_list.of_cases(&[case_id], after, include).await?;
+                self.visible(call, &CLAIMS, candidates, size).await?
+            }
+            None => {
+                self.claim_list
+                    .first(after, size, include, |id, l| {
+                        self.kept(call, &CLAIMS, id, l)
+                    })
+                    .await?
+            }
         };
-        let visible = self.visible(call, &CLAIMS, candidates, size).await?;
         let (page, next_page_token) = page_of(visible, size);
         let mut claims = Vec::new();
         for (id, case_id, l) in &page {
@@ -413,12 +421,32 @@ impl CompensationApi {
             if visible.len() > size {
                 break;
             }
-            let Some(case_id) = l.case_of() else { continue };
-            if self.reads(call, kind, case_id).await? {
-                visible.push((position, (id, case_id, l)));
+            if let Some(kept) = self.kept(call, kind, id, l).await? {
+                visible.push((position, kept));
             }
         }
         Ok(visible)
+    }
+
+    /// A claim or complaint with its case, if the caller reads `kind` on that case in
+    /// a list.
+    async fn kept<A: Aggregate>(
+        &self,
+        call: &Call,
+        kind: &Kind,
+        id: Uuid,
+        l: Loaded<A>,
+    ) -> Result<Option<(Uuid, Uuid, Loaded<A>)>, ApiError>
+    where
+        Loaded<A>: CaseOf,
+    {
+        let Some(case_id) = l.case_of() else {
+            return Ok(None);
+        };
+        Ok(self
+            .reads(call, kind, case_id)
+            .await?
+            .then_some((id, case_id, l)))
     }
 }
 
@@ -802,15 +830,17 @@ impl CompensationService for CompensationApi {
     ) -> Result<Response<ListComplaintsResponse>, Status> {
         let call = Call::of(&request)?;
         let c = ListComplaints::try_from(request.into_inner())?;
-        let candidates = self
-            .complaint_list
-            .select(c.page_token, |l| {
-                complaint_case(l).is_some()
-                    && (c.statuses.is_empty() || c.statuses.contains(&l.state.status))
-            })
-            .await?;
         let visible = self
-            .visible(&call, &COMPLAINTS, candidates, c.page_size)
+            .complaint_list
+            .first(
+                c.page_token,
+                c.page_size,
+                |l| {
+                    complaint_case(l).is_some()
+                        && (c.statuses.is_empty() || c.statuses.contains(&l.state.status))
+                },
+                |id, l| self.kept(&call, &COMPLAINTS, id, l),
+            )
             .await?;
         let (page, next_page_token) = page_of(visible, c.page_size);
         let mut complaints = Vec::new();

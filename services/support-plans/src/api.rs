@@ -320,41 +320,15 @@ impl PlanApi {
         Ok(plan)
     }
 
-    /// A page of plans `include` admits that the caller may see (the support plan at
-    /// least as a summary), in the order created, each as `show` makes it. Every plan
-    /// and case id returned is recorded.
-    async fn page<T>(
-        &self,
+    /// A page of the plans the caller stands on (`visible`, at most `size + 1`, in the
+    /// order created), each as `show` makes it. Every plan and case id returned is
+    /// recorded.
+    fn page<T>(
         call: &Call,
         size: usize,
-        candidates: Vec<(Position, Uuid, Loaded)>,
-        on_team: impl Fn(&CaseTeam) -> bool,
+        visible: Vec<(Position, Visible)>,
         show: impl Fn(Uuid, &Loaded, Sight) -> T,
-    ) -> Result<(Vec<T>, String), ApiError> {
-        let mut visible = Vec::new();
-        for (position, plan_id, loaded) in &candidates {
-            if visible.len() > size {
-                break;
-            }
-            let Some(case_id) = loaded.case_id() else {
-                continue;
-            };
-            let team = call.trust_teams().current(case_id).await?;
-            // What the caller stands on; never what a break-glass grant opened (read
-            // one by one, recorded as break-glass).
-            let decision = call.decide_for(
-                team.as_ref(),
-                Action::Read(Compartment::SupportPlan),
-                Entry::default(),
-            );
-            let sight = decision.sight;
-            if team.as_ref().is_some_and(&on_team)
-                && sight != Sight::None
-                && !matches!(decision.via, Via::BreakGlass { .. })
-            {
-                visible.push((*position, (*plan_id, case_id, loaded, sight)));
-            }
-        }
+    ) -> (Vec<T>, String) {
         let (page, next_page_token) = page_of(visible, size);
         call.returned(
             page.iter()
@@ -362,10 +336,62 @@ impl PlanApi {
         );
         let items = page
             .into_iter()
-            .map(|(plan_id, _, loaded, sight)| show(plan_id, loaded, sight))
+            .map(|(plan_id, _, loaded, sight)| show(plan_id, &loaded, sight))
             .collect();
-        Ok((items, next_page_token))
+        (items, next_page_token)
     }
+}
+
+/// A plan a list may show: its id, its case, the plan, and how the caller sees it.
+type Visible = (Uuid, Uuid, Loaded, Sight);
+
+/// Of `candidates` (in order), the first `size + 1` the caller stands on, for a page.
+async fn stood_on(
+    call: &Call,
+    size: usize,
+    candidates: Vec<(Position, Uuid, Loaded)>,
+    on_team: impl Fn(&CaseTeam) -> bool,
+) -> Result<Vec<(Position, Visible)>, ApiError> {
+    let mut visible = Vec::new();
+    for (position, plan_id, loaded) in candidates {
+        if visible.len() > size {
+            break;
+        }
+        if let Some(v) = standing_on(call, plan_id, loaded, &on_team).await? {
+            visible.push((position, v));
+        }
+    }
+    Ok(visible)
+}
+
+/// The plan, if the caller reads the support plan of its case (at least as a summary)
+/// and `on_team` admits the case's team; what the caller stands on, never what a
+/// break-glass grant opened (read one by one, recorded as break-glass).
+async fn standing_on(
+    call: &Call,
+    plan_id: Uuid,
+    loaded: Loaded,
+    on_team: &impl Fn(&CaseTeam) -> bool,
+) -> Result<Option<Visible>, ApiError> {
+    let Some(case_id) = loaded.case_id() else {
+        return Ok(None);
+    };
+    let team = call.trust_teams().current(case_id).await?;
+    let decision = call.decide_for(
+        team.as_ref(),
+        Action::Read(Compartment::SupportPlan),
+        Entry::default(),
+    );
+    let sight = decision.sight;
+    Ok((team.as_ref().is_some_and(on_team)
+        && sight != Sight::None
+        && !matches!(decision.via, Via::BreakGlass { .. }))
+    .then_some((plan_id, case_id, loaded, sight)))
+}
+
+/// Any team: lists that ask only for the caller's sight.
+fn any_team(_: &CaseTeam) -> bool {
+    true
 }
 
 #[tonic::async_trait]
@@ -735,26 +761,21 @@ impl SupportPlanService for PlanApi {
                 l.state.is_open() && l.state.next_review.as_ref().is_some_and(|d| *d <= c.until)
             })
             .await?;
-        let (reviews, next_page_token) = self
-            .page(
-                &call,
-                c.size,
-                candidates,
-                |team| {
-                    if c.agency {
-                        team.has_agency(&agency)
-                    } else {
-                        team.is_member(&subject, &agency)
-                    }
-                },
-                |plan_id, l, _| ReviewDue {
-                    plan_id: plan_id.to_string(),
-                    case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
-                    review_date: l.state.next_review.clone().unwrap_or_default(),
-                    status: l.state.status as i32,
-                },
-            )
-            .await?;
+        let visible = stood_on(&call, c.size, candidates, |team| {
+            if c.agency {
+                team.has_agency(&agency)
+            } else {
+                team.is_member(&subject, &agency)
+            }
+        })
+        .await?;
+        let (reviews, next_page_token) =
+            Self::page(&call, c.size, visible, |plan_id, l, _| ReviewDue {
+                plan_id: plan_id.to_string(),
+                case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
+                review_date: l.state.next_review.clone().unwrap_or_default(),
+                status: l.state.status as i32,
+            });
         Ok(Response::new(ListReviewsDueResponse {
             reviews,
             next_page_token,
@@ -792,37 +813,38 @@ impl SupportPlanService for PlanApi {
                     }
                 }
         };
-        let candidates = match c.case_id {
+        let visible = match c.case_id {
             Some(case_id) => {
-                self.directory
+                let candidates = self
+                    .directory
                     .of_cases(&[case_id], c.after, include)
+                    .await?;
+                stood_on(&call, c.size, candidates, any_team).await?
+            }
+            None => {
+                self.directory
+                    .first(c.after, c.size, include, |plan_id, l| {
+                        standing_on(&call, plan_id, l, &any_team)
+                    })
                     .await?
             }
-            None => self.directory.select(c.after, include).await?,
         };
-        let (plans, next_page_token) = self
-            .page(
-                &call,
-                c.size,
-                candidates,
-                |_| true,
-                |plan_id, l, sight| PlanSummary {
-                    plan_id: plan_id.to_string(),
-                    case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
-                    status: l.state.status as i32,
-                    // Who wrote it is content: for full readers only.
-                    author: if sight == Sight::Full {
-                        l.state.author.clone()
-                    } else {
-                        String::new()
-                    },
-                    created_at: l.created_at.map(timestamp),
-                    next_review_date: l.state.next_review.clone().unwrap_or_default(),
-                    goals_total: u32::try_from(l.state.goals.len()).unwrap_or(u32::MAX),
-                    goals_open: u32::try_from(l.state.open_goals()).unwrap_or(u32::MAX),
+        let (plans, next_page_token) =
+            Self::page(&call, c.size, visible, |plan_id, l, sight| PlanSummary {
+                plan_id: plan_id.to_string(),
+                case_id: l.case_id().map(|c| c.to_string()).unwrap_or_default(),
+                status: l.state.status as i32,
+                // Who wrote it is content: for full readers only.
+                author: if sight == Sight::Full {
+                    l.state.author.clone()
+                } else {
+                    String::new()
                 },
-            )
-            .await?;
+                created_at: l.created_at.map(timestamp),
+                next_review_date: l.state.next_review.clone().unwrap_or_default(),
+                goals_total: u32::try_from(l.state.goals.len()).unwrap_or(u32::MAX),
+                goals_open: u32::try_from(l.state.open_goals()).unwrap_or(u32::MAX),
+            });
         Ok(Response::new(ListPlansResponse {
             plans,
             next_page_token,
