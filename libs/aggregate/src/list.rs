@@ -136,6 +136,11 @@ impl<A: Listed> Fold for Category<A> {
     }
 }
 
+/// Candidates a list takes from its category at a time ([`Projection::first`]): each
+/// take catches the projection up with the log (one query), so a caller who may see few
+/// of many is not answered one small page of candidates per query.
+pub const CANDIDATES_AT_ONCE: usize = 256;
+
 /// Every aggregate of one stream category, followed from the log in global order, for
 /// lists. Commands never read it (they load their own stream). It catches up before
 /// every query, so what a caller just wrote is listed on their next call.
@@ -174,10 +179,11 @@ impl<A: Listed> Projection<A> {
 
     /// The first `size + 1` aggregates begun after `after` that `include` admits and
     /// `keep` keeps, oldest first, each with the position that pages it, for
-    /// [`page_of`]. Candidates are taken `size + 1` at a time and `keep` (the caller's
-    /// standing on each, decided without the projection's lock) is asked of them in
-    /// order, so a page holds a page's worth of copies at a time and stops as soon as it
-    /// is full, whatever the size of the category.
+    /// [`page_of`]. Candidates are taken [`CANDIDATES_AT_ONCE`] (or `size + 1`, if
+    /// more) at a time and `keep` (the caller's standing on each, decided without the
+    /// projection's lock) is asked of them in order, so a call holds that many copies
+    /// at a time and stops as soon as the page is full, whatever the size of the
+    /// category.
     pub async fn first<T, Kept>(
         &self,
         after: Option<Position>,
@@ -188,7 +194,7 @@ impl<A: Listed> Projection<A> {
     where
         Kept: std::future::Future<Output = Result<Option<T>, ApiError>>,
     {
-        let chunk = size.saturating_add(1);
+        let chunk = size.saturating_add(1).max(CANDIDATES_AT_ONCE);
         let mut kept = Vec::new();
         let mut cursor = after;
         loop {
@@ -312,11 +318,18 @@ mod tests {
                 .expect("opens"),
         );
         let store = Store::<Tally>::new(Arc::clone(&log));
-        // Tallies of 1, 2, 3, 1, 2, 3, …: 30 in all, ten of each.
-        for i in 0..30u8 {
-            let request = Request::with_fingerprint(Uuid::new_v4(), [i; 32]);
+        // Tallies of 1, 2, 3, 1, 2, 3, …: three takes of candidates in all, a third of
+        // them of each.
+        let total = 3 * super::CANDIDATES_AT_ONCE;
+        let mut ids = Vec::new();
+        for i in 0..total {
+            let mut fingerprint = [0; 32];
+            fingerprint[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let request = Request::with_fingerprint(Uuid::new_v4(), fingerprint);
+            let id = Uuid::new_v4();
+            ids.push(id);
             let intent = Intent {
-                id: Uuid::new_v4(),
+                id,
                 request: &request,
                 expected: None,
                 metadata: Metadata {
@@ -327,7 +340,7 @@ mod tests {
                 },
             };
             store
-                .execute(intent, None, Count::Add(usize::from(i % 3) + 1), &())
+                .execute(intent, None, Count::Add(i % 3 + 1), &())
                 .await
                 .expect("appends");
         }
@@ -356,7 +369,22 @@ mod tests {
             "asked of the candidates up to the fourth kept, no more"
         );
 
-        // Paged to the end: each of the ten kept once, in order.
+        // Kept only near the end: asked of every candidate, across every take.
+        let last: std::collections::HashSet<Uuid> = ids[total - 6..].iter().copied().collect();
+        let mut asked = 0;
+        let found = list
+            .first(None, size, include, |id, _| {
+                asked += 1;
+                std::future::ready(Ok::<_, caseline_server::ApiError>(
+                    last.contains(&id).then_some(id),
+                ))
+            })
+            .await
+            .expect("lists");
+        assert_eq!(found.len(), 4, "the last six hold four tallies of 2 or 3");
+        assert_eq!(asked, 2 * total / 3, "every candidate, none twice");
+
+        // Paged to the end: each tally of 3 kept once, in order.
         let mut seen = Vec::new();
         let mut token = None;
         loop {
@@ -377,10 +405,10 @@ mod tests {
             token = Some(positions[size - 1]);
             assert_eq!(next, positions[size - 1].to_string());
         }
-        assert_eq!(seen.len(), 10);
+        assert_eq!(seen.len(), total / 3);
         assert_eq!(
             seen.iter().collect::<std::collections::HashSet<_>>().len(),
-            10
+            total / 3
         );
         log.close().await;
     }
