@@ -166,6 +166,16 @@ const SQLITE_SAVE: &str = "INSERT INTO caseline_projection_checkpoints \
      WHERE caseline_projection_checkpoints.position < excluded.position \
         OR caseline_projection_checkpoints.format <> excluded.format";
 
+/// Pages the state store's WAL may hold before SQLite copies them into the file
+/// (SQLite's default is 1 000): a rebuild writes the indexes' tables page after page,
+/// and each checkpoint copied the same B-tree pages again. The WAL stays within 10 000
+/// pages of 4 KiB, 40 MiB, plus the transaction being committed.
+const STATE_WAL_PAGES_AT_MOST: u32 = 10_000;
+
+/// The state store's page cache (SQLite's default is 2 MiB): the indexes' B-trees are
+/// written where their keys fall, all over the tables.
+const STATE_CACHE_KIB: u32 = 16 * 1024;
+
 /// Checkpoints in a SQLite file (the all-in-one's, in its data directory).
 pub struct SqliteCheckpoints {
     path: PathBuf,
@@ -198,7 +208,11 @@ impl SqliteCheckpoints {
                 // Everything here is derived from the log: a power cut may lose the
                 // last saves (never corrupt the file), and the next start reads that
                 // much more of the log. No fsync per save, then.
-                conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+                conn.execute_batch(&format!(
+                    "PRAGMA synchronous=NORMAL; \
+                     PRAGMA wal_autocheckpoint={STATE_WAL_PAGES_AT_MOST}; \
+                     PRAGMA cache_size=-{STATE_CACHE_KIB};"
+                ))?;
                 conn.execute_batch(SQLITE_SCHEMA)?;
                 Ok(conn)
             })
@@ -543,6 +557,50 @@ impl CheckpointStore for PostgresCheckpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An index written as a rebuild writes it, page after page of entries under keys
+    /// all over the table: the WAL never holds more than its bound (plus one page of
+    /// entries being committed), and it goes when the store is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_state_stores_wal_stays_within_its_bound() {
+        const PAGES: u64 = 150;
+        const ENTRIES: u64 = 1_000;
+        let dir = tempfile::tempdir().expect("a directory");
+        let wal = dir.path().join("state.sqlite-wal");
+        let store = SqliteCheckpoints::open(dir.path().join("state.sqlite"))
+            .await
+            .expect("opens");
+        let stream = StreamName::new("access-global".to_owned()).expect("a name");
+        let at = |n: u64| n.to_string().parse::<Position>().expect("a position");
+        let mut largest = 0;
+        for page in 0..PAGES {
+            let entries = (0..ENTRIES)
+                .map(|i| IndexEntry {
+                    key: Uuid::new_v4(),
+                    position: at(page * ENTRIES + i + 1),
+                    stream: stream.clone(),
+                    version: page * ENTRIES + i,
+                })
+                .collect();
+            store
+                .index("by-key", 1, at((page + 1) * ENTRIES), entries)
+                .await
+                .expect("writes");
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        // A page of entries is about 200 KiB in the table and its index.
+        let bound = u64::from(STATE_WAL_PAGES_AT_MOST) * 4096 + 4 * 1024 * 1024;
+        assert!(largest <= bound, "the WAL reached {largest} bytes");
+        assert!(
+            largest > 1_000 * 4096,
+            "past SQLite's default bound, so the test writes enough: {largest} bytes"
+        );
+        drop(store);
+        assert!(
+            std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
+            "the WAL goes with the last connection"
+        );
+    }
 
     #[test]
     fn position_text_sorts_as_positions_do() {
