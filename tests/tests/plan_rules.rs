@@ -1704,6 +1704,68 @@ async fn a_retried_review_answers_as_the_first() {
     server.stop().await;
 }
 
+/// A review scheduled for tomorrow, and a review setting the next one for the day
+/// after, retried once those days have passed: each is answered as the first time (the
+/// dates are held to today only once a retry is ruled out). A new request for such a
+/// date is refused, naming the field.
+#[tokio::test]
+async fn a_review_retried_after_its_date_passed_answers_as_the_first() {
+    let mut calendar = Calendar::at_noon();
+    let server = TestServer::start_with(calendar.clock.clockwork(Duration::from_secs(3600))).await;
+    let mut c = Clients::of(&server).await;
+    let cast = Cast::new(&server);
+    let case_id = team_case(&mut c, &cast, "Child D-9").await;
+    let plan = new_plan(&mut c, &cast.sw, &case_id).await;
+    let scheduling = ScheduleReviewRequest {
+        request_id: rid(),
+        plan_id: plan.clone(),
+        expected_version: None,
+        review_date: calendar.date(1),
+    };
+    let first = c
+        .plans
+        .schedule_review(authed(scheduling.clone(), &cast.sw.token))
+        .await
+        .unwrap()
+        .into_inner();
+    let reviewing = review_request(&plan, RiskLevel::Low, &calendar.date(2));
+    let reviewed = review(&mut c, &cast.sw, reviewing.clone()).await.unwrap();
+    let stored = plan_events(&server, &plan).await.len();
+
+    calendar.advance_days(3);
+    let again = c
+        .plans
+        .schedule_review(authed(scheduling, &cast.sw.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    assert_eq!(review(&mut c, &cast.sw, reviewing).await.unwrap(), reviewed);
+    assert_eq!(
+        plan_events(&server, &plan).await.len(),
+        stored,
+        "nothing new"
+    );
+
+    names(
+        schedule(&mut c, &cast.sw, &plan, &calendar.date(-2)).await,
+        &["review_date"],
+        "a new review on a day that has passed",
+    );
+    names(
+        review(
+            &mut c,
+            &cast.sw,
+            review_request(&plan, RiskLevel::Low, &calendar.date(-1)),
+        )
+        .await,
+        &["next_review_date"],
+        "a new next review on a day that has passed",
+    );
+    assert_eq!(plan_events(&server, &plan).await.len(), stored);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn reviews_due_are_listed_by_the_servers_clock() {
     let mut calendar = Calendar::at_noon();

@@ -613,6 +613,7 @@ impl SupportPlanService for PlanApi {
             now: call.now(),
         })?;
         self.write(&call, &c.target, async |_| {
+            c.still_ahead(call.now())?;
             Ok(Command::ScheduleReview {
                 review_date: c.review_date.clone(),
             })
@@ -640,6 +641,7 @@ impl SupportPlanService for PlanApi {
                 action,
                 |_| false,
                 async |case_id| {
+                    c.next_still_ahead(call.now())?;
                     summary_sealed = seal(&call, case_id, &c.summary).await?;
                     Ok(Command::RecordReview(PlanReviewed {
                         plan_id: t.id.to_string(),

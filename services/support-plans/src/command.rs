@@ -1,6 +1,8 @@
 //! The typed commands SupportPlanService's requests convert into: each request checked
 //! once at the edge, every bad field named, so a handler holds parsed values only.
 
+use std::time::SystemTime;
+
 use caseline_eventlog::{Position, Uuid};
 use caseline_proto::prost::Message;
 use caseline_proto::v1::{
@@ -239,16 +241,24 @@ impl TryFrom<At<ScheduleReviewRequest>> for ScheduleReview {
         let mut check = Check::new();
         let target = check.target("plan_id", &r.plan_id, &r.request_id, r.expected_version, &r);
         let review_date = check.planned_date("review_date", &r.review_date, true, now);
-        if let Some(on) = &review_date
-            && *on < date_of(now)
-        {
-            check.fail("review_date", "must not be in the past");
-        }
         check.done(Self {
             target,
             // Required: absent only when refused.
             review_date: review_date.unwrap_or_default(),
         })
+    }
+}
+
+impl ScheduleReview {
+    /// The review date must not have passed. Asked once a retry has been ruled out, so
+    /// that a review scheduled for a day that has since passed is answered, when
+    /// retried, as it was the first time.
+    pub fn still_ahead(&self, now: SystemTime) -> Result<(), ApiError> {
+        let mut check = Check::new();
+        if self.review_date < date_of(now) {
+            check.fail("review_date", "must not be in the past");
+        }
+        check.done(())
     }
 }
 
@@ -270,17 +280,26 @@ impl TryFrom<At<RecordReviewRequest>> for RecordReview {
         let risk_level = check.known("risk_level", r.risk_level);
         let next_review_date =
             check.planned_date("next_review_date", &r.next_review_date, false, now);
-        if let Some(next) = &next_review_date
-            && *next <= date_of(now)
-        {
-            check.fail("next_review_date", "must be after today");
-        }
         check.done(Self {
             target,
             summary: r.summary,
             risk_level,
             next_review_date,
         })
+    }
+}
+
+impl RecordReview {
+    /// The next review, if set, must be after today. Asked once a retry has been ruled
+    /// out, as [`ScheduleReview::still_ahead`].
+    pub fn next_still_ahead(&self, now: SystemTime) -> Result<(), ApiError> {
+        let mut check = Check::new();
+        if let Some(next) = &self.next_review_date
+            && *next <= date_of(now)
+        {
+            check.fail("next_review_date", "must be after today");
+        }
+        check.done(())
     }
 }
 
