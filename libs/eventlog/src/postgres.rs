@@ -84,6 +84,10 @@ CREATE OR REPLACE TRIGGER caseline_events_no_truncate
 /// Serialises schema creation between services starting together.
 const MIGRATION_LOCK: i64 = 0x00ca_5e11_0e00_0001;
 
+/// Events a filtered read ([`EventLog::read_of`]) walks in the log's order per query:
+/// its cost is that of the window, however rare the events it looks for.
+const SCAN_WINDOW: usize = 8_192;
+
 /// The columns of a recorded event, in the order [`decode`] reads them. The transaction
 /// id is read as text (tokio-postgres has no `xid8` type) under a name of its own: an
 /// output column called `tx` would shadow the table's in `ORDER BY tx`, which would
@@ -638,38 +642,71 @@ impl EventLog for PostgresEventLog {
                 scanned_to: after,
             });
         }
-        let (tx, id) = after.parts();
-        let (head_tx, head_id) = head.parts();
-        let (tx, id, head_tx, head_id, sql_limit) = (
-            tx.to_string(),
-            id.min(i64::MAX as u64) as i64,
-            head_tx.to_string(),
-            head_id.min(i64::MAX as u64) as i64,
-            limit as i64,
-        );
         let patterns = interest.like_patterns();
         let streams: Vec<&str> = interest.streams.to_vec();
         let types: Vec<&str> = interest.types.to_vec();
-        let events = self
-            .query_events(
-                &format!(
-                    "SELECT {COLUMNS} FROM caseline_events \
-                     WHERE (tx, id) > ($1::text::xid8, $2) \
-                       AND (tx, id) <= ($7::text::xid8, $8) \
-                       AND (stream LIKE ANY($4::text[]) OR stream = ANY($5::text[]) \
-                            OR event_type = ANY($6::text[])) \
-                     ORDER BY tx, id LIMIT $3"
-                ),
-                &[
-                    &tx, &id, &sql_limit, &patterns, &streams, &types, &head_tx, &head_id,
-                ],
-            )
-            .await?;
-        let scanned_to = match events.last() {
-            Some(last) if events.len() == limit => last.position,
-            _ => head,
-        };
-        Ok(ReadOf { events, scanned_to })
+        let (head_tx, head_id) = head.parts();
+        let (head_tx, head_id) = (head_tx.to_string(), head_id.min(i64::MAX as u64) as i64);
+        let window = SCAN_WINDOW as i64;
+        let mut events = Vec::new();
+        let mut from = after;
+        // A window of the log at a time, walked in its order: the planner, finding
+        // an interest's events rare, would otherwise read the whole table behind the
+        // position and sort it, on every page (0.47 s a page at 1 000 000 events).
+        loop {
+            let (tx, id) = from.parts();
+            let (tx, id) = (tx.to_string(), id.min(i64::MAX as u64) as i64);
+            let need = (limit - events.len()) as i64;
+            let found = self
+                .query_events(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ( \
+                           SELECT * FROM caseline_events \
+                            WHERE (tx, id) > ($1::text::xid8, $2) \
+                              AND (tx, id) <= ($7::text::xid8, $8) \
+                            ORDER BY tx, id LIMIT $9) w \
+                         WHERE stream LIKE ANY($4::text[]) OR stream = ANY($5::text[]) \
+                            OR event_type = ANY($6::text[]) \
+                         ORDER BY tx, id LIMIT $3"
+                    ),
+                    &[
+                        &tx, &id, &need, &patterns, &streams, &types, &head_tx, &head_id, &window,
+                    ],
+                )
+                .await?;
+            let full = found.len() as i64 == need;
+            events.extend(found);
+            if full {
+                let scanned_to = events.last().map_or(from, |e| e.position);
+                return Ok(ReadOf { events, scanned_to });
+            }
+            // The window held fewer: on from its last event, or done at the head.
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT tx::text AS end_tx, id FROM ( \
+                       SELECT tx, id FROM caseline_events \
+                        WHERE (tx, id) > ($1::text::xid8, $2) \
+                          AND (tx, id) <= ($3::text::xid8, $4) \
+                        ORDER BY tx, id LIMIT $5) w \
+                     ORDER BY tx DESC, id DESC LIMIT 1",
+                )
+                .await?;
+            let end = match client
+                .query_opt(&stmt, &[&tx, &id, &head_tx, &head_id, &window])
+                .await?
+            {
+                Some(row) => position(row.try_get(0)?, row.try_get(1)?)?,
+                None => head,
+            };
+            if end >= head {
+                return Ok(ReadOf {
+                    events,
+                    scanned_to: head,
+                });
+            }
+            from = end;
+        }
     }
 
     fn appended(&self) -> watch::Receiver<Position> {

@@ -662,6 +662,63 @@ pub mod suite {
         );
     }
 
+    /// Events of an interest that are rare in a long log (8 among 20 000, the last one
+    /// at the very end) are all found, in order, whether read a few at a time or in one
+    /// call that must look through the whole log; and the read says it looked to the end.
+    pub async fn read_of_finds_rare_events_in_a_long_log(h: &mut dyn Harness) {
+        const BATCHES: usize = 40;
+        const EACH: usize = 500;
+        let log = h.log();
+        let global = StreamName::new("access-global").unwrap();
+        for b in 0..BATCHES {
+            let batch = (0..EACH).map(|i| event(None, &[(i % 251) as u8])).collect();
+            log.append(&global, ExpectedVersion::Any, batch)
+                .await
+                .unwrap();
+            if b % 5 == 4 {
+                log.append(
+                    &stream("case"),
+                    ExpectedVersion::Any,
+                    vec![event(None, &[1])],
+                )
+                .await
+                .unwrap();
+            }
+        }
+        let total = BATCHES * EACH + BATCHES / 5;
+        let whole = all_events(&*log, total).await;
+        const RARE: Interest = Interest::of(&["case"], &[], &[]);
+        let expected: Vec<RecordedEvent> =
+            whole.iter().filter(|e| RARE.admits(e)).cloned().collect();
+        assert_eq!(expected.len(), BATCHES / 5);
+        assert_eq!(expected.last(), whole.last(), "the last one ends the log");
+
+        let mut read = Vec::new();
+        let mut after = Position::START;
+        loop {
+            let page = log.read_of(&RARE, after, 3).await.unwrap();
+            read.extend(page.events.iter().cloned());
+            assert!(page.scanned_to >= after);
+            after = page.scanned_to;
+            if page.events.len() < 3 {
+                break;
+            }
+        }
+        assert_eq!(read, expected);
+        assert_eq!(after, whole[total - 1].position);
+
+        let at_once = log.read_of(&RARE, Position::START, 100).await.unwrap();
+        assert_eq!(at_once.events, expected);
+        assert_eq!(at_once.scanned_to, whole[total - 1].position);
+        // Nothing of it before the first batch ends: looked through the whole log.
+        let nothing = log
+            .read_of(&Interest::of(&["contact"], &[], &[]), Position::START, 100)
+            .await
+            .unwrap();
+        assert!(nothing.events.is_empty());
+        assert_eq!(nothing.scanned_to, whole[total - 1].position);
+    }
+
     /// A subscriber started before and during heavy writing sees every event exactly once,
     /// in the one global order that `read_all` reports.
     pub async fn subscriber_sees_every_event_once_in_order(h: &mut dyn Harness) {
@@ -1162,6 +1219,7 @@ macro_rules! common_suite {
             read_stream_both_directions,
             read_all_pages_in_one_total_order,
             read_of_reads_only_what_is_asked,
+            read_of_finds_rare_events_in_a_long_log,
             subscriber_sees_every_event_once_in_order,
             reopen_keeps_everything,
             tampered_row_is_reported,
