@@ -37,10 +37,12 @@ use caseline_host::{Clockwork, Host, HostArgs};
 use caseline_proto::tonic;
 use caseline_proto::v1::audit_service_client::AuditServiceClient;
 use caseline_proto::v1::case_service_client::CaseServiceClient;
+use caseline_proto::v1::compensation_service_client::CompensationServiceClient;
 use caseline_proto::v1::referral_service_client::ReferralServiceClient;
 use caseline_proto::v1::support_plan_service_client::SupportPlanServiceClient;
 use caseline_proto::v1::{
-    AddNoteRequest, GetTimelineRequest, ListCasesRequest, ListInboxRequest, ListReviewsDueRequest,
+    AddNoteRequest, GetTimelineRequest, ListBreakGlassUsesRequest, ListCasesRequest,
+    ListClaimsRequest, ListComplaintsRequest, ListInboxRequest, ListReviewsDueRequest,
     NoteCompartment, ReplayAccessHistoryRequest,
 };
 use serde_json::{Value, json};
@@ -223,7 +225,18 @@ impl Setup {
         let reader = bearer(&probes.timeline_reader)?;
         let audit = bearer(&auditor)?;
 
-        // The rebuild: no checkpoints, every list answered once.
+        // The rebuild: no checkpoints, then one call that reads each projection and
+        // index (each catches up with the whole log before it answers).
+        let advocate = bearer(&Actor::new(
+            "bench-advocate",
+            Role::VictimAdvocate,
+            "bench-advocacy",
+        ))?;
+        let complaints = bearer(&Actor::new(
+            "bench-complaints",
+            Role::ComplaintsOfficer,
+            "bench-oversight",
+        ))?;
         self.remove_checkpoints().await?;
         let started = Instant::now();
         let server = Server::start(self, binary).await?;
@@ -232,6 +245,10 @@ impl Setup {
             list_cases(&channel, &caseload),
             list_inbox(&channel, &inbox),
             reviews_due(&channel, &caseload),
+            replay(&channel, &audit, probes.history_case, probes.history_until),
+            list_claims(&channel, &advocate),
+            list_complaints(&channel, &complaints),
+            break_glass_uses(&channel, &audit),
         )?;
         let rebuild_s = started.elapsed().as_secs_f64();
         let stopping = Instant::now();
@@ -582,6 +599,48 @@ async fn reviews_due(channel: &Channel, bearer: &MetadataValue<Ascii>) -> Result
         .list_reviews_due(authed(request, bearer))
         .await?;
     Ok(response.into_inner().reviews.len())
+}
+
+/// Claims the caller may see, first page: reads the claims projection.
+async fn list_claims(channel: &Channel, bearer: &MetadataValue<Ascii>) -> Result<usize, BoxError> {
+    let request = ListClaimsRequest {
+        page_size: 50,
+        ..ListClaimsRequest::default()
+    };
+    let response = CompensationServiceClient::new(channel.clone())
+        .list_claims(authed(request, bearer))
+        .await?;
+    Ok(response.into_inner().claims.len())
+}
+
+/// Complaints, first page: reads the complaints projection.
+async fn list_complaints(
+    channel: &Channel,
+    bearer: &MetadataValue<Ascii>,
+) -> Result<usize, BoxError> {
+    let request = ListComplaintsRequest {
+        page_size: 50,
+        ..ListComplaintsRequest::default()
+    };
+    let response = CompensationServiceClient::new(channel.clone())
+        .list_complaints(authed(request, bearer))
+        .await?;
+    Ok(response.into_inner().complaints.len())
+}
+
+/// Break-glass uses, first page: reads the break-glass projection.
+async fn break_glass_uses(
+    channel: &Channel,
+    bearer: &MetadataValue<Ascii>,
+) -> Result<usize, BoxError> {
+    let request = ListBreakGlassUsesRequest {
+        page_size: 50,
+        ..ListBreakGlassUsesRequest::default()
+    };
+    let response = AuditServiceClient::new(channel.clone())
+        .list_break_glass_uses(authed(request, bearer))
+        .await?;
+    Ok(response.into_inner().uses.len())
 }
 
 /// Each writer adds notes to its own case, back to back, for `seconds`.
