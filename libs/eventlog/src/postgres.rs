@@ -542,12 +542,8 @@ impl EventLog for PostgresEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
-        let (tx, id) = after.parts();
-        let (tx, id, limit) = (
-            tx.to_string(),
-            id.min(i64::MAX as u64) as i64,
-            clamp_limit(limit) as i64,
-        );
+        let (tx, id) = sql_position(after);
+        let limit = clamp_limit(limit) as i64;
         self.query_events(
             &format!(
                 "SELECT {COLUMNS} FROM caseline_events \
@@ -565,12 +561,8 @@ impl EventLog for PostgresEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
-        let (tx, id) = after.parts();
-        let (tx, id, limit) = (
-            tx.to_string(),
-            id.min(i64::MAX as u64) as i64,
-            clamp_limit(limit) as i64,
-        );
+        let (tx, id) = sql_position(after);
+        let limit = clamp_limit(limit) as i64;
         self.query_events(
             &format!(
                 "SELECT {COLUMNS} FROM caseline_events \
@@ -584,12 +576,8 @@ impl EventLog for PostgresEventLog {
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
-        let (tx, id) = after.parts();
-        let (tx, id, limit) = (
-            tx.to_string(),
-            id.min(i64::MAX as u64) as i64,
-            clamp_limit(limit) as i64,
-        );
+        let (tx, id) = sql_position(after);
+        let limit = clamp_limit(limit) as i64;
         self.query_events(
             &format!(
                 "SELECT {COLUMNS} FROM caseline_events \
@@ -645,8 +633,7 @@ impl EventLog for PostgresEventLog {
         let patterns = interest.like_patterns();
         let streams: Vec<&str> = interest.streams.to_vec();
         let types: Vec<&str> = interest.types.to_vec();
-        let (head_tx, head_id) = head.parts();
-        let (head_tx, head_id) = (head_tx.to_string(), head_id.min(i64::MAX as u64) as i64);
+        let (head_tx, head_id) = sql_position(head);
         let window = SCAN_WINDOW as i64;
         let mut events = Vec::new();
         let mut from = after;
@@ -654,8 +641,7 @@ impl EventLog for PostgresEventLog {
         // an interest's events rare, would otherwise read the whole table behind the
         // position and sort it, on every page (0.47 s a page at 1 000 000 events).
         loop {
-            let (tx, id) = from.parts();
-            let (tx, id) = (tx.to_string(), id.min(i64::MAX as u64) as i64);
+            let (tx, id) = sql_position(from);
             let need = (limit - events.len()) as i64;
             let found = self
                 .query_events(
@@ -722,6 +708,13 @@ impl EventLog for PostgresEventLog {
         self.closed.store(true, Ordering::Release);
         self.pool.close();
     }
+}
+
+/// A position as the query parameters of `(tx, id)`: the transaction id as text (cast
+/// to `xid8` in the query) and the row id. The inverse of [`position`].
+fn sql_position(position: Position) -> (String, i64) {
+    let (tx, id) = position.parts();
+    (tx.to_string(), id.min(i64::MAX as u64) as i64)
 }
 
 fn position(tx: String, id: i64) -> Result<Position, Error> {
