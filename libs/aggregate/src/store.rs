@@ -216,6 +216,41 @@ impl<A: Aggregate> Store<A> {
         }
     }
 
+    /// [`Store::execute`] for the command `build` makes, asked only once the request is
+    /// known not to be a retry: `build` seals the command's text and checks what lies
+    /// outside the aggregate's stream (another case, the case's stage, today's date),
+    /// and a retry gets its first answer whatever those checks would say now.
+    pub async fn build_and_execute(
+        &self,
+        intent: Intent<'_>,
+        first: Option<Loaded<A>>,
+        build: impl AsyncFnOnce() -> Result<A::Command, ApiError>,
+        gate: &impl Gate<A>,
+    ) -> Result<Done, ApiError> {
+        if let Some(done) = self
+            .retried(intent.id, first.as_ref(), intent.request)
+            .await?
+        {
+            return Ok(done);
+        }
+        let command = build().await?;
+        self.execute(intent, first, command, gate).await
+    }
+
+    /// [`Store::answered`] on `loaded` if given, else on the aggregate as the log says
+    /// now.
+    pub async fn retried(
+        &self,
+        id: Uuid,
+        loaded: Option<&Loaded<A>>,
+        request: &Request,
+    ) -> Result<Option<Done>, ApiError> {
+        match loaded {
+            Some(loaded) => self.answered(loaded, id, request).await,
+            None => self.answered(&self.load(id).await?, id, request).await,
+        }
+    }
+
     /// What the aggregate `id`, loaded, already answered `request`: its first answer
     /// if it was applied, ALREADY_EXISTS if its id was used there for a different
     /// request, `None` if it has not seen it. Also for what a command does outside the
@@ -416,6 +451,52 @@ mod tests {
             }
         );
         assert_eq!(store.load(id).await.expect("loads").0, 3);
+        log.close().await;
+    }
+
+    /// `build` is asked only of a request not yet applied: a retry gets its first
+    /// answer even when its checks would refuse it now.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_is_answered_before_its_command_is_built() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let log = log_in(dir.path()).await;
+        let store = Store::<Tally>::new(Arc::clone(&log));
+        let id = Uuid::new_v4();
+        let open = Door(AtomicBool::new(false));
+        let request = Request::with_fingerprint(Uuid::new_v4(), [3; 32]);
+        let first = store
+            .build_and_execute(
+                intent(id, &request, None),
+                None,
+                async || Ok(Count::Add(1)),
+                &open,
+            )
+            .await
+            .expect("appends");
+        let loaded = store.load(id).await.expect("loads");
+        for given in [None, Some(loaded)] {
+            let again = store
+                .build_and_execute(
+                    intent(id, &request, None),
+                    given,
+                    async || Err(ApiError::FailedPrecondition("would refuse now".into())),
+                    &open,
+                )
+                .await
+                .expect("answers");
+            assert_eq!(again, first);
+        }
+        let new = Request::with_fingerprint(Uuid::new_v4(), [4; 32]);
+        let refused = store
+            .build_and_execute(
+                intent(id, &new, None),
+                None,
+                async || Err(ApiError::FailedPrecondition("refused".into())),
+                &open,
+            )
+            .await;
+        assert!(matches!(refused, Err(ApiError::FailedPrecondition(_))));
+        assert_eq!(events(log.as_ref(), id).await, 1);
         log.close().await;
     }
 

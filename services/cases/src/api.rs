@@ -151,7 +151,8 @@ impl Makes {
 }
 
 impl CaseApi {
-    /// Runs a command on the target case (already authorised).
+    /// Runs the command `build` makes on the target case (already authorised), unless
+    /// the request is a retry, which gets its first answer ([`Store::build_and_execute`]).
     async fn run(
         &self,
         call: &Call,
@@ -159,10 +160,10 @@ impl CaseApi {
         request: &Asked,
         action: Action,
         loaded: Option<Loaded>,
-        command: Command,
+        build: impl AsyncFnOnce() -> Result<Command, ApiError>,
     ) -> Result<Done, ApiError> {
         self.cases
-            .execute(
+            .build_and_execute(
                 Intent {
                     id: t.id,
                     request,
@@ -170,15 +171,16 @@ impl CaseApi {
                     metadata: call.event_metadata(Some(t.id), None),
                 },
                 loaded,
-                command,
+                build,
                 &OnTheTeam { call, action },
             )
             .await
     }
 
     /// The common path of a command on a case: authorise `action`, identify the
-    /// request, let `build` seal and make the command (and the id of what it creates),
-    /// run it on the state authorised, and answer with the case's new version.
+    /// request, let `build` seal and make the command (asked only if the request is not
+    /// a retry), run it on the state authorised, and answer with the case's new version
+    /// and the id of what it `makes`.
     async fn apply(
         &self,
         call: &Call,
@@ -189,32 +191,12 @@ impl CaseApi {
     ) -> Result<Response<CaseCommandResponse>, Status> {
         let loaded = self.authorise(call, t, action).await?;
         let request = request_of(call, t).await?;
-        let entry = makes.entry(&request);
-        if let Some(done) = self.retried(t.id, loaded.as_ref(), &request).await? {
-            return Ok(answer(t.id, done, entry));
-        }
-        let command = build(&request).await?;
-        let done = self.run(call, t, &request, action, loaded, command).await?;
-        Ok(answer(t.id, done, entry))
-    }
-
-    /// The first answer to `request` if the case already applied it. Asked before the
-    /// handler's own checks (the other case of a link, the caller adding themself),
-    /// which read a state that may have moved on since: a retry is answered as the
-    /// first time, never refused by what happened after it was applied.
-    async fn retried(
-        &self,
-        case_id: Uuid,
-        loaded: Option<&Loaded>,
-        request: &Asked,
-    ) -> Result<Option<Done>, ApiError> {
-        match loaded {
-            Some(loaded) => self.cases.answered(loaded, case_id, request).await,
-            None => {
-                let loaded = self.cases.load(case_id).await?;
-                self.cases.answered(&loaded, case_id, request).await
-            }
-        }
+        let done = self
+            .run(call, t, &request, action, loaded, async || {
+                build(&request).await
+            })
+            .await?;
+        Ok(answer(t.id, done, makes.entry(&request)))
     }
 
     /// Whether the caller may see `case_id` at all (its case core), as its own streams
@@ -448,7 +430,9 @@ impl CaseService for CaseApi {
         let loaded = self.authorise(&call, t, action).await?;
         let request = request_of(&call, t).await?;
         let link_id = request.entry_id();
-        if let Some(done) = self.retried(t.id, loaded.as_ref(), &request).await? {
+        // A retry is answered before the other case is looked at: the caller may have
+        // lost sight of it since.
+        if let Some(done) = self.cases.retried(t.id, loaded.as_ref(), &request).await? {
             return Ok(answer(t.id, done, Some(link_id)));
         }
         if c.other != t.id {
@@ -483,7 +467,9 @@ impl CaseService for CaseApi {
             return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
         }
         let done = self
-            .run(&call, t, &request, action, Some(loaded), command)
+            .run(&call, t, &request, action, Some(loaded), async || {
+                Ok(command)
+            })
             .await?;
         Ok(answer(t.id, done, Some(link_id)))
     }

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use caseline_aggregate::{Aggregate, Intent, Loaded, Projection, Store, page_of};
+use caseline_aggregate::{
+    Aggregate, Intent, Loaded, Projection, Request as RequestKey, Store, page_of,
+};
 use caseline_eventlog::{EventLog, Position, Uuid};
 use caseline_policy::{Action, Compartment, Entry, Via};
 use caseline_proto::tonic::{self, Request, Response, Status};
@@ -150,14 +152,14 @@ impl Remedy for Complaint {
 impl CompensationApi {
     /// A command on an existing claim or complaint: load, authorise writing its
     /// compartment on its case, identify the request, let `build` seal and make the
-    /// command, run it on the shared path.
+    /// command unless the request is a retry, run it on the shared path.
     async fn act<A: Remedy>(
         &self,
         call: &Call,
         kind: &Kind,
         t: &Target,
         case_of: impl Fn(&A) -> Option<Uuid>,
-        build: impl AsyncFnOnce(Uuid, &Loaded<A>) -> Result<A::Command, ApiError>,
+        build: impl AsyncFnOnce(Uuid, &RequestKey) -> Result<A::Command, ApiError>,
     ) -> Result<Response<RemedyCommandResponse>, Status> {
         call.returned([t.id]);
         let loaded = A::store(self).load(t.id).await?;
@@ -173,13 +175,8 @@ impl CompensationApi {
         };
         gate.admit(Some(t.id)).await?;
         let request = call.request(case_id, t.request_id, &t.encoded).await?;
-        // A retry is answered as the first time, before `build` reads the state.
-        if let Some(done) = A::store(self).answered(&loaded, t.id, &request).await? {
-            return Ok(answer(t.id, done.version));
-        }
-        let command = build(case_id, &loaded).await?;
         let done = A::store(self)
-            .execute(
+            .build_and_execute(
                 Intent {
                     id: t.id,
                     request: &request,
@@ -187,7 +184,7 @@ impl CompensationApi {
                     metadata: call.event_metadata(Some(case_id), None),
                 },
                 Some(loaded),
-                command,
+                async || build(case_id, &request).await,
                 &gate,
             )
             .await?;
@@ -587,8 +584,7 @@ impl CompensationService for CompensationApi {
             now: call.now(),
         })?;
         let t = &c.target;
-        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |case_id, _| {
-            let request = call.request(case_id, t.request_id, &t.encoded).await?;
+        self.act::<Claim>(&call, &CLAIMS, t, claim_case, async |_, request| {
             Ok(ClaimCommand::Pay(PaymentRecorded {
                 claim_id: t.id.to_string(),
                 payment_id: request.entry_id().to_string(),

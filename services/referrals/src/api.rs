@@ -76,7 +76,8 @@ async fn seal(call: &Call, owner: Owner, text: &str) -> Result<Vec<u8>, ApiError
 
 impl ReferralApi {
     /// The common path of a step on an existing referral: load, authorise `step`,
-    /// identify the request, let `build` seal and make the command, run it (the
+    /// identify the request, let `build` seal and make the command unless the request
+    /// is a retry (whose first answer it gets, whatever `build` would check now), run it (the
     /// standing asked again on the state appended to). Returns the new version and the
     /// referral as authorised.
     async fn act(
@@ -93,12 +94,6 @@ impl ReferralApi {
         };
         let origin = loaded.origin().unwrap_or(owner.id());
         let request = call.request(origin, t.request_id, &t.encoded).await?;
-        // A retry is answered as the first time, before `build`'s own checks of a
-        // state that may have moved on since (a case closed after the acceptance).
-        if let Some(done) = self.store.answered(&loaded, t.id, &request).await? {
-            return Ok((done.version, owner, request));
-        }
-        let command = build(owner).await?;
         let version = store::execute(
             &self.store,
             call,
@@ -109,7 +104,7 @@ impl ReferralApi {
                 owner,
             },
             Some(loaded),
-            command,
+            async || build(owner).await,
             Authorise::Step(step),
         )
         .await?;
@@ -413,7 +408,7 @@ impl ReferralService for ReferralApi {
                 owner,
             },
             None,
-            Command::Make { made, now_ms },
+            async || Ok(Command::Make { made, now_ms }),
             authorise,
         )
         .await?;

@@ -146,8 +146,9 @@ pub(crate) struct Intent<'a> {
     pub owner: Owner,
 }
 
-/// Runs `command` for `intent.request` through the one command path
-/// ([`Store::execute`]): `authorise` is asked on every state decided on, and a referral
+/// Runs the command `build` makes for `intent.request` through the one command path
+/// ([`Store::build_and_execute`]: a retry gets its first answer before `build` is
+/// asked): `authorise` is asked on every state decided on, and a referral
 /// that moved onto its case since the command was sealed under its contact's key is
 /// ABORTED (nothing stored; a retry seals anew). Returns the referral's version after
 /// the command.
@@ -156,7 +157,7 @@ pub(crate) async fn execute(
     call: &Call,
     intent: Intent<'_>,
     first: Option<Loaded>,
-    command: Command,
+    build: impl AsyncFnOnce() -> Result<Command, ApiError>,
     authorise: Authorise<'_>,
 ) -> Result<u64, ApiError> {
     let Intent {
@@ -166,7 +167,7 @@ pub(crate) async fn execute(
         owner,
     } = intent;
     let done = store
-        .execute(
+        .build_and_execute(
             caseline_aggregate::Intent {
                 id: referral_id,
                 request,
@@ -174,7 +175,7 @@ pub(crate) async fn execute(
                 metadata: call.event_metadata(owner.case_id(), None),
             },
             first,
-            command,
+            build,
             &OwnedBy {
                 call,
                 authorise,

@@ -131,15 +131,16 @@ fn goal_of(loaded: &Loaded, goal_id: &str) -> bool {
 impl PlanApi {
     /// The common path of a command on an existing plan: load, authorise `action` (a
     /// health goal's when `health` says so of the plan as loaded), identify the request,
-    /// let `build` seal and make the command, and run it on the shared path. Returns
-    /// the new version, the case and the request.
+    /// let `build` seal and make the command unless the request is a retry (a case closed
+    /// since refuses only new changes), and run it on the shared path. Returns the new
+    /// version, the case and the request.
     async fn act(
         &self,
         call: &Call,
         t: &Target,
         action: Action,
         health: impl Fn(&Loaded) -> bool,
-        build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
+        build: impl AsyncFnOnce(Uuid, &RequestKey) -> Result<Command, ApiError>,
     ) -> Result<(u64, Uuid, RequestKey), ApiError> {
         let loaded = self.plans.load(t.id).await?;
         let Some(case_id) = loaded.case_id() else {
@@ -150,20 +151,9 @@ impl PlanApi {
         let gate = plan_gate(call, case_id, action, health(&loaded));
         gate.admit(Some(t.id)).await?;
         let request = call.request(case_id, t.request_id, &t.encoded).await?;
-        // A retry is answered as the first time, before the checks of a state that
-        // may have moved on since (the case closed after the change).
-        if let Some(done) = self.plans.answered(&loaded, t.id, &request).await? {
-            return Ok((done.version, case_id, request));
-        }
-        if self.cases.load(case_id).await?.state.stage == Stage::Closed {
-            return Err(ApiError::FailedPrecondition(
-                "the case is closed: reopen it before changing its plan".into(),
-            ));
-        }
-        let command = build(case_id).await?;
         let version = self
             .plans
-            .execute(
+            .build_and_execute(
                 Intent {
                     id: t.id,
                     request: &request,
@@ -171,7 +161,14 @@ impl PlanApi {
                     metadata: call.event_metadata(Some(case_id), None),
                 },
                 Some(loaded),
-                command,
+                async || {
+                    if self.cases.load(case_id).await?.state.stage == Stage::Closed {
+                        return Err(ApiError::FailedPrecondition(
+                            "the case is closed: reopen it before changing its plan".into(),
+                        ));
+                    }
+                    build(case_id, &request).await
+                },
                 &gate,
             )
             .await?
@@ -184,7 +181,7 @@ impl PlanApi {
         &self,
         call: &Call,
         t: &Target,
-        build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
+        build: impl AsyncFnOnce(Uuid, &RequestKey) -> Result<Command, ApiError>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let action = Action::Write(Compartment::SupportPlan);
         let (version, _, _) = self.act(call, t, action, |_| false, build).await?;
@@ -197,7 +194,7 @@ impl PlanApi {
         call: &Call,
         t: &Target,
         goal_id: &str,
-        build: impl AsyncFnOnce(Uuid) -> Result<Command, ApiError>,
+        build: impl AsyncFnOnce(Uuid, &RequestKey) -> Result<Command, ApiError>,
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let action = Action::Write(Compartment::SupportPlan);
         let (version, _, _) = self
@@ -219,7 +216,7 @@ impl PlanApi {
                 &c.target,
                 action,
                 |_| false,
-                async |case_id| {
+                async |case_id, _| {
                     let (by, comment_sealed) = (
                         call.subject().to_owned(),
                         seal(call, case_id, &c.comment).await?,
@@ -477,7 +474,7 @@ impl SupportPlanService for PlanApi {
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
         let c = RecordSafetyPlan::try_from(request.into_inner())?;
-        self.write(&call, &c.target, async |case_id| {
+        self.write(&call, &c.target, async |case_id, _| {
             Ok(Command::RecordSafetyPlan(SafetyPlanRecorded {
                 plan_id: c.target.id.to_string(),
                 text_sealed: seal(&call, case_id, &c.text).await?,
@@ -503,8 +500,7 @@ impl SupportPlanService for PlanApi {
                 t,
                 Action::Write(Compartment::SupportPlan),
                 |_| health,
-                async |case_id| {
-                    let request = call.request(case_id, t.request_id, &t.encoded).await?;
+                async |case_id, request| {
                     Ok(Command::AddGoal(GoalAdded {
                         plan_id: t.id.to_string(),
                         goal_id: request.entry_id().to_string(),
@@ -528,7 +524,7 @@ impl SupportPlanService for PlanApi {
         let call = Call::of(&request)?;
         let c = AssignProvider::try_from(request.into_inner())?;
         let goal_id = c.goal_id.to_string();
-        self.goal_write(&call, &c.target, &goal_id, async |_| {
+        self.goal_write(&call, &c.target, &goal_id, async |_, _| {
             Ok(Command::AssignProvider {
                 goal_id: goal_id.clone(),
                 provider: c.provider.clone(),
@@ -547,7 +543,7 @@ impl SupportPlanService for PlanApi {
             now: call.now(),
         })?;
         let goal_id = c.goal_id.to_string();
-        self.goal_write(&call, &c.target, &goal_id, async |case_id| {
+        self.goal_write(&call, &c.target, &goal_id, async |case_id, _| {
             Ok(Command::RecordServiceDelivered {
                 goal_id: goal_id.clone(),
                 provider: c.provider.clone(),
@@ -565,7 +561,7 @@ impl SupportPlanService for PlanApi {
         let call = Call::of(&request)?;
         let c = UpdateGoalStatus::try_from(request.into_inner())?;
         let goal_id = c.goal_id.to_string();
-        self.goal_write(&call, &c.target, &goal_id, async |case_id| {
+        self.goal_write(&call, &c.target, &goal_id, async |case_id, _| {
             Ok(Command::UpdateGoalStatus {
                 goal_id: goal_id.clone(),
                 status: c.status,
@@ -581,7 +577,7 @@ impl SupportPlanService for PlanApi {
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
         let c = SubmitPlanForApproval::try_from(request.into_inner())?;
-        self.write(&call, &c.target, async |_| Ok(Command::Submit))
+        self.write(&call, &c.target, async |_, _| Ok(Command::Submit))
             .await
     }
 
@@ -612,7 +608,7 @@ impl SupportPlanService for PlanApi {
             request: request.into_inner(),
             now: call.now(),
         })?;
-        self.write(&call, &c.target, async |_| {
+        self.write(&call, &c.target, async |_, _| {
             c.still_ahead(call.now())?;
             Ok(Command::ScheduleReview {
                 review_date: c.review_date.clone(),
@@ -640,7 +636,7 @@ impl SupportPlanService for PlanApi {
                 t,
                 action,
                 |_| false,
-                async |case_id| {
+                async |case_id, _| {
                     c.next_still_ahead(call.now())?;
                     summary_sealed = seal(&call, case_id, &c.summary).await?;
                     Ok(Command::RecordReview(PlanReviewed {
@@ -684,7 +680,7 @@ impl SupportPlanService for PlanApi {
     ) -> Result<Response<PlanCommandResponse>, Status> {
         let call = Call::of(&request)?;
         let c = ClosePlan::try_from(request.into_inner())?;
-        self.write(&call, &c.target, async |case_id| {
+        self.write(&call, &c.target, async |case_id, _| {
             Ok(Command::Close(PlanClosed {
                 plan_id: c.target.id.to_string(),
                 closure: c.closure as i32,
