@@ -239,7 +239,7 @@ impl<A: Aggregate> Store<A> {
 
     /// [`Store::answered`] on `loaded` if given, else on the aggregate as the log says
     /// now.
-    pub async fn retried(
+    async fn retried(
         &self,
         id: Uuid,
         loaded: Option<&Loaded<A>>,

@@ -427,48 +427,45 @@ impl CaseService for CaseApi {
         let c = LinkCases::try_from(request.into_inner())?;
         let t = &c.target;
         let action = Action::Write(Compartment::Investigation);
-        let loaded = self.authorise(&call, t, action).await?;
+        self.authorise(&call, t, action).await?;
         let request = request_of(&call, t).await?;
         let link_id = request.entry_id();
-        // A retry is answered before the other case is looked at: the caller may have
-        // lost sight of it since.
-        if let Some(done) = self.cases.retried(t.id, loaded.as_ref(), &request).await? {
-            return Ok(answer(t.id, done, Some(link_id)));
-        }
-        if c.other != t.id {
-            // The other case must be one the caller may see; else it does not exist.
-            call.case(c.other, Action::Read(Compartment::CaseCore))
-                .await?;
-        }
-        let command = Command::Link {
-            case_id: t.id,
-            other_case_id: c.other,
-            link_id,
-            kind: c.kind as i32,
-            reason_sealed: seal(&call, t.id, &c.reason).await?,
-        };
         let _linking = self.linking.lock().await;
-        // Read under the lock. A retry gets its first answer, whatever was linked since.
+        // Read under the lock, so that the other side's links below and the append
+        // see every link this process made. A retry gets its first answer before any
+        // of the checks: the caller may have lost sight of the other case since, or it
+        // may have been linked from its side since.
         let loaded = self.cases.load(t.id).await?;
-        if let Some(done) = self.cases.answered(&loaded, t.id, &request).await? {
-            return Ok(answer(t.id, done, Some(link_id)));
-        }
-        // A link made from the other side already links the two. Read from the other
-        // case's own stream, which holds every committed link (the directory may lag).
-        if c.other != t.id
-            && self
-                .cases
-                .load(c.other)
-                .await?
-                .state
-                .links
-                .contains_key(&t.id)
-        {
-            return Err(ApiError::FailedPrecondition("the cases are already linked".into()).into());
-        }
         let done = self
             .run(&call, t, &request, action, Some(loaded), async || {
-                Ok(command)
+                if c.other != t.id {
+                    // The other case must be one the caller may see; else it does not
+                    // exist.
+                    call.case(c.other, Action::Read(Compartment::CaseCore))
+                        .await?;
+                    // A link made from the other side already links the two. Read from
+                    // the other case's own stream, which holds every committed link
+                    // (the directory may lag).
+                    if self
+                        .cases
+                        .load(c.other)
+                        .await?
+                        .state
+                        .links
+                        .contains_key(&t.id)
+                    {
+                        return Err(ApiError::FailedPrecondition(
+                            "the cases are already linked".into(),
+                        ));
+                    }
+                }
+                Ok(Command::Link {
+                    case_id: t.id,
+                    other_case_id: c.other,
+                    link_id,
+                    kind: c.kind as i32,
+                    reason_sealed: seal(&call, t.id, &c.reason).await?,
+                })
             })
             .await?;
         Ok(answer(t.id, done, Some(link_id)))
