@@ -88,6 +88,15 @@ pub struct ScaleArgs {
     /// Print one JSON object per size and one of the growth as the last lines.
     #[arg(long)]
     json: bool,
+    /// The log filter of the servers measured (`CASELINE_LOG`), whose log then goes to
+    /// this one's standard error: `info` shows each projection's rebuild, say. They log
+    /// errors only, to nowhere, by default.
+    #[arg(long)]
+    server_log: Option<String>,
+    /// Keep the log grown (its directory is printed) instead of removing it: to
+    /// profile a server on it by hand. SQLite only.
+    #[arg(long, conflicts_with = "postgres")]
+    keep: bool,
 }
 
 pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
@@ -111,6 +120,7 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
         event_log: schema.as_ref().map(|s| s.url()),
         iterations: args.iterations as usize,
         write_seconds: args.write_seconds,
+        server_log: args.server_log.clone(),
     };
     let backend = if schema.is_some() {
         "postgres"
@@ -176,6 +186,10 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
         }
     }
     drop(schema);
+    if args.keep {
+        println!("the log is kept in {}", dir.path().display());
+        std::mem::forget(dir);
+    }
     Ok(())
 }
 
@@ -185,6 +199,7 @@ struct Setup {
     event_log: Option<String>,
     iterations: usize,
     write_seconds: f64,
+    server_log: Option<String>,
 }
 
 impl Setup {
@@ -241,16 +256,24 @@ impl Setup {
         let started = Instant::now();
         let server = Server::start(self, binary).await?;
         let channel = server.channel().await?;
-        tokio::try_join!(
-            list_cases(&channel, &caseload),
-            list_inbox(&channel, &inbox),
-            reviews_due(&channel, &caseload),
-            replay(&channel, &audit, probes.history_case, probes.history_until),
-            list_claims(&channel, &advocate),
-            list_complaints(&channel, &complaints),
-            break_glass_uses(&channel, &audit),
+        let calls = tokio::try_join!(
+            answered(started, list_cases(&channel, &caseload)),
+            answered(started, list_inbox(&channel, &inbox)),
+            answered(started, reviews_due(&channel, &caseload)),
+            answered(
+                started,
+                replay(&channel, &audit, probes.history_case, probes.history_until)
+            ),
+            answered(started, list_claims(&channel, &advocate)),
+            answered(started, list_complaints(&channel, &complaints)),
+            answered(started, break_glass_uses(&channel, &audit)),
         )?;
         let rebuild_s = started.elapsed().as_secs_f64();
+        let rebuild_calls = json!({
+            "list_cases": calls.0, "list_inbox": calls.1, "list_reviews_due": calls.2,
+            "replay_access_history": calls.3, "list_claims": calls.4,
+            "list_complaints": calls.5, "list_break_glass_uses": calls.6,
+        });
         let stopping = Instant::now();
         server.stop()?;
         let stop_s = stopping.elapsed().as_secs_f64();
@@ -323,6 +346,7 @@ impl Setup {
             "list_inbox": ms(&inbox_page),
             "list_reviews_due": ms(&reviews),
             "rebuild_s": round3(rebuild_s),
+            "rebuild_answered_s": rebuild_calls,
             "rebuild_events_per_sec": round1(events as f64 / rebuild_s.max(1e-9)),
             "raw_read_events_per_sec": round1(raw_per_sec),
             "rebuild_to_raw_read": round3(events as f64 / rebuild_s.max(1e-9) / raw_per_sec.max(1e-9)),
@@ -407,10 +431,12 @@ impl Server {
         command
             .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&setup.dir)
-            .env("CASELINE_LOG", "error")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdout(Stdio::piped());
+        match &setup.server_log {
+            Some(filter) => command.env("CASELINE_LOG", filter).stderr(Stdio::inherit()),
+            None => command.env("CASELINE_LOG", "error").stderr(Stdio::null()),
+        };
         if let Some(url) = &setup.event_log {
             command.arg("--event-log").arg(url);
         }
@@ -474,6 +500,15 @@ fn rss_mib(pid: u32) -> f64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// When `call` was answered, in seconds after `started`.
+async fn answered(
+    started: Instant,
+    call: impl std::future::Future<Output = Result<usize, BoxError>>,
+) -> Result<f64, BoxError> {
+    call.await?;
+    Ok(round3(started.elapsed().as_secs_f64()))
 }
 
 /// Reads the whole log: how many events, how many per second, and the last one's
@@ -783,6 +818,7 @@ fn print_size(r: &Value) {
         r["rebuild_to_raw_read"],
         r["raw_read_events_per_sec"]
     );
+    println!("  rebuild, answered at (s)   {}", r["rebuild_answered_s"]);
     println!(
         "  stop with checkpoints      {} s, {} bytes",
         r["stop_with_checkpoints_s"], r["checkpoint_bytes"]
