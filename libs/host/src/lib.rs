@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use caseline_auth::{AuthConfig, Authenticator, DevKey};
 use caseline_eventlog::EventLog;
-use caseline_projection::{CheckpointStore, Checkpointed, Fold, Followed, Indexed, Keys};
+use caseline_projection::{CheckpointStore, Checkpointed, Feed, Fold, Followed, Indexed, Keys};
 use caseline_server::{GrpcServer, Services};
 use caseline_trust::{Clock, Trust, TrustConfig};
 use caseline_vault::{KeyStore, MasterKey, PostgresKeyStore, SqliteKeyStore, Vault};
@@ -141,6 +141,8 @@ pub struct Host {
     clockwork: Clockwork,
     drain: Duration,
     checkpoints: Arc<dyn CheckpointStore>,
+    /// The one read of the log that feeds every projection and index.
+    feed: Arc<Feed>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     projections: Mutex<Vec<Arc<dyn Checkpointed>>>,
 }
@@ -265,6 +267,7 @@ impl Host {
         Ok(Self {
             name,
             listen,
+            feed: Feed::new(Arc::clone(&log)),
             log,
             trust,
             clockwork,
@@ -301,12 +304,11 @@ impl Host {
     }
 
     /// A projection named `name` (unique among the projections sharing the state
-    /// store), following the log in the background from its checkpoint, and saved
-    /// once more when the server stops.
+    /// store), following the log in the background from its checkpoint (one read of
+    /// the log feeds them all, from when the server is bound), and saved once more when
+    /// the server stops.
     pub fn projection<S: Fold>(&self, name: &'static str) -> Arc<Followed<S>> {
-        let projection =
-            Followed::<S>::new(name, Arc::clone(&self.log), Arc::clone(&self.checkpoints));
-        self.spawn(projection.follow(PROJECTION_POLL, CHECKPOINT_EVERY));
+        let projection = Followed::<S>::fed_by(name, &self.feed, Arc::clone(&self.checkpoints));
         self.projections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -318,8 +320,7 @@ impl Host {
     /// table there and following the log in the background; every entry it files is
     /// saved as it goes, and how far it read is saved once more when the server stops.
     pub fn index<K: Keys>(&self, name: &'static str) -> Arc<Indexed<K>> {
-        let index = Indexed::<K>::new(name, Arc::clone(&self.log), Arc::clone(&self.checkpoints));
-        self.spawn(index.follow(PROJECTION_POLL));
+        let index = Indexed::<K>::fed_by(name, &self.feed, Arc::clone(&self.checkpoints));
         self.projections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -333,6 +334,7 @@ impl Host {
         for mount in mounts {
             services = mount(&self, services);
         }
+        self.spawn(self.feed.follow(PROJECTION_POLL, CHECKPOINT_EVERY));
         let server = GrpcServer::build(self.listen, services)
             .await?
             .with_drain(self.drain);

@@ -13,14 +13,14 @@
 //! drops the index's rows and rebuilds it from the log.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
 
 use caseline_eventlog::{Error, EventLog, Interest, Position, RecordedEvent, StreamName, Uuid};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::Checkpointed;
+use crate::feed::{Feed, Follower};
 use crate::store::{CheckpointStore, Snapshot};
 
 /// Events read per page, and written per transaction, while catching up.
@@ -51,23 +51,45 @@ pub struct Indexed<K> {
     name: &'static str,
     log: Arc<dyn EventLog>,
     store: Arc<dyn CheckpointStore>,
+    /// The shared read it is fed by, if any (else it reads its own events).
+    feed: Option<Weak<Feed>>,
     /// Where it stands (`None` until the stored checkpoint is read).
     at: Mutex<Option<At>>,
     keys: PhantomData<fn() -> K>,
 }
 
-/// The last position filed, and the last one saved as the index's checkpoint: pages
-/// with no entry are not written (most of the log, for most indexes), so the saved one
-/// may be behind; a restart then reads those pages again, which files nothing twice.
-#[derive(Clone, Copy)]
+/// Where an index stands. Entries are written in batches: `read_to` is the last
+/// position read, `filed` the last one whose entries are all written (with `pending`
+/// empty, the same), `saved` the last one saved as the index's checkpoint. Pages with
+/// no entry are not written (most of the log, for most indexes), so the saved one may
+/// be behind; a restart then reads those pages again, which files nothing twice.
 struct At {
     filed: Position,
     saved: Position,
+    read_to: Position,
+    /// Entries read up to `read_to` and not yet written, at most [`ENTRIES_PER_WRITE`]
+    /// and one page's.
+    pending: Vec<IndexEntry>,
+    /// Events read since the last write.
+    unsaved: u64,
+    /// The write under way, if any, and the position it saves: it runs in a task of
+    /// its own while the next entries are read (so at most two batches are held), and
+    /// is waited for before the next write, at the head of the log, and at a save.
+    writing: Option<(JoinHandle<Result<(), Error>>, Position)>,
+    /// Events read since this process started it.
+    read: u64,
+    /// When it started, until its first catch-up reached the log's head.
+    catching_up_since: Option<std::time::Instant>,
 }
 
 /// How far (in events) the saved checkpoint may fall behind what was read before it is
-/// saved without an entry.
+/// saved without an entry; also the most events read before their entries are written.
 const SAVE_EVERY_EVENTS: u64 = 50_000;
+
+/// The most entries held before they are written, in one transaction (about 100 bytes
+/// each): a rebuild writes its entries in few large sorted batches, not a transaction
+/// per page, each of which changed pages all over the table.
+const ENTRIES_PER_WRITE: usize = 100_000;
 
 impl<K> std::fmt::Debug for Indexed<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,15 +100,43 @@ impl<K> std::fmt::Debug for Indexed<K> {
 }
 
 impl<K: Keys> Indexed<K> {
+    /// An index reading its own events when queried.
     pub fn new(
         name: &'static str,
         log: Arc<dyn EventLog>,
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<Self> {
+        Self::with_feed(name, log, store, None)
+    }
+
+    /// An index fed by `feed`'s shared read of its log (and kept up with it in the
+    /// background by [`Feed::follow`]).
+    pub fn fed_by(
+        name: &'static str,
+        feed: &Arc<Feed>,
+        store: Arc<dyn CheckpointStore>,
+    ) -> Arc<Self> {
+        let this = Self::with_feed(
+            name,
+            Arc::clone(feed.log()),
+            store,
+            Some(Arc::downgrade(feed)),
+        );
+        feed.add(Arc::clone(&this) as Arc<dyn Follower>);
+        this
+    }
+
+    fn with_feed(
+        name: &'static str,
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn CheckpointStore>,
+        feed: Option<Weak<Feed>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name,
             log,
             store,
+            feed,
             at: Mutex::new(None),
             keys: PhantomData,
         })
@@ -94,27 +144,84 @@ impl<K: Keys> Indexed<K> {
 
     /// Files everything the log holds now; returns the last position filed.
     pub async fn catch_up(&self) -> Result<Position, Error> {
+        let reached = crate::shared_catch_up(self.feed.as_ref()).await;
         let mut guard = self.at.lock().await;
-        let mut at = match *guard {
-            Some(at) => at,
-            None => {
-                let position = self.start().await?;
-                At {
-                    filed: position,
-                    saved: position,
-                }
-            }
+        let at = self.started(&mut guard).await?;
+        if reached.is_some_and(|r| at.filed >= r) {
+            return Ok(at.filed);
+        }
+        self.read_alone(at).await
+    }
+
+    /// Waits for the write under way, if any: what it held is filed, or, if it failed,
+    /// read again (from the last position filed).
+    async fn written(at: &mut At) -> Result<(), Error> {
+        let Some((write, position)) = at.writing.take() else {
+            return Ok(());
         };
-        *guard = Some(at);
-        let mut unsaved = 0u64;
-        loop {
-            let read = self.log.read_of(&K::INTEREST, at.filed, PAGE).await?;
-            let page = read.events;
-            if read.scanned_to <= at.filed {
-                break;
+        let written = write
+            .await
+            .unwrap_or_else(|e| Err(Error::Unavailable(format!("an index write ended: {e}"))));
+        match written {
+            Ok(()) => {
+                at.filed = position;
+                at.saved = position;
+                Ok(())
             }
-            let entries: Vec<IndexEntry> = page
-                .iter()
+            Err(e) => {
+                at.read_to = at.filed;
+                at.pending.clear();
+                at.unsaved = 0;
+                Err(e)
+            }
+        }
+    }
+
+    /// Files everything the log holds now by its own read.
+    async fn read_alone(&self, at: &mut At) -> Result<Position, Error> {
+        loop {
+            let read = self.log.read_of(&K::INTEREST, at.read_to, PAGE).await?;
+            let at_head = read.events.len() < PAGE || read.scanned_to <= at.read_to;
+            let to = at.read_to.max(read.scanned_to);
+            self.take(at, &read.events, to, at_head).await?;
+            if at_head {
+                return Ok(at.filed);
+            }
+        }
+    }
+
+    /// Its state, with the stored checkpoint read first if it was not yet.
+    async fn started<'a>(&self, guard: &'a mut Option<At>) -> Result<&'a mut At, Error> {
+        if guard.is_none() {
+            let position = self.start().await?;
+            *guard = Some(At {
+                filed: position,
+                saved: position,
+                read_to: position,
+                pending: Vec::new(),
+                unsaved: 0,
+                writing: None,
+                read: 0,
+                catching_up_since: Some(std::time::Instant::now()),
+            });
+        }
+        Ok(guard.as_mut().expect("set above"))
+    }
+
+    /// Takes the entries of `page` past where it stands, up to `to`, and writes what it
+    /// holds when there is enough of it, when it has read [`SAVE_EVERY_EVENTS`] without
+    /// writing, or at the head of the log.
+    async fn take(
+        &self,
+        at: &mut At,
+        page: &[RecordedEvent],
+        to: Position,
+        at_head: bool,
+    ) -> Result<(), Error> {
+        let before = at.read_to;
+        at.pending.extend(
+            page.iter()
+                .filter(|e| e.position > before && K::INTEREST.admits(e))
                 .flat_map(|event| {
                     K::keys(event).into_iter().map(|key| IndexEntry {
                         key,
@@ -122,33 +229,58 @@ impl<K: Keys> Indexed<K> {
                         stream: event.stream.clone(),
                         version: event.version,
                     })
-                })
-                .collect();
-            unsaved += page.len() as u64;
-            at.filed = read.scanned_to;
-            if !entries.is_empty() || unsaved >= SAVE_EVERY_EVENTS {
-                self.store
-                    .index(self.name, K::FORMAT, at.filed, entries)
-                    .await?;
-                at.saved = at.filed;
-                unsaved = 0;
-            }
-            crate::measure_lag(self.name, &page);
-            *guard = Some(at);
-            if page.len() < PAGE {
-                break;
-            }
+                }),
+        );
+        let read = page.iter().filter(|e| e.position > before).count() as u64;
+        at.unsaved += read;
+        at.read += read;
+        at.read_to = at.read_to.max(to);
+        if at.pending.len() >= ENTRIES_PER_WRITE
+            || at.unsaved >= SAVE_EVERY_EVENTS
+            || (at_head && !at.pending.is_empty())
+        {
+            Self::written(at).await?;
+            let mut entries = std::mem::take(&mut at.pending);
+            let (store, name, position) = (Arc::clone(&self.store), self.name, at.read_to);
+            let write = tokio::spawn(async move {
+                // In key order: the rows go into the table's B-tree in one sweep, each
+                // of its pages changed once per write, not once per entry.
+                entries.sort_unstable_by_key(|e| (e.key, e.position));
+                store.index(name, K::FORMAT, position, entries).await
+            });
+            at.writing = Some((write, position));
+            at.unsaved = 0;
         }
-        Ok(at.filed)
+        if at_head {
+            Self::written(at).await?;
+        }
+        if at.pending.is_empty() && at.writing.is_none() {
+            at.filed = at.read_to;
+        }
+        crate::measure_lag(self.name, page);
+        if at_head && let Some(since) = at.catching_up_since.take() {
+            crate::caught_up(self.name, at.read, since);
+        }
+        Ok(())
     }
 
-    /// Saves the position filed as the index's checkpoint, if it moved past the saved
-    /// one without an entry (at a stop: the next start reads less).
+    /// Writes what it holds, and saves the position filed as the index's checkpoint if
+    /// it moved past the saved one without an entry (at a stop: the next start reads
+    /// less).
     pub async fn save(&self) -> Result<bool, Error> {
         let mut guard = self.at.lock().await;
-        let Some(at) = guard.as_mut().filter(|at| at.filed > at.saved) else {
+        if guard.is_none() {
             return Ok(false);
-        };
+        }
+        let at = self.started(&mut guard).await?;
+        if at.writing.is_some() || !at.pending.is_empty() {
+            let to = at.read_to;
+            self.take(at, &[], to, true).await?;
+            return Ok(true);
+        }
+        if at.filed <= at.saved {
+            return Ok(false);
+        }
         self.store
             .index(self.name, K::FORMAT, at.filed, Vec::new())
             .await?;
@@ -194,30 +326,6 @@ impl<K: Keys> Indexed<K> {
             }
         }
     }
-
-    /// Follows the log in the background: files what this process appends as it is
-    /// appended, and other processes' appends every `poll`. Stop it by aborting the
-    /// handle (every entry filed is already saved; [`Indexed::save`] saves how far it
-    /// read past the last).
-    pub fn follow(self: &Arc<Self>, poll: Duration) -> JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut appended = this.log.appended();
-            loop {
-                if let Err(e) = this.catch_up().await {
-                    tracing::warn!(index = this.name, error = %e, "index catch-up failed");
-                }
-                tokio::select! {
-                    changed = appended.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                    }
-                    _ = tokio::time::sleep(poll) => {}
-                }
-            }
-        })
-    }
 }
 
 #[async_trait::async_trait]
@@ -228,5 +336,35 @@ impl<K: Keys> Checkpointed for Indexed<K> {
 
     async fn checkpoint(&self) -> Result<bool, Error> {
         self.save().await
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: Keys> Follower for Indexed<K> {
+    async fn position(&self) -> Result<Position, Error> {
+        let mut guard = self.at.lock().await;
+        Ok(self.started(&mut guard).await?.read_to)
+    }
+
+    async fn feed(
+        &self,
+        from: Position,
+        page: &[RecordedEvent],
+        to: Position,
+        at_head: bool,
+    ) -> Result<bool, Error> {
+        let mut guard = self.at.lock().await;
+        let at = self.started(&mut guard).await?;
+        if at.read_to < from {
+            return Ok(false);
+        }
+        self.take(at, page, to, at_head).await?;
+        Ok(true)
+    }
+
+    async fn catch_up_alone(&self) -> Result<(), Error> {
+        let mut guard = self.at.lock().await;
+        let at = self.started(&mut guard).await?;
+        self.read_alone(at).await.map(drop)
     }
 }

@@ -5,7 +5,9 @@
 //! on their next list) and in the background, and saves it now and then as a
 //! [`Snapshot`] in a [`CheckpointStore`] beside the log. After a restart it starts from
 //! the latest snapshot and reads only what the log holds after it: never the whole log
-//! again, unless the snapshot is missing or of another format.
+//! again, unless the snapshot is missing or of another format. The projections and
+//! indexes of one process are fed by one [`Feed`]: one read of the log for all of them,
+//! not one each (a rebuild from nothing reads the log once).
 //!
 //! Rules:
 //! - a projection is a function of the log up to its position: any instance's snapshot
@@ -22,19 +24,20 @@
 //!   the writer's trace; events older than a quarter of an hour (a rebuild) get no span.
 #![forbid(unsafe_code)]
 
+mod feed;
 mod index;
 pub mod positions;
 mod store;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use caseline_eventlog::{EventLog, Interest, Position, RecordedEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
-use tokio::task::JoinHandle;
 
+pub use feed::Feed;
 pub use index::{IndexEntry, Indexed, Keys};
 pub use store::{CheckpointStore, PostgresCheckpoints, Snapshot, SqliteCheckpoints, open};
 
@@ -71,6 +74,8 @@ pub struct Followed<S> {
     name: &'static str,
     log: Arc<dyn EventLog>,
     store: Arc<dyn CheckpointStore>,
+    /// The shared read it is fed by, if any (else it reads its own events).
+    feed: Option<Weak<Feed>>,
     inner: Mutex<Inner<S>>,
 }
 
@@ -95,20 +100,50 @@ struct Inner<S> {
     changed_since_saved: bool,
     /// Events read since the start (the snapshot's position on a restart).
     read: u64,
+    /// When it started, until its first catch-up reached the log's head.
+    catching_up_since: Option<std::time::Instant>,
     state: S,
 }
 
 impl<S: Fold> Followed<S> {
-    /// A projection named `name` (unique within the state store) over `log`.
+    /// A projection named `name` (unique within the state store) over `log`, reading
+    /// its own events when queried.
     pub fn new(
         name: &'static str,
         log: Arc<dyn EventLog>,
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<Self> {
+        Self::with_feed(name, log, store, None)
+    }
+
+    /// A projection named `name` fed by `feed`'s shared read of its log (and kept up
+    /// with it in the background by [`Feed::follow`]).
+    pub fn fed_by(
+        name: &'static str,
+        feed: &Arc<Feed>,
+        store: Arc<dyn CheckpointStore>,
+    ) -> Arc<Self> {
+        let this = Self::with_feed(
+            name,
+            Arc::clone(feed.log()),
+            store,
+            Some(Arc::downgrade(feed)),
+        );
+        feed.add(Arc::clone(&this) as Arc<dyn feed::Follower>);
+        this
+    }
+
+    fn with_feed(
+        name: &'static str,
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn CheckpointStore>,
+        feed: Option<Weak<Feed>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name,
             log,
             store,
+            feed,
             inner: Mutex::new(Inner {
                 started: false,
                 after: Position::START,
@@ -116,6 +151,7 @@ impl<S: Fold> Followed<S> {
                 read_since_saved: 0,
                 changed_since_saved: false,
                 read: 0,
+                catching_up_since: None,
                 state: S::default(),
             }),
         })
@@ -128,8 +164,13 @@ impl<S: Fold> Followed<S> {
     /// The state, caught up with everything the log holds now. Queries hold it while
     /// they read; the lock keeps every event applied once and in order.
     pub async fn view(&self) -> Result<MappedMutexGuard<'_, S>, S::Error> {
+        let reached = shared_catch_up(self.feed.as_ref()).await;
         let mut inner = self.inner.lock().await;
-        self.catch_up(&mut inner).await?;
+        // Unless the shared read brought it there, it reads its own events (and meets
+        // whatever stopped it, for the caller to see).
+        if !(inner.started && reached.is_some_and(|r| inner.after >= r)) {
+            self.catch_up(&mut inner).await?;
+        }
         Ok(MutexGuard::map(inner, |i| &mut i.state))
     }
 
@@ -178,52 +219,13 @@ impl<S: Fold> Followed<S> {
         Ok(true)
     }
 
-    /// Follows the log in the background: catches up when this process appends, or
-    /// every `poll` for other processes' appends, and saves a checkpoint when something
-    /// changed, at most every `save_every`, and never more often than keeps saving
-    /// within [`CHECKPOINT_SHARE`] of the time (a large state takes a while to encode and
-    /// write; it is saved less often rather than slowing everything down). Stop it by
-    /// aborting the handle; call [`Followed::checkpoint`] after, to save the latest state.
-    pub fn follow(self: &Arc<Self>, poll: Duration, save_every: Duration) -> JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut appended = this.log.appended();
-            let mut last_save = tokio::time::Instant::now();
-            let mut save_after = save_every;
-            loop {
-                if let Err(e) = this.refresh().await {
-                    tracing::warn!(projection = this.name, error = %e, "projection catch-up failed");
-                }
-                if last_save.elapsed() >= save_after {
-                    let saving = tokio::time::Instant::now();
-                    if let Err(e) = this.checkpoint().await {
-                        tracing::warn!(projection = this.name, error = %e, "checkpoint not saved");
-                    }
-                    last_save = tokio::time::Instant::now();
-                    save_after = save_every.max(saving.elapsed().mul_f64(1.0 / CHECKPOINT_SHARE));
-                }
-                tokio::select! {
-                    changed = appended.changed() => {
-                        if changed.is_err() {
-                            // The log is closing.
-                            return;
-                        }
-                    }
-                    _ = tokio::time::sleep(poll) => {}
-                }
-            }
-        })
-    }
-
-    async fn refresh(&self) -> Result<(), caseline_eventlog::Error> {
-        let mut inner = self.inner.lock().await;
-        match self.catch_up(&mut inner).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(caseline_eventlog::Error::Unavailable(format!(
-                "projection {} stopped at an event after {}",
-                self.name, inner.after
-            ))),
-        }
+    /// What a failed catch-up says where the caller cannot see the fold's own error
+    /// (its text may quote what the event holds).
+    fn stopped(&self, inner: &Inner<S>) -> caseline_eventlog::Error {
+        caseline_eventlog::Error::Unavailable(format!(
+            "projection {} stopped at an event after {}",
+            self.name, inner.after
+        ))
     }
 
     async fn catch_up(&self, inner: &mut Inner<S>) -> Result<(), S::Error> {
@@ -234,34 +236,44 @@ impl<S: Fold> Followed<S> {
             let read = self.log.read_of(&S::INTEREST, inner.after, PAGE).await?;
             let page = read.events;
             for event in &page {
-                if S::reads(event) {
-                    if is_recent(event) {
-                        let span = tracing::info_span!(
-                            "projection.apply",
-                            projection = self.name,
-                            event_type = %event.event_type,
-                            position = %event.position,
-                        );
-                        if let Some(traceparent) = &event.metadata.traceparent {
-                            caseline_telemetry::join_trace(&span, traceparent);
-                        }
-                        span.in_scope(|| inner.state.apply(event))?;
-                    } else {
-                        inner.state.apply(event)?;
-                    }
-                    inner.changed_since_saved = true;
-                }
-                inner.after = event.position;
-                inner.read += 1;
-                inner.read_since_saved += 1;
+                self.apply(inner, event)?;
             }
             // Past the events it does not read, too.
             inner.after = inner.after.max(read.scanned_to);
             measure_lag(self.name, &page);
             if page.len() < PAGE {
+                if let Some(since) = inner.catching_up_since.take() {
+                    caught_up(self.name, inner.read, since);
+                }
                 return Ok(());
             }
         }
+    }
+
+    /// Applies `event` if it reads it (in a span joined to the writer's trace, if it is
+    /// recent), and moves past it.
+    fn apply(&self, inner: &mut Inner<S>, event: &RecordedEvent) -> Result<(), S::Error> {
+        if S::reads(event) {
+            if is_recent(event) {
+                let span = tracing::info_span!(
+                    "projection.apply",
+                    projection = self.name,
+                    event_type = %event.event_type,
+                    position = %event.position,
+                );
+                if let Some(traceparent) = &event.metadata.traceparent {
+                    caseline_telemetry::join_trace(&span, traceparent);
+                }
+                span.in_scope(|| inner.state.apply(event))?;
+            } else {
+                inner.state.apply(event)?;
+            }
+            inner.changed_since_saved = true;
+        }
+        inner.after = event.position;
+        inner.read += 1;
+        inner.read_since_saved += 1;
+        Ok(())
     }
 
     /// Loads the latest snapshot, if there is a usable one.
@@ -301,8 +313,20 @@ impl<S: Fold> Followed<S> {
             ),
         }
         inner.started = true;
+        inner.catching_up_since = Some(std::time::Instant::now());
         Ok(())
     }
+}
+
+/// Says that a projection or index started by this process reached the log's head:
+/// how many events it read to get there and how long it took (a rebuild's progress).
+fn caught_up(name: &'static str, events: u64, since: std::time::Instant) {
+    tracing::info!(
+        projection = name,
+        events,
+        seconds = since.elapsed().as_secs_f64(),
+        "caught up with the log"
+    );
 }
 
 /// Events older than this are applied without a span: a rebuild from the log would
@@ -353,5 +377,65 @@ impl<S: Fold> Checkpointed for Followed<S> {
 
     async fn checkpoint(&self) -> Result<bool, caseline_eventlog::Error> {
         Followed::checkpoint(self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Fold> feed::Follower for Followed<S> {
+    async fn position(&self) -> Result<Position, caseline_eventlog::Error> {
+        let mut inner = self.inner.lock().await;
+        if !inner.started && self.start(&mut inner).await.is_err() {
+            return Err(caseline_eventlog::Error::Unavailable(format!(
+                "projection {} does not load its checkpoint",
+                self.name
+            )));
+        }
+        Ok(inner.after)
+    }
+
+    async fn feed(
+        &self,
+        from: Position,
+        page: &[RecordedEvent],
+        to: Position,
+        at_head: bool,
+    ) -> Result<bool, caseline_eventlog::Error> {
+        let mut inner = self.inner.lock().await;
+        if !inner.started || inner.after < from {
+            return Ok(false);
+        }
+        let before = inner.after;
+        for event in page.iter().filter(|e| e.position > before) {
+            if self.apply(&mut inner, event).is_err() {
+                return Err(self.stopped(&inner));
+            }
+        }
+        inner.after = inner.after.max(to);
+        measure_lag(self.name, page);
+        if at_head && let Some(since) = inner.catching_up_since.take() {
+            caught_up(self.name, inner.read, since);
+        }
+        Ok(true)
+    }
+
+    async fn catch_up_alone(&self) -> Result<(), caseline_eventlog::Error> {
+        let mut inner = self.inner.lock().await;
+        match self.catch_up(&mut inner).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.stopped(&inner)),
+        }
+    }
+}
+
+/// A round of `feed`'s shared read, if there is one: the position it reached. A failed
+/// round is logged and reported as none (the follower then reads its own events).
+async fn shared_catch_up(feed: Option<&Weak<Feed>>) -> Option<Position> {
+    let feed = feed?.upgrade()?;
+    match feed.catch_up().await {
+        Ok(reached) => reached,
+        Err(e) => {
+            tracing::warn!(error = %e, "projections' shared read failed");
+            None
+        }
     }
 }

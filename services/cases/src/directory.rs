@@ -271,14 +271,40 @@ impl View<'_> {
     }
 }
 
+/// The case events that change a summary, a team or a link: not notes, milestones or
+/// reads, which are most of a case's events (a rebuild reads these only).
+const CASE_TYPES_READ: [&str; 10] = [
+    types::CASE_OPENED,
+    types::TEAM_MEMBER_ADDED,
+    types::TEAM_MEMBER_REMOVED,
+    types::RISK_ASSESSED,
+    types::CASES_LINKED,
+    types::CASES_UNLINKED,
+    types::STAGE_CHANGED,
+    types::CLOSURE_REQUESTED,
+    types::CLOSURE_DECIDED,
+    types::CASE_REOPENED,
+];
+
+/// Those and break-glass grants (in access streams).
+const READ_TYPES: [&str; 11] = {
+    let mut all = [types::BREAK_GLASS_GRANTED; 11];
+    let mut i = 0;
+    while i < CASE_TYPES_READ.len() {
+        all[i] = CASE_TYPES_READ[i];
+        i += 1;
+    }
+    all
+};
+
 impl caseline_projection::Fold for State {
     const FORMAT: u32 = caseline_proto::snapshot_format(2);
     type Error = ApiError;
-    const INTEREST: Interest = Interest::of(&[CASE_CATEGORY], &[], &[types::BREAK_GLASS_GRANTED]);
+    const INTEREST: Interest = Interest::of(&[], &[], &READ_TYPES);
 
     fn reads(event: &RecordedEvent) -> bool {
         match caseline_projection::category_of(event) {
-            Some(CASE_CATEGORY) => true,
+            Some(CASE_CATEGORY) => CASE_TYPES_READ.contains(&event.event_type.as_str()),
             Some(ACCESS_CATEGORY) => event.event_type == types::BREAK_GLASS_GRANTED,
             _ => false,
         }

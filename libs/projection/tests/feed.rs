@@ -1,0 +1,345 @@
+//! One read of the log for several followers: a rebuild through a [`Feed`] reads each
+//! event of the log once, whatever the number of projections and indexes it feeds, and
+//! builds what each would have built alone; a follower whose events fail to apply
+//! leaves the shared read without holding the others back, and rejoins once it has
+//! caught up alone. Over a real SQLite log and state store.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use caseline_eventlog::sqlite::SqliteEventLog;
+use caseline_eventlog::{
+    AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
+    Position, ReadOf, RecordedEvent, StreamName, Uuid,
+};
+use caseline_projection::{
+    CheckpointStore, Feed, Fold, Followed, Indexed, Keys, SqliteCheckpoints,
+};
+
+/// A SQLite log that counts the events its readers were given by `read_all` and
+/// `read_of` (what a rebuild costs).
+#[derive(Debug)]
+struct Counted {
+    log: SqliteEventLog,
+    events_read: AtomicU64,
+}
+
+impl Counted {
+    fn read(&self) -> u64 {
+        self.events_read.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for Counted {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        self.log.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        self.log.read_stream(stream, direction, from, limit).await
+    }
+
+    async fn read_case(
+        &self,
+        case_id: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        self.log.read_case(case_id, after, limit).await
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let page = self.log.read_all(after, limit).await?;
+        self.events_read
+            .fetch_add(page.len() as u64, Ordering::Relaxed);
+        Ok(page)
+    }
+
+    async fn read_of(
+        &self,
+        interest: &Interest,
+        after: Position,
+        limit: usize,
+    ) -> Result<ReadOf, Error> {
+        let read = self.log.read_of(interest, after, limit).await?;
+        self.events_read
+            .fetch_add(read.events.len() as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+
+    fn appended(&self) -> tokio::sync::watch::Receiver<Position> {
+        self.log.appended()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.log.poll_interval()
+    }
+
+    async fn close(&self) {
+        self.log.close().await;
+    }
+}
+
+/// While set, [`Counts`] refuses `test.Bad` events (a projection stuck on an event).
+static REFUSE_BAD: AtomicBool = AtomicBool::new(false);
+
+/// Counts the events of each stream of one category.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Counts<const CASES: bool> {
+    per_stream: BTreeMap<String, u64>,
+}
+
+impl<const CASES: bool> Fold for Counts<CASES> {
+    const FORMAT: u32 = 1;
+    type Error = Error;
+    const INTEREST: Interest = if CASES {
+        Interest::of(&["case"], &[], &[])
+    } else {
+        Interest::of(&["plan"], &[], &[])
+    };
+
+    fn reads(event: &RecordedEvent) -> bool {
+        caseline_projection::category_of(event) == Some(if CASES { "case" } else { "plan" })
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), Error> {
+        if event.event_type == "test.Bad" && REFUSE_BAD.load(Ordering::SeqCst) {
+            return Err(Error::Corrupt {
+                position: event.position.to_string(),
+                reason: "refused".into(),
+            });
+        }
+        *self
+            .per_stream
+            .entry(event.stream.as_str().to_owned())
+            .or_default() += 1;
+        Ok(())
+    }
+}
+
+/// Files each `test.Listed` event under the ids its payload names.
+struct Named;
+
+impl Keys for Named {
+    const FORMAT: u32 = 1;
+    const INTEREST: Interest = Interest::of(&[], &[], &["test.Listed"]);
+
+    fn keys(event: &RecordedEvent) -> Vec<Uuid> {
+        if event.event_type != "test.Listed" {
+            return Vec::new();
+        }
+        event
+            .data
+            .chunks_exact(16)
+            .map(|c| Uuid::from_slice(c).unwrap())
+            .collect()
+    }
+}
+
+fn event(event_type: &str, data: Vec<u8>) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: event_type.into(),
+        data,
+        metadata: Metadata {
+            actor: "user-1".into(),
+            actor_role: "social_worker".into(),
+            agency: "children-services".into(),
+            ..Metadata::default()
+        },
+    }
+}
+
+/// A log of `rounds` × (cases, plans, list pages naming some of `ids`): more events
+/// than a page of the shared read, interleaved.
+async fn grow(log: &dyn EventLog, ids: &[Uuid], rounds: usize) -> u64 {
+    let mut appended = 0;
+    for round in 0..rounds {
+        let case = StreamName::for_id("case", ids[round % ids.len()]).unwrap();
+        let plan = StreamName::for_id("plan", Uuid::new_v4()).unwrap();
+        let global = StreamName::new("access-global").unwrap();
+        let named: Vec<u8> = ids
+            .iter()
+            .skip(round % 3)
+            .step_by(2)
+            .flat_map(|id| id.as_bytes().to_vec())
+            .collect();
+        for (stream, events) in [
+            (case, (0..7).map(|_| event("test.Noted", vec![1])).collect()),
+            (
+                plan,
+                (0..3).map(|_| event("test.Planned", vec![2])).collect(),
+            ),
+            (
+                global,
+                (0..2)
+                    .map(|_| event("test.Listed", named.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        ] {
+            appended += events.len() as u64;
+            log.append(&stream, ExpectedVersion::Any, events)
+                .await
+                .unwrap();
+        }
+    }
+    appended
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    log: Arc<Counted>,
+    ids: Vec<Uuid>,
+}
+
+async fn world(rounds: usize) -> (World, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Counted {
+        log: SqliteEventLog::open(dir.path().join("events.sqlite"))
+            .await
+            .unwrap(),
+        events_read: AtomicU64::new(0),
+    });
+    let ids: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
+    let n = grow(&*log, &ids, rounds).await;
+    (World { dir, log, ids }, n)
+}
+
+async fn store(w: &World, name: &str) -> Arc<dyn CheckpointStore> {
+    Arc::new(
+        SqliteCheckpoints::open(w.dir.path().join(name))
+            .await
+            .unwrap(),
+    )
+}
+
+async fn entries(index: &Indexed<Named>, ids: &[Uuid]) -> Vec<Vec<Position>> {
+    let mut all = Vec::new();
+    for id in ids {
+        let found = index.find(*id, Position::START, 10_000).await.unwrap();
+        all.push(found.iter().map(|e| e.position).collect());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_through_a_feed_reads_each_event_once_and_builds_what_each_builds_alone() {
+    let (w, n) = world(300).await;
+    assert!(n > 3_000, "several pages of the shared read");
+    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
+
+    let feed = Feed::new(Arc::clone(&log));
+    let fed_store = store(&w, "fed.sqlite").await;
+    let cases = Followed::<Counts<true>>::fed_by("cases", &feed, Arc::clone(&fed_store));
+    let plans = Followed::<Counts<false>>::fed_by("plans", &feed, Arc::clone(&fed_store));
+    let named = Indexed::<Named>::fed_by("named", &feed, fed_store);
+    feed.open();
+    let before = w.log.read();
+    let reached = feed.catch_up().await.unwrap().expect("a round ran");
+    assert_eq!(
+        w.log.read() - before,
+        n,
+        "three followers rebuilt by reading the log once"
+    );
+    assert_eq!(cases.progress().await.0, reached);
+    assert_eq!(plans.progress().await.0, reached);
+
+    // Queries now cost no more reading than the (empty) rest of the log.
+    let before = w.log.read();
+    let fed_cases = cases.view().await.unwrap().per_stream.clone();
+    let fed_plans = plans.view().await.unwrap().per_stream.clone();
+    let fed_entries = entries(&named, &w.ids).await;
+    assert_eq!(w.log.read(), before, "nothing read again");
+
+    // The same as each built alone, by its own read.
+    let alone_store = store(&w, "alone.sqlite").await;
+    let alone_cases =
+        Followed::<Counts<true>>::new("cases", Arc::clone(&log), Arc::clone(&alone_store));
+    let alone_plans =
+        Followed::<Counts<false>>::new("plans", Arc::clone(&log), Arc::clone(&alone_store));
+    let alone_named = Indexed::<Named>::new("named", Arc::clone(&log), alone_store);
+    assert_eq!(fed_cases, alone_cases.view().await.unwrap().per_stream);
+    assert_eq!(fed_plans, alone_plans.view().await.unwrap().per_stream);
+    assert_eq!(fed_entries, entries(&alone_named, &w.ids).await);
+    assert_eq!(fed_cases.values().sum::<u64>(), 300 * 7);
+    assert!(fed_entries.iter().all(|e| !e.is_empty()));
+
+    // What is appended later reaches every follower through the next query's round.
+    grow(&*log, &w.ids, 5).await;
+    assert_eq!(
+        cases.view().await.unwrap().per_stream.values().sum::<u64>(),
+        305 * 7
+    );
+    assert_eq!(
+        plans.view().await.unwrap().per_stream.values().sum::<u64>(),
+        305 * 3
+    );
+    assert_eq!(
+        entries(&named, &w.ids).await,
+        entries(&alone_named, &w.ids).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_fails_leaves_the_shared_read_and_rejoins_once_caught_up() {
+    let (w, _) = world(60).await;
+    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
+    // One event the cases projection refuses, in the middle of the log.
+    REFUSE_BAD.store(true, Ordering::SeqCst);
+    let case = StreamName::for_id("case", w.ids[0]).unwrap();
+    log.append(&case, ExpectedVersion::Any, vec![event("test.Bad", vec![])])
+        .await
+        .unwrap();
+    grow(&*log, &w.ids, 60).await;
+
+    let feed = Feed::new(Arc::clone(&log));
+    let state = store(&w, "state.sqlite").await;
+    let cases = Followed::<Counts<true>>::fed_by("cases", &feed, Arc::clone(&state));
+    let plans = Followed::<Counts<false>>::fed_by("plans", &feed, state);
+    feed.open();
+    let reached = feed.catch_up().await.unwrap().expect("a round ran");
+    assert_eq!(
+        plans.progress().await.0,
+        reached,
+        "the others reach the head"
+    );
+    let (stuck_at, _) = cases.progress().await;
+    assert!(stuck_at < reached, "it stops before the event it refuses");
+    assert!(
+        matches!(cases.view().await, Err(Error::Corrupt { .. })),
+        "its queries see what stops it"
+    );
+
+    // Later rounds read from where the others stand, not from where it stopped.
+    grow(&*log, &w.ids, 1).await;
+    let before = w.log.read();
+    let reached = feed.catch_up().await.unwrap().expect("a round ran");
+    assert_eq!(w.log.read() - before, 12, "only what was appended");
+    assert_eq!(plans.progress().await.0, reached);
+    assert_eq!(cases.progress().await.0, stuck_at);
+
+    // Once the event applies, it catches up alone, then is fed again.
+    REFUSE_BAD.store(false, Ordering::SeqCst);
+    assert_eq!(
+        cases.view().await.unwrap().per_stream.values().sum::<u64>(),
+        121 * 7 + 1
+    );
+    grow(&*log, &w.ids, 1).await;
+    let reached = feed.catch_up().await.unwrap().expect("a round ran");
+    assert_eq!(cases.progress().await.0, reached, "fed again");
+}
