@@ -1840,6 +1840,12 @@ async fn list_claims_records_every_claim_and_case_it_returns() {
         ),
         (&cast.prosecutor, vec![(&a, &case1), (&b, &case1)]),
         (&cast.sw, vec![(&a, &case1), (&b, &case1), (&d, &case2)]),
+        // Not on either team: through the social worker's agency, on both.
+        (
+            &cast.supervisor,
+            vec![(&a, &case1), (&b, &case1), (&d, &case2)],
+        ),
+        (&cast.far_advocate, vec![]),
     ] {
         let page = list_claims(&mut c, who, ListClaimsRequest::default())
             .await

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod members;
 
 use std::time::SystemTime;
 

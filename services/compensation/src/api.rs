@@ -11,8 +11,10 @@ use std::sync::Arc;
 use caseline_aggregate::{
     Aggregate, Intent, Loaded, Projection, Request as RequestKey, Store, page_of,
 };
+use caseline_case::members::{self, Members};
 use caseline_eventlog::{EventLog, Position, Uuid};
-use caseline_policy::{Action, Compartment, Entry, Via};
+use caseline_policy::{Action, CaseTeam, Compartment, Entry, Via};
+use caseline_projection::Indexed;
 use caseline_proto::tonic::{self, Request, Response, Status};
 use caseline_proto::v1::compensation_service_server::CompensationService;
 use caseline_proto::v1::events::{
@@ -54,6 +56,9 @@ pub struct CompensationApi {
     /// Every claim and every complaint, for lists.
     claim_list: Projection<Claim>,
     complaint_list: Projection<Complaint>,
+    /// The cases each person and agency was added to: a caller's claims are read from
+    /// their cases, not from every claim there is.
+    members: Arc<Indexed<Members>>,
 }
 
 impl CompensationApi {
@@ -61,12 +66,14 @@ impl CompensationApi {
         log: Arc<dyn EventLog>,
         claims: Projection<Claim>,
         complaints: Projection<Complaint>,
+        members: Arc<Indexed<Members>>,
     ) -> Self {
         Self {
             claims: Store::new(Arc::clone(&log)),
             complaints: Store::new(log),
             claim_list: claims,
             complaint_list: complaints,
+            members,
         }
     }
 }
@@ -381,13 +388,19 @@ impl CompensationApi {
                 let candidates = self.claim_list.of_cases(&[case_id], after, include).await?;
                 self.visible(call, &CLAIMS, candidates, size).await?
             }
-            None => {
-                self.claim_list
-                    .first(after, size, include, |id, l| {
-                        self.kept(call, &CLAIMS, id, l)
-                    })
-                    .await?
-            }
+            None => match self.cases_in_sight(call, &CLAIMS).await? {
+                Some(cases) => {
+                    let candidates = self.claim_list.of_cases(&cases, after, include).await?;
+                    self.visible(call, &CLAIMS, candidates, size).await?
+                }
+                None => {
+                    self.claim_list
+                        .first(after, size, include, |id, l| {
+                            self.kept(call, &CLAIMS, id, l)
+                        })
+                        .await?
+                }
+            },
         };
         let (page, next_page_token) = page_of(visible, size);
         let mut claims = Vec::new();
@@ -399,6 +412,34 @@ impl CompensationApi {
             claims,
             next_page_token,
         })
+    }
+
+    /// The cases on which the caller may read `kind` in a list, if that depends on
+    /// their standing on each case's team: those they were added to, and those their
+    /// agency was if a supervisor's standing counts (each is decided again on its
+    /// team as it stands now). `None` if their role reads `kind` on any case: then
+    /// every item is a candidate, and the first are very likely theirs.
+    async fn cases_in_sight(
+        &self,
+        call: &Call,
+        kind: &Kind,
+    ) -> Result<Option<Vec<Uuid>>, ApiError> {
+        let read_on = |team: &CaseTeam| {
+            call.decide_for(Some(team), Action::Read(kind.compartment), Entry::default())
+                .is_allowed()
+        };
+        if read_on(&CaseTeam::new()) {
+            return Ok(None);
+        }
+        let (subject, agency) = (call.subject(), call.agency());
+        let mut cases = members::cases_of(&self.members, members::person(subject, agency)).await?;
+        // Someone else of the caller's agency on the team (no subject is empty).
+        if read_on(&CaseTeam::new().with_member("", agency, "")) {
+            cases.extend(members::cases_of(&self.members, members::agency(agency)).await?);
+            cases.sort_unstable();
+            cases.dedup();
+        }
+        Ok(Some(cases))
     }
 
     /// Of `candidates` (in order), the first `size + 1` whose case's `kind` the caller

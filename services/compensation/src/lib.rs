@@ -120,10 +120,12 @@ pub const METHODS: &[MethodSpec] = &[
 pub fn server(host: &caseline_host::Host) -> CompensationServiceServer<CompensationApi> {
     let claims = Projection::new(host.projection("compensation.claims"));
     let complaints = Projection::new(host.projection("compensation.complaints"));
+    let members = host.index("compensation.members");
     CompensationServiceServer::new(CompensationApi::new(
         Arc::clone(host.log()),
         claims,
         complaints,
+        members,
     ))
 }
 

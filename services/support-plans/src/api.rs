@@ -39,8 +39,8 @@ use crate::command::{
     UpdateGoalStatus,
 };
 use crate::domain::{Command, is_health_goal};
-use crate::members::{self, Members};
 use crate::store::{Loaded, Plan, nth_plan_id};
+use caseline_case::members::{self, Members};
 use caseline_projection::Indexed;
 use caseline_server::validate::Target;
 

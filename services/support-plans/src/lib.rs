@@ -12,7 +12,6 @@
 mod api;
 mod command;
 pub mod domain;
-mod members;
 mod store;
 
 use std::sync::Arc;

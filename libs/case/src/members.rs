@@ -1,8 +1,8 @@
 //! Who is on which case, as an index in the state store: every case a person (or an
-//! agency) was ever added to the team of, so that a caseworker's reviews due read the
-//! plans of their own cases rather than every plan there is. Membership is only a
-//! candidate: each plan is decided again on its case's team as the log says now, so a
-//! removal takes effect on the next call.
+//! agency) was ever added to the team of, so that a caseworker's list (reviews due,
+//! claims) reads what belongs to their own cases rather than every plan or claim there
+//! is. Membership is only a candidate: each item is decided again on its case's team
+//! as the log says now, so a removal takes effect on the next call.
 
 use caseline_eventlog::Position;
 use caseline_eventlog::{Interest, RecordedEvent, Uuid};
@@ -16,7 +16,7 @@ use caseline_server::ApiError;
 const NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_8c1e_32a4_4d7e_9b0d_6a51_c2f3_e874);
 
 /// The key of `subject` of `agency`.
-pub(crate) fn person(subject: &str, agency: &str) -> Uuid {
+pub fn person(subject: &str, agency: &str) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
         format!("person\0{subject}\0{agency}").as_bytes(),
@@ -24,7 +24,7 @@ pub(crate) fn person(subject: &str, agency: &str) -> Uuid {
 }
 
 /// The key of everyone of `agency`.
-pub(crate) fn agency(agency: &str) -> Uuid {
+pub fn agency(agency: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("agency\0{agency}").as_bytes())
 }
 
@@ -51,10 +51,10 @@ impl Keys for Members {
 
 /// At most this many cases are read for one caller's list (a person's, or an agency's
 /// for a supervisor): past it the list is refused rather than read without end.
-pub(crate) const CASES_PER_LIST: usize = 100_000;
+pub const CASES_PER_LIST: usize = 100_000;
 
 /// The cases `key` was ever added to, newest last, at most [`CASES_PER_LIST`].
-pub(crate) async fn cases_of(index: &Indexed<Members>, key: Uuid) -> Result<Vec<Uuid>, ApiError> {
+pub async fn cases_of(index: &Indexed<Members>, key: Uuid) -> Result<Vec<Uuid>, ApiError> {
     const PAGE: usize = 1_000;
     let mut cases = Vec::new();
     let mut after = Position::START;
