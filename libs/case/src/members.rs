@@ -28,6 +28,12 @@ pub fn agency(agency: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("agency\0{agency}").as_bytes())
 }
 
+/// The index's name in the state store: services that read it share it (one index in
+/// the all-in-one; one set of rows for separate services sharing a state store). It
+/// keeps the name of the service that first kept it: another name would leave its
+/// rows behind in every state store.
+pub const INDEX: &str = "support-plans.members";
+
 /// Team additions, filed under the person added and their agency.
 #[derive(Debug)]
 pub struct Members;

@@ -145,6 +145,8 @@ pub struct Host {
     feed: Arc<Feed>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     projections: Mutex<Vec<Arc<dyn Checkpointed>>>,
+    /// The indexes by name: services that read one index share it.
+    indexes: Mutex<Vec<(&'static str, Arc<dyn std::any::Any + Send + Sync>)>>,
 }
 
 /// How often a projection looks for other processes' appends when this one appends
@@ -275,6 +277,7 @@ impl Host {
             checkpoints,
             tasks: Mutex::new(Vec::new()),
             projections: Mutex::new(Vec::new()),
+            indexes: Mutex::new(Vec::new()),
         })
     }
 
@@ -319,8 +322,22 @@ impl Host {
     /// An index named `name` (unique among those sharing the state store), kept as a
     /// table there and following the log in the background; every entry it files is
     /// saved as it goes, and how far it read is saved once more when the server stops.
+    ///
+    /// Services mounted together that ask for the same index (the same name and keys)
+    /// share one; one name with other keys is a programming error, refused at start.
     pub fn index<K: Keys>(&self, name: &'static str) -> Arc<Indexed<K>> {
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, any)) = indexes.iter().find(|(n, _)| *n == name) {
+            match Arc::clone(any).downcast::<Indexed<K>>() {
+                Ok(index) => return index,
+                Err(_) => panic!("the index {name} is asked for with two kinds of keys"),
+            }
+        }
         let index = Indexed::<K>::fed_by(name, &self.feed, Arc::clone(&self.checkpoints));
+        indexes.push((
+            name,
+            Arc::clone(&index) as Arc<dyn std::any::Any + Send + Sync>,
+        ));
         self.projections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -638,5 +655,45 @@ mod tests {
             .expect_err("a drain limit above the maximum");
         assert!(err.to_string().contains("drain_seconds"), "{err}");
         assert!(!dir.exists(), "nothing was created");
+    }
+
+    /// Files nothing: an index is only asked for here.
+    struct Nothing;
+
+    impl Keys for Nothing {
+        const FORMAT: u32 = 1;
+        fn keys(_: &caseline_eventlog::RecordedEvent) -> Vec<caseline_eventlog::Uuid> {
+            Vec::new()
+        }
+    }
+
+    /// Two services that ask for one index share it: one follower, one set of rows.
+    #[tokio::test]
+    async fn services_asking_for_one_index_share_it() {
+        let dir = std::env::temp_dir().join(format!("caseline-host-index-{}", uuid_like()));
+        let args = HostArgs::dev("127.0.0.1:0".parse().expect("an address"), dir.clone());
+        let host = Host::open("caseline", &args, Clockwork::default())
+            .await
+            .expect("a host");
+        let first = host.index::<Nothing>("test.shared");
+        let second = host.index::<Nothing>("test.shared");
+        let other = host.index::<Nothing>("test.other");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &other));
+        let saved = host.projections.lock().expect("not poisoned").len();
+        assert_eq!(saved, 2, "each index saved once at the stop");
+        host.log.close().await;
+        drop(host);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn uuid_like() -> String {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        )
     }
 }

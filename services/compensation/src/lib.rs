@@ -120,7 +120,7 @@ pub const METHODS: &[MethodSpec] = &[
 pub fn server(host: &caseline_host::Host) -> CompensationServiceServer<CompensationApi> {
     let claims = Projection::new(host.projection("compensation.claims"));
     let complaints = Projection::new(host.projection("compensation.complaints"));
-    let members = host.index("compensation.members");
+    let members = host.index(caseline_case::members::INDEX);
     CompensationServiceServer::new(CompensationApi::new(
         Arc::clone(host.log()),
         claims,

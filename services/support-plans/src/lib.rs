@@ -91,7 +91,7 @@ pub const METHODS: &[MethodSpec] = &[
 /// [`METHODS`] were registered with the trust layer.
 pub fn server(host: &caseline_host::Host) -> SupportPlanServiceServer<PlanApi> {
     let plans = Projection::new(host.projection("support-plans.plans"));
-    let members = host.index("support-plans.members");
+    let members = host.index(caseline_case::members::INDEX);
     SupportPlanServiceServer::new(PlanApi::new(Arc::clone(host.log()), plans, members))
 }
 
