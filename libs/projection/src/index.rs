@@ -156,12 +156,15 @@ impl<K: Keys> Indexed<K> {
     /// Waits for the write under way, if any: what it held is filed, or, if it failed,
     /// read again (from the last position filed).
     async fn written(at: &mut At) -> Result<(), Error> {
-        let Some((write, position)) = at.writing.take() else {
+        let Some((write, position)) = at.writing.as_mut() else {
             return Ok(());
         };
+        let position = *position;
+        // Still held while awaited: if this call is cut off, the next one awaits it.
         let written = write
             .await
             .unwrap_or_else(|e| Err(Error::Unavailable(format!("an index write ended: {e}"))));
+        at.writing = None;
         match written {
             Ok(()) => {
                 at.filed = position;
