@@ -12,7 +12,7 @@
 //! read, in the background and on its next query; once it has, it is fed again.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use caseline_eventlog::{Error, EventLog, Position, RecordedEvent};
@@ -84,15 +84,18 @@ impl Feed {
         self.open.send_replace(true);
     }
 
-    pub fn log(&self) -> &Arc<dyn EventLog> {
-        &self.log
-    }
-
-    pub(crate) fn add(&self, follower: Arc<dyn Follower>) {
+    /// Makes a follower fed by this feed (`make` gets the log and the feed to keep)
+    /// and adds it to the shared read.
+    pub(crate) fn adopt<T: Follower + 'static>(
+        self: &Arc<Self>,
+        make: impl FnOnce(Arc<dyn EventLog>, Weak<Feed>) -> Arc<T>,
+    ) -> Arc<T> {
+        let follower = make(Arc::clone(&self.log), Arc::downgrade(self));
         self.followers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(follower);
+            .push(Arc::clone(&follower) as Arc<dyn Follower>);
+        follower
     }
 
     fn followers(&self) -> Vec<Arc<dyn Follower>> {

@@ -116,14 +116,7 @@ impl<K: Keys> Indexed<K> {
         feed: &Arc<Feed>,
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<Self> {
-        let this = Self::with_feed(
-            name,
-            Arc::clone(feed.log()),
-            store,
-            Some(Arc::downgrade(feed)),
-        );
-        feed.add(Arc::clone(&this) as Arc<dyn Follower>);
-        this
+        feed.adopt(|log, feed| Self::with_feed(name, log, store, Some(feed)))
     }
 
     fn with_feed(

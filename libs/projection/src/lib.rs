@@ -123,14 +123,7 @@ impl<S: Fold> Followed<S> {
         feed: &Arc<Feed>,
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<Self> {
-        let this = Self::with_feed(
-            name,
-            Arc::clone(feed.log()),
-            store,
-            Some(Arc::downgrade(feed)),
-        );
-        feed.add(Arc::clone(&this) as Arc<dyn feed::Follower>);
-        this
+        feed.adopt(|log, feed| Self::with_feed(name, log, store, Some(feed)))
     }
 
     fn with_feed(
@@ -162,7 +155,10 @@ impl<S: Fold> Followed<S> {
     }
 
     /// The state, caught up with everything the log holds now. Queries hold it while
-    /// they read; the lock keeps every event applied once and in order.
+    /// they read; the lock keeps every event applied once and in order. Copy out what
+    /// a query needs and let the guard go before any other catch-up: a fed
+    /// projection's catch-up is a round of the shared read, which takes each
+    /// follower's lock in turn (this one's too).
     pub async fn view(&self) -> Result<MappedMutexGuard<'_, S>, S::Error> {
         let reached = shared_catch_up(self.feed.as_ref()).await;
         let mut inner = self.inner.lock().await;
