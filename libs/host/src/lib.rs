@@ -670,8 +670,11 @@ mod tests {
     /// Two services that ask for one index share it: one follower, one set of rows.
     #[tokio::test]
     async fn services_asking_for_one_index_share_it() {
-        let dir = std::env::temp_dir().join(format!("caseline-host-index-{}", uuid_like()));
-        let args = HostArgs::dev("127.0.0.1:0".parse().expect("an address"), dir.clone());
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let args = HostArgs::dev(
+            "127.0.0.1:0".parse().expect("an address"),
+            dir.path().to_path_buf(),
+        );
         let host = Host::open("caseline", &args, Clockwork::default())
             .await
             .expect("a host");
@@ -683,17 +686,5 @@ mod tests {
         let saved = host.projections.lock().expect("not poisoned").len();
         assert_eq!(saved, 2, "each index saved once at the stop");
         host.log.close().await;
-        drop(host);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn uuid_like() -> String {
-        format!(
-            "{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        )
     }
 }

@@ -5,6 +5,8 @@
 //! caught up alone. Over a real SQLite log and state store.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,9 +17,8 @@ use caseline_eventlog::{
     AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
     Position, ReadOf, RecordedEvent, StreamName, Uuid,
 };
-use caseline_projection::{
-    CheckpointStore, Feed, Fold, Followed, Indexed, Keys, SqliteCheckpoints,
-};
+use caseline_projection::{CheckpointStore, Feed, Fold, Followed, Indexed, SqliteCheckpoints};
+use common::Named;
 
 /// A SQLite log that counts the events its readers were given by `read_all` and
 /// `read_of` (what a rebuild costs).
@@ -129,25 +130,6 @@ impl<const CASES: bool> Fold for Counts<CASES> {
             .entry(event.stream.as_str().to_owned())
             .or_default() += 1;
         Ok(())
-    }
-}
-
-/// Files each `test.Listed` event under the ids its payload names.
-struct Named;
-
-impl Keys for Named {
-    const FORMAT: u32 = 1;
-    const INTEREST: Interest = Interest::of(&[], &[], &["test.Listed"]);
-
-    fn keys(event: &RecordedEvent) -> Vec<Uuid> {
-        if event.event_type != "test.Listed" {
-            return Vec::new();
-        }
-        event
-            .data
-            .chunks_exact(16)
-            .map(|c| Uuid::from_slice(c).unwrap())
-            .collect()
     }
 }
 

@@ -4,6 +4,8 @@
 //! stores (SQLite, PostgreSQL) over a real SQLite log.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -16,26 +18,7 @@ use caseline_eventlog::{
 use caseline_projection::{
     CheckpointStore, IndexEntry, Indexed, Keys, PostgresCheckpoints, SqliteCheckpoints,
 };
-
-/// Files each `listed` event under the ids its payload names (16 bytes each).
-struct Named;
-
-impl Keys for Named {
-    const FORMAT: u32 = 1;
-    // Only what it files is read: the rest of the log is passed over in the query.
-    const INTEREST: Interest = Interest::of(&[], &[], &["test.Listed"]);
-
-    fn keys(event: &RecordedEvent) -> Vec<Uuid> {
-        if event.event_type != "test.Listed" {
-            return Vec::new();
-        }
-        event
-            .data
-            .chunks_exact(16)
-            .map(|c| Uuid::from_slice(c).unwrap())
-            .collect()
-    }
-}
+use common::Named;
 
 /// The same keys under a new format.
 struct NamedV2;
