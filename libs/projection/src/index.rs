@@ -2,10 +2,11 @@
 //!
 //! An index says, for an id (a case's, say), which events of the log name it, in the
 //! log's order, so that a query reads those events and no others. [`Indexed`] follows
-//! the log like [`crate::Followed`] does, but writes each page of entries together with
-//! the position it has reached in one transaction of the state store: memory stays the
-//! same whatever the size of the log, a restart resumes where the last page ended, and
-//! nothing is ever snapshotted whole.
+//! the log like [`crate::Followed`] does, but writes each batch of entries (a key's
+//! entries of a batch in one row, see `postings`) together with the position it has
+//! reached in one transaction of the state store: memory stays the same whatever the
+//! size of the log, a restart resumes where the last batch ended, and nothing is ever
+//! snapshotted whole.
 //!
 //! Rules (those of every projection): an index is a function of the log up to its
 //! position, so any instance's rows are as good as another's (adding an entry twice
@@ -87,8 +88,9 @@ struct At {
 const SAVE_EVERY_EVENTS: u64 = 50_000;
 
 /// The most entries held before they are written, in one transaction (about 100 bytes
-/// each): a rebuild writes its entries in few large sorted batches, not a transaction
-/// per page, each of which changed pages all over the table.
+/// each): a rebuild writes its entries in few large batches, each key's entries of a
+/// batch as one row, not a transaction per page, each of which changed rows all over
+/// the table.
 const ENTRIES_PER_WRITE: usize = 100_000;
 
 impl<K> std::fmt::Debug for Indexed<K> {
@@ -236,14 +238,11 @@ impl<K: Keys> Indexed<K> {
             || (at_head && !at.pending.is_empty())
         {
             Self::written(at).await?;
-            let mut entries = std::mem::take(&mut at.pending);
+            let entries = std::mem::take(&mut at.pending);
             let (store, name, position) = (Arc::clone(&self.store), self.name, at.read_to);
-            let write = tokio::spawn(async move {
-                // In key order: the rows go into the table's B-tree in one sweep, each
-                // of its pages changed once per write, not once per entry.
-                entries.sort_unstable_by_key(|e| (e.key, e.position));
-                store.index(name, K::FORMAT, position, entries).await
-            });
+            // The store files each key's entries of the batch as one run (one row).
+            let write =
+                tokio::spawn(async move { store.index(name, K::FORMAT, position, entries).await });
             at.writing = Some((write, position));
             at.unsaved = 0;
         }

@@ -27,6 +27,7 @@
 mod feed;
 mod index;
 pub mod positions;
+mod postings;
 mod store;
 
 use std::sync::{Arc, Weak};

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use caseline_eventlog::{Error, Position, StreamName, Uuid};
+use caseline_eventlog::{Error, Position, Uuid};
 
 use crate::index::IndexEntry;
+use crate::postings::{self, Run, position_bytes, position_from};
 use deadpool_postgres::Pool;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// A projection's state as of `position`, encoded by the projection.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,23 +69,13 @@ pub trait CheckpointStore: fmt::Debug + Send + Sync + 'static {
     ) -> Result<Vec<IndexEntry>, Error>;
 }
 
-/// An entry as read back from a row.
-fn entry(key: &[u8], position: &[u8], stream: String, version: i64) -> Result<IndexEntry, Error> {
-    let corrupt = |reason: &str| Error::Corrupt {
-        position: String::new(),
-        reason: format!("an index entry's {reason} does not decode"),
-    };
-    Ok(IndexEntry {
-        key: Uuid::from_slice(key).map_err(|_| corrupt("key"))?,
-        position: Position::from_be_bytes(position.try_into().map_err(|_| corrupt("position"))?),
-        stream: StreamName::new(stream).map_err(|_| corrupt("stream"))?,
-        version: u64::try_from(version).map_err(|_| corrupt("version"))?,
-    })
+/// The entries of `run` past `after`.
+fn after_in(run: Run, after: Position) -> impl Iterator<Item = IndexEntry> {
+    run.entries.into_iter().filter(move |e| e.position > after)
 }
 
-fn version_column(version: u64) -> Result<i64, Error> {
-    i64::try_from(version).map_err(|_| invalid("version", "must fit in 63 bits"))
-}
+/// Runs a find reads from PostgreSQL per query: it stops once it has its entries.
+const RUNS_PER_QUERY: i64 = 8;
 
 /// Opens the checkpoint store named by `url`: `sqlite:PATH` or `postgres://…`.
 pub async fn open(url: &str) -> Result<Arc<dyn CheckpointStore>, Error> {
@@ -149,14 +140,18 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS caseline_projection_chec
     state BLOB NOT NULL,
     saved_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS caseline_projection_index (
+CREATE TABLE IF NOT EXISTS caseline_projection_postings (
     name TEXT NOT NULL,
     key BLOB NOT NULL,
-    position BLOB NOT NULL,
-    stream TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    PRIMARY KEY (name, key, position)
+    last BLOB NOT NULL,
+    first BLOB NOT NULL,
+    entries BLOB NOT NULL,
+    PRIMARY KEY (name, key, last)
 ) WITHOUT ROWID;";
+
+/// The table of index entries before runs (one row per entry): its indexes are rebuilt
+/// into runs, their checkpoints dropped with it.
+const OLD_INDEX_TABLE: &str = "caseline_projection_index";
 
 // Moves forwards only; a snapshot of a new format replaces one of an old format.
 const SQLITE_SAVE: &str = "INSERT INTO caseline_projection_checkpoints \
@@ -202,7 +197,7 @@ impl SqliteCheckpoints {
                         Error::Unavailable(format!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                let conn = Connection::open(&path)?;
+                let mut conn = Connection::open(&path)?;
                 conn.busy_timeout(std::time::Duration::from_secs(5))?;
                 let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
                 // Everything here is derived from the log: a power cut may lose the
@@ -213,7 +208,23 @@ impl SqliteCheckpoints {
                      PRAGMA wal_autocheckpoint={STATE_WAL_PAGES_AT_MOST}; \
                      PRAGMA cache_size=-{STATE_CACHE_KIB};"
                 ))?;
-                conn.execute_batch(SQLITE_SCHEMA)?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute_batch(SQLITE_SCHEMA)?;
+                let old: Option<String> = tx
+                    .query_row(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        params![OLD_INDEX_TABLE],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if old.is_some() {
+                    tx.execute_batch(&format!(
+                        "DELETE FROM caseline_projection_checkpoints \
+                         WHERE name IN (SELECT DISTINCT name FROM {OLD_INDEX_TABLE}); \
+                         DROP TABLE {OLD_INDEX_TABLE};"
+                    ))?;
+                }
+                tx.commit()?;
                 Ok(conn)
             })
             .await
@@ -289,29 +300,59 @@ impl CheckpointStore for SqliteCheckpoints {
     ) -> Result<(), Error> {
         let name = name.to_owned();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO caseline_projection_index \
-                     (name, key, position, stream, version) VALUES (?1, ?2, ?3, ?4, ?5)",
+            // Immediate: two writers of one index file their runs one after the other,
+            // so neither misses the other's overlapping runs.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for run in postings::runs(entries) {
+                let key = run.key.as_bytes().to_vec();
+                let mut stored = Vec::new();
+                {
+                    let mut overlapping = tx.prepare_cached(
+                        "SELECT first, last, entries FROM caseline_projection_postings \
+                         WHERE name = ?1 AND key = ?2 AND last >= ?3 ORDER BY last",
+                    )?;
+                    let mut rows =
+                        overlapping.query(params![name, key, position_bytes(run.first())])?;
+                    while let Some(row) = rows.next()? {
+                        // Runs of a key do not overlap: by `last`, they are by `first`.
+                        if position_from(&row.get::<_, Vec<u8>>(0)?)? > run.last() {
+                            break;
+                        }
+                        stored.push((
+                            row.get::<_, Vec<u8>>(1)?,
+                            Run::decode(run.key, &row.get::<_, Vec<u8>>(2)?)?,
+                        ));
+                    }
+                }
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM caseline_projection_postings \
+                     WHERE name = ?1 AND key = ?2 AND last = ?3",
                 )?;
-                for e in &entries {
+                for (last, _) in &stored {
+                    delete.execute(params![name, key, last])?;
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO caseline_projection_postings (name, key, last, first, entries) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let stored = stored.into_iter().map(|(_, run)| run).collect();
+                for run in postings::merged(run, stored) {
                     insert.execute(params![
                         name,
-                        e.key.as_bytes().as_slice(),
-                        e.position.to_be_bytes().as_slice(),
-                        e.stream.as_str(),
-                        version_column(e.version)?
+                        key,
+                        position_bytes(run.last()),
+                        position_bytes(run.first()),
+                        run.encode()?
                     ])?;
                 }
-                tx.prepare_cached(SQLITE_SAVE)?.execute(params![
-                    name,
-                    i64::from(format),
-                    position_key(position),
-                    Vec::<u8>::new(),
-                    now_micros()
-                ])?;
             }
+            tx.prepare_cached(SQLITE_SAVE)?.execute(params![
+                name,
+                i64::from(format),
+                position_key(position),
+                Vec::<u8>::new(),
+                now_micros()
+            ])?;
             tx.commit()?;
             Ok(())
         })
@@ -323,7 +364,7 @@ impl CheckpointStore for SqliteCheckpoints {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                "DELETE FROM caseline_projection_index WHERE name = ?1",
+                "DELETE FROM caseline_projection_postings WHERE name = ?1",
                 params![name],
             )?;
             tx.execute(
@@ -344,32 +385,27 @@ impl CheckpointStore for SqliteCheckpoints {
         limit: usize,
     ) -> Result<Vec<IndexEntry>, Error> {
         let name = name.to_owned();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |conn| {
             let mut select = conn.prepare_cached(
-                "SELECT position, stream, version FROM caseline_projection_index \
-                 WHERE name = ?1 AND key = ?2 AND position > ?3 ORDER BY position LIMIT ?4",
+                "SELECT entries FROM caseline_projection_postings \
+                 WHERE name = ?1 AND key = ?2 AND last > ?3 ORDER BY last",
             )?;
-            let rows = select.query_map(
-                params![
-                    name,
-                    key.as_bytes().as_slice(),
-                    after.to_be_bytes().as_slice(),
-                    limit
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
-            )?;
-            rows.map(|row| {
-                let (position, stream, version) = row?;
-                entry(key.as_bytes(), &position, stream, version)
-            })
-            .collect()
+            let mut rows = select.query(params![
+                name,
+                key.as_bytes().as_slice(),
+                position_bytes(after)
+            ])?;
+            let mut found = Vec::new();
+            while found.len() < limit
+                && let Some(row) = rows.next()?
+            {
+                found.extend(after_in(
+                    Run::decode(key, &row.get::<_, Vec<u8>>(0)?)?,
+                    after,
+                ));
+            }
+            found.truncate(limit);
+            Ok(found)
         })
         .await
     }
@@ -382,13 +418,13 @@ const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS caseline_projection_ch
     state bytea NOT NULL,
     saved_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS caseline_projection_index (
+CREATE TABLE IF NOT EXISTS caseline_projection_postings (
     name text NOT NULL,
     key bytea NOT NULL,
-    position bytea NOT NULL,
-    stream text NOT NULL,
-    version bigint NOT NULL,
-    PRIMARY KEY (name, key, position)
+    last bytea NOT NULL,
+    first bytea NOT NULL,
+    entries bytea NOT NULL,
+    PRIMARY KEY (name, key, last)
 );";
 
 const POSTGRES_SAVE: &str = "INSERT INTO caseline_projection_checkpoints AS c \
@@ -399,6 +435,10 @@ const POSTGRES_SAVE: &str = "INSERT INTO caseline_projection_checkpoints AS c \
 
 /// Serialises creating the table across processes starting together.
 const MIGRATION_LOCK: i64 = 0x6361_7365_6c63_6b70;
+
+/// With an index's name, serialises the writers of one index (instances of a service):
+/// each sees the runs the other filed, so runs of a key never overlap.
+const INDEX_WRITE_LOCK: i32 = 0x6378_6978;
 
 /// Checkpoints in a PostgreSQL table (separate services: beside a PostgreSQL log, or the
 /// state store of a KurrentDB one).
@@ -422,6 +462,18 @@ impl PostgresCheckpoints {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
         tx.batch_execute(POSTGRES_SCHEMA).await?;
+        let old: Option<String> = tx
+            .query_one("SELECT to_regclass($1)::text", &[&OLD_INDEX_TABLE])
+            .await?
+            .try_get(0)?;
+        if old.is_some() {
+            tx.batch_execute(&format!(
+                "DELETE FROM caseline_projection_checkpoints \
+                 WHERE name IN (SELECT DISTINCT name FROM {OLD_INDEX_TABLE}); \
+                 DROP TABLE {OLD_INDEX_TABLE};"
+            ))
+            .await?;
+        }
         tx.commit().await?;
         drop(client);
         Ok(Self { pool })
@@ -477,24 +529,67 @@ impl CheckpointStore for PostgresCheckpoints {
         entries: Vec<IndexEntry>,
     ) -> Result<(), Error> {
         let format = i32::try_from(format).map_err(|_| invalid("format", "must fit in 31 bits"))?;
-        let mut keys = Vec::with_capacity(entries.len());
-        let mut positions = Vec::with_capacity(entries.len());
-        let mut streams = Vec::with_capacity(entries.len());
-        let mut versions = Vec::with_capacity(entries.len());
-        for e in &entries {
-            keys.push(e.key.as_bytes().to_vec());
-            positions.push(e.position.to_be_bytes().to_vec());
-            streams.push(e.stream.as_str().to_owned());
-            versions.push(version_column(e.version)?);
-        }
+        let runs = postings::runs(entries);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if !entries.is_empty() {
+        if !runs.is_empty() {
             tx.execute(
-                "INSERT INTO caseline_projection_index (name, key, position, stream, version) \
-                 SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::text[], $5::bigint[]) \
-                 ON CONFLICT DO NOTHING",
-                &[&name, &keys, &positions, &streams, &versions],
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&INDEX_WRITE_LOCK, &name],
+            )
+            .await?;
+            let keys: Vec<&[u8]> = runs.iter().map(|r| r.key.as_bytes().as_slice()).collect();
+            let firsts: Vec<Vec<u8>> = runs.iter().map(|r| position_bytes(r.first())).collect();
+            let lasts: Vec<Vec<u8>> = runs.iter().map(|r| position_bytes(r.last())).collect();
+            let overlapping = tx
+                .query(
+                    "SELECT p.key, p.last, p.entries FROM caseline_projection_postings p \
+                     JOIN unnest($2::bytea[], $3::bytea[], $4::bytea[]) AS n (key, first, last) \
+                       ON p.name = $1 AND p.key = n.key AND p.last >= n.first \
+                      AND p.first <= n.last",
+                    &[&name, &keys, &firsts, &lasts],
+                )
+                .await?;
+            let mut stored: std::collections::HashMap<Uuid, Vec<Run>> = Default::default();
+            let (mut gone_keys, mut gone_lasts) = (Vec::new(), Vec::new());
+            for row in &overlapping {
+                let key: Vec<u8> = row.try_get(0)?;
+                let last: Vec<u8> = row.try_get(1)?;
+                let id = Uuid::from_slice(&key).map_err(|_| Error::Corrupt {
+                    position: String::new(),
+                    reason: "an index run's key does not decode".into(),
+                })?;
+                stored
+                    .entry(id)
+                    .or_default()
+                    .push(Run::decode(id, row.try_get(2)?)?);
+                gone_keys.push(key);
+                gone_lasts.push(last);
+            }
+            if !gone_keys.is_empty() {
+                tx.execute(
+                    "DELETE FROM caseline_projection_postings p \
+                     USING unnest($2::bytea[], $3::bytea[]) AS g (key, last) \
+                     WHERE p.name = $1 AND p.key = g.key AND p.last = g.last",
+                    &[&name, &gone_keys, &gone_lasts],
+                )
+                .await?;
+            }
+            let (mut keys, mut lasts, mut firsts, mut blobs) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for run in runs {
+                let overlapped = stored.remove(&run.key).unwrap_or_default();
+                for run in postings::merged(run, overlapped) {
+                    keys.push(run.key.as_bytes().to_vec());
+                    lasts.push(position_bytes(run.last()));
+                    firsts.push(position_bytes(run.first()));
+                    blobs.push(run.encode()?);
+                }
+            }
+            tx.execute(
+                "INSERT INTO caseline_projection_postings (name, key, last, first, entries) \
+                 SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[])",
+                &[&name, &keys, &lasts, &firsts, &blobs],
             )
             .await?;
         }
@@ -511,7 +606,7 @@ impl CheckpointStore for PostgresCheckpoints {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "DELETE FROM caseline_projection_index WHERE name = $1",
+            "DELETE FROM caseline_projection_postings WHERE name = $1",
             &[&name],
         )
         .await?;
@@ -532,31 +627,38 @@ impl CheckpointStore for PostgresCheckpoints {
         limit: usize,
     ) -> Result<Vec<IndexEntry>, Error> {
         let client = self.pool.get().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                "SELECT position, stream, version FROM caseline_projection_index \
-                 WHERE name = $1 AND key = $2 AND position > $3 ORDER BY position LIMIT $4",
-                &[
-                    &name,
-                    &key.as_bytes().as_slice(),
-                    &after.to_be_bytes().as_slice(),
-                    &limit,
-                ],
+        let select = client
+            .prepare_cached(
+                "SELECT last, entries FROM caseline_projection_postings \
+                 WHERE name = $1 AND key = $2 AND last > $3 ORDER BY last LIMIT $4",
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let position: Vec<u8> = row.try_get(0)?;
-                entry(key.as_bytes(), &position, row.try_get(1)?, row.try_get(2)?)
-            })
-            .collect()
+        let mut found = Vec::new();
+        let mut past = position_bytes(after);
+        while found.len() < limit {
+            let rows = client
+                .query(
+                    &select,
+                    &[&name, &key.as_bytes().as_slice(), &past, &RUNS_PER_QUERY],
+                )
+                .await?;
+            for row in &rows {
+                found.extend(after_in(Run::decode(key, row.try_get(1)?)?, after));
+            }
+            match rows.last() {
+                Some(row) if rows.len() == RUNS_PER_QUERY as usize => past = row.try_get(0)?,
+                _ => break,
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caseline_eventlog::StreamName;
 
     /// An index written as a rebuild writes it, page after page of entries under keys
     /// all over the table: the WAL never holds more than its bound (plus the transaction
@@ -603,6 +705,106 @@ mod tests {
             std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
             "the WAL goes with the last connection"
         );
+    }
+
+    /// The table of one row per entry, as a store before runs left it.
+    const OLD_SCHEMA: &str = "CREATE TABLE caseline_projection_index (
+        name TEXT NOT NULL, key BLOB NOT NULL, position BLOB NOT NULL,
+        stream TEXT NOT NULL, version INTEGER NOT NULL,
+        PRIMARY KEY (name, key, position));";
+
+    fn snapshot(format: u32) -> Snapshot {
+        Snapshot {
+            format,
+            position: "42".parse().expect("a position"),
+            state: b"state".to_vec(),
+        }
+    }
+
+    /// What a store of one row per entry held: the index's checkpoint goes with its
+    /// table (so it is rebuilt into runs), a projection's stays.
+    async fn migrated(store: &dyn CheckpointStore) {
+        assert_eq!(store.load("old.index").await.expect("loads"), None);
+        assert_eq!(
+            store.load("a.projection").await.expect("loads"),
+            Some(snapshot(3))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_index_of_rows_per_entry_is_dropped_to_be_rebuilt_in_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("state.sqlite");
+        {
+            let store = SqliteCheckpoints::open(&path).await.expect("opens");
+            store.save("old.index", &snapshot(1)).await.expect("saves");
+            store
+                .save("a.projection", &snapshot(3))
+                .await
+                .expect("saves");
+            store
+                .with(|conn| {
+                    conn.execute_batch(OLD_SCHEMA)?;
+                    conn.execute(
+                        "INSERT INTO caseline_projection_index VALUES ('old.index', x'00', x'01', 's', 1)",
+                        [],
+                    )?;
+                    Ok(())
+                })
+                .await
+                .expect("the old table");
+        }
+        let store = SqliteCheckpoints::open(&path).await.expect("reopens");
+        migrated(&store).await;
+        let tables: i64 = store
+            .with(|conn| {
+                Ok(conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+                    params![OLD_INDEX_TABLE],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .expect("counts");
+        assert_eq!(tables, 0, "the old table is gone");
+    }
+
+    #[tokio::test]
+    async fn an_index_of_rows_per_entry_is_dropped_to_be_rebuilt_in_postgres() {
+        let schema = caseline_eventlog::postgres::ScratchSchema::for_test("caseline_test").await;
+        let pool = || {
+            caseline_eventlog::postgres::pool(schema.config().expect("a config"), 2)
+                .expect("a pool")
+        };
+        {
+            let store = PostgresCheckpoints::from_pool(pool()).await.expect("opens");
+            store.save("old.index", &snapshot(1)).await.expect("saves");
+            store
+                .save("a.projection", &snapshot(3))
+                .await
+                .expect("saves");
+            let client = store.pool.get().await.expect("a connection");
+            client
+                .batch_execute(
+                    "CREATE TABLE caseline_projection_index (name text, key bytea, \
+                     position bytea, stream text, version bigint); \
+                     INSERT INTO caseline_projection_index VALUES \
+                     ('old.index', '\\x00', '\\x01', 's', 1);",
+                )
+                .await
+                .expect("the old table");
+        }
+        let store = PostgresCheckpoints::from_pool(pool())
+            .await
+            .expect("reopens");
+        migrated(&store).await;
+        let client = store.pool.get().await.expect("a connection");
+        let old: Option<String> = client
+            .query_one("SELECT to_regclass($1)::text", &[&OLD_INDEX_TABLE])
+            .await
+            .expect("asks")
+            .get(0);
+        assert_eq!(old, None, "the old table is gone");
     }
 
     #[test]

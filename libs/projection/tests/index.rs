@@ -216,3 +216,101 @@ async fn an_index_kept_up_equals_one_rebuilt_from_the_log_in_sqlite() {
 async fn an_index_kept_up_equals_one_rebuilt_from_the_log_in_postgres() {
     incremental_equals_rebuilt(Backend::Postgres).await;
 }
+
+/// Entries under three keys at positions `1..=count` (each position under one or two of
+/// them), with the streams they would be read from.
+fn scattered(keys: &[Uuid; 3], count: u128) -> Vec<IndexEntry> {
+    let streams = [
+        StreamName::new("access-global").unwrap(),
+        StreamName::new("case-1").unwrap(),
+    ];
+    (1..=count)
+        .flat_map(|n| {
+            let named: &[Uuid] = match n % 5 {
+                0 => &keys[..2],
+                1 | 2 => &keys[..1],
+                3 => &keys[1..2],
+                _ => &keys[2..],
+            };
+            let stream = &streams[usize::from(n % 7 == 0)];
+            named.iter().map(move |key| IndexEntry {
+                key: *key,
+                position: n.to_string().parse().unwrap(),
+                stream: stream.clone(),
+                version: u64::try_from(n).unwrap() + 10,
+            })
+        })
+        .collect()
+}
+
+/// Writes `entries` in batches of `size` (the last batch first if `reverse`),
+/// saving the position each batch reached.
+async fn file(store: &dyn CheckpointStore, entries: &[IndexEntry], size: usize, reverse: bool) {
+    let mut batches: Vec<&[IndexEntry]> = entries.chunks(size).collect();
+    if reverse {
+        batches.reverse();
+    }
+    for batch in batches {
+        let reached = batch.iter().map(|e| e.position).max().unwrap();
+        store
+            .index("test.runs", 1, reached, batch.to_vec())
+            .await
+            .unwrap();
+    }
+}
+
+/// Several instances file the same stretch of the log with other batch bounds (one
+/// behind and writing in reverse, one filing an entry at a time as at the log's head):
+/// every entry is found once, in order, from any position and in pages of any size.
+async fn runs_from_instances_overlap(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _schema) = store(backend, dir.path(), "runs.sqlite").await;
+    let keys = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let entries = scattered(&keys, 6_000);
+    // Sorted by position (as an index reads them), the keys interleaved.
+    file(&*store, &entries[..4_800], 700, false).await;
+    file(&*store, &entries[600..], 450, true).await;
+    file(&*store, &entries[4_000..4_100], 1, false).await;
+    file(&*store, &entries[5_000..], 6_000, false).await;
+    for key in keys {
+        let all: Vec<IndexEntry> = entries.iter().filter(|e| e.key == key).cloned().collect();
+        assert!(all.len() > 1_024, "more than one run's worth under {key}");
+        for limit in [1, 7, 500, 5_000] {
+            for from in [0usize, 1, 333, 1_100] {
+                let after = if from == 0 {
+                    Position::START
+                } else {
+                    all[from - 1].position
+                };
+                let found = store.find("test.runs", key, after, limit).await.unwrap();
+                let want: Vec<IndexEntry> = all[from..].iter().take(limit).cloned().collect();
+                assert_eq!(found, want, "key {key}, after entry {from}, limit {limit}");
+            }
+        }
+    }
+    assert!(
+        store
+            .find("test.runs", Uuid::new_v4(), Position::START, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.clear_index("test.runs").await.unwrap();
+    assert!(
+        store
+            .find("test.runs", keys[0], Position::START, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn runs_filed_by_several_instances_are_found_once_in_order_in_sqlite() {
+    runs_from_instances_overlap(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn runs_filed_by_several_instances_are_found_once_in_order_in_postgres() {
+    runs_from_instances_overlap(Backend::Postgres).await;
+}

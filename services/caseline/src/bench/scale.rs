@@ -372,6 +372,8 @@ impl Setup {
                 let client = pg(url).await?;
                 for table in [
                     "caseline_projection_checkpoints",
+                    "caseline_projection_postings",
+                    // An earlier build's, measured as a baseline.
                     "caseline_projection_index",
                 ] {
                     // Absent before the first start (42P01: no such table).
