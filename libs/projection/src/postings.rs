@@ -99,7 +99,8 @@ impl Run {
             streams.push(StreamName::new(name.to_owned()).map_err(|_| corrupt("stream"))?);
         }
         let count = u32::from_be_bytes(input.array()?);
-        if count == 0 || input.0.len() != usize::try_from(count).unwrap_or(usize::MAX) * 26 {
+        let expected = usize::try_from(count).ok().and_then(|n| n.checked_mul(26));
+        if count == 0 || expected != Some(input.0.len()) {
             return Err(corrupt("entries"));
         }
         let mut entries = Vec::with_capacity(input.0.len() / 26);

@@ -69,13 +69,17 @@ pub trait CheckpointStore: fmt::Debug + Send + Sync + 'static {
     ) -> Result<Vec<IndexEntry>, Error>;
 }
 
-/// The entries of `run` past `after`.
-fn after_in(run: Run, after: Position) -> impl Iterator<Item = IndexEntry> {
-    run.entries.into_iter().filter(move |e| e.position > after)
+/// Adds the entries of `run` past `after` and past the last one `found` holds. A find
+/// that reads runs in several queries may meet, in a later one, a run merged meanwhile
+/// with one it already read: what it already holds is not taken twice.
+fn take_from(found: &mut Vec<IndexEntry>, run: Run, after: Position) {
+    let past = found.last().map_or(after, |e| e.position);
+    found.extend(run.entries.into_iter().filter(|e| e.position > past));
 }
 
-/// Runs a find reads from PostgreSQL per query: it stops once it has its entries.
-const RUNS_PER_QUERY: i64 = 8;
+/// The most runs a find reads from PostgreSQL per query (each holds at least one entry
+/// it returns): it asks for no more than it still needs.
+const RUNS_PER_QUERY: usize = 64;
 
 /// Opens the checkpoint store named by `url`: `sqlite:PATH` or `postgres://…`.
 pub async fn open(url: &str) -> Result<Arc<dyn CheckpointStore>, Error> {
@@ -208,23 +212,25 @@ impl SqliteCheckpoints {
                      PRAGMA wal_autocheckpoint={STATE_WAL_PAGES_AT_MOST}; \
                      PRAGMA cache_size=-{STATE_CACHE_KIB};"
                 ))?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                tx.execute_batch(SQLITE_SCHEMA)?;
-                let old: Option<String> = tx
-                    .query_row(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                        params![OLD_INDEX_TABLE],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if old.is_some() {
-                    tx.execute_batch(&format!(
-                        "DELETE FROM caseline_projection_checkpoints \
-                         WHERE name IN (SELECT DISTINCT name FROM {OLD_INDEX_TABLE}); \
-                         DROP TABLE {OLD_INDEX_TABLE};"
-                    ))?;
+                conn.execute_batch(SQLITE_SCHEMA)?;
+                let old_table = "SELECT count(*) FROM sqlite_master \
+                                 WHERE type = 'table' AND name = ?1";
+                let has_old = |c: &Connection| -> rusqlite::Result<bool> {
+                    c.query_row(old_table, params![OLD_INDEX_TABLE], |r| r.get::<_, i64>(0))
+                        .map(|n| n > 0)
+                };
+                if has_old(&conn)? {
+                    // Asked again inside: another process may have migrated meanwhile.
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    if has_old(&tx)? {
+                        tx.execute_batch(&format!(
+                            "DELETE FROM caseline_projection_checkpoints \
+                             WHERE name IN (SELECT DISTINCT name FROM {OLD_INDEX_TABLE}); \
+                             DROP TABLE {OLD_INDEX_TABLE};"
+                        ))?;
+                    }
+                    tx.commit()?;
                 }
-                tx.commit()?;
                 Ok(conn)
             })
             .await
@@ -399,10 +405,11 @@ impl CheckpointStore for SqliteCheckpoints {
             while found.len() < limit
                 && let Some(row) = rows.next()?
             {
-                found.extend(after_in(
+                take_from(
+                    &mut found,
                     Run::decode(key, &row.get::<_, Vec<u8>>(0)?)?,
                     after,
-                ));
+                );
             }
             found.truncate(limit);
             Ok(found)
@@ -543,10 +550,19 @@ impl CheckpointStore for PostgresCheckpoints {
             let lasts: Vec<Vec<u8>> = runs.iter().map(|r| position_bytes(r.last())).collect();
             let overlapping = tx
                 .query(
-                    "SELECT p.key, p.last, p.entries FROM caseline_projection_postings p \
-                     JOIN unnest($2::bytea[], $3::bytea[], $4::bytea[]) AS n (key, first, last) \
-                       ON p.name = $1 AND p.key = n.key AND p.last >= n.first \
-                      AND p.first <= n.last",
+                    // The runs ending within the new one's range, and the next after it
+                    // if it starts within (runs do not overlap: no other can): both
+                    // bounded by the primary key, however many runs come later.
+                    "SELECT p.key, p.last, p.entries \
+                     FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) AS n (key, first, last) \
+                     JOIN LATERAL ( \
+                       (SELECT key, last, first, entries FROM caseline_projection_postings \
+                         WHERE name = $1 AND key = n.key AND last >= n.first AND last <= n.last) \
+                       UNION ALL \
+                       (SELECT key, last, first, entries FROM caseline_projection_postings \
+                         WHERE name = $1 AND key = n.key AND last > n.last \
+                         ORDER BY last LIMIT 1) \
+                     ) AS p ON p.first <= n.last",
                     &[&name, &keys, &firsts, &lasts],
                 )
                 .await?;
@@ -636,17 +652,23 @@ impl CheckpointStore for PostgresCheckpoints {
         let mut found = Vec::new();
         let mut past = position_bytes(after);
         while found.len() < limit {
+            let wanted = (limit - found.len()).min(RUNS_PER_QUERY);
             let rows = client
                 .query(
                     &select,
-                    &[&name, &key.as_bytes().as_slice(), &past, &RUNS_PER_QUERY],
+                    &[
+                        &name,
+                        &key.as_bytes().as_slice(),
+                        &past,
+                        &i64::try_from(wanted).unwrap_or(i64::MAX),
+                    ],
                 )
                 .await?;
             for row in &rows {
-                found.extend(after_in(Run::decode(key, row.try_get(1)?)?, after));
+                take_from(&mut found, Run::decode(key, row.try_get(1)?)?, after);
             }
             match rows.last() {
-                Some(row) if rows.len() == RUNS_PER_QUERY as usize => past = row.try_get(0)?,
+                Some(row) if rows.len() == wanted => past = row.try_get(0)?,
                 _ => break,
             }
         }

@@ -288,6 +288,28 @@ async fn runs_from_instances_overlap(backend: Backend) {
             }
         }
     }
+    // A key filed an entry at a time, as at the log's head: a run per entry, more than
+    // a find reads in one query.
+    let single = Uuid::new_v4();
+    let singles: Vec<IndexEntry> = (7_001..=7_100u128)
+        .map(|n| IndexEntry {
+            key: single,
+            position: n.to_string().parse().unwrap(),
+            stream: StreamName::new("access-global").unwrap(),
+            version: u64::try_from(n).unwrap(),
+        })
+        .collect();
+    file(&*store, &singles, 1, false).await;
+    for (from, limit) in [(0usize, 5_000), (0, 100), (10, 70), (10, 65), (99, 10)] {
+        let after = if from == 0 {
+            Position::START
+        } else {
+            singles[from - 1].position
+        };
+        let found = store.find("test.runs", single, after, limit).await.unwrap();
+        let want: Vec<IndexEntry> = singles[from..].iter().take(limit).cloned().collect();
+        assert_eq!(found, want, "after entry {from}, limit {limit}");
+    }
     assert!(
         store
             .find("test.runs", Uuid::new_v4(), Position::START, 10)
