@@ -17,6 +17,12 @@
 //! - **writes**: 16 callers adding notes to their own cases (events per second), the
 //!   process's RSS sampled meanwhile (its peak), and RSS idle after.
 //!
+//! With two sizes or more, the write measure is also run alternated: a fresh log of
+//! the first size is grown beside the largest, and writes go to one, then the other,
+//! three rounds each; the ratio of their medians is the write target's figure, since
+//! one size's measure and the next are minutes apart and this machine drifts in between
+//! (writes at 10 000 events varied 1.8 × from run to run).
+//!
 //! Each size prints one JSON object; the last line is the growth of every measure from
 //! the first size to the last, with the targets (issue: at 1 000 000 events, reads at
 //! most 1.5 × their time at 10 000, writes at least 0.8 ×, start at most 5 s, RSS at
@@ -176,6 +182,12 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
             reports[i].push(report);
         }
     }
+    let alternated = match args.sizes.as_slice() {
+        [first, .., _] => {
+            Some(writes_alternated(&setup, &this, &probes, *first, args.postgres.as_deref()).await?)
+        }
+        _ => None,
+    };
     for (name, reports) in ["this", "baseline"].iter().zip(&reports) {
         let mut growth = growth(reports);
         growth["binary"] = json!(name);
@@ -185,12 +197,124 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
             print_growth(&growth);
         }
     }
+    if let Some(alternated) = alternated {
+        if args.json {
+            println!("{alternated}");
+        } else {
+            print_alternated(&alternated);
+        }
+    }
     drop(schema);
     if args.keep {
         println!("the log is kept in {}", dir.path().display());
         std::mem::forget(dir);
     }
     Ok(())
+}
+
+/// Rounds of the alternated write measure, at each log.
+const WRITE_ROUNDS: usize = 3;
+
+/// Writes to the largest log and to a fresh one of the first size, in turns (fresh,
+/// large, fresh, …; `this` binary, each server started from its checkpoints), so that
+/// the machine's drift between one size's measures and another's (writes at 10 000
+/// events varied 1.8 × between runs) falls on both alike. The ratio of the medians is
+/// the write target's figure.
+async fn writes_alternated(
+    large: &Setup,
+    binary: &Path,
+    probes: &Probes,
+    size: u64,
+    postgres: Option<&str>,
+) -> Result<Value, BoxError> {
+    let dir = ScratchDir::new("scale-fresh")?;
+    let schema = match postgres {
+        Some(url) => {
+            Some(caseline_eventlog::postgres::ScratchSchema::create(url, "caseline_scale").await?)
+        }
+        None => None,
+    };
+    let fresh = Setup {
+        dir: dir.path().to_path_buf(),
+        event_log: schema.as_ref().map(|s| s.url()),
+        iterations: large.iterations,
+        write_seconds: large.write_seconds,
+        server_log: large.server_log.clone(),
+    };
+    let fresh_probes = {
+        let host = fresh.open().await?;
+        let mut generator = Generator::new(Arc::clone(host.log()), host.trust().vault().clone());
+        let probes = generator.probes().await?;
+        generator.grow_to(size, 0).await?;
+        host.log().close().await;
+        probes
+    };
+    let mut sides = Vec::new();
+    for (setup, probes) in [(&fresh, &fresh_probes), (large, probes)] {
+        let key = DevKey::load_or_create(&setup.dir)?;
+        let writers = probes
+            .writers
+            .iter()
+            .map(|(a, case)| {
+                let token = key.issue(
+                    &a.subject,
+                    &[a.role],
+                    &a.agency,
+                    None,
+                    Duration::from_secs(3600),
+                )?;
+                Ok((format!("Bearer {token}").parse()?, *case))
+            })
+            .collect::<Result<Vec<_>, BoxError>>()?;
+        let server = Server::start(setup, binary).await?;
+        let channel = server.channel().await?;
+        // Unmeasured: the first calls load the writers' cases.
+        write_load(&channel, &writers, 0.5).await?;
+        sides.push((server, channel, writers, Vec::new()));
+    }
+    let seconds = (large.write_seconds / 2.0).max(1.0);
+    for _ in 0..WRITE_ROUNDS {
+        for (_, channel, writers, rates) in &mut sides {
+            rates.push(write_load(channel, writers, seconds).await?.per_sec());
+        }
+    }
+    let median = |rates: &[f64]| {
+        let mut sorted = rates.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    let mut report = json!({ "bench": "scale-writes-alternated", "seconds_per_round": seconds });
+    for ((server, _, _, rates), side) in sides.into_iter().zip(["fresh", "large"]) {
+        server.stop()?;
+        report[side] = json!({
+            "writes_per_sec": rates.iter().map(|r| round1(*r)).collect::<Vec<_>>(),
+            "median": round1(median(&rates)),
+        });
+    }
+    let ratio = at(&report, "large.median") / at(&report, "fresh.median");
+    report["fresh_events"] = json!(size);
+    report["ratio"] = json!(round3(ratio));
+    report["target"] = json!(verdict(ratio >= WRITE_GROWTH_TARGET));
+    drop(schema);
+    Ok(report)
+}
+
+fn print_alternated(r: &Value) {
+    println!(
+        "\nwrites alternated with a fresh log of {} events ({} rounds of {} s each, this binary):",
+        r["fresh_events"], WRITE_ROUNDS, r["seconds_per_round"]
+    );
+    for side in ["fresh", "large"] {
+        println!(
+            "  {side:<6} {} events/s, median {}",
+            r[side]["writes_per_sec"], r[side]["median"]
+        );
+    }
+    println!(
+        "  large / fresh {} x (target >= {WRITE_GROWTH_TARGET}): {}",
+        r["ratio"],
+        r["target"].as_str().unwrap_or_default()
+    );
 }
 
 /// Where the log lives and how long to measure.
