@@ -317,3 +317,46 @@ async fn bench_timeline_measures_whole_timeline_reads() {
     assert_eq!(report["entries"], 40);
     assert_eq!(report["iterations"], 10);
 }
+
+#[tokio::test]
+async fn bench_scale_measures_each_size_and_writes_alternated() {
+    let stdout = run_ok(&[
+        "bench",
+        "scale",
+        "--json",
+        "--sizes",
+        "5000,6000",
+        "--iterations",
+        "1",
+        "--write-seconds",
+        "1",
+    ])
+    .await;
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sizes: Vec<u64> = reports
+        .iter()
+        .filter(|r| r["bench"] == "scale")
+        .map(|r| r["events"].as_u64().expect("events"))
+        .collect();
+    assert!(
+        sizes.len() == 2 && sizes[0] >= 5_000 && sizes[1] >= 6_000,
+        "{sizes:?}"
+    );
+    let alternated = json_report(
+        &stdout,
+        &["bench", "fresh", "large", "ratio", "target", "fresh_events"],
+    );
+    assert_eq!(alternated["bench"], "scale-writes-alternated");
+    assert_eq!(alternated["fresh_events"], 5_000);
+    for side in ["fresh", "large"] {
+        let rates = alternated[side]["writes_per_sec"]
+            .as_array()
+            .expect("rates");
+        assert_eq!(rates.len(), 3, "three rounds at the {side} log");
+        assert!(rates.iter().all(|r| r.as_f64().is_some_and(|r| r > 0.0)));
+    }
+    assert!(alternated["ratio"].as_f64().is_some_and(|r| r > 0.0));
+}
