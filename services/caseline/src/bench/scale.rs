@@ -212,6 +212,18 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The `authorization` value of `actor`, with a token of `key` valid for an hour.
+fn bearer_of(key: &DevKey, actor: &Actor) -> Result<MetadataValue<Ascii>, BoxError> {
+    let token = key.issue(
+        &actor.subject,
+        &[actor.role],
+        &actor.agency,
+        None,
+        Duration::from_secs(3600),
+    )?;
+    Ok(format!("Bearer {token}").parse()?)
+}
+
 /// Rounds of the alternated write measure, at each log.
 const WRITE_ROUNDS: usize = 3;
 
@@ -255,16 +267,7 @@ async fn writes_alternated(
         let writers = probes
             .writers
             .iter()
-            .map(|(a, case)| {
-                let token = key.issue(
-                    &a.subject,
-                    &[a.role],
-                    &a.agency,
-                    None,
-                    Duration::from_secs(3600),
-                )?;
-                Ok((format!("Bearer {token}").parse()?, *case))
-            })
+            .map(|(a, case)| Ok((bearer_of(&key, a)?, *case)))
             .collect::<Result<Vec<_>, BoxError>>()?;
         let server = Server::start(setup, binary).await?;
         let channel = server.channel().await?;
@@ -347,16 +350,7 @@ impl Setup {
         grown_in: Duration,
     ) -> Result<Value, BoxError> {
         let key = DevKey::load_or_create(&self.dir)?;
-        let bearer = |a: &Actor| -> Result<MetadataValue<Ascii>, BoxError> {
-            let token = key.issue(
-                &a.subject,
-                &[a.role],
-                &a.agency,
-                None,
-                Duration::from_secs(3600),
-            )?;
-            Ok(format!("Bearer {token}").parse()?)
-        };
+        let bearer = |a: &Actor| bearer_of(&key, a);
         let auditor = Actor::new("bench-auditor", Role::Auditor, "bench-oversight");
         let one = bearer(&probes.one_case_worker)?;
         let caseload = bearer(&probes.caseload_worker)?;
