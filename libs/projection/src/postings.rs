@@ -18,8 +18,8 @@ use caseline_eventlog::{Error, Position, StreamName, Uuid};
 use crate::index::IndexEntry;
 
 /// The most entries in one run (about 26 bytes each, plus the stream names): a find
-/// reads whole runs, so this bounds what it reads past what it returns; and merging
-/// runs written by two instances never grows a row past it.
+/// reads whole runs, so it reads at most about a run's worth past what it returns at
+/// each end; and merging runs written by two instances never grows a row past it.
 pub(crate) const RUN_AT_MOST: usize = 1024;
 
 /// The encoding's version, its first byte.

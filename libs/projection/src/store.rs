@@ -77,8 +77,10 @@ fn take_from(found: &mut Vec<IndexEntry>, run: Run, after: Position) {
     found.extend(run.entries.into_iter().filter(|e| e.position > past));
 }
 
-/// The most runs a find reads from PostgreSQL per query (each holds at least one entry
-/// it returns): it asks for no more than it still needs.
+/// The most runs a find reads from PostgreSQL per query. It asks for one run first and
+/// twice as many each query after (each run holds at least one entry it returns, and
+/// may hold up to 1 024), so it reads little past what it needs whatever the runs'
+/// sizes, and few queries where runs are small.
 const RUNS_PER_QUERY: usize = 64;
 
 /// Opens the checkpoint store named by `url`: `sqlite:PATH` or `postgres://…`.
@@ -651,8 +653,10 @@ impl CheckpointStore for PostgresCheckpoints {
             .await?;
         let mut found = Vec::new();
         let mut past = position_bytes(after);
+        let mut asked = 1;
         while found.len() < limit {
-            let wanted = (limit - found.len()).min(RUNS_PER_QUERY);
+            let wanted = (limit - found.len()).min(asked);
+            asked = (asked * 2).min(RUNS_PER_QUERY);
             let rows = client
                 .query(
                     &select,
@@ -665,6 +669,9 @@ impl CheckpointStore for PostgresCheckpoints {
                 )
                 .await?;
             for row in &rows {
+                if found.len() >= limit {
+                    break;
+                }
                 take_from(&mut found, Run::decode(key, row.try_get(1)?)?, after);
             }
             match rows.last() {

@@ -20,13 +20,15 @@
 //! With two sizes or more, the write measure is also run alternated: a fresh log of
 //! the first size is grown beside the largest, and writes go to one, then the other,
 //! three rounds each; the ratio of their medians is the write target's figure, since
-//! one size's measure and the next are minutes apart and this machine drifts in between
-//! (writes at 10 000 events varied 1.8 × from run to run).
+//! one size's measure and the next are minutes apart and the machine may drift in
+//! between (writes at 10 000 events varied 1.8 × from run to run on the build machine).
 //!
-//! Each size prints one JSON object; the last line is the growth of every measure from
-//! the first size to the last, with the targets (issue: at 1 000 000 events, reads at
-//! most 1.5 × their time at 10 000, writes at least 0.8 ×, start at most 5 s, RSS at
-//! most 256 MiB, rebuild at least 0.5 × the raw read).
+//! Each size prints one JSON object; then the growth of every measure from the first
+//! size to the last, with the targets (issue: at 1 000 000 events, reads at most 1.5 ×
+//! their time at 10 000, writes at least 0.8 ×, start at most 5 s, RSS at most 256 MiB,
+//! rebuild at least 0.5 × the raw read); and last the alternated writes, whose verdict
+//! is the write target's (the growth's write ratio, one size after the other, is shown
+//! but not judged).
 
 mod generate;
 
@@ -182,12 +184,6 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
             reports[i].push(report);
         }
     }
-    let alternated = match args.sizes.as_slice() {
-        [first, .., _] => {
-            Some(writes_alternated(&setup, &this, &probes, *first, args.postgres.as_deref()).await?)
-        }
-        _ => None,
-    };
     for (name, reports) in ["this", "baseline"].iter().zip(&reports) {
         let mut growth = growth(reports);
         growth["binary"] = json!(name);
@@ -197,11 +193,12 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
             print_growth(&growth);
         }
     }
-    if let Some(alternated) = alternated {
-        if args.json {
-            println!("{alternated}");
-        } else {
-            print_alternated(&alternated);
+    // Last, so that a failure here loses none of the measures above (nor a kept log).
+    if let [first, .., _] = args.sizes.as_slice() {
+        match writes_alternated(&setup, &this, &probes, *first, args.postgres.as_deref()).await {
+            Ok(alternated) if args.json => println!("{alternated}"),
+            Ok(alternated) => print_alternated(&alternated),
+            Err(e) => eprintln!("the alternated write measure failed: {e}"),
         }
     }
     drop(schema);
@@ -228,10 +225,12 @@ fn bearer_of(key: &DevKey, actor: &Actor) -> Result<MetadataValue<Ascii>, BoxErr
 const WRITE_ROUNDS: usize = 3;
 
 /// Writes to the largest log and to a fresh one of the first size, in turns (fresh,
-/// large, fresh, …; `this` binary, each server started from its checkpoints), so that
-/// the machine's drift between one size's measures and another's (writes at 10 000
-/// events varied 1.8 × between runs) falls on both alike. The ratio of the medians is
-/// the write target's figure.
+/// large, fresh, …; `this` binary), so that the machine's drift between one size's
+/// measures and another's (writes at 10 000 events varied 1.8 × between runs) falls on
+/// both alike. The ratio of the medians is the write target's figure. The large log's
+/// server resumes from its checkpoints; the fresh one builds its projections at its
+/// first start, before its unmeasured warm-up writes answer. The large log's writers'
+/// cases hold the notes of the measures before; the fresh log's are short.
 async fn writes_alternated(
     large: &Setup,
     binary: &Path,
@@ -844,7 +843,8 @@ const COMPARED: [(&str, bool, f64); 10] = [
     ("list_cases_500_cases.p50_ms", true, READ_GROWTH_TARGET),
     ("list_inbox.p50_ms", true, READ_GROWTH_TARGET),
     ("list_reviews_due.p50_ms", true, READ_GROWTH_TARGET),
-    ("writes_per_sec", false, WRITE_GROWTH_TARGET),
+    // Judged alternated (`writes_alternated`): one size after the other, it drifts.
+    ("writes_per_sec", false, f64::INFINITY),
     ("start_to_first_answer_s", true, f64::INFINITY),
     ("rss_writing_mib", true, f64::INFINITY),
     ("checkpoint_bytes", true, f64::INFINITY),
