@@ -259,6 +259,20 @@ async fn file(store: &dyn CheckpointStore, entries: &[IndexEntry], size: usize, 
     }
 }
 
+/// Checks that a find of `all`'s key after its entry `from` (from the start if 0),
+/// at most `limit`, returns the entries that follow it, in order.
+async fn finds(store: &dyn CheckpointStore, all: &[IndexEntry], from: usize, limit: usize) {
+    let key = all[0].key;
+    let after = if from == 0 {
+        Position::START
+    } else {
+        all[from - 1].position
+    };
+    let found = store.find("test.runs", key, after, limit).await.unwrap();
+    let want: Vec<IndexEntry> = all[from..].iter().take(limit).cloned().collect();
+    assert_eq!(found, want, "key {key}, after entry {from}, limit {limit}");
+}
+
 /// Several instances file the same stretch of the log with other batch bounds (one
 /// behind and writing in reverse, one filing an entry at a time as at the log's head):
 /// every entry is found once, in order, from any position and in pages of any size.
@@ -277,14 +291,7 @@ async fn runs_from_instances_overlap(backend: Backend) {
         assert!(all.len() > 1_024, "more than one run's worth under {key}");
         for limit in [1, 7, 500, 5_000] {
             for from in [0usize, 1, 333, 1_100] {
-                let after = if from == 0 {
-                    Position::START
-                } else {
-                    all[from - 1].position
-                };
-                let found = store.find("test.runs", key, after, limit).await.unwrap();
-                let want: Vec<IndexEntry> = all[from..].iter().take(limit).cloned().collect();
-                assert_eq!(found, want, "key {key}, after entry {from}, limit {limit}");
+                finds(&*store, &all, from, limit).await;
             }
         }
     }
@@ -301,14 +308,7 @@ async fn runs_from_instances_overlap(backend: Backend) {
         .collect();
     file(&*store, &singles, 1, false).await;
     for (from, limit) in [(0usize, 5_000), (0, 100), (10, 70), (10, 65), (99, 10)] {
-        let after = if from == 0 {
-            Position::START
-        } else {
-            singles[from - 1].position
-        };
-        let found = store.find("test.runs", single, after, limit).await.unwrap();
-        let want: Vec<IndexEntry> = singles[from..].iter().take(limit).cloned().collect();
-        assert_eq!(found, want, "after entry {from}, limit {limit}");
+        finds(&*store, &singles, from, limit).await;
     }
     assert!(
         store

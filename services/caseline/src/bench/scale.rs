@@ -116,12 +116,7 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
         return Err("--write-seconds must be positive".into());
     }
     let dir = ScratchDir::new("scale")?;
-    let schema = match &args.postgres {
-        Some(url) => {
-            Some(caseline_eventlog::postgres::ScratchSchema::create(url, "caseline_scale").await?)
-        }
-        None => None,
-    };
+    let schema = scratch_schema(args.postgres.as_deref()).await?;
     let this = std::env::current_exe()?;
     let setup = Setup {
         dir: dir.path().to_path_buf(),
@@ -221,6 +216,19 @@ fn bearer_of(key: &DevKey, actor: &Actor) -> Result<MetadataValue<Ascii>, BoxErr
     Ok(format!("Bearer {token}").parse()?)
 }
 
+/// A schema of its own on the PostgreSQL server at `url`, if one is given (dropped
+/// with it).
+async fn scratch_schema(
+    url: Option<&str>,
+) -> Result<Option<caseline_eventlog::postgres::ScratchSchema>, BoxError> {
+    Ok(match url {
+        Some(url) => {
+            Some(caseline_eventlog::postgres::ScratchSchema::create(url, "caseline_scale").await?)
+        }
+        None => None,
+    })
+}
+
 /// Rounds of the alternated write measure, at each log.
 const WRITE_ROUNDS: usize = 3;
 
@@ -239,12 +247,7 @@ async fn writes_alternated(
     postgres: Option<&str>,
 ) -> Result<Value, BoxError> {
     let dir = ScratchDir::new("scale-fresh")?;
-    let schema = match postgres {
-        Some(url) => {
-            Some(caseline_eventlog::postgres::ScratchSchema::create(url, "caseline_scale").await?)
-        }
-        None => None,
-    };
+    let schema = scratch_schema(postgres).await?;
     let fresh = Setup {
         dir: dir.path().to_path_buf(),
         event_log: schema.as_ref().map(|s| s.url()),
@@ -286,14 +289,16 @@ async fn writes_alternated(
         sorted[sorted.len() / 2]
     };
     let mut report = json!({ "bench": "scale-writes-alternated", "seconds_per_round": seconds });
+    let mut medians = Vec::new();
     for ((server, _, _, rates), side) in sides.into_iter().zip(["fresh", "large"]) {
         server.stop()?;
+        medians.push(median(&rates));
         report[side] = json!({
             "writes_per_sec": rates.iter().map(|r| round1(*r)).collect::<Vec<_>>(),
             "median": round1(median(&rates)),
         });
     }
-    let ratio = at(&report, "large.median") / at(&report, "fresh.median");
+    let ratio = medians[1] / medians[0];
     report["fresh_events"] = json!(size);
     report["ratio"] = json!(round3(ratio));
     report["target"] = json!(verdict(ratio >= WRITE_GROWTH_TARGET));
