@@ -319,7 +319,7 @@ async fn bench_timeline_measures_whole_timeline_reads() {
 }
 
 #[tokio::test]
-async fn bench_scale_measures_each_size_and_writes_alternated() {
+async fn bench_scale_measures_each_size_and_alternated() {
     let stdout = run_ok(&[
         "bench",
         "scale",
@@ -347,16 +347,33 @@ async fn bench_scale_measures_each_size_and_writes_alternated() {
     );
     let alternated = json_report(
         &stdout,
-        &["bench", "fresh", "large", "ratio", "target", "fresh_events"],
+        &["bench", "fresh", "large", "medians", "targets", "fresh_events"],
     );
-    assert_eq!(alternated["bench"], "scale-writes-alternated");
+    assert_eq!(alternated["bench"], "scale-alternated");
     assert_eq!(alternated["fresh_events"], 5_000);
+    let measures = [
+        "get_timeline_500.p50_ms",
+        "replay_access_history.p50_ms",
+        "list_cases_one_case.p50_ms",
+        "list_cases_500_cases.p50_ms",
+        "list_inbox.p50_ms",
+        "list_reviews_due.p50_ms",
+        "writes_per_sec",
+    ];
     for side in ["fresh", "large"] {
-        let rates = alternated[side]["writes_per_sec"]
-            .as_array()
-            .expect("rates");
-        assert_eq!(rates.len(), 3, "three rounds at the {side} log");
-        assert!(rates.iter().all(|r| r.as_f64().is_some_and(|r| r > 0.0)));
+        for measure in measures {
+            let rounds = alternated[side]["rounds"][measure]
+                .as_array()
+                .unwrap_or_else(|| panic!("{measure} at the {side} log"));
+            assert_eq!(rounds.len(), 5, "five rounds of {measure} at the {side} log");
+            assert!(rounds.iter().all(|r| r.as_f64().is_some_and(|r| r > 0.0)));
+        }
+        // Each round's notes were appended to its log.
+        let events = alternated[side]["events_after"].as_u64().expect("events");
+        assert!(events > sizes[usize::from(side == "large")], "{side}: {events}");
     }
-    assert!(alternated["ratio"].as_f64().is_some_and(|r| r > 0.0));
+    for measure in measures {
+        let ratio = &alternated["medians"][measure]["ratio"];
+        assert!(ratio.as_f64().is_some_and(|r| r > 0.0), "{measure}: {ratio}");
+    }
 }

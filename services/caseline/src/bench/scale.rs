@@ -17,18 +17,19 @@
 //! - **writes**: 16 callers adding notes to their own cases (events per second), the
 //!   process's RSS sampled meanwhile (its peak), and RSS idle after.
 //!
-//! With two sizes or more, the write measure is also run alternated: a fresh log of
-//! the first size is grown beside the largest, and writes go to one, then the other,
-//! three rounds each; the ratio of their medians is the write target's figure, since
-//! one size's measure and the next are minutes apart and the machine may drift in
-//! between (writes at 10 000 events varied 1.8 × from run to run on the build machine).
+//! With two sizes or more, the reads and writes are also measured alternated: a fresh
+//! log of the first size is grown beside the largest, both are served, and the reads
+//! and writes go to one, then the other, [`ROUNDS`] rounds each. The ratio of their
+//! medians is each read and write target's figure, since one size's measure and the
+//! next are minutes apart and the machine may drift in between (writes at 10 000 events
+//! varied 1.8 × between runs on the build machine, reads 1.4 ×).
 //!
 //! Each size prints one JSON object; then the growth of every measure from the first
-//! size to the last, with the targets (issue: at 1 000 000 events, reads at most 1.5 ×
-//! their time at 10 000, writes at least 0.8 ×, start at most 5 s, RSS at most 256 MiB,
-//! rebuild at least 0.5 × the raw read); and last the alternated writes, whose verdict
-//! is the write target's (the growth's write ratio, one size after the other, is shown
-//! but not judged).
+//! size to the last, with the targets judged there (issue: at 1 000 000 events, start at
+//! most 5 s, RSS at most 256 MiB, rebuild at least 0.5 × the raw read); and last the
+//! alternated measure, whose verdict is the read and write targets' (reads at most 1.5 ×
+//! their time at 10 000, writes at least 0.8 ×; the growth's ratios of those, one size
+//! after the other, are shown but not judged).
 
 mod generate;
 
@@ -190,10 +191,10 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
     }
     // Last, so that a failure here loses none of the measures above (nor a kept log).
     if let [first, .., _] = args.sizes.as_slice() {
-        match writes_alternated(&setup, &this, &probes, *first, args.postgres.as_deref()).await {
+        match alternated(&setup, &this, &probes, *first, args.postgres.as_deref()).await {
             Ok(alternated) if args.json => println!("{alternated}"),
             Ok(alternated) => print_alternated(&alternated),
-            Err(e) => eprintln!("the alternated write measure failed: {e}"),
+            Err(e) => eprintln!("the alternated measure failed: {e}"),
         }
     }
     drop(schema);
@@ -229,17 +230,18 @@ async fn scratch_schema(
     })
 }
 
-/// Rounds of the alternated write measure, at each log.
-const WRITE_ROUNDS: usize = 3;
+/// Rounds of the alternated measure, at each log.
+const ROUNDS: usize = 5;
 
-/// Writes to the largest log and to a fresh one of the first size, in turns (fresh,
-/// large, fresh, …; `this` binary), so that the machine's drift between one size's
-/// measures and another's (writes at 10 000 events varied 1.8 × between runs) falls on
-/// both alike. The ratio of the medians is the write target's figure. The large log's
-/// server resumes from its checkpoints; the fresh one builds its projections at its
-/// first start, before its unmeasured warm-up writes answer. The large log's writers'
-/// cases hold the notes of the measures before; the fresh log's are short.
-async fn writes_alternated(
+/// Reads and writes to the largest log and to a fresh one of the first size, in turns
+/// (fresh, large, fresh, …; `this` binary), so that the machine's drift between one
+/// size's measures and another's (writes at 10 000 events varied 1.8 × between runs)
+/// falls on both alike. The ratio of the medians over the rounds is each read and write
+/// target's figure. The large log's server resumes from its checkpoints; the fresh one
+/// builds its projections at its first start, before its unmeasured warm-up calls
+/// answer. The large log's writers' cases hold the notes of the measures before; the
+/// fresh log's are short. Each round's notes count towards its log's size (reported).
+async fn alternated(
     large: &Setup,
     binary: &Path,
     probes: &Probes,
@@ -263,65 +265,132 @@ async fn writes_alternated(
         host.log().close().await;
         probes
     };
+    let seconds = (large.write_seconds / 2.0).max(1.0);
     let mut sides = Vec::new();
     for (setup, probes) in [(&fresh, &fresh_probes), (large, probes)] {
-        let key = DevKey::load_or_create(&setup.dir)?;
-        let writers = probes
-            .writers
-            .iter()
-            .map(|(a, case)| Ok((bearer_of(&key, a)?, *case)))
-            .collect::<Result<Vec<_>, BoxError>>()?;
+        let callers = Callers::of(setup, probes)?;
         let server = Server::start(setup, binary).await?;
         let channel = server.channel().await?;
-        // Unmeasured: the first calls load the writers' cases.
-        write_load(&channel, &writers, 0.5).await?;
-        sides.push((server, channel, writers, Vec::new()));
-    }
-    let seconds = (large.write_seconds / 2.0).max(1.0);
-    for _ in 0..WRITE_ROUNDS {
-        for (_, channel, writers, rates) in &mut sides {
-            rates.push(write_load(channel, writers, seconds).await?.per_sec());
-        }
-    }
-    let median = |rates: &[f64]| {
-        let mut sorted = rates.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
-    let mut report = json!({ "bench": "scale-writes-alternated", "seconds_per_round": seconds });
-    let mut medians = Vec::new();
-    for ((server, _, _, rates), side) in sides.into_iter().zip(["fresh", "large"]) {
-        server.stop()?;
-        medians.push(median(&rates));
-        report[side] = json!({
-            "writes_per_sec": rates.iter().map(|r| round1(*r)).collect::<Vec<_>>(),
-            "median": round1(median(&rates)),
+        // Unmeasured: the first calls load the cases read and written.
+        callers.reads(&channel, probes, 1).await?;
+        write_load(&channel, &callers.writers, 0.5).await?;
+        sides.push(Side {
+            setup,
+            server,
+            channel,
+            callers,
+            probes,
+            reads: vec![Vec::new(); READS.len()],
+            writes: Vec::new(),
         });
     }
-    let ratio = medians[1] / medians[0];
-    report["fresh_events"] = json!(size);
-    report["ratio"] = json!(round3(ratio));
-    report["target"] = json!(verdict(ratio >= WRITE_GROWTH_TARGET));
+    for _ in 0..ROUNDS {
+        for side in &mut sides {
+            let reads = side
+                .callers
+                .reads(&side.channel, side.probes, large.iterations)
+                .await?;
+            for (p50s, read) in side.reads.iter_mut().zip(&reads) {
+                p50s.push(read.percentile_ms(0.5));
+            }
+            let writes = write_load(&side.channel, &side.callers.writers, seconds).await?;
+            side.writes.push(writes.per_sec());
+        }
+    }
+    let mut report = json!({
+        "bench": "scale-alternated",
+        "rounds": ROUNDS,
+        "reads_per_round": large.iterations,
+        "write_seconds_per_round": seconds,
+        "fresh_events": size,
+    });
+    let mut medians = Vec::new();
+    for (side, name) in sides.into_iter().zip(["fresh", "large"]) {
+        side.server.stop()?;
+        let events = {
+            let host = side.setup.open().await?;
+            let mut head = Position::START;
+            let events = count_after(&**host.log(), &mut head).await?;
+            host.log().close().await;
+            events
+        };
+        let mut rounds = serde_json::Map::new();
+        let mut of_side = Vec::new();
+        for (read, p50s) in READS.iter().zip(&side.reads) {
+            of_side.push(median(p50s));
+            let p50s: Vec<_> = p50s.iter().map(|t| round3(*t)).collect();
+            rounds.insert(format!("{read}.p50_ms"), json!(p50s));
+        }
+        let writes: Vec<_> = side.writes.iter().map(|r| round1(*r)).collect();
+        rounds.insert("writes_per_sec".into(), json!(writes));
+        of_side.push(median(&side.writes));
+        report[name] = json!({ "rounds": rounds, "events_after": events });
+        medians.push(of_side);
+    }
+    let mut ratios = serde_json::Map::new();
+    let mut met = true;
+    let measures = READS
+        .iter()
+        .map(|r| format!("{r}.p50_ms"))
+        .chain(["writes_per_sec".to_owned()]);
+    for (i, measure) in measures.enumerate() {
+        let (fresh, large) = (medians[0][i], medians[1][i]);
+        let ratio = large / fresh;
+        met &= if i < READS.len() {
+            ratio <= READ_GROWTH_TARGET
+        } else {
+            ratio >= WRITE_GROWTH_TARGET
+        };
+        ratios.insert(
+            measure,
+            json!({ "fresh": round3(fresh), "large": round3(large), "ratio": round3(ratio) }),
+        );
+    }
+    report["medians"] = Value::Object(ratios);
+    report["targets"] = json!(verdict(met));
     drop(schema);
     Ok(report)
 }
 
+/// One log served during the alternated measure, and its measures by round.
+struct Side<'a> {
+    setup: &'a Setup,
+    server: Server,
+    channel: Channel,
+    callers: Callers,
+    probes: &'a Probes,
+    /// Each read's p50 (ms) by round, in the order of [`READS`].
+    reads: Vec<Vec<f64>>,
+    writes: Vec<f64>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn print_alternated(r: &Value) {
     println!(
-        "\nwrites alternated with a fresh log of {} events ({} rounds of {} s each, this binary):",
-        r["fresh_events"], WRITE_ROUNDS, r["seconds_per_round"]
+        "\nalternated with a fresh log of {} events ({} rounds of {} reads of each and {} s of writes, this binary):",
+        r["fresh_events"], r["rounds"], r["reads_per_round"], r["write_seconds_per_round"]
     );
-    for side in ["fresh", "large"] {
-        println!(
-            "  {side:<6} {} events/s, median {}",
-            r[side]["writes_per_sec"], r[side]["median"]
-        );
+    if let Some(medians) = r["medians"].as_object() {
+        for (measure, m) in medians {
+            println!(
+                "  {measure:<32} fresh {}, large {}: {} x",
+                m["fresh"], m["large"], m["ratio"]
+            );
+        }
     }
     println!(
-        "  large / fresh {} x (target >= {WRITE_GROWTH_TARGET}): {}",
-        r["ratio"],
-        r["target"].as_str().unwrap_or_default()
+        "  (reads: medians of each round's p50, large / fresh, target <= {READ_GROWTH_TARGET}; \
+         writes: events/s, target >= {WRITE_GROWTH_TARGET}): targets {}",
+        r["targets"].as_str().unwrap_or_default()
     );
+    for side in ["fresh", "large"] {
+        println!("  {side:<6} by round: {}", r[side]["rounds"]);
+    }
 }
 
 /// Where the log lives and how long to measure.
@@ -355,12 +424,14 @@ impl Setup {
     ) -> Result<Value, BoxError> {
         let key = DevKey::load_or_create(&self.dir)?;
         let bearer = |a: &Actor| bearer_of(&key, a);
-        let auditor = Actor::new("bench-auditor", Role::Auditor, "bench-oversight");
-        let one = bearer(&probes.one_case_worker)?;
-        let caseload = bearer(&probes.caseload_worker)?;
-        let inbox = bearer(&probes.inbox_reader)?;
-        let reader = bearer(&probes.timeline_reader)?;
-        let audit = bearer(&auditor)?;
+        let callers = Callers::of(self, probes)?;
+        let Callers {
+            one,
+            caseload,
+            inbox,
+            audit,
+            ..
+        } = &callers;
 
         // The rebuild: no checkpoints, then one call that reads each projection and
         // index (each catches up with the whole log before it answers).
@@ -379,16 +450,16 @@ impl Setup {
         let server = Server::start(self, binary).await?;
         let channel = server.channel().await?;
         let calls = tokio::try_join!(
-            answered(started, list_cases(&channel, &caseload)),
-            answered(started, list_inbox(&channel, &inbox)),
-            answered(started, reviews_due(&channel, &caseload)),
+            answered(started, list_cases(&channel, caseload)),
+            answered(started, list_inbox(&channel, inbox)),
+            answered(started, reviews_due(&channel, caseload)),
             answered(
                 started,
-                replay(&channel, &audit, probes.history_case, probes.history_until)
+                replay(&channel, audit, probes.history_case, probes.history_until)
             ),
             answered(started, list_claims(&channel, &advocate)),
             answered(started, list_complaints(&channel, &complaints)),
-            answered(started, break_glass_uses(&channel, &audit)),
+            answered(started, break_glass_uses(&channel, audit)),
         )?;
         let rebuild_s = started.elapsed().as_secs_f64();
         let rebuild_calls = json!({
@@ -405,33 +476,12 @@ impl Setup {
         let started = Instant::now();
         let server = Server::start(self, binary).await?;
         let channel = server.channel().await?;
-        list_cases(&channel, &one).await?;
+        list_cases(&channel, one).await?;
         let start_s = started.elapsed().as_secs_f64();
 
-        let n = self.iterations;
-        let timeline = timed(n, || get_timeline(&channel, &reader, probes.timeline_case)).await?;
-        let history = timed(n, || {
-            replay(&channel, &audit, probes.history_case, probes.history_until)
-        })
-        .await?;
-        let list_one = timed(n, || list_cases(&channel, &one)).await?;
-        let list_500 = timed(n, || list_cases(&channel, &caseload)).await?;
-        let inbox_page = timed(n, || list_inbox(&channel, &inbox)).await?;
-        let reviews = timed(n, || reviews_due(&channel, &caseload)).await?;
-        let counts = json!({
-            "timeline_entries": get_timeline(&channel, &reader, probes.timeline_case).await?,
-            "replay_entries": replay(&channel, &audit, probes.history_case, probes.history_until).await?,
-            "list_one_case": list_cases(&channel, &one).await?,
-            "list_500_cases": list_cases(&channel, &caseload).await?,
-            "inbox": list_inbox(&channel, &inbox).await?,
-            "reviews_due": reviews_due(&channel, &caseload).await?,
-        });
+        let reads = callers.reads(&channel, probes, self.iterations).await?;
+        let counts = callers.counts(&channel, probes).await?;
 
-        let writers = probes
-            .writers
-            .iter()
-            .map(|(a, case)| Ok((bearer(a)?, *case)))
-            .collect::<Result<Vec<_>, BoxError>>()?;
         let sampling = Arc::new(AtomicBool::new(true));
         let sampler = {
             let (pid, sampling) = (server.pid(), Arc::clone(&sampling));
@@ -444,14 +494,13 @@ impl Setup {
                 peak
             })
         };
-        let writes = write_load(&channel, &writers, self.write_seconds).await?;
+        let writes = write_load(&channel, &callers.writers, self.write_seconds).await?;
         sampling.store(false, Ordering::Relaxed);
         let rss_writing = sampler.await?;
         let rss_idle = rss_mib(server.pid());
         server.stop()?;
 
-        let ms = |t: &Throughput| json!({ "p50_ms": round3(t.percentile_ms(0.5)), "p99_ms": round3(t.percentile_ms(0.99)) });
-        Ok(json!({
+        let mut report = json!({
             "bench": "scale",
             "backend": if self.event_log.is_some() { "postgres" } else { "sqlite" },
             "events": events,
@@ -461,12 +510,6 @@ impl Setup {
             "rss_writing_mib": round1(rss_writing),
             "writes_per_sec": round1(writes.per_sec()),
             "write_p99_ms": round3(writes.percentile_ms(0.99)),
-            "get_timeline_500": ms(&timeline),
-            "replay_access_history": ms(&history),
-            "list_cases_one_case": ms(&list_one),
-            "list_cases_500_cases": ms(&list_500),
-            "list_inbox": ms(&inbox_page),
-            "list_reviews_due": ms(&reviews),
             "rebuild_s": round3(rebuild_s),
             "rebuild_answered_s": rebuild_calls,
             "rebuild_events_per_sec": round1(events as f64 / rebuild_s.max(1e-9)),
@@ -476,7 +519,14 @@ impl Setup {
             "checkpoint_bytes": checkpoint_bytes.iter().map(|(_, n)| n).sum::<i64>(),
             "checkpoint_bytes_by_projection": checkpoint_bytes.into_iter().map(|(k, n)| (k, json!(n))).collect::<serde_json::Map<_, _>>(),
             "answers": counts,
-        }))
+        });
+        for (name, read) in READS.iter().zip(&reads) {
+            report[*name] = json!({
+                "p50_ms": round3(read.percentile_ms(0.5)),
+                "p99_ms": round3(read.percentile_ms(0.99)),
+            });
+        }
+        Ok(report)
     }
 
     /// Removes every projection's checkpoint, so that the next start rebuilds them.
@@ -534,6 +584,79 @@ impl Setup {
                     .collect()
             }
         }
+    }
+}
+
+/// The read measures, in the order [`Callers::reads`] measures them.
+const READS: [&str; 6] = [
+    "get_timeline_500",
+    "replay_access_history",
+    "list_cases_one_case",
+    "list_cases_500_cases",
+    "list_inbox",
+    "list_reviews_due",
+];
+
+/// The `authorization` values of the probes' callers, with tokens of the log's key.
+struct Callers {
+    one: MetadataValue<Ascii>,
+    caseload: MetadataValue<Ascii>,
+    inbox: MetadataValue<Ascii>,
+    reader: MetadataValue<Ascii>,
+    audit: MetadataValue<Ascii>,
+    /// Each writer's, with its case.
+    writers: Vec<(MetadataValue<Ascii>, Uuid)>,
+}
+
+impl Callers {
+    fn of(setup: &Setup, probes: &Probes) -> Result<Self, BoxError> {
+        let key = DevKey::load_or_create(&setup.dir)?;
+        let bearer = |a: &Actor| bearer_of(&key, a);
+        let auditor = Actor::new("bench-auditor", Role::Auditor, "bench-oversight");
+        Ok(Self {
+            one: bearer(&probes.one_case_worker)?,
+            caseload: bearer(&probes.caseload_worker)?,
+            inbox: bearer(&probes.inbox_reader)?,
+            reader: bearer(&probes.timeline_reader)?,
+            audit: bearer(&auditor)?,
+            writers: probes
+                .writers
+                .iter()
+                .map(|(a, case)| Ok((bearer(a)?, *case)))
+                .collect::<Result<_, BoxError>>()?,
+        })
+    }
+
+    /// `n` calls of each read, one after the other (the order of [`READS`]).
+    async fn reads(
+        &self,
+        channel: &Channel,
+        probes: &Probes,
+        n: usize,
+    ) -> Result<Vec<Throughput>, BoxError> {
+        Ok(vec![
+            timed(n, || get_timeline(channel, &self.reader, probes.timeline_case)).await?,
+            timed(n, || {
+                replay(channel, &self.audit, probes.history_case, probes.history_until)
+            })
+            .await?,
+            timed(n, || list_cases(channel, &self.one)).await?,
+            timed(n, || list_cases(channel, &self.caseload)).await?,
+            timed(n, || list_inbox(channel, &self.inbox)).await?,
+            timed(n, || reviews_due(channel, &self.caseload)).await?,
+        ])
+    }
+
+    /// What each read answered (entries, cases, referrals, reviews).
+    async fn counts(&self, channel: &Channel, probes: &Probes) -> Result<Value, BoxError> {
+        Ok(json!({
+            "timeline_entries": get_timeline(channel, &self.reader, probes.timeline_case).await?,
+            "replay_entries": replay(channel, &self.audit, probes.history_case, probes.history_until).await?,
+            "list_one_case": list_cases(channel, &self.one).await?,
+            "list_500_cases": list_cases(channel, &self.caseload).await?,
+            "inbox": list_inbox(channel, &self.inbox).await?,
+            "reviews_due": reviews_due(channel, &self.caseload).await?,
+        }))
     }
 }
 
@@ -840,19 +963,20 @@ async fn write_load(
     Throughput::gather(started, tasks).await
 }
 
-/// The measures compared: (JSON path, lower is better, target ratio).
-const COMPARED: [(&str, bool, f64); 10] = [
-    ("get_timeline_500.p50_ms", true, READ_GROWTH_TARGET),
-    ("replay_access_history.p50_ms", true, READ_GROWTH_TARGET),
-    ("list_cases_one_case.p50_ms", true, READ_GROWTH_TARGET),
-    ("list_cases_500_cases.p50_ms", true, READ_GROWTH_TARGET),
-    ("list_inbox.p50_ms", true, READ_GROWTH_TARGET),
-    ("list_reviews_due.p50_ms", true, READ_GROWTH_TARGET),
-    // Judged alternated (`writes_alternated`): one size after the other, it drifts.
-    ("writes_per_sec", false, f64::INFINITY),
-    ("start_to_first_answer_s", true, f64::INFINITY),
-    ("rss_writing_mib", true, f64::INFINITY),
-    ("checkpoint_bytes", true, f64::INFINITY),
+/// The measures compared, by JSON path: their growth is shown, not judged (the read
+/// and write targets are judged alternated, by [`alternated`]: one size after the other,
+/// they drift with the machine).
+const COMPARED: [&str; 10] = [
+    "get_timeline_500.p50_ms",
+    "replay_access_history.p50_ms",
+    "list_cases_one_case.p50_ms",
+    "list_cases_500_cases.p50_ms",
+    "list_inbox.p50_ms",
+    "list_reviews_due.p50_ms",
+    "writes_per_sec",
+    "start_to_first_answer_s",
+    "rss_writing_mib",
+    "checkpoint_bytes",
 ];
 
 fn at(report: &Value, path: &str) -> f64 {
@@ -863,28 +987,19 @@ fn at(report: &Value, path: &str) -> f64 {
 }
 
 /// Every compared measure's ratio, last size to first, with the absolute targets of the
-/// last size.
+/// last size (start, RSS, rebuild) judged.
 fn growth(reports: &[Value]) -> Value {
     let (Some(first), Some(last)) = (reports.first(), reports.last()) else {
         return json!({});
     };
-    let mut ratios = serde_json::Map::new();
-    let mut met = true;
-    for (path, lower_is_better, target) in COMPARED {
-        let ratio = at(last, path) / at(first, path);
-        if target.is_finite() {
-            met &= if lower_is_better {
-                ratio <= target
-            } else {
-                ratio >= target
-            };
-        }
-        ratios.insert(path.to_owned(), json!(round3(ratio)));
-    }
+    let ratios: serde_json::Map<_, _> = COMPARED
+        .iter()
+        .map(|path| (path.to_string(), json!(round3(at(last, path) / at(first, path)))))
+        .collect();
     let start = at(last, "start_to_first_answer_s");
     let rss = at(last, "rss_writing_mib").max(at(last, "rss_idle_mib"));
     let rebuild = at(last, "rebuild_to_raw_read");
-    met &= start <= START_TARGET_S && rss <= RSS_TARGET_MIB && rebuild >= REBUILD_TARGET;
+    let met = start <= START_TARGET_S && rss <= RSS_TARGET_MIB && rebuild >= REBUILD_TARGET;
     json!({
         "bench": "scale-growth",
         "from_events": first["events"],
@@ -953,7 +1068,7 @@ fn print_size(r: &Value) {
 
 fn print_growth(g: &Value) {
     println!(
-        "\ngrowth from {} to {} events ({} binary):",
+        "\ngrowth from {} to {} events ({} binary; reads and writes are judged alternated):",
         g["from_events"], g["to_events"], g["binary"]
     );
     if let Some(ratios) = g["ratios"].as_object() {
