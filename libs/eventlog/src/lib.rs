@@ -10,8 +10,9 @@
 //! Rules every backend keeps:
 //! - nothing stored is ever updated or deleted;
 //! - an append is atomic for its batch and checks the expected version;
-//! - appending event ids that are already stored returns the original result and stores
-//!   nothing;
+//! - appending event ids that are already stored in the stream returns the original
+//!   result and stores nothing (event ids are unique within their stream: a log-wide
+//!   index of them cost every append a random page of it at a million events);
 //! - global order is total, and a reader following it never skips a committed event.
 #![forbid(unsafe_code)]
 
@@ -159,7 +160,7 @@ pub trait EventLog: std::fmt::Debug + Send + Sync + 'static {
     /// The event `event_id` of `stream`, if it is stored there: how a command recognises
     /// a retry of a request older than the ones it remembers (event ids derive from the
     /// request). This default reads the stream backwards (time grows with the stream);
-    /// SQLite and PostgreSQL answer from the unique index on event ids.
+    /// SQLite and PostgreSQL answer from the unique index of event ids by stream.
     async fn find_event(
         &self,
         stream: &StreamName,

@@ -63,8 +63,8 @@ CREATE TABLE IF NOT EXISTS caseline_events (
     prev_hash      BYTEA  NOT NULL,
     hash           BYTEA  NOT NULL,
     PRIMARY KEY (tx, id),
-    CONSTRAINT caseline_events_event_id_key UNIQUE (event_id),
-    CONSTRAINT caseline_events_stream_version_key UNIQUE (stream, version)
+    CONSTRAINT caseline_events_stream_version_key UNIQUE (stream, version),
+    CONSTRAINT caseline_events_stream_event_id_key UNIQUE (stream, event_id)
 );
 CREATE INDEX IF NOT EXISTS caseline_events_by_case
     ON caseline_events (case_id, tx, id) WHERE case_id IS NOT NULL;
@@ -79,6 +79,20 @@ CREATE OR REPLACE TRIGGER caseline_events_no_change
 CREATE OR REPLACE TRIGGER caseline_events_no_truncate
     BEFORE TRUNCATE ON caseline_events
     FOR EACH STATEMENT EXECUTE FUNCTION caseline_events_immutable();
+";
+
+/// Moves a table made by an earlier build from event ids unique across the log to event
+/// ids unique within their stream (both constraints exist for the moment of the swap).
+const GLOBAL_IDS_TO_STREAM_IDS: &str = "
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conrelid = 'caseline_events'::regclass
+                 AND conname = 'caseline_events_event_id_key') THEN
+        ALTER TABLE caseline_events
+            ADD CONSTRAINT caseline_events_stream_event_id_key UNIQUE (stream, event_id);
+        ALTER TABLE caseline_events DROP CONSTRAINT caseline_events_event_id_key;
+    END IF;
+END $$;
 ";
 
 /// Serialises schema creation between services starting together.
@@ -106,7 +120,7 @@ const LOOKUP: &str = "\
      UNION ALL \
      SELECT 1, event_id, stream, version, event_type, data, tx::text, id, NULL::bytea, \
             actor, agency, case_id \
-       FROM caseline_events WHERE event_id = ANY($2)";
+       FROM caseline_events WHERE stream = $1 AND event_id = ANY($2)";
 const INSERT: &str = "INSERT INTO caseline_events (event_id, stream, version, event_type, \
      data, case_id, actor, actor_role, agency, request_id, correlation_id, causation_id, \
      traceparent, call, recorded_at, prev_hash, hash) \
@@ -231,6 +245,11 @@ impl PostgresEventLog {
                     .into(),
             ));
         }
+        // Event ids were unique across the log in earlier builds; they are unique within
+        // their stream now. The global index took a random leaf of its own for every
+        // appended event, which at a million events made writes read and write back
+        // index pages all over it.
+        tx.batch_execute(GLOBAL_IDS_TO_STREAM_IDS).await?;
         tx.commit().await?;
         Ok(())
     }

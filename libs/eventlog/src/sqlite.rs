@@ -56,7 +56,7 @@ const WAL_PAGES_AT_MOST: u32 = 10_000;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     position       INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id       BLOB    NOT NULL UNIQUE,
+    event_id       BLOB    NOT NULL,
     stream         TEXT    NOT NULL,
     version        INTEGER NOT NULL CHECK (version >= 0),
     event_type     TEXT    NOT NULL,
@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS events (
     hash           BLOB    NOT NULL,
     UNIQUE (stream, version)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream_event_id ON events (stream, event_id);
 CREATE INDEX IF NOT EXISTS events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_of_case ON events (case_id, position)
     WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
@@ -211,6 +212,10 @@ struct Writer {
     /// out, so they are exact unless something bypassed it; `apply` treats a surprise
     /// against them as a stale head and decides again from storage.
     heads: HashMap<String, Head>,
+    /// Event ids are unique across the whole log, not only within each stream: a log
+    /// made by an earlier build, whose table keeps that index (SQLite cannot drop a
+    /// column's constraint). A retry is then looked up by id alone.
+    global_ids: bool,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lock: std::fs::File,
 }
@@ -268,9 +273,11 @@ impl Writer {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
         check_schema(&conn, path)?;
         stable_plans(&conn)?;
+        let global_ids = conn.query_row(GLOBAL_IDS, [], |r| r.get(0))?;
         Ok(Self {
             conn,
             heads: HashMap::new(),
+            global_ids,
             _lock: lock,
         })
     }
@@ -525,32 +532,47 @@ impl Writer {
     /// If the batch's event ids are already stored, the original result (a retry), or a
     /// conflict when they are stored for something else.
     fn find_retry(&self, req: &AppendRequest) -> Result<Option<AppendResult>, Error> {
-        let mut lookup = self.conn.prepare_cached(
-            "SELECT stream, version, event_type, data, position, actor, agency, case_id \
-             FROM events WHERE event_id = ?1",
-        )?;
+        const STORED: &str = "SELECT stream, version, event_type, data, position, actor, \
+             agency, case_id FROM events WHERE event_id = ?1";
+        let mut lookup = self.conn.prepare_cached(&if self.global_ids {
+            STORED.to_owned()
+        } else {
+            format!("{STORED} AND stream = ?2")
+        })?;
         let mut stored = Vec::with_capacity(req.events.len());
         for event in &req.events {
-            let found = lookup
-                .query_row([event.event_id.as_bytes().as_slice()], |r| {
-                    let case_id: Option<Vec<u8>> = r.get(7)?;
-                    Ok(StoredCopy {
-                        stream: r.get(0)?,
-                        version: r.get::<_, i64>(1)? as u64,
-                        event_type: r.get(2)?,
-                        data: r.get(3)?,
-                        position: Position::from_parts(0, r.get::<_, i64>(4)? as u64),
-                        actor: r.get(5)?,
-                        agency: r.get(6)?,
-                        case_id: case_id.and_then(|b| Uuid::from_slice(&b).ok()),
-                    })
-                })
-                .optional()?;
-            stored.push(found);
+            let id = event.event_id.as_bytes().as_slice();
+            let found = if self.global_ids {
+                lookup.query_row(params![id], stored_copy)
+            } else {
+                lookup.query_row(params![id, req.stream.as_str()], stored_copy)
+            };
+            stored.push(found.optional()?);
         }
         resolve_retry(&req.stream, &req.events, &stored)
     }
 }
+
+/// A stored event as a retry is compared with it (the columns of `find_retry`).
+fn stored_copy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCopy> {
+    let case_id: Option<Vec<u8>> = r.get(7)?;
+    Ok(StoredCopy {
+        stream: r.get(0)?,
+        version: r.get::<_, i64>(1)? as u64,
+        event_type: r.get(2)?,
+        data: r.get(3)?,
+        position: Position::from_parts(0, r.get::<_, i64>(4)? as u64),
+        actor: r.get(5)?,
+        agency: r.get(6)?,
+        case_id: case_id.and_then(|b| Uuid::from_slice(&b).ok()),
+    })
+}
+
+/// Whether the events table has a unique index of event ids alone (made by an earlier
+/// build, as the column's own constraint).
+const GLOBAL_IDS: &str = "SELECT EXISTS (SELECT 1 FROM pragma_index_list('events') AS i \
+     WHERE i.\"unique\" AND (SELECT group_concat(name) FROM pragma_index_info(i.name)) \
+     = 'event_id')";
 
 /// `CREATE TABLE IF NOT EXISTS` leaves a table made by an older build as it was: refuse
 /// it by name rather than fail on every append and read.

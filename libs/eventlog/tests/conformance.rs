@@ -32,12 +32,6 @@ pub trait Harness: Send + Sync {
     /// Sets the stored `call` column of one event behind the log's back (raw SQL),
     /// leaving every other column as it was.
     async fn tamper_call(&self, stream: &StreamName, version: u64, call: Option<&str>);
-    /// Whether an append reusing an event id stored in *another* stream is refused.
-    /// KurrentDB looks for stored ids in the appended stream only (a global check would
-    /// scan `$all`); there the same clash is checked within one stream instead.
-    fn detects_ids_of_other_streams(&self) -> bool {
-        true
-    }
 }
 
 /// A call context as the trust layer writes it.
@@ -352,14 +346,9 @@ pub mod suite {
             log.append(&s, ExpectedVersion::Any, partial).await,
             Err(Error::EventIdConflict { .. })
         ));
+        // (Event ids are unique within their stream: every backend looks for a retry's
+        // ids in the stream appended to.)
         let elsewhere = stream("referral");
-        if h.detects_ids_of_other_streams() {
-            assert!(matches!(
-                log.append(&elsewhere, ExpectedVersion::Any, batch.clone())
-                    .await,
-                Err(Error::EventIdConflict { .. })
-            ));
-        }
         assert_eq!(
             log.read_stream(&s, Direction::Forwards, None, 10)
                 .await
@@ -384,25 +373,17 @@ pub mod suite {
             .unwrap()[0]
             .event_id;
 
-        // The last event of the batch reuses a stored id: none of the batch is stored.
-        let other = stream("plan");
+        // The last event of the batch reuses an id stored in the stream: none of the
+        // batch is stored.
         let mut clash = event(None, b"clash");
         clash.event_id = taken;
         let batch = vec![event(None, b"1"), event(None, b"2"), clash];
-        if h.detects_ids_of_other_streams() {
-            assert!(
-                log.append(&other, ExpectedVersion::Any, batch)
-                    .await
-                    .is_err()
-            );
-            assert_eq!(log.stream_version(&other).await.unwrap(), None);
-        } else {
-            // The same clash within the stream that holds the id.
-            assert!(matches!(
-                log.append(&s, ExpectedVersion::Any, batch).await,
-                Err(Error::EventIdConflict { .. })
-            ));
-        }
+        let before = log.stream_version(&s).await.unwrap();
+        assert!(matches!(
+            log.append(&s, ExpectedVersion::Any, batch).await,
+            Err(Error::EventIdConflict { .. })
+        ));
+        assert_eq!(log.stream_version(&s).await.unwrap(), before);
 
         // An oversize last event: nothing stored.
         let mut big = event(None, b"");
@@ -1322,6 +1303,65 @@ mod sqlite {
         }
     }
 
+    /// Event ids are unique within their stream: an id stored in one stream may be used
+    /// in another. A log made by an earlier build, whose table keeps its index of event
+    /// ids across the log, still opens, and a batch reusing an id of another stream is
+    /// refused there as before (not taken for a stale head and tried again for ever).
+    #[tokio::test]
+    async fn event_ids_are_unique_per_stream_and_an_earlier_logs_index_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = SqliteEventLog::open(dir.path().join("new.sqlite"))
+            .await
+            .unwrap();
+        let path = dir.path().join("earlier.sqlite");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE events (
+                position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL UNIQUE,
+                stream TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 0),
+                event_type TEXT NOT NULL, data BLOB NOT NULL, case_id BLOB,
+                actor TEXT NOT NULL, actor_role TEXT NOT NULL, agency TEXT NOT NULL,
+                request_id BLOB, correlation_id BLOB, causation_id BLOB, traceparent TEXT,
+                call TEXT, recorded_at INTEGER NOT NULL, prev_hash BLOB NOT NULL,
+                hash BLOB NOT NULL, UNIQUE (stream, version));",
+        )
+        .unwrap();
+        drop(old);
+        let earlier = SqliteEventLog::open(&path).await.unwrap();
+        for (log, refused_elsewhere) in [(&new, false), (&earlier, true)] {
+            let (one, other) = (super::stream("case"), super::stream("plan"));
+            let first = super::event(None, b"first");
+            log.append(&one, ExpectedVersion::NoStream, vec![first.clone()])
+                .await
+                .unwrap();
+            let mut reused = super::event(None, b"elsewhere");
+            reused.event_id = first.event_id;
+            let appended = log
+                .append(&other, ExpectedVersion::NoStream, vec![reused])
+                .await;
+            if refused_elsewhere {
+                assert!(
+                    matches!(
+                        appended,
+                        Err(caseline_eventlog::Error::EventIdConflict { .. })
+                    ),
+                    "{appended:?}"
+                );
+                assert_eq!(log.stream_version(&other).await.unwrap(), None);
+            } else {
+                assert_eq!(appended.unwrap().last_version, 0);
+            }
+            // A retry in the stream is the first append's answer, on both.
+            let again = log
+                .append(&one, ExpectedVersion::NoStream, vec![first])
+                .await
+                .unwrap();
+            assert_eq!(again.last_version, 0);
+            assert_eq!(log.stream_version(&one).await.unwrap(), Some(0));
+            log.close().await;
+        }
+    }
+
     #[tokio::test]
     async fn the_log_refuses_update_and_delete() {
         let h = SqliteHarness::new().await;
@@ -1562,6 +1602,66 @@ mod postgres {
             }
             other => panic!("expected the old schema to be refused, got {other:?}"),
         }
+    }
+
+    /// A table made by an earlier build, whose event ids are unique across the log, has
+    /// them unique within their stream once connected to, and keeps its events.
+    #[tokio::test]
+    async fn an_earlier_tables_index_of_event_ids_is_moved_to_one_by_stream() {
+        let h = PgHarness::new().await;
+        let first = super::event(None, b"first");
+        h.log
+            .append(
+                &super::stream("case"),
+                ExpectedVersion::NoStream,
+                vec![first.clone()],
+            )
+            .await
+            .unwrap();
+        h.log.close().await;
+        let schema = h.schema.name();
+        h.admin
+            .batch_execute(&format!(
+                "ALTER TABLE {schema}.caseline_events
+                     DROP CONSTRAINT caseline_events_stream_event_id_key,
+                     ADD CONSTRAINT caseline_events_event_id_key UNIQUE (event_id)"
+            ))
+            .await
+            .unwrap();
+        let log = PostgresEventLog::connect_with(h.schema.config().unwrap(), 2)
+            .await
+            .unwrap();
+        let constraints: Vec<String> = h
+            .admin
+            .query(
+                "SELECT conname::text FROM pg_constraint
+                  WHERE conrelid = $1::text::regclass AND contype = 'u' ORDER BY conname",
+                &[&format!("{schema}.caseline_events")],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            constraints,
+            [
+                "caseline_events_stream_event_id_key",
+                "caseline_events_stream_version_key"
+            ]
+        );
+        // The id may now be used in another stream; the stored event is still there.
+        let mut reused = super::event(None, b"elsewhere");
+        reused.event_id = first.event_id;
+        log.append(
+            &super::stream("plan"),
+            ExpectedVersion::NoStream,
+            vec![reused],
+        )
+        .await
+        .unwrap();
+        assert_eq!(super::all_events(&log, 2).await.len(), 2);
+        log.close().await;
     }
 
     /// A writer whose transaction began first but commits last must still be delivered:
@@ -1872,10 +1972,6 @@ mod kurrentdb {
 
         async fn tamper_call(&self, _stream: &StreamName, _version: u64, _call: Option<&str>) {
             panic!("KurrentDB cannot rewrite a stored event; no tampering test runs on it")
-        }
-
-        fn detects_ids_of_other_streams(&self) -> bool {
-            false
         }
     }
 
