@@ -98,9 +98,9 @@ impl Requests {
     }
 
     fn may_have_seen(&self, id: Uuid) -> bool {
-        self.seen.iter().any(|stage| {
-            Self::bits(id, stage.len()).all(|b| stage[b / 64] & (1 << (b % 64)) != 0)
-        })
+        self.seen
+            .iter()
+            .any(|stage| Self::bits(id, stage.len()).all(|b| stage[b / 64] & (1 << (b % 64)) != 0))
     }
 
     /// Adds a request to the filter's last stage, opening a stage when it is full.
@@ -344,7 +344,11 @@ mod tests {
                 .count()
         };
         let mut held = record(&mut requests, 800);
-        assert_eq!(requests.filter_bytes(), 1024, "one stage for a short stream");
+        assert_eq!(
+            requests.filter_bytes(),
+            1024,
+            "one stage for a short stream"
+        );
         held.extend(record(&mut requests, 12_286 - 800));
         assert_eq!(requests.filter_bytes(), 15 * 1024);
         let at_bound = taken_for_seen(&requests);

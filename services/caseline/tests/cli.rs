@@ -347,7 +347,14 @@ async fn bench_scale_measures_each_size_and_alternated() {
     );
     let alternated = json_report(
         &stdout,
-        &["bench", "fresh", "large", "medians", "targets", "fresh_events"],
+        &[
+            "bench",
+            "fresh",
+            "large",
+            "medians",
+            "targets",
+            "fresh_events",
+        ],
     );
     assert_eq!(alternated["bench"], "scale-alternated");
     assert_eq!(alternated["fresh_events"], 5_000);
@@ -365,15 +372,25 @@ async fn bench_scale_measures_each_size_and_alternated() {
             let rounds = alternated[side]["rounds"][measure]
                 .as_array()
                 .unwrap_or_else(|| panic!("{measure} at the {side} log"));
-            assert_eq!(rounds.len(), 5, "five rounds of {measure} at the {side} log");
+            assert_eq!(
+                rounds.len(),
+                5,
+                "five rounds of {measure} at the {side} log"
+            );
             assert!(rounds.iter().all(|r| r.as_f64().is_some_and(|r| r > 0.0)));
         }
         // Each round's notes were appended to its log.
         let events = alternated[side]["events_after"].as_u64().expect("events");
-        assert!(events > sizes[usize::from(side == "large")], "{side}: {events}");
+        assert!(
+            events > sizes[usize::from(side == "large")],
+            "{side}: {events}"
+        );
     }
     for measure in measures {
         let ratio = &alternated["medians"][measure]["ratio"];
-        assert!(ratio.as_f64().is_some_and(|r| r > 0.0), "{measure}: {ratio}");
+        assert!(
+            ratio.as_f64().is_some_and(|r| r > 0.0),
+            "{measure}: {ratio}"
+        );
     }
 }

@@ -635,9 +635,17 @@ impl Callers {
         n: usize,
     ) -> Result<Vec<Throughput>, BoxError> {
         Ok(vec![
-            timed(n, || get_timeline(channel, &self.reader, probes.timeline_case)).await?,
             timed(n, || {
-                replay(channel, &self.audit, probes.history_case, probes.history_until)
+                get_timeline(channel, &self.reader, probes.timeline_case)
+            })
+            .await?,
+            timed(n, || {
+                replay(
+                    channel,
+                    &self.audit,
+                    probes.history_case,
+                    probes.history_until,
+                )
             })
             .await?,
             timed(n, || list_cases(channel, &self.one)).await?,
@@ -994,7 +1002,12 @@ fn growth(reports: &[Value]) -> Value {
     };
     let ratios: serde_json::Map<_, _> = COMPARED
         .iter()
-        .map(|path| (path.to_string(), json!(round3(at(last, path) / at(first, path)))))
+        .map(|path| {
+            (
+                path.to_string(),
+                json!(round3(at(last, path) / at(first, path))),
+            )
+        })
         .collect();
     let start = at(last, "start_to_first_answer_s");
     let rss = at(last, "rss_writing_mib").max(at(last, "rss_idle_mib"));
