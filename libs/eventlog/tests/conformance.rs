@@ -1276,25 +1276,31 @@ mod sqlite {
         }
     }
 
+    /// The events table as earlier builds made it (event ids unique across the log), with
+    /// `call`'s column definition or without it.
+    fn earlier_table(path: &std::path::Path, call: &str) {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE events (
+                    position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL UNIQUE,
+                    stream TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 0),
+                    event_type TEXT NOT NULL, data BLOB NOT NULL, case_id BLOB,
+                    actor TEXT NOT NULL, actor_role TEXT NOT NULL, agency TEXT NOT NULL,
+                    request_id BLOB, correlation_id BLOB, causation_id BLOB, traceparent TEXT,
+                    {call} recorded_at INTEGER NOT NULL, prev_hash BLOB NOT NULL,
+                    hash BLOB NOT NULL, UNIQUE (stream, version));"
+            ))
+            .unwrap();
+    }
+
     /// A file made before `call` existed is refused by name when opened, not failed on
     /// every append later.
     #[tokio::test]
     async fn a_log_without_the_call_column_is_refused_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.sqlite");
-        let old = rusqlite::Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE events (
-                position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL UNIQUE,
-                stream TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 0),
-                event_type TEXT NOT NULL, data BLOB NOT NULL, case_id BLOB,
-                actor TEXT NOT NULL, actor_role TEXT NOT NULL, agency TEXT NOT NULL,
-                request_id BLOB, correlation_id BLOB, causation_id BLOB, traceparent TEXT,
-                recorded_at INTEGER NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL,
-                UNIQUE (stream, version));",
-        )
-        .unwrap();
-        drop(old);
+        earlier_table(&path, "");
         match SqliteEventLog::open(&path).await {
             Err(caseline_eventlog::Error::Unavailable(reason)) => {
                 assert!(reason.contains("no `call` column"), "{reason}")
@@ -1314,19 +1320,7 @@ mod sqlite {
             .await
             .unwrap();
         let path = dir.path().join("earlier.sqlite");
-        let old = rusqlite::Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE events (
-                position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL UNIQUE,
-                stream TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 0),
-                event_type TEXT NOT NULL, data BLOB NOT NULL, case_id BLOB,
-                actor TEXT NOT NULL, actor_role TEXT NOT NULL, agency TEXT NOT NULL,
-                request_id BLOB, correlation_id BLOB, causation_id BLOB, traceparent TEXT,
-                call TEXT, recorded_at INTEGER NOT NULL, prev_hash BLOB NOT NULL,
-                hash BLOB NOT NULL, UNIQUE (stream, version));",
-        )
-        .unwrap();
-        drop(old);
+        earlier_table(&path, "call TEXT,");
         let earlier = SqliteEventLog::open(&path).await.unwrap();
         for (log, refused_elsewhere) in [(&new, false), (&earlier, true)] {
             let (one, other) = (super::stream("case"), super::stream("plan"));
