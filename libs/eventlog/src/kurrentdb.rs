@@ -23,8 +23,8 @@
 //! original went (`NoStream`, `Exact`), or, for `Any`, among the stream's events of the
 //! last [`RETRY_HORIZON`] (at most [`MAX_LOOKBACK`] of them). When only part of a batch
 //! is found, the rest is read where the found part puts it, so the batch is judged
-//! whole. An id stored in *another* stream is detected only when this process remembers
-//! it: otherwise that would take a scan of `$all`.
+//! whole. Event ids are unique within their stream, as on the other backends: an id
+//! stored in another stream is no clash.
 //!
 //! Every call takes the client handle once, when it begins, and keeps it to the end:
 //! `close` drops the log's handle, so later calls get `Closed` while an append under
@@ -362,15 +362,15 @@ impl KurrentDbEventLog {
         Ok(())
     }
 
-    /// What this process remembers stored under the batch's event ids.
-    fn recall(&self, events: &[NewEvent]) -> Vec<Option<StoredCopy>> {
+    /// What this process remembers stored under the batch's event ids in `stream`.
+    fn recall(&self, stream: &StreamName, events: &[NewEvent]) -> Vec<Option<StoredCopy>> {
         let recent = self.recent.lock().ok();
         events
             .iter()
             .map(|event| {
                 recent
                     .as_ref()
-                    .and_then(|r| r.get(&event.event_id))
+                    .and_then(|r| r.get(stream, &event.event_id))
                     .map(|r| r.copy_for(event))
             })
             .collect()
@@ -556,7 +556,7 @@ impl KurrentDbEventLog {
         let client = self.client()?;
         // What this process stored under these ids itself answers most retries without
         // a read; what it does not know is looked for in the stream.
-        let mut look = Lookup::new(&events, self.recall(&events));
+        let mut look = Lookup::new(&events, self.recall(stream, &events));
         for attempt in 0..MAX_RACES {
             if !look.copies.any() {
                 Self::look_up(&client, stream, expected, &events, &mut look).await?;
@@ -1159,8 +1159,12 @@ impl Recent {
         }
     }
 
-    fn get(&self, event_id: &Uuid) -> Option<&Remembered> {
-        self.entries.get(event_id)
+    /// What is remembered stored under `event_id` in `stream` (event ids are unique
+    /// within their stream: one stored in another stream is no clash).
+    fn get(&self, stream: &StreamName, event_id: &Uuid) -> Option<&Remembered> {
+        self.entries
+            .get(event_id)
+            .filter(|r| r.stream == stream.as_str())
     }
 }
 
@@ -1466,10 +1470,10 @@ mod tests {
         recent
     }
 
-    fn recall(recent: &Recent, batch: &[NewEvent]) -> Vec<Option<StoredCopy>> {
+    fn recall(recent: &Recent, stream: &StreamName, batch: &[NewEvent]) -> Vec<Option<StoredCopy>> {
         batch
             .iter()
-            .map(|e| recent.get(&e.event_id).map(|r| r.copy_for(e)))
+            .map(|e| recent.get(stream, &e.event_id).map(|r| r.copy_for(e)))
             .collect()
     }
 
@@ -1482,7 +1486,7 @@ mod tests {
         let batch = vec![new_event(None, None), new_event(Some(Uuid::new_v4()), None)];
         let recent = remembered(&stream, 5, &batch);
 
-        let copies = recall(&recent, &batch);
+        let copies = recall(&recent, &stream, &batch);
         assert!(copies.iter().all(Option::is_some));
         assert_eq!(
             resolve_retry(&stream, &batch, &copies).unwrap(),
@@ -1498,36 +1502,38 @@ mod tests {
             again.insert(e.event_id, Remembered::of_copy(c));
         }
         assert_eq!(
-            again.get(&batch[1].event_id),
-            recent.get(&batch[1].event_id)
+            again.get(&stream, &batch[1].event_id),
+            recent.get(&stream, &batch[1].event_id)
         );
 
         let mut changed = batch.clone();
         changed[1].data = b"different".to_vec();
         assert!(matches!(
-            resolve_retry(&stream, &changed, &recall(&recent, &changed)),
+            resolve_retry(&stream, &changed, &recall(&recent, &stream, &changed)),
             Err(Error::EventIdConflict { event_id }) if event_id == batch[1].event_id
         ));
         let mut longer = batch.clone();
         longer[0].data.push(0);
         assert!(matches!(
-            resolve_retry(&stream, &longer, &recall(&recent, &longer)),
+            resolve_retry(&stream, &longer, &recall(&recent, &stream, &longer)),
             Err(Error::EventIdConflict { event_id }) if event_id == batch[0].event_id
         ));
+        // Event ids are unique within their stream: the same ids in another stream
+        // are a new append.
         let elsewhere = StreamName::new("access-other").unwrap();
         assert!(matches!(
-            resolve_retry(&elsewhere, &batch, &recall(&recent, &batch)),
-            Err(Error::EventIdConflict { .. })
+            resolve_retry(&elsewhere, &batch, &recall(&recent, &elsewhere, &batch)),
+            Ok(None)
         ));
         let partial = vec![batch[1].clone(), new_event(None, None)];
         assert!(matches!(
-            resolve_retry(&stream, &partial, &recall(&recent, &partial)),
+            resolve_retry(&stream, &partial, &recall(&recent, &stream, &partial)),
             Err(Error::EventIdConflict { .. })
         ));
         // Nothing remembered: nothing decided.
         let fresh = vec![new_event(None, None)];
         assert_eq!(
-            resolve_retry(&stream, &fresh, &recall(&recent, &fresh)).unwrap(),
+            resolve_retry(&stream, &fresh, &recall(&recent, &stream, &fresh)).unwrap(),
             None
         );
     }
@@ -1544,12 +1550,12 @@ mod tests {
         assert!(
             batch[..10]
                 .iter()
-                .all(|e| recent.get(&e.event_id).is_none())
+                .all(|e| recent.get(&stream, &e.event_id).is_none())
         );
         assert!(
             batch[10..]
                 .iter()
-                .all(|e| recent.get(&e.event_id).is_some())
+                .all(|e| recent.get(&stream, &e.event_id).is_some())
         );
 
         // Remembering an id again replaces its entry, it is not counted twice.
@@ -1557,7 +1563,7 @@ mod tests {
         let copy = Remembered::of_sent(&stream, 99, Position::from_parts(7, 7), again);
         recent.insert(again.event_id, copy.clone());
         assert_eq!(recent.order.len(), REMEMBERED_IDS);
-        assert_eq!(recent.get(&again.event_id), Some(&copy));
+        assert_eq!(recent.get(&stream, &again.event_id), Some(&copy));
     }
 
     /// Where a batch starts is the first copy found in the stream less its index; copies
@@ -1574,7 +1580,7 @@ mod tests {
                 .map(|(i, e)| {
                     found
                         .contains(&i)
-                        .then(|| recent.get(&e.event_id).unwrap().copy_for(e))
+                        .then(|| recent.get(&stream, &e.event_id).unwrap().copy_for(e))
                 })
                 .collect();
             let look = Lookup::new(&batch, recalled);
@@ -1590,7 +1596,7 @@ mod tests {
         let low = remembered(&stream, 0, &batch[2..]);
         let recalled = batch
             .iter()
-            .map(|e| low.get(&e.event_id).map(|r| r.copy_for(e)))
+            .map(|e| low.get(&stream, &e.event_id).map(|r| r.copy_for(e)))
             .collect();
         // The batch's third event at version 0: no faithful retry puts it there.
         assert_eq!(

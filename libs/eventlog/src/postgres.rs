@@ -88,8 +88,12 @@ DO $$ BEGIN
     IF EXISTS (SELECT 1 FROM pg_constraint
                WHERE conrelid = 'caseline_events'::regclass
                  AND conname = 'caseline_events_event_id_key') THEN
-        ALTER TABLE caseline_events
-            ADD CONSTRAINT caseline_events_stream_event_id_key UNIQUE (stream, event_id);
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                       WHERE conrelid = 'caseline_events'::regclass
+                         AND conname = 'caseline_events_stream_event_id_key') THEN
+            ALTER TABLE caseline_events
+                ADD CONSTRAINT caseline_events_stream_event_id_key UNIQUE (stream, event_id);
+        END IF;
         ALTER TABLE caseline_events DROP CONSTRAINT caseline_events_event_id_key;
     END IF;
 END $$;

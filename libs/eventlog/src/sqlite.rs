@@ -75,7 +75,6 @@ CREATE TABLE IF NOT EXISTS events (
     hash           BLOB    NOT NULL,
     UNIQUE (stream, version)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream_event_id ON events (stream, event_id);
 CREATE INDEX IF NOT EXISTS events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_of_case ON events (case_id, position)
     WHERE case_id IS NOT NULL AND stream NOT LIKE 'access-%';
@@ -273,7 +272,15 @@ impl Writer {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
         check_schema(&conn, path)?;
         stable_plans(&conn)?;
-        let global_ids = conn.query_row(GLOBAL_IDS, [], |r| r.get(0))?;
+        let global_ids: bool = conn.query_row(GLOBAL_IDS, [], |r| r.get(0))?;
+        if !global_ids {
+            // Not beside an earlier build's index of ids across the log, which already
+            // finds a stream's ids: a second index would only slow every append.
+            conn.execute_batch(
+                "CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream_event_id \
+                 ON events (stream, event_id);",
+            )?;
+        }
         Ok(Self {
             conn,
             heads: HashMap::new(),

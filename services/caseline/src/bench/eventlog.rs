@@ -192,12 +192,12 @@ fn sqlite_baseline(
     conn.execute_batch(
         "PRAGMA synchronous=FULL;
          CREATE TABLE events (
-            position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL UNIQUE,
+            position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL,
             stream TEXT NOT NULL, version INTEGER NOT NULL, event_type TEXT NOT NULL,
             data BLOB NOT NULL, case_id BLOB, actor TEXT NOT NULL, actor_role TEXT NOT NULL,
             agency TEXT NOT NULL, request_id BLOB, correlation_id BLOB, causation_id BLOB,
             traceparent TEXT, recorded_at INTEGER NOT NULL, prev_hash BLOB NOT NULL,
-            hash BLOB NOT NULL, UNIQUE (stream, version));
+            hash BLOB NOT NULL, UNIQUE (stream, version), UNIQUE (stream, event_id));
          CREATE INDEX events_by_case ON events (case_id, position) WHERE case_id IS NOT NULL;",
     )?;
     let start = Instant::now();
