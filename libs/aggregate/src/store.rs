@@ -17,7 +17,8 @@ use crate::{Aggregate, EventCodec, Loaded, Refusal};
 /// Aggregates a [`Store`] keeps between commands; past this the cache starts afresh
 /// (a state is cheap to fold again from its stream, and the log is asked about every
 /// request the fresh state has not seen). Each holds its state and its requests'
-/// filter, at most 15 KiB however long its stream (see `Requests`).
+/// filter, at most 15 KiB however long its stream (see `Requests`): at worst 150 MiB
+/// of filters, were every cached stream past 5 733 requests (a 1 KiB filter up to 819).
 pub const CACHED_AGGREGATES: usize = 10_000;
 
 /// What must hold for a command to be appended: asked on every state it is decided on,
