@@ -46,9 +46,9 @@ const SEEN_HASHES: u64 = 4;
 /// 5 % of new requests are taken for seen up to 12 286 requests on the stream, then
 /// more as the last stage fills: 15 % at 20 000. A fixed 1 KiB filter took 2 % at 1 000
 /// requests, a third at 3 000 and 80 % at 6 000, each a lookup in the log's index of
-/// event ids. Memory stays within that bound however long the stream grows, and a command asks the log only
-/// about a request it may have seen, so a new request on a long stream seldom costs a
-/// lookup. A request id reused for a different request is ALREADY_EXISTS while the
+/// event ids. Memory stays within that bound however long the stream grows, and a
+/// command asks the log only about a request it may have seen, so a new request on a
+/// long stream seldom costs a lookup. A request id reused for a different request is ALREADY_EXISTS while the
 /// first is among the last [`REQUESTS_REMEMBERED`]; further back it is taken for a new
 /// request.
 #[derive(Clone, Debug)]

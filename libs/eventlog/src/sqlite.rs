@@ -539,13 +539,13 @@ impl Writer {
     /// If the batch's event ids are already stored, the original result (a retry), or a
     /// conflict when they are stored for something else.
     fn find_retry(&self, req: &AppendRequest) -> Result<Option<AppendResult>, Error> {
-        const STORED: &str = "SELECT stream, version, event_type, data, position, actor, \
+        const ANYWHERE: &str = "SELECT stream, version, event_type, data, position, actor, \
              agency, case_id FROM events WHERE event_id = ?1";
-        let mut lookup = self.conn.prepare_cached(&if self.global_ids {
-            STORED.to_owned()
-        } else {
-            format!("{STORED} AND stream = ?2")
-        })?;
+        const IN_STREAM: &str = "SELECT stream, version, event_type, data, position, actor, \
+             agency, case_id FROM events WHERE event_id = ?1 AND stream = ?2";
+        let mut lookup =
+            self.conn
+                .prepare_cached(if self.global_ids { ANYWHERE } else { IN_STREAM })?;
         let mut stored = Vec::with_capacity(req.events.len());
         for event in &req.events {
             let id = event.event_id.as_bytes().as_slice();

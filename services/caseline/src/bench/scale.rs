@@ -236,10 +236,10 @@ const ROUNDS: usize = 5;
 /// Reads and writes to the largest log and to a fresh one of the first size, in turns
 /// (fresh, large, then large, fresh, and so on; `this` binary), so that the machine's
 /// drift between one size's measures and another's (writes at 10 000 events varied
-/// 1.8 × between runs) falls on both alike. The ratio of the medians over the rounds is each read and write
-/// target's figure. The large log's server resumes from its checkpoints; the fresh one
-/// builds its projections at its first start, before its unmeasured warm-up calls
-/// answer. The large log's writers' cases hold the notes of the measures before; the
+/// 1.8 × between runs) falls on both alike. The ratio of the medians over the rounds is
+/// each read and write target's figure. The large log's server resumes from its
+/// checkpoints; the fresh one builds its projections at its first start, before its
+/// unmeasured warm-up calls answer. The large log's writers' cases hold the notes of the measures before; the
 /// fresh log's are short. Each round's notes count towards its log's size (reported).
 async fn alternated(
     large: &Setup,
@@ -425,29 +425,19 @@ impl Setup {
         raw_per_sec: f64,
         grown_in: Duration,
     ) -> Result<Value, BoxError> {
-        let key = DevKey::load_or_create(&self.dir)?;
-        let bearer = |a: &Actor| bearer_of(&key, a);
         let callers = Callers::of(self, probes)?;
         let Callers {
             one,
             caseload,
             inbox,
             audit,
+            advocate,
+            complaints,
             ..
         } = &callers;
 
         // The rebuild: no checkpoints, then one call that reads each projection and
         // index (each catches up with the whole log before it answers).
-        let advocate = bearer(&Actor::new(
-            "bench-advocate",
-            Role::VictimAdvocate,
-            "bench-advocacy",
-        ))?;
-        let complaints = bearer(&Actor::new(
-            "bench-complaints",
-            Role::ComplaintsOfficer,
-            "bench-oversight",
-        ))?;
         self.remove_checkpoints().await?;
         let started = Instant::now();
         let server = Server::start(self, binary).await?;
@@ -460,8 +450,8 @@ impl Setup {
                 started,
                 replay(&channel, audit, probes.history_case, probes.history_until)
             ),
-            answered(started, list_claims(&channel, &advocate)),
-            answered(started, list_complaints(&channel, &complaints)),
+            answered(started, list_claims(&channel, advocate)),
+            answered(started, list_complaints(&channel, complaints)),
             answered(started, break_glass_uses(&channel, audit)),
         )?;
         let rebuild_s = started.elapsed().as_secs_f64();
@@ -607,6 +597,9 @@ struct Callers {
     inbox: MetadataValue<Ascii>,
     reader: MetadataValue<Ascii>,
     audit: MetadataValue<Ascii>,
+    /// Read only by the rebuild (claims, complaints).
+    advocate: MetadataValue<Ascii>,
+    complaints: MetadataValue<Ascii>,
     /// Each writer's, with its case.
     writers: Vec<(MetadataValue<Ascii>, Uuid)>,
 }
@@ -622,6 +615,16 @@ impl Callers {
             inbox: bearer(&probes.inbox_reader)?,
             reader: bearer(&probes.timeline_reader)?,
             audit: bearer(&auditor)?,
+            advocate: bearer(&Actor::new(
+                "bench-advocate",
+                Role::VictimAdvocate,
+                "bench-advocacy",
+            ))?,
+            complaints: bearer(&Actor::new(
+                "bench-complaints",
+                Role::ComplaintsOfficer,
+                "bench-oversight",
+            ))?,
             writers: probes
                 .writers
                 .iter()
