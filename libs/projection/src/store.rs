@@ -205,6 +205,9 @@ impl SqliteCheckpoints {
                 }
                 let mut conn = Connection::open(&path)?;
                 conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                // A rebuild's writes of index runs recompiled their lookup at every
+                // key otherwise: a quarter of the index's writing.
+                caseline_eventlog::sqlite::stable_plans(&conn)?;
                 let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
                 // Everything here is derived from the log: a power cut may lose the
                 // last saves (never corrupt the file), and the next start reads that

@@ -103,6 +103,7 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
     create_private(path)
         .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", path.display())))?;
     let conn = Connection::open(path)?;
+    caseline_eventlog::sqlite::stable_plans(&conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Unavailable(format!(
