@@ -86,17 +86,19 @@ impl From<Stored> for State {
         };
         let opened: Vec<(Position, Uuid)> = state.opened.iter().map(|(p, id)| (*p, *id)).collect();
         for (position, case_id) in opened {
-            if let Some(team) = state.cases.get(&case_id).map(|s| s.team.clone()) {
-                state.index(position, &CaseTeam::new(), &team);
+            if let Some(found_by) = state.cases.get(&case_id).map(|s| keys(&s.team)) {
+                state.index(position, &FoundBy::default(), &found_by);
             }
         }
         state
     }
 }
 
-/// Who a team lets a list find the case by: each member and grantee, and each agency
-/// with a member.
-fn keys(team: &CaseTeam) -> (BTreeSet<(String, String)>, BTreeSet<String>) {
+/// Who a team lets a list find the case by: each member and grantee (by subject and
+/// agency), and each agency with a member.
+type FoundBy = (BTreeSet<(String, String)>, BTreeSet<String>);
+
+fn keys(team: &CaseTeam) -> FoundBy {
     let people = team
         .members()
         .map(|m| (m.subject.clone(), m.agency.clone()))
@@ -111,12 +113,12 @@ fn keys(team: &CaseTeam) -> (BTreeSet<(String, String)>, BTreeSet<String>) {
 }
 
 impl State {
-    /// Moves the case opened at `position` from the index entries of team `before` to
-    /// those of team `after`.
-    fn index(&mut self, position: Position, before: &CaseTeam, after: &CaseTeam) {
-        let (old_people, old_agencies) = keys(before);
-        let (new_people, new_agencies) = keys(after);
-        for gone in old_people.difference(&new_people) {
+    /// Moves the case opened at `position` from the index entries it was found by
+    /// (`before`) to those it is found by now (`after`).
+    fn index(&mut self, position: Position, before: &FoundBy, after: &FoundBy) {
+        let (old_people, old_agencies) = before;
+        let (new_people, new_agencies) = after;
+        for gone in old_people.difference(new_people) {
             if let Some(set) = self.by_person.get_mut(gone) {
                 set.remove(&position);
                 if set.is_empty() {
@@ -124,13 +126,13 @@ impl State {
                 }
             }
         }
-        for came in new_people.difference(&old_people) {
+        for came in new_people.difference(old_people) {
             self.by_person
                 .entry(came.clone())
                 .or_default()
                 .insert(position);
         }
-        for gone in old_agencies.difference(&new_agencies) {
+        for gone in old_agencies.difference(new_agencies) {
             if let Some(set) = self.by_agency.get_mut(gone) {
                 set.remove(&position);
                 if set.is_empty() {
@@ -138,7 +140,7 @@ impl State {
                 }
             }
         }
-        for came in new_agencies.difference(&old_agencies) {
+        for came in new_agencies.difference(old_agencies) {
             self.by_agency
                 .entry(came.clone())
                 .or_default()
@@ -155,18 +157,14 @@ impl State {
         let Some(summary) = self.cases.get_mut(&case_id) else {
             return Ok(());
         };
-        let before = summary.team.clone();
+        // Who found it before and after, not two copies of the team (a rebuild
+        // changes tens of thousands of teams).
+        let before = keys(&summary.team);
         change(&mut summary.team)?;
-        let after = summary.team.clone();
-        if let Some(position) = self.position_of(case_id) {
-            self.index(position, &before, &after);
-        }
+        let after = keys(&summary.team);
+        let position = summary.opened_position;
+        self.index(position, &before, &after);
         Ok(())
-    }
-
-    /// The position of the case's opening.
-    fn position_of(&self, case_id: Uuid) -> Option<Position> {
-        self.cases.get(&case_id).map(|s| s.opened_position)
     }
 }
 
