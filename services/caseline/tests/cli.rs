@@ -345,6 +345,22 @@ async fn bench_scale_measures_each_size_and_alternated() {
         sizes.len() == 2 && sizes[0] >= 5_000 && sizes[1] >= 6_000,
         "{sizes:?}"
     );
+    // Each size's rebuild is three rounds, each beside a raw read of its own, and the
+    // figure judged is the median of their ratios.
+    for report in reports.iter().filter(|r| r["bench"] == "scale") {
+        let rounds = report["rebuild_rounds"].as_array().expect("rebuild rounds");
+        assert_eq!(rounds.len(), 3, "{report}");
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .map(|r| {
+                assert!(r["raw_read_events_per_sec"].as_f64().expect("raw read") > 0.0);
+                assert!(r["rebuild_s"].as_f64().expect("rebuild") > 0.0);
+                r["rebuild_to_raw_read"].as_f64().expect("ratio")
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        assert_eq!(report["rebuild_to_raw_read"].as_f64(), Some(ratios[1]));
+    }
     let alternated = json_report(
         &stdout,
         &[

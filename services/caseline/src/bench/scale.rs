@@ -4,8 +4,9 @@
 //!
 //! - **rebuild**: the projections' checkpoints are removed and the server started; the
 //!   time until its lists (cases, inbox, reviews due) have all answered once is the
-//!   rebuild, in log events per second, next to a raw read of the whole log in the same
-//!   run (`EventLog::read_all`, pages of 512);
+//!   rebuild, in log events per second, next to a raw read of the whole log by this
+//!   process right before (`EventLog::read_all`, pages of 512); [`REBUILD_ROUNDS`]
+//!   rounds of both, and the median of the rounds' ratios;
 //! - **checkpoint**: the time the server takes to stop (it saves every projection's
 //!   checkpoint on the way) and the checkpoints' size;
 //! - **start**: from starting the process to the first answered `ListCases`, resuming
@@ -156,7 +157,7 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
         let grown = Instant::now();
         generator.grow_to(size, by_others).await?;
         let grown_in = grown.elapsed();
-        let (events, raw_per_sec, last) = raw_read(&*log).await?;
+        let (events, _, last) = raw_read(&*log).await?;
         head = last;
         by_others = events.saturating_sub(generator.written);
         log.close().await;
@@ -165,9 +166,7 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
         let binaries =
             std::iter::once(("this", &this)).chain(args.baseline.iter().map(|b| ("baseline", b)));
         for (i, (name, binary)) in binaries.enumerate() {
-            let mut report = setup
-                .measure(binary, &probes, events, raw_per_sec, grown_in)
-                .await?;
+            let mut report = setup.measure(binary, &probes, events, grown_in).await?;
             report["binary"] = json!(name);
             if args.json {
                 println!("{report}");
@@ -232,6 +231,11 @@ async fn scratch_schema(
 
 /// Rounds of the alternated measure, at each log.
 const ROUNDS: usize = 5;
+
+/// Rebuilds measured per size, each right after a raw read of the log by this process:
+/// the median of the rounds' ratios is the rebuild target's figure, since a raw read
+/// minutes before a rebuild (as it was measured first) varied with the machine's drift.
+const REBUILD_ROUNDS: usize = 3;
 
 /// Reads and writes to the largest log and to a fresh one of the first size, in turns
 /// (fresh, large, then large, fresh, and so on; `this` binary), so that the machine's
@@ -422,7 +426,6 @@ impl Setup {
         binary: &Path,
         probes: &Probes,
         events: u64,
-        raw_per_sec: f64,
         grown_in: Duration,
     ) -> Result<Value, BoxError> {
         let callers = Callers::of(self, probes)?;
@@ -436,30 +439,61 @@ impl Setup {
             ..
         } = &callers;
 
-        // The rebuild: no checkpoints, then one call that reads each projection and
+        // The rebuild, in rounds: a raw read of the log by this process, then no
+        // checkpoints and a server start, with one call that reads each projection and
         // index (each catches up with the whole log before it answers).
-        self.remove_checkpoints().await?;
-        let started = Instant::now();
-        let server = Server::start(self, binary).await?;
-        let channel = server.channel().await?;
-        let calls = tokio::try_join!(
-            answered(started, list_cases(&channel, caseload)),
-            answered(started, list_inbox(&channel, inbox)),
-            answered(started, reviews_due(&channel, caseload)),
-            answered(
-                started,
-                replay(&channel, audit, probes.history_case, probes.history_until)
-            ),
-            answered(started, list_claims(&channel, advocate)),
-            answered(started, list_complaints(&channel, complaints)),
-            answered(started, break_glass_uses(&channel, audit)),
-        )?;
-        let rebuild_s = started.elapsed().as_secs_f64();
-        let rebuild_calls = json!({
-            "list_cases": calls.0, "list_inbox": calls.1, "list_reviews_due": calls.2,
-            "replay_access_history": calls.3, "list_claims": calls.4,
-            "list_complaints": calls.5, "list_break_glass_uses": calls.6,
-        });
+        let mut rounds = Vec::new();
+        let mut rebuilt: Option<Server> = None;
+        for _ in 0..REBUILD_ROUNDS {
+            if let Some(server) = rebuilt.take() {
+                server.stop()?;
+            }
+            let (events, raw_per_sec, _) = {
+                let host = self.open().await?;
+                let read = raw_read(&**host.log()).await;
+                host.log().close().await;
+                read?
+            };
+            self.remove_checkpoints().await?;
+            let started = Instant::now();
+            let server = Server::start(self, binary).await?;
+            let channel = server.channel().await?;
+            let calls = tokio::try_join!(
+                answered(started, list_cases(&channel, caseload)),
+                answered(started, list_inbox(&channel, inbox)),
+                answered(started, reviews_due(&channel, caseload)),
+                answered(
+                    started,
+                    replay(&channel, audit, probes.history_case, probes.history_until)
+                ),
+                answered(started, list_claims(&channel, advocate)),
+                answered(started, list_complaints(&channel, complaints)),
+                answered(started, break_glass_uses(&channel, audit)),
+            )?;
+            let rebuild_s = started.elapsed().as_secs_f64();
+            let rebuild_per_sec = events as f64 / rebuild_s.max(1e-9);
+            rounds.push(json!({
+                "raw_read_events_per_sec": round1(raw_per_sec),
+                "rebuild_s": round3(rebuild_s),
+                "rebuild_events_per_sec": round1(rebuild_per_sec),
+                "rebuild_to_raw_read": round3(rebuild_per_sec / raw_per_sec.max(1e-9)),
+                "answered_s": {
+                    "list_cases": calls.0, "list_inbox": calls.1, "list_reviews_due": calls.2,
+                    "replay_access_history": calls.3, "list_claims": calls.4,
+                    "list_complaints": calls.5, "list_break_glass_uses": calls.6,
+                },
+            }));
+            rebuilt = Some(server);
+        }
+        let server = rebuilt.ok_or("no rebuild was measured")?;
+        let of_rounds = |key: &str| {
+            median(
+                &rounds
+                    .iter()
+                    .map(|r| r[key].as_f64().unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>(),
+            )
+        };
         let stopping = Instant::now();
         server.stop()?;
         let stop_s = stopping.elapsed().as_secs_f64();
@@ -503,11 +537,11 @@ impl Setup {
             "rss_writing_mib": round1(rss_writing),
             "writes_per_sec": round1(writes.per_sec()),
             "write_p99_ms": round3(writes.percentile_ms(0.99)),
-            "rebuild_s": round3(rebuild_s),
-            "rebuild_answered_s": rebuild_calls,
-            "rebuild_events_per_sec": round1(events as f64 / rebuild_s.max(1e-9)),
-            "raw_read_events_per_sec": round1(raw_per_sec),
-            "rebuild_to_raw_read": round3(events as f64 / rebuild_s.max(1e-9) / raw_per_sec.max(1e-9)),
+            "rebuild_s": of_rounds("rebuild_s"),
+            "rebuild_events_per_sec": of_rounds("rebuild_events_per_sec"),
+            "raw_read_events_per_sec": of_rounds("raw_read_events_per_sec"),
+            "rebuild_to_raw_read": of_rounds("rebuild_to_raw_read"),
+            "rebuild_rounds": rounds,
             "stop_with_checkpoints_s": round3(stop_s),
             "checkpoint_bytes": checkpoint_bytes.iter().map(|(_, n)| n).sum::<i64>(),
             "checkpoint_bytes_by_projection": checkpoint_bytes.into_iter().map(|(k, n)| (k, json!(n))).collect::<serde_json::Map<_, _>>(),
@@ -1071,13 +1105,23 @@ fn print_size(r: &Value) {
     println!("  ListInbox                  {}", pair("list_inbox"));
     println!("  ListReviewsDue             {}", pair("list_reviews_due"));
     println!(
-        "  rebuild                    {} s, {} events/s = {} x a raw read ({} events/s)",
+        "  rebuild (median of {REBUILD_ROUNDS}) {} s, {} events/s = {} x a raw read ({} events/s)",
         r["rebuild_s"],
         r["rebuild_events_per_sec"],
         r["rebuild_to_raw_read"],
         r["raw_read_events_per_sec"]
     );
-    println!("  rebuild, answered at (s)   {}", r["rebuild_answered_s"]);
+    if let Some(rounds) = r["rebuild_rounds"].as_array() {
+        for round in rounds {
+            println!(
+                "    a round: raw read {} events/s, rebuild {} s = {} x; answered at (s) {}",
+                round["raw_read_events_per_sec"],
+                round["rebuild_s"],
+                round["rebuild_to_raw_read"],
+                round["answered_s"]
+            );
+        }
+    }
     println!(
         "  stop with checkpoints      {} s, {} bytes",
         r["stop_with_checkpoints_s"], r["checkpoint_bytes"]
