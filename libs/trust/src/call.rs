@@ -369,7 +369,8 @@ impl Call {
             expires_at_unix_ms: to_unix_ms(now + BREAK_GLASS_TTL),
         };
         let event = NewEvent {
-            event_id: Uuid::new_v4(),
+            // Time-ordered, like the access records beside it.
+            event_id: Uuid::now_v7(),
             event_type: BREAK_GLASS_GRANTED.to_owned(),
             data: payload.encode_to_vec(),
             metadata: self.event_metadata(Some(case_id), None),

@@ -76,7 +76,10 @@ pub(crate) async fn append_access(
         unauthenticated: facts.unauthenticated,
     };
     let event = NewEvent {
-        event_id: Uuid::new_v4(),
+        // Time-ordered: the log's index of ids by stream then takes each record at the
+        // end of its stream's range (`access-global` grows by every list call), not on
+        // a random leaf of it, read and written again at every commit.
+        event_id: Uuid::now_v7(),
         event_type: ACCESS_RECORDED.to_owned(),
         data: payload.encode_to_vec(),
         metadata: Metadata {
