@@ -75,7 +75,8 @@ struct At {
     unsaved: u64,
     /// The write under way, if any, and the position it saves: it runs in a task of
     /// its own while the next entries are read (so at most two batches are held), and
-    /// is waited for before the next write, at the head of the log, and at a save.
+    /// is waited for before the next write, by a find (at the head of the log), and at
+    /// a save; a round of the shared read at the head collects it only once finished.
     writing: Option<(JoinHandle<Result<(), Error>>, Position)>,
     /// Events read since this process started it.
     read: u64,
@@ -181,7 +182,7 @@ impl<K: Keys> Indexed<K> {
             let read = self.log.read_of(&K::INTEREST, at.read_to, PAGE).await?;
             let at_head = read.events.len() < PAGE || read.scanned_to <= at.read_to;
             let to = at.read_to.max(read.scanned_to);
-            self.take(at, &read.events, to, at_head).await?;
+            self.take(at, &read.events, to, at_head, true).await?;
             if at_head {
                 return Ok(at.filed);
             }
@@ -208,13 +209,18 @@ impl<K: Keys> Indexed<K> {
 
     /// Takes the entries of `page` past where it stands, up to `to`, and writes what it
     /// holds when there is enough of it, when it has read [`SAVE_EVERY_EVENTS`] without
-    /// writing, or at the head of the log.
+    /// writing, or at the head of the log. With `settle`, it returns once everything
+    /// taken is written (a query of this index, a save). Without (a round of the shared
+    /// read), it does not wait at the head: the round, and the query of another
+    /// projection that ran it, goes on while the write runs, and what comes while a
+    /// write runs waits for the next round's write (at most [`ENTRIES_PER_WRITE`]).
     async fn take(
         &self,
         at: &mut At,
         page: &[RecordedEvent],
         to: Position,
         at_head: bool,
+        settle: bool,
     ) -> Result<(), Error> {
         let before = at.read_to;
         at.pending.extend(
@@ -233,9 +239,13 @@ impl<K: Keys> Indexed<K> {
         at.unsaved += read;
         at.read += read;
         at.read_to = at.read_to.max(to);
+        let write_done = at
+            .writing
+            .as_ref()
+            .is_none_or(|(write, _)| write.is_finished());
         if at.pending.len() >= ENTRIES_PER_WRITE
             || at.unsaved >= SAVE_EVERY_EVENTS
-            || (at_head && !at.pending.is_empty())
+            || (at_head && !at.pending.is_empty() && (settle || write_done))
         {
             Self::written(at).await?;
             let entries = std::mem::take(&mut at.pending);
@@ -246,7 +256,7 @@ impl<K: Keys> Indexed<K> {
             at.writing = Some((write, position));
             at.unsaved = 0;
         }
-        if at_head {
+        if at_head && (settle || at.writing.as_ref().is_some_and(|(w, _)| w.is_finished())) {
             Self::written(at).await?;
         }
         if at.pending.is_empty() && at.writing.is_none() {
@@ -270,7 +280,7 @@ impl<K: Keys> Indexed<K> {
         let at = self.started(&mut guard).await?;
         if at.writing.is_some() || !at.pending.is_empty() {
             let to = at.read_to;
-            self.take(at, &[], to, true).await?;
+            self.take(at, &[], to, true, true).await?;
             return Ok(true);
         }
         if at.filed <= at.saved {
@@ -353,7 +363,7 @@ impl<K: Keys> Follower for Indexed<K> {
         if at.read_to < from {
             return Ok(false);
         }
-        self.take(at, page, to, at_head).await?;
+        self.take(at, page, to, at_head, false).await?;
         Ok(true)
     }
 

@@ -17,7 +17,9 @@ use caseline_eventlog::{
     AppendResult, Direction, Error, EventLog, ExpectedVersion, Interest, Metadata, NewEvent,
     Position, ReadOf, RecordedEvent, StreamName, Uuid,
 };
-use caseline_projection::{CheckpointStore, Feed, Fold, Followed, Indexed, SqliteCheckpoints};
+use caseline_projection::{
+    CheckpointStore, Feed, Fold, Followed, IndexEntry, Indexed, Snapshot, SqliteCheckpoints,
+};
 use common::Named;
 
 /// A SQLite log that counts the events its readers were given by `read_all` and
@@ -324,4 +326,112 @@ async fn a_follower_that_fails_leaves_the_shared_read_and_rejoins_once_caught_up
     grow(&*log, &w.ids, 1).await;
     let reached = feed.catch_up().await.unwrap().expect("a round ran");
     assert_eq!(cases.progress().await.0, reached, "fed again");
+}
+
+/// A SQLite state store whose index writes wait until it is opened (a write that takes
+/// its time: a commit of runs all over a large table).
+#[derive(Debug)]
+struct Gated {
+    store: SqliteCheckpoints,
+    open: tokio::sync::watch::Sender<bool>,
+    writes: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for Gated {
+    async fn load(&self, name: &str) -> Result<Option<Snapshot>, Error> {
+        self.store.load(name).await
+    }
+
+    async fn save(&self, name: &str, snapshot: &Snapshot) -> Result<(), Error> {
+        self.store.save(name, snapshot).await
+    }
+
+    async fn index(
+        &self,
+        name: &str,
+        format: u32,
+        position: Position,
+        entries: Vec<IndexEntry>,
+    ) -> Result<(), Error> {
+        // The sender lives as long as the store: waiting cannot fail.
+        let _ = self.open.subscribe().wait_for(|open| *open).await;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.store.index(name, format, position, entries).await
+    }
+
+    async fn clear_index(&self, name: &str) -> Result<(), Error> {
+        self.store.clear_index(name).await
+    }
+
+    async fn find(
+        &self,
+        name: &str,
+        key: Uuid,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, Error> {
+        self.store.find(name, key, after, limit).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_at_the_head_does_not_wait_for_an_index_write_and_a_find_of_it_does() {
+    let (w, _) = world(20).await;
+    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
+    let gated = Arc::new(Gated {
+        store: SqliteCheckpoints::open(w.dir.path().join("state.sqlite"))
+            .await
+            .unwrap(),
+        open: tokio::sync::watch::Sender::new(true),
+        writes: AtomicU64::new(0),
+    });
+    let feed = Feed::new(Arc::clone(&log));
+    let cases = Followed::<Counts<true>>::fed_by(
+        "cases",
+        &feed,
+        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
+    );
+    let named = Indexed::<Named>::fed_by(
+        "named",
+        &feed,
+        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
+    );
+    feed.open();
+    let built = entries(&named, &w.ids).await;
+    assert!(built.iter().all(|e| !e.is_empty()));
+
+    // List pages recorded while the state store is slow to write: a query of another
+    // projection (its round of the shared read) answers without waiting for the index.
+    gated.open.send_replace(false);
+    grow(&*log, &w.ids, 3).await;
+    let writes = gated.writes.load(Ordering::SeqCst);
+    let answered = tokio::time::timeout(Duration::from_secs(30), cases.view())
+        .await
+        .expect("the round waited for the index's write")
+        .unwrap()
+        .per_stream
+        .values()
+        .sum::<u64>();
+    assert_eq!(answered, 23 * 7);
+    assert_eq!(gated.writes.load(Ordering::SeqCst), writes, "still held");
+
+    // A find of the index waits for the write and sees every page recorded, as one
+    // rebuilt from the log does.
+    let finding = {
+        let (named, ids) = (Arc::clone(&named), w.ids.clone());
+        tokio::spawn(async move { entries(&named, &ids).await })
+    };
+    gated.open.send_replace(true);
+    let found = finding.await.unwrap();
+    assert!(gated.writes.load(Ordering::SeqCst) > writes);
+    let alone = Indexed::<Named>::new("named", Arc::clone(&log), store(&w, "alone.sqlite").await);
+    assert_eq!(found, entries(&alone, &w.ids).await);
+    assert!(
+        found
+            .iter()
+            .zip(&built)
+            .all(|(now, then)| now.len() > then.len()),
+        "the pages recorded meanwhile are found"
+    );
 }
