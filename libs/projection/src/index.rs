@@ -61,7 +61,8 @@ pub struct Indexed<K> {
 
 /// Where an index stands. Entries are written in batches: `read_to` is the last
 /// position read, `filed` the last one whose entries are all written (with `pending`
-/// empty, the same), `saved` the last one saved as the index's checkpoint. Pages with
+/// empty and no write under way, the same), `saved` the last one saved as the index's
+/// checkpoint. Pages with
 /// no entry are not written (most of the log, for most indexes), so the saved one may
 /// be behind; a restart then reads those pages again, which files nothing twice.
 struct At {
@@ -82,6 +83,16 @@ struct At {
     read: u64,
     /// When it started, until its first catch-up reached the log's head.
     catching_up_since: Option<std::time::Instant>,
+}
+
+impl At {
+    /// Whether no write is under way, or the one under way has ended (and awaiting it
+    /// returns at once).
+    fn write_finished(&self) -> bool {
+        self.writing
+            .as_ref()
+            .is_none_or(|(write, _)| write.is_finished())
+    }
 }
 
 /// How far (in events) the saved checkpoint may fall behind what was read before it is
@@ -178,6 +189,11 @@ impl<K: Keys> Indexed<K> {
 
     /// Files everything the log holds now by its own read.
     async fn read_alone(&self, at: &mut At) -> Result<Position, Error> {
+        // A write a round started and did not wait for may have failed: what it held is
+        // read again below, from the last position filed, and written by this call.
+        if let Err(e) = Self::written(at).await {
+            tracing::warn!(index = self.name, error = %e, "an index write failed; its entries are read again");
+        }
         loop {
             let read = self.log.read_of(&K::INTEREST, at.read_to, PAGE).await?;
             let at_head = read.events.len() < PAGE || read.scanned_to <= at.read_to;
@@ -212,8 +228,11 @@ impl<K: Keys> Indexed<K> {
     /// writing, or at the head of the log. With `settle`, it returns once everything
     /// taken is written (a query of this index, a save). Without (a round of the shared
     /// read), it does not wait at the head: the round, and the query of another
-    /// projection that ran it, goes on while the write runs, and what comes while a
-    /// write runs waits for the next round's write (at most [`ENTRIES_PER_WRITE`]).
+    /// projection that ran it, goes on while the write runs. What is taken while a
+    /// write runs is written by a later round at the head that finds it finished, by a
+    /// find, or by the next checkpoint save, whichever comes first; it holds at most
+    /// [`ENTRIES_PER_WRITE`] entries and a page, and [`SAVE_EVERY_EVENTS`] events read.
+    /// Until written it is not filed: a restart reads it again.
     async fn take(
         &self,
         at: &mut At,
@@ -239,13 +258,9 @@ impl<K: Keys> Indexed<K> {
         at.unsaved += read;
         at.read += read;
         at.read_to = at.read_to.max(to);
-        let write_done = at
-            .writing
-            .as_ref()
-            .is_none_or(|(write, _)| write.is_finished());
         if at.pending.len() >= ENTRIES_PER_WRITE
             || at.unsaved >= SAVE_EVERY_EVENTS
-            || (at_head && !at.pending.is_empty() && (settle || write_done))
+            || (at_head && !at.pending.is_empty() && (settle || at.write_finished()))
         {
             Self::written(at).await?;
             let entries = std::mem::take(&mut at.pending);
@@ -256,15 +271,16 @@ impl<K: Keys> Indexed<K> {
             at.writing = Some((write, position));
             at.unsaved = 0;
         }
-        if at_head && (settle || at.writing.as_ref().is_some_and(|(w, _)| w.is_finished())) {
+        if at_head && (settle || at.write_finished()) {
             Self::written(at).await?;
         }
+        crate::measure_lag(self.name, page);
         if at.pending.is_empty() && at.writing.is_none() {
             at.filed = at.read_to;
-        }
-        crate::measure_lag(self.name, page);
-        if at_head && let Some(since) = at.catching_up_since.take() {
-            crate::caught_up(self.name, at.read, since);
+            // Caught up once all it read is written, not while its last batch is.
+            if at_head && let Some(since) = at.catching_up_since.take() {
+                crate::caught_up(self.name, at.read, since);
+            }
         }
         Ok(())
     }

@@ -335,6 +335,8 @@ struct Gated {
     store: SqliteCheckpoints,
     open: tokio::sync::watch::Sender<bool>,
     writes: AtomicU64,
+    /// While set, the next index write fails (and clears it).
+    fail_next: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -356,6 +358,9 @@ impl CheckpointStore for Gated {
     ) -> Result<(), Error> {
         // The sender lives as long as the store: waiting cannot fail.
         let _ = self.open.subscribe().wait_for(|open| *open).await;
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(Error::Unavailable("the state store failed a write".into()));
+        }
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.store.index(name, format, position, entries).await
     }
@@ -375,17 +380,22 @@ impl CheckpointStore for Gated {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_round_at_the_head_does_not_wait_for_an_index_write_and_a_find_of_it_does() {
-    let (w, _) = world(20).await;
-    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
-    let gated = Arc::new(Gated {
+async fn gated(w: &World) -> Arc<Gated> {
+    Arc::new(Gated {
         store: SqliteCheckpoints::open(w.dir.path().join("state.sqlite"))
             .await
             .unwrap(),
         open: tokio::sync::watch::Sender::new(true),
         writes: AtomicU64::new(0),
-    });
+        fail_next: AtomicBool::new(false),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_at_the_head_does_not_wait_for_an_index_write_and_a_find_of_it_does() {
+    let (w, _) = world(20).await;
+    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
+    let gated = gated(&w).await;
     let feed = Feed::new(Arc::clone(&log));
     let cases = Followed::<Counts<true>>::fed_by(
         "cases",
@@ -434,4 +444,35 @@ async fn a_round_at_the_head_does_not_wait_for_an_index_write_and_a_find_of_it_d
             .all(|(now, then)| now.len() > then.len()),
         "the pages recorded meanwhile are found"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_write_that_fails_unawaited_is_read_again_by_the_next_find() {
+    let (w, _) = world(20).await;
+    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
+    let gated = gated(&w).await;
+    let feed = Feed::new(Arc::clone(&log));
+    let cases = Followed::<Counts<true>>::fed_by(
+        "cases",
+        &feed,
+        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
+    );
+    let named = Indexed::<Named>::fed_by(
+        "named",
+        &feed,
+        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
+    );
+    feed.open();
+    entries(&named, &w.ids).await;
+
+    // A round starts the write of the new pages' entries, which fails; nobody waits.
+    gated.fail_next.store(true, Ordering::SeqCst);
+    grow(&*log, &w.ids, 3).await;
+    drop(cases.view().await.unwrap());
+
+    // The next find reads those pages again and finds what a rebuilt index finds.
+    let found = entries(&named, &w.ids).await;
+    assert!(!gated.fail_next.load(Ordering::SeqCst), "the write failed");
+    let alone = Indexed::<Named>::new("named", Arc::clone(&log), store(&w, "alone.sqlite").await);
+    assert_eq!(found, entries(&alone, &w.ids).await);
 }
