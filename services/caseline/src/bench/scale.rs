@@ -486,13 +486,13 @@ impl Setup {
             rebuilt = Some(server);
         }
         let server = rebuilt.ok_or("no rebuild was measured")?;
-        let of_rounds = |key: &str| {
-            median(
-                &rounds
-                    .iter()
-                    .map(|r| r[key].as_f64().unwrap_or(f64::NAN))
-                    .collect::<Vec<_>>(),
-            )
+        // The round whose ratio is the median, reported whole so that its figures
+        // multiply out.
+        let judged = {
+            let ratio = |r: &Value| r["rebuild_to_raw_read"].as_f64().unwrap_or(f64::NAN);
+            let mut by_ratio: Vec<&Value> = rounds.iter().collect();
+            by_ratio.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+            by_ratio[by_ratio.len() / 2].clone()
         };
         let stopping = Instant::now();
         server.stop()?;
@@ -537,10 +537,10 @@ impl Setup {
             "rss_writing_mib": round1(rss_writing),
             "writes_per_sec": round1(writes.per_sec()),
             "write_p99_ms": round3(writes.percentile_ms(0.99)),
-            "rebuild_s": of_rounds("rebuild_s"),
-            "rebuild_events_per_sec": of_rounds("rebuild_events_per_sec"),
-            "raw_read_events_per_sec": of_rounds("raw_read_events_per_sec"),
-            "rebuild_to_raw_read": of_rounds("rebuild_to_raw_read"),
+            "rebuild_s": judged["rebuild_s"],
+            "rebuild_events_per_sec": judged["rebuild_events_per_sec"],
+            "raw_read_events_per_sec": judged["raw_read_events_per_sec"],
+            "rebuild_to_raw_read": judged["rebuild_to_raw_read"],
             "rebuild_rounds": rounds,
             "stop_with_checkpoints_s": round3(stop_s),
             "checkpoint_bytes": checkpoint_bytes.iter().map(|(_, n)| n).sum::<i64>(),
@@ -1105,7 +1105,7 @@ fn print_size(r: &Value) {
     println!("  ListInbox                  {}", pair("list_inbox"));
     println!("  ListReviewsDue             {}", pair("list_reviews_due"));
     println!(
-        "  rebuild (median of {REBUILD_ROUNDS}) {} s, {} events/s = {} x a raw read ({} events/s)",
+        "  rebuild (median round of {REBUILD_ROUNDS}) {} s, {} events/s = {} x a raw read ({} events/s)",
         r["rebuild_s"],
         r["rebuild_events_per_sec"],
         r["rebuild_to_raw_read"],
