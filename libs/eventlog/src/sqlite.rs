@@ -831,8 +831,8 @@ fn sqlite_position(p: Position) -> Result<i64, Error> {
 /// One plan per statement whatever its bound values. The bundled SQLite is built with
 /// STAT4, which otherwise recompiles a cached statement whenever a value compared
 /// with an indexed column changes (every read here binds a position or a version):
-/// that recompiling was a fifth of a busy server's CPU. Every SQLite connection of
-/// Caseline sets it (the state store's and the key store's too).
+/// that recompiling was a fifth of a busy server's CPU. Every SQLite connection a
+/// Caseline server opens sets it (the state store's and the key store's too).
 pub fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,

@@ -337,8 +337,8 @@ fn caught_up(name: &'static str, events: u64, since: std::time::Instant) {
 const TRACED_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// The oldest an event may be recorded and be applied in a span: [`TRACED_FOR`] ago,
-/// read once per page rather than per event and follower (a rebuild's ten million
-/// clock reads). An event stamped ahead of this clock is recent too.
+/// read by each projection once per page rather than once per event (a rebuild's ten
+/// million clock reads). An event stamped ahead of this clock is recent too.
 fn traced_since() -> SystemTime {
     SystemTime::now()
         .checked_sub(TRACED_FOR)
