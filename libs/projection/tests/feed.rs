@@ -380,35 +380,59 @@ impl CheckpointStore for Gated {
     }
 }
 
-async fn gated(w: &World) -> Arc<Gated> {
-    Arc::new(Gated {
+/// A log of 20 rounds, and a cases projection and the index of named ids fed by one
+/// read of it, over a [`Gated`] state store (open), built once: what the index held
+/// then is `built`.
+struct OverGate {
+    w: World,
+    log: Arc<dyn EventLog>,
+    gated: Arc<Gated>,
+    /// Bind it: the followers hold it weakly, and without it they read alone.
+    feed: Arc<Feed>,
+    cases: Arc<Followed<Counts<true>>>,
+    named: Arc<Indexed<Named>>,
+    built: Vec<Vec<Position>>,
+}
+
+async fn over_gate() -> OverGate {
+    let (w, _) = world(20).await;
+    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
+    let gated = Arc::new(Gated {
         store: SqliteCheckpoints::open(w.dir.path().join("state.sqlite"))
             .await
             .unwrap(),
         open: tokio::sync::watch::Sender::new(true),
         writes: AtomicU64::new(0),
         fail_next: AtomicBool::new(false),
-    })
+    });
+    let state = Arc::clone(&gated) as Arc<dyn CheckpointStore>;
+    let feed = Feed::new(Arc::clone(&log));
+    let cases = Followed::<Counts<true>>::fed_by("cases", &feed, Arc::clone(&state));
+    let named = Indexed::<Named>::fed_by("named", &feed, state);
+    feed.open();
+    let built = entries(&named, &w.ids).await;
+    OverGate {
+        w,
+        log,
+        gated,
+        feed,
+        cases,
+        named,
+        built,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_at_the_head_does_not_wait_for_an_index_write_and_a_find_of_it_does() {
-    let (w, _) = world(20).await;
-    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
-    let gated = gated(&w).await;
-    let feed = Feed::new(Arc::clone(&log));
-    let cases = Followed::<Counts<true>>::fed_by(
-        "cases",
-        &feed,
-        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
-    );
-    let named = Indexed::<Named>::fed_by(
-        "named",
-        &feed,
-        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
-    );
-    feed.open();
-    let built = entries(&named, &w.ids).await;
+    let OverGate {
+        w,
+        log,
+        gated,
+        feed: _feed,
+        cases,
+        named,
+        built,
+    } = over_gate().await;
     assert!(built.iter().all(|e| !e.is_empty()));
 
     // List pages recorded while the state store is slow to write: a query of another
@@ -448,31 +472,23 @@ async fn a_round_at_the_head_does_not_wait_for_an_index_write_and_a_find_of_it_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_write_that_fails_unawaited_is_read_again_by_the_next_find() {
-    let (w, _) = world(20).await;
-    let log: Arc<dyn EventLog> = Arc::clone(&w.log) as Arc<dyn EventLog>;
-    let gated = gated(&w).await;
-    let feed = Feed::new(Arc::clone(&log));
-    let cases = Followed::<Counts<true>>::fed_by(
-        "cases",
-        &feed,
-        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
-    );
-    let named = Indexed::<Named>::fed_by(
-        "named",
-        &feed,
-        Arc::clone(&gated) as Arc<dyn CheckpointStore>,
-    );
-    feed.open();
-    entries(&named, &w.ids).await;
+    let g = over_gate().await;
 
     // A round starts the write of the new pages' entries, which fails; nobody waits.
-    gated.fail_next.store(true, Ordering::SeqCst);
-    grow(&*log, &w.ids, 3).await;
-    drop(cases.view().await.unwrap());
+    g.gated.fail_next.store(true, Ordering::SeqCst);
+    grow(&*g.log, &g.w.ids, 3).await;
+    drop(g.cases.view().await.unwrap());
 
     // The next find reads those pages again and finds what a rebuilt index finds.
-    let found = entries(&named, &w.ids).await;
-    assert!(!gated.fail_next.load(Ordering::SeqCst), "the write failed");
-    let alone = Indexed::<Named>::new("named", Arc::clone(&log), store(&w, "alone.sqlite").await);
-    assert_eq!(found, entries(&alone, &w.ids).await);
+    let found = entries(&g.named, &g.w.ids).await;
+    assert!(
+        !g.gated.fail_next.load(Ordering::SeqCst),
+        "the write failed"
+    );
+    let alone = Indexed::<Named>::new(
+        "named",
+        Arc::clone(&g.log),
+        store(&g.w, "alone.sqlite").await,
+    );
+    assert_eq!(found, entries(&alone, &g.w.ids).await);
 }
