@@ -48,9 +48,9 @@ const SEEN_HASHES: u64 = 4;
 /// requests, a third at 3 000 and 80 % at 6 000, each a lookup in the log's index of
 /// event ids. Memory stays within that bound however long the stream grows, and a
 /// command asks the log only about a request it may have seen, so a new request on a
-/// long stream seldom costs a lookup. A request id reused for a different request is ALREADY_EXISTS while the
-/// first is among the last [`REQUESTS_REMEMBERED`]; further back it is taken for a new
-/// request.
+/// long stream seldom costs a lookup. A request id reused for a different request is
+/// ALREADY_EXISTS while the first is among the last [`REQUESTS_REMEMBERED`]; further
+/// back it is taken for a new request.
 #[derive(Clone, Debug)]
 pub struct Requests {
     recent: HashMap<Uuid, Applied>,

@@ -157,8 +157,9 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<(), BoxError> {
         let grown = Instant::now();
         generator.grow_to(size, by_others).await?;
         let grown_in = grown.elapsed();
-        let (events, _, last) = raw_read(&*log).await?;
-        head = last;
+        // The whole log's size, and its head for the next size.
+        head = Position::START;
+        let events = count_after(&*log, &mut head).await?;
         by_others = events.saturating_sub(generator.written);
         log.close().await;
         drop(host);
@@ -243,8 +244,9 @@ const REBUILD_ROUNDS: usize = 3;
 /// 1.8 × between runs) falls on both alike. The ratio of the medians over the rounds is
 /// each read and write target's figure. The large log's server resumes from its
 /// checkpoints; the fresh one builds its projections at its first start, before its
-/// unmeasured warm-up calls answer. The large log's writers' cases hold the notes of the measures before; the
-/// fresh log's are short. Each round's notes count towards its log's size (reported).
+/// unmeasured warm-up calls answer. The large log's writers' cases hold the notes of
+/// the measures before; the fresh log's are short. Each round's notes count towards
+/// its log's size (reported).
 async fn alternated(
     large: &Setup,
     binary: &Path,
@@ -448,7 +450,7 @@ impl Setup {
             if let Some(server) = rebuilt.take() {
                 server.stop()?;
             }
-            let (events, raw_per_sec, _) = {
+            let (events, raw_per_sec) = {
                 let host = self.open().await?;
                 let read = raw_read(&**host.log()).await;
                 host.log().close().await;
@@ -806,24 +808,13 @@ async fn answered(
     Ok(round3(started.elapsed().as_secs_f64()))
 }
 
-/// Reads the whole log: how many events, how many per second, and the last one's
-/// position.
-async fn raw_read(log: &dyn EventLog) -> Result<(u64, f64, Position), BoxError> {
+/// Reads the whole log: how many events, and how many per second.
+async fn raw_read(log: &dyn EventLog) -> Result<(u64, f64), BoxError> {
     let started = Instant::now();
     let mut after = Position::START;
-    let mut events = 0u64;
-    loop {
-        let page = log.read_all(after, 512).await?;
-        events += page.len() as u64;
-        if let Some(last) = page.last() {
-            after = last.position;
-        }
-        if page.len() < 512 {
-            break;
-        }
-    }
+    let events = count_after(log, &mut after).await?;
     let per_sec = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok((events, per_sec, after))
+    Ok((events, per_sec))
 }
 
 /// Counts the events after `head`, moving it to the last.
